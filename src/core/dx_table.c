@@ -39,7 +39,8 @@ int dx_table_add(dx_table *tab, const char *name, int ndim, const int64_t *shape
     s->flags = flags;
     s->lr_mult = 1.0f;
     s->wd_mult = (flags & DX_TF_NO_WD) ? 0.0f : 1.0f;
-    tab->total += (numel + DX_TABLE_ALIGN - 1) / DX_TABLE_ALIGN * DX_TABLE_ALIGN;
+    tab->total += (flags & DX_TF_PACKED) ? numel
+                                         : (numel + DX_TABLE_ALIGN - 1) / DX_TABLE_ALIGN * DX_TABLE_ALIGN;
     return tab->n++;
 }
 

@@ -21,7 +21,9 @@
 enum {
     DX_TF_BUFFER = 1u << 0, /* state, not trained: no grad, no AdamW, no EMA (rope periods, bias_mask) */
     DX_TF_NO_WD = 1u << 1,  /* excluded from weight decay (biases, norms, LayerScale) */
-    DX_TF_LAST_LAYER = 1u << 2 /* head prototype layer: uses the last-layer lr schedule */
+    DX_TF_LAST_LAYER = 1u << 2, /* head prototype layer: uses the last-layer lr schedule */
+    DX_TF_PACKED = 1u << 3  /* the next tensor starts right after this one (no padding), so two
+                               tensors can be used as one, e.g. SwiGLU w1|w2 in one GEMM */
 };
 
 typedef struct dx_tensor_spec {

@@ -1,0 +1,593 @@
+/* vit.c - DINOv3 ViT backbone: parameter table, init, forward, backward.
+ *
+ * Reading dx_vit_forward / dx_vit_backward is reading the model: a loop over
+ * blocks calling backend ops in order, and the same list in reverse. Linear
+ * layers are y[M,out] = x[M,in] W[out,in]^T + b, as in the state dict. */
+#include "nn/vit.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/dx_rng.h"
+
+/* ------------------------------------------------------------------------- */
+/* configuration                                                              */
+
+int dx_swiglu_width(int hidden, int align) {
+    int d = (int)(hidden * 2.0 / 3.0);
+    return (d + align - 1) / align * align;
+}
+
+dx_status dx_vit_config_named(dx_vit_config *c, const char *arch, dx_err *err) {
+    memset(c, 0, sizeof *c);
+    snprintf(c->arch, sizeof c->arch, "%s", arch);
+    c->registers = 4;
+    c->patch = 16;
+    c->in_chans = 3;
+    c->ffn = DX_FFN_MLP;
+    c->ln_eps = 1e-5f;
+    c->qkv_bias = 1;
+    c->mask_k_bias = 1;
+    c->proj_bias = 1;
+    c->ffn_bias = 1;
+    c->layerscale_init = 1e-5f;
+    c->rope_base = 100.0f;
+    struct { const char *name; int dim, depth, heads; } sizes[] = {
+        {"vit_tiny", 192, 12, 3},   {"vit_small", 384, 12, 6}, {"vit_base", 768, 12, 12},
+        {"vit_large", 1024, 24, 16}, {"vit_giant", 1536, 40, 24}, {"custom", 0, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        if (strcmp(arch, sizes[i].name) != 0) continue;
+        c->dim = sizes[i].dim;
+        c->depth = sizes[i].depth;
+        c->heads = sizes[i].heads;
+        c->ffn_hidden = 4 * c->dim;
+        if (strcmp(arch, "vit_giant") == 0) {
+            /* DINOv2's ViT-g: SwiGLU with mlp_ratio 4 -> int(6144*2/3) aligned to 8 = 4096. */
+            c->ffn = DX_FFN_SWIGLU;
+            c->ffn_hidden = dx_swiglu_width(4 * c->dim, 8);
+        }
+        return DX_OK;
+    }
+    return dx_fail(err, DX_EINVAL,
+                   "unknown arch '%s' (vit_tiny, vit_small, vit_base, vit_large, vit_giant, custom)",
+                   arch);
+}
+
+dx_status dx_vit_config_check(const dx_vit_config *c, dx_err *err) {
+    if (c->dim <= 0 || c->depth <= 0 || c->heads <= 0 || c->patch <= 0 || c->ffn_hidden <= 0 ||
+        c->registers < 0 || c->in_chans <= 0)
+        return dx_fail(err, DX_EINVAL, "vit config: sizes must be positive (dim %d depth %d heads %d patch %d ffn %d)",
+                       c->dim, c->depth, c->heads, c->patch, c->ffn_hidden);
+    if (c->dim % (4 * c->heads) != 0)
+        return dx_fail(err, DX_EINVAL, "vit config: dim %d must be a multiple of 4*heads = %d (axial RoPE)",
+                       c->dim, 4 * c->heads);
+    if (!(c->ln_eps > 0)) return dx_fail(err, DX_EINVAL, "vit config: ln_eps must be > 0");
+    if (c->drop_path < 0 || c->drop_path >= 1)
+        return dx_fail(err, DX_EINVAL, "vit config: drop_path %g not in [0, 1)", c->drop_path);
+    if (c->rope_jitter != 0 && c->rope_jitter < 1)
+        return dx_fail(err, DX_EINVAL, "vit config: rope_jitter must be 0 (off) or >= 1");
+    if (c->rope_rescale != 0 && c->rope_rescale < 1)
+        return dx_fail(err, DX_EINVAL, "vit config: rope_rescale must be 0 (off) or >= 1");
+    return DX_OK;
+}
+
+/* ------------------------------------------------------------------------- */
+/* parameter table                                                            */
+
+static int add(dx_table *t, const char *name, unsigned flags, dx_err *err, int ndim, int64_t d0,
+               int64_t d1, int64_t d2, int64_t d3) {
+    int64_t shape[4] = {d0, d1, d2, d3};
+    return dx_table_add(t, name, ndim, shape, flags, err);
+}
+
+dx_status dx_vit_init(dx_vit *m, const dx_vit_config *cfg, dx_err *err) {
+    memset(m, 0, sizeof *m);
+    dx_status st = dx_vit_config_check(cfg, err);
+    if (st) return st;
+    m->cfg = *cfg;
+    dx_table *t = &m->tab;
+    dx_table_init(t);
+    const int64_t D = cfg->dim, p = cfg->patch, Dh = cfg->dim / cfg->heads;
+    const unsigned NOWD = DX_TF_NO_WD;
+    char n[DX_NAME_MAX];
+    int bad = 0;
+#define ADD(var, name, flags, nd, a, b, c, d) \
+    do { var = add(t, name, flags, err, nd, a, b, c, d); bad |= var < 0; } while (0)
+    ADD(m->cls, "cls_token", 0, 3, 1, 1, D, 0);
+    m->reg = -1;
+    if (cfg->registers > 0) ADD(m->reg, "storage_tokens", 0, 3, 1, cfg->registers, D, 0);
+    ADD(m->mask_token, "mask_token", 0, 2, 1, D, 0, 0);
+    ADD(m->pe_w, "patch_embed.proj.weight", 0, 4, D, cfg->in_chans, p, p);
+    ADD(m->pe_b, "patch_embed.proj.bias", NOWD, 1, D, 0, 0, 0);
+    ADD(m->periods, "rope_embed.periods", DX_TF_BUFFER, 1, Dh / 4, 0, 0, 0);
+    m->blk = calloc((size_t)cfg->depth, sizeof *m->blk);
+    if (!m->blk) return dx_fail(err, DX_ENOMEM, "vit blocks");
+    const int swiglu = cfg->ffn == DX_FFN_SWIGLU;
+    for (int l = 0; l < cfg->depth && !bad; l++) {
+        dx_vit_block_ids *b = &m->blk[l];
+        b->qkv_b = b->qkv_mask = b->proj_b = b->fc1_b = b->fc2_b = b->w2_w = b->w2_b = -1;
+#define BN(suffix) (snprintf(n, sizeof n, "blocks.%d.%s", l, suffix), n)
+        ADD(b->norm1_w, BN("norm1.weight"), NOWD, 1, D, 0, 0, 0);
+        ADD(b->norm1_b, BN("norm1.bias"), NOWD, 1, D, 0, 0, 0);
+        ADD(b->qkv_w, BN("attn.qkv.weight"), 0, 2, 3 * D, D, 0, 0);
+        if (cfg->qkv_bias) {
+            ADD(b->qkv_b, BN("attn.qkv.bias"), NOWD, 1, 3 * D, 0, 0, 0);
+            if (cfg->mask_k_bias) ADD(b->qkv_mask, BN("attn.qkv.bias_mask"), DX_TF_BUFFER, 1, 3 * D, 0, 0, 0);
+        }
+        ADD(b->proj_w, BN("attn.proj.weight"), 0, 2, D, D, 0, 0);
+        if (cfg->proj_bias) ADD(b->proj_b, BN("attn.proj.bias"), NOWD, 1, D, 0, 0, 0);
+        ADD(b->ls1, BN("ls1.gamma"), NOWD, 1, D, 0, 0, 0);
+        ADD(b->norm2_w, BN("norm2.weight"), NOWD, 1, D, 0, 0, 0);
+        ADD(b->norm2_b, BN("norm2.bias"), NOWD, 1, D, 0, 0, 0);
+        const int64_t F = cfg->ffn_hidden;
+        if (swiglu) {
+            /* w1 and w2 packed back to back: one GEMM computes [w1 x | w2 x]. */
+            ADD(b->fc1_w, BN("mlp.w1.weight"), DX_TF_PACKED, 2, F, D, 0, 0);
+            ADD(b->w2_w, BN("mlp.w2.weight"), 0, 2, F, D, 0, 0);
+            if (cfg->ffn_bias) {
+                ADD(b->fc1_b, BN("mlp.w1.bias"), NOWD | DX_TF_PACKED, 1, F, 0, 0, 0);
+                ADD(b->w2_b, BN("mlp.w2.bias"), NOWD, 1, F, 0, 0, 0);
+            }
+            ADD(b->fc2_w, BN("mlp.w3.weight"), 0, 2, D, F, 0, 0);
+            if (cfg->ffn_bias) ADD(b->fc2_b, BN("mlp.w3.bias"), NOWD, 1, D, 0, 0, 0);
+        } else {
+            ADD(b->fc1_w, BN("mlp.fc1.weight"), 0, 2, F, D, 0, 0);
+            if (cfg->ffn_bias) ADD(b->fc1_b, BN("mlp.fc1.bias"), NOWD, 1, F, 0, 0, 0);
+            ADD(b->fc2_w, BN("mlp.fc2.weight"), 0, 2, D, F, 0, 0);
+            if (cfg->ffn_bias) ADD(b->fc2_b, BN("mlp.fc2.bias"), NOWD, 1, D, 0, 0, 0);
+        }
+        ADD(b->ls2, BN("ls2.gamma"), NOWD, 1, D, 0, 0, 0);
+#undef BN
+    }
+    ADD(m->norm_w, "norm.weight", NOWD, 1, D, 0, 0, 0);
+    ADD(m->norm_b, "norm.bias", NOWD, 1, D, 0, 0, 0);
+#undef ADD
+    if (bad) {
+        dx_vit_free(m);
+        return err ? err->code : DX_EINVAL;
+    }
+    dx_vit_set_param_groups(m, 1.0f, 1.0f);
+    return DX_OK;
+}
+
+void dx_vit_free(dx_vit *m) {
+    dx_table_free(&m->tab);
+    free(m->blk);
+    m->blk = NULL;
+}
+
+void dx_vit_set_param_groups(dx_vit *m, float decay, float pe_mult) {
+    const int L = m->cfg.depth;
+    for (int i = 0; i < m->tab.n; i++) {
+        dx_tensor_spec *s = &m->tab.t[i];
+        int layer = L + 1; /* final norm and anything unmatched: multiplier 1 */
+        float extra = 1.0f;
+        if (!strncmp(s->name, "blocks.", 7)) layer = atoi(s->name + 7) + 1;
+        else if (!strncmp(s->name, "patch_embed.", 12)) { layer = 0; extra = pe_mult; }
+        else if (!strcmp(s->name, "cls_token") || !strcmp(s->name, "storage_tokens") ||
+                 !strcmp(s->name, "mask_token")) layer = 0;
+        s->lr_mult = (float)pow(decay, L + 1 - layer) * extra;
+        /* no decay on biases, norms, LayerScale (spec §7.2); tokens are decayed */
+        int nowd = strstr(s->name, "norm") || strstr(s->name, "gamma") ||
+                   (strlen(s->name) >= 4 && !strcmp(s->name + strlen(s->name) - 4, "bias"));
+        s->wd_mult = nowd ? 0.0f : 1.0f;
+    }
+}
+
+double dx_vit_flops_per_image(const dx_vit_config *c, int H, int W) {
+    const double D = c->dim, p = c->patch;
+    const double P = (double)(H / c->patch) * (W / c->patch), T = 1 + c->registers + P;
+    double ffn = c->ffn == DX_FFN_SWIGLU ? 3.0 * D * c->ffn_hidden : 2.0 * D * c->ffn_hidden;
+    double per_layer = 2.0 * T * (3 * D * D + D * D + ffn) + 4.0 * T * T * D;
+    return c->depth * per_layer + 2.0 * P * c->in_chans * p * p * D;
+}
+
+/* ------------------------------------------------------------------------- */
+/* initialisation (spec §1.8)                                                 */
+
+static void fill_normal(dx_rng *r, float *x, size_t n, double std, double cut) {
+    for (size_t i = 0; i < n; i++) {
+        double v;
+        do v = std * dx_rng_normal(r); while (fabs(v) > cut);
+        x[i] = (float)v;
+    }
+}
+
+dx_status dx_vit_init_weights(const dx_vit *m, dx_backend *be, float *w, uint64_t seed, dx_err *err) {
+    const dx_table *t = &m->tab;
+    float *host = malloc(t->total * sizeof(float));
+    if (!host) return dx_fail(err, DX_ENOMEM, "init buffer (%zu floats)", t->total);
+    memset(host, 0, t->total * sizeof(float));
+    const double pe_bound = 1.0 / sqrt((double)m->cfg.in_chans * m->cfg.patch * m->cfg.patch);
+    const int Dh = m->cfg.dim / m->cfg.heads;
+    for (int i = 0; i < t->n; i++) {
+        const dx_tensor_spec *s = &t->t[i];
+        float *x = host + s->offset;
+        dx_rng r;
+        dx_rng_init(&r, seed, DX_RNG_INIT, (uint64_t)i, 0);
+        const char *nm = s->name;
+        size_t len = strlen(nm);
+#define ENDS(suf) (len >= strlen(suf) && !strcmp(nm + len - strlen(suf), suf))
+        if (i == m->periods) {
+            for (int j = 0; j < Dh / 4; j++) x[j] = (float)pow(m->cfg.rope_base, 4.0 * j / Dh);
+        } else if (ENDS("bias_mask")) {
+            const size_t D = s->numel / 3;
+            for (size_t j = 0; j < s->numel; j++) x[j] = (j >= D && j < 2 * D) ? 0.0f : 1.0f;
+        } else if (i == m->cls || i == m->reg) {
+            fill_normal(&r, x, s->numel, 0.02, INFINITY);
+        } else if (i == m->mask_token) {
+            /* zero */
+        } else if (i == m->pe_w || i == m->pe_b) {
+            for (size_t j = 0; j < s->numel; j++) x[j] = (float)dx_rng_uniform_range(&r, -pe_bound, pe_bound);
+        } else if (ENDS("gamma")) {
+            for (size_t j = 0; j < s->numel; j++) x[j] = m->cfg.layerscale_init;
+        } else if (strstr(nm, "norm") && ENDS("weight")) {
+            for (size_t j = 0; j < s->numel; j++) x[j] = 1.0f;
+        } else if (ENDS("weight")) {
+            fill_normal(&r, x, s->numel, 0.02, 2.0); /* trunc_normal_(std=.02, a=-2, b=2) */
+        } /* biases: zero */
+#undef ENDS
+    }
+    be->ops->upload(be, w, host, t->total * sizeof(float));
+    free(host);
+    return DX_OK;
+}
+
+/* ------------------------------------------------------------------------- */
+/* activations                                                                */
+
+typedef struct acts_ids {
+    int cols, patches, norm_mean, norm_rstd, out, dout;
+    int dA, dB, dxs, dy, dattn, dqkv, dln, dh, da, dpatches;
+} acts_ids;
+
+/* Per-block activation names, in this order, at index base + k. */
+enum { A_X, A_XA, A_LN1, A_MEAN1, A_RSTD1, A_QKV, A_ATT, A_ATTN, A_Y1, A_XM, A_XB, A_LN2, A_MEAN2,
+       A_RSTD2, A_H, A_ACT, A_Y2, A_SIN, A_COS, A_COUNT };
+static const char *const A_NAMES[A_COUNT] = {
+    "x", "xa", "ln1", "mean1", "rstd1", "qkv", "att", "attn", "y1", "xm", "xb", "ln2", "mean2",
+    "rstd2", "h", "act", "y2", "rope_sin", "rope_cos"};
+
+static int build_acts_table(dx_table *t, const dx_vit *m, int N, int H, int W, int with_grad,
+                            dx_err *err) {
+    const dx_vit_config *c = &m->cfg;
+    const int64_t D = c->dim, Hh = c->heads, Dh = D / Hh, p = c->patch;
+    const int64_t Hp = H / p, Wp = W / p, P = Hp * Wp, T = 1 + c->registers + P, M = N * T;
+    const int64_t hw = c->ffn == DX_FFN_SWIGLU ? 2 * c->ffn_hidden : c->ffn_hidden; /* h width */
+    const int64_t aw = c->ffn_hidden;                                             /* act width */
+    dx_table_init(t);
+    char n[DX_NAME_MAX];
+    int bad = 0;
+#define A1(name, a) bad |= add(t, name, 0, err, 1, a, 0, 0, 0) < 0
+    A1("cols", N * P * c->in_chans * p * p);
+    A1("patches", N * P * D);
+    for (int l = 0; l <= c->depth; l++) {
+        for (int k = 0; k < A_COUNT; k++) {
+            if (l == c->depth && k != A_X) continue; /* x.depth = final pre-norm stream */
+            if ((k == A_XA || k == A_XB) && !with_grad) continue;
+            int64_t sz = 0;
+            switch (k) {
+            case A_X: case A_XA: case A_LN1: case A_ATTN: case A_Y1: case A_XM: case A_XB:
+            case A_LN2: case A_Y2: sz = M * D; break;
+            case A_MEAN1: case A_RSTD1: case A_MEAN2: case A_RSTD2: sz = M; break;
+            case A_QKV: sz = M * 3 * D; break;
+            case A_ATT: sz = (int64_t)N * Hh * T * T; break;
+            case A_H: sz = M * hw; break;
+            case A_ACT: sz = M * aw; break;
+            case A_SIN: case A_COS: sz = P * Dh; break;
+            }
+            snprintf(n, sizeof n, "blocks.%d.%s", l, A_NAMES[k]);
+            A1(n, sz);
+        }
+    }
+    A1("norm_mean", M);
+    A1("norm_rstd", M);
+    A1("out", M * D);
+    if (with_grad) {
+        A1("dout", M * D);
+        A1("dA", M * D);
+        A1("dB", M * D);
+        A1("dxs", M * D);
+        A1("dy", M * D);
+        A1("dattn", M * D);
+        A1("dqkv", M * 3 * D);
+        A1("dln", M * D);
+        A1("dh", M * hw);
+        A1("da", M * aw);
+        A1("dpatches", N * P * D);
+    }
+#undef A1
+    return bad;
+}
+
+size_t dx_vit_acts_bytes(const dx_vit *m, int N, int H, int W, int with_grad) {
+    dx_table t;
+    if (build_acts_table(&t, m, N, H, W, with_grad, NULL)) {
+        dx_table_free(&t);
+        return 0;
+    }
+    size_t bytes = t.total * sizeof(float);
+    dx_table_free(&t);
+    return bytes;
+}
+
+dx_status dx_vit_acts_init(dx_vit_acts *a, const dx_vit *m, dx_backend *be, int N, int H, int W,
+                           int with_grad, dx_err *err) {
+    memset(a, 0, sizeof *a);
+    const int p = m->cfg.patch;
+    if (N <= 0 || H < p || W < p)
+        return dx_fail(err, DX_EINVAL, "crop group %dx%dx%d: need N >= 1 and sides >= patch %d", N, H, W, p);
+    a->N = N; a->H = H; a->W = W;
+    a->Hp = H / p; a->Wp = W / p; a->P = a->Hp * a->Wp;
+    a->T = 1 + m->cfg.registers + a->P;
+    a->with_grad = with_grad;
+    if (build_acts_table(&a->tab, m, N, H, W, with_grad, err)) {
+        dx_table_free(&a->tab);
+        return err ? err->code : DX_EINVAL;
+    }
+    a->bytes = a->tab.total * sizeof(float);
+    a->buf = be->ops->alloc(be, a->bytes);
+    a->mask = be->ops->alloc(be, (size_t)N * a->P);
+    a->idx = be->ops->alloc(be, sizeof(int32_t) * 2 * m->cfg.depth * (size_t)N);
+    a->k = calloc(2 * (size_t)m->cfg.depth, sizeof *a->k);
+    a->rope_aug = calloc(4 * (size_t)m->cfg.depth, sizeof *a->rope_aug);
+    if (!a->buf || !a->mask || !a->idx || !a->k || !a->rope_aug) {
+        dx_vit_acts_free(a, be);
+        return dx_fail(err, DX_ENOMEM, "activations for %d crops of %dx%d (%.1f MB)", N, H, W,
+                       a->bytes / 1e6);
+    }
+    a->out = a->buf + a->tab.t[dx_table_find(&a->tab, "out")].offset;
+    a->dout = with_grad ? a->buf + a->tab.t[dx_table_find(&a->tab, "dout")].offset : NULL;
+    return DX_OK;
+}
+
+void dx_vit_acts_free(dx_vit_acts *a, dx_backend *be) {
+    if (a->buf) be->ops->free(be, a->buf);
+    if (a->mask) be->ops->free(be, a->mask);
+    if (a->idx) be->ops->free(be, a->idx);
+    free(a->k);
+    free(a->rope_aug);
+    dx_table_free(&a->tab);
+    memset(a, 0, sizeof *a);
+}
+
+/* Pointer to a named activation: per-block ones are at a fixed stride. */
+static float *act(const dx_vit_acts *a, const char *name) {
+    int i = dx_table_find(&a->tab, name);
+    return i < 0 ? NULL : a->buf + a->tab.t[i].offset;
+}
+static float *bact(const dx_vit_acts *a, int l, int k) {
+    char n[DX_NAME_MAX];
+    snprintf(n, sizeof n, "blocks.%d.%s", l, A_NAMES[k]);
+    return act(a, n);
+}
+
+/* ------------------------------------------------------------------------- */
+/* forward                                                                    */
+
+#define WP(id) ((id) >= 0 ? w + m->tab.t[(id)].offset : NULL)
+#define GP(id) ((id) >= 0 ? g + m->tab.t[(id)].offset : NULL)
+
+/* Linear layer y[M,out] = x[M,in] W^T (+ b). */
+static void linear_forward(dx_backend *be, float *y, const float *x, const float *W, const float *b,
+                           const float *bmask, int M, int in, int out) {
+    dx_gemm(be, 0, 1, M, out, in, 1.0f, x, in, W, in, 0.0f, y, out);
+    if (b) be->ops->bias_forward(be, y, b, bmask, M, out);
+}
+
+/* dx[M,in] (+)= dy W (beta 0 overwrites), dW += dy^T x, db += colsum(dy). */
+static void linear_backward(dx_backend *be, float *dx, float *dW, float *db, const float *dy,
+                            const float *x, const float *W, const float *bmask, int M, int in,
+                            int out, float beta) {
+    if (dx) dx_gemm(be, 0, 0, M, in, out, 1.0f, dy, out, W, in, beta, dx, in);
+    dx_gemm(be, 1, 0, out, in, M, 1.0f, dy, out, x, in, 1.0f, dW, in);
+    if (db) be->ops->bias_backward(be, db, dy, bmask, M, out);
+}
+
+/* Draws this forward's stochastic-depth subsets and RoPE augmentation. */
+static void draw_train_randomness(const dx_vit *m, dx_backend *be, dx_vit_acts *a, const dx_vit_run *run) {
+    const dx_vit_config *c = &m->cfg;
+    const int N = a->N, L = c->depth;
+    int32_t *idx_host = malloc(sizeof(int32_t) * 2 * L * (size_t)N);
+    int *perm = malloc(sizeof(int) * (size_t)N);
+    for (int j = 0; j < 2 * L; j++) {
+        a->k[j] = N;
+        if (run->train && run->subsets) {
+            a->k[j] = run->subset_k[j];
+            memcpy(idx_host + (size_t)j * N, run->subsets[j], sizeof(int32_t) * a->k[j]);
+        } else if (run->train && c->drop_path > 0) {
+            int k = (int)floor(N * (1.0 - c->drop_path));
+            a->k[j] = k < 1 ? 1 : k;
+            dx_rng r;
+            dx_rng_init(&r, run->seed, DX_RNG_DROPPATH, run->step, (uint64_t)run->group * 4096 + j);
+            dx_rng_permutation(&r, perm, N);
+            for (int i = 0; i < a->k[j]; i++) idx_host[(size_t)j * N + i] = perm[i];
+        }
+    }
+    be->ops->upload(be, a->idx, idx_host, sizeof(int32_t) * 2 * L * (size_t)N);
+    free(idx_host);
+    free(perm);
+    for (int l = 0; l < L; l++) {
+        float *aug = a->rope_aug + 4 * l;
+        aug[0] = aug[1] = 0.0f;
+        aug[2] = aug[3] = 1.0f;
+        if (!run->train) continue;
+        if (run->rope_aug) {
+            memcpy(aug, run->rope_aug + 4 * l, 4 * sizeof(float));
+            continue;
+        }
+        dx_rng r;
+        dx_rng_init(&r, run->seed, DX_RNG_ROPE, run->step, (uint64_t)run->group * 4096 + l);
+        /* order as DINOv3: shift, then jitter, then rescale (spec §1.7) */
+        if (c->rope_shift > 0) {
+            aug[0] = (float)dx_rng_uniform_range(&r, -c->rope_shift, c->rope_shift);
+            aug[1] = (float)dx_rng_uniform_range(&r, -c->rope_shift, c->rope_shift);
+        }
+        if (c->rope_jitter > 1) {
+            double lj = log(c->rope_jitter);
+            aug[2] *= (float)exp(dx_rng_uniform_range(&r, -lj, lj));
+            aug[3] *= (float)exp(dx_rng_uniform_range(&r, -lj, lj));
+        }
+        if (c->rope_rescale > 1) {
+            double lr = log(c->rope_rescale);
+            float s = (float)exp(dx_rng_uniform_range(&r, -lr, lr));
+            aug[2] *= s;
+            aug[3] *= s;
+        }
+    }
+}
+
+dx_status dx_vit_forward(const dx_vit *m, dx_backend *be, const float *w, dx_vit_acts *a,
+                         const float *img, const uint8_t *mask_host, const dx_vit_run *run,
+                         dx_err *err) {
+    const dx_backend_ops *o = be->ops;
+    const dx_vit_config *c = &m->cfg;
+    const int N = a->N, P = a->P, T = a->T, R = c->registers, D = c->dim, Hh = c->heads;
+    const int Dh = D / Hh, p = c->patch, L = c->depth, K = c->in_chans * p * p;
+    const int swiglu = c->ffn == DX_FFN_SWIGLU, F = c->ffn_hidden, hw = swiglu ? 2 * F : F;
+    const float scale = 1.0f / sqrtf((float)Dh);
+    dx_vit_run eval_run = {0};
+    if (!run) run = &eval_run;
+    if (run->train && !a->with_grad && (c->drop_path > 0 || run->subsets))
+        return dx_fail(err, DX_EINVAL, "train-mode forward with stochastic depth needs activations with_grad");
+
+    /* patch embedding: conv p x p stride p as im2col + GEMM */
+    float *cols = act(a, "cols"), *patches = act(a, "patches");
+    o->im2col(be, cols, img, N, c->in_chans, a->H, a->W, p);
+    linear_forward(be, patches, cols, WP(m->pe_w), WP(m->pe_b), NULL, N * P, K, D);
+    a->has_mask = mask_host != NULL;
+    if (mask_host) o->upload(be, a->mask, mask_host, (size_t)N * P);
+    o->tokens_forward(be, bact(a, 0, A_X), patches, WP(m->cls), WP(m->reg), WP(m->mask_token),
+                      a->has_mask ? a->mask : NULL, N, P, R, D);
+
+    draw_train_randomness(m, be, a, run);
+    for (int l = 0; l < L; l++) {
+        const dx_vit_block_ids *b = &m->blk[l];
+        float *x = bact(a, l, A_X), *xm = bact(a, l, A_XM), *xo = bact(a, l + 1, A_X);
+        /* attention branch on a batch subset (stochastic depth) or on all samples */
+        int k1 = a->k[2 * l];
+        const int32_t *idx1 = k1 < N ? a->idx + (size_t)(2 * l) * N : NULL;
+        const float *xin = x;
+        if (idx1) {
+            o->gather_rows(be, bact(a, l, A_XA), x, idx1, k1, (size_t)T * D);
+            xin = bact(a, l, A_XA);
+        }
+        int M1 = k1 * T;
+        float *ln1 = bact(a, l, A_LN1), *qkv = bact(a, l, A_QKV), *attn = bact(a, l, A_ATTN);
+        float *sin_t = bact(a, l, A_SIN), *cos_t = bact(a, l, A_COS), *y1 = bact(a, l, A_Y1);
+        o->layernorm_forward(be, ln1, bact(a, l, A_MEAN1), bact(a, l, A_RSTD1), xin, WP(b->norm1_w),
+                             WP(b->norm1_b), M1, D, c->ln_eps);
+        linear_forward(be, qkv, ln1, WP(b->qkv_w), WP(b->qkv_b), WP(b->qkv_mask), M1, D, 3 * D);
+        const float *aug = a->rope_aug + 4 * l;
+        o->rope_tables(be, sin_t, cos_t, WP(m->periods), a->Hp, a->Wp, Dh, aug[0], aug[1], aug[2], aug[3]);
+        o->rope_forward(be, qkv, sin_t, cos_t, k1, T, Hh, Dh, 1 + R);
+        o->attention_forward(be, attn, bact(a, l, A_ATT), qkv, k1, T, Hh, Dh, scale);
+        linear_forward(be, y1, attn, WP(b->proj_w), WP(b->proj_b), NULL, M1, D, D);
+        o->residual_forward(be, xm, x, y1, WP(b->ls1), idx1, N, k1, T, D, (float)N / k1);
+
+        /* FFN branch, subset drawn on the updated stream */
+        int k2 = a->k[2 * l + 1];
+        const int32_t *idx2 = k2 < N ? a->idx + (size_t)(2 * l + 1) * N : NULL;
+        const float *xin2 = xm;
+        if (idx2) {
+            o->gather_rows(be, bact(a, l, A_XB), xm, idx2, k2, (size_t)T * D);
+            xin2 = bact(a, l, A_XB);
+        }
+        int M2 = k2 * T;
+        float *ln2 = bact(a, l, A_LN2), *h = bact(a, l, A_H), *ac = bact(a, l, A_ACT), *y2 = bact(a, l, A_Y2);
+        o->layernorm_forward(be, ln2, bact(a, l, A_MEAN2), bact(a, l, A_RSTD2), xin2, WP(b->norm2_w),
+                             WP(b->norm2_b), M2, D, c->ln_eps);
+        linear_forward(be, h, ln2, WP(b->fc1_w), WP(b->fc1_b), NULL, M2, D, hw);
+        if (swiglu) o->swiglu_forward(be, ac, h, M2, F);
+        else o->gelu_forward(be, ac, h, (size_t)M2 * F);
+        linear_forward(be, y2, ac, WP(b->fc2_w), WP(b->fc2_b), NULL, M2, F, D);
+        o->residual_forward(be, xo, xm, y2, WP(b->ls2), idx2, N, k2, T, D, (float)N / k2);
+    }
+    o->layernorm_forward(be, a->out, act(a, "norm_mean"), act(a, "norm_rstd"), bact(a, L, A_X),
+                         WP(m->norm_w), WP(m->norm_b), N * T, D, c->ln_eps);
+    return DX_OK;
+}
+
+/* ------------------------------------------------------------------------- */
+/* backward                                                                   */
+
+dx_status dx_vit_backward(const dx_vit *m, dx_backend *be, const float *w, float *g, dx_vit_acts *a,
+                          dx_err *err) {
+    if (!a->with_grad) return dx_fail(err, DX_EINVAL, "backward needs activations created with_grad");
+    const dx_backend_ops *o = be->ops;
+    const dx_vit_config *c = &m->cfg;
+    const int N = a->N, P = a->P, T = a->T, R = c->registers, D = c->dim, Hh = c->heads;
+    const int Dh = D / Hh, p = c->patch, L = c->depth, K = c->in_chans * p * p, MT = N * T;
+    const int swiglu = c->ffn == DX_FFN_SWIGLU, F = c->ffn_hidden, hw = swiglu ? 2 * F : F;
+    const float scale = 1.0f / sqrtf((float)Dh);
+    float *dA = act(a, "dA"), *dB = act(a, "dB"), *dxs = act(a, "dxs"), *dy = act(a, "dy");
+    float *dattn = act(a, "dattn"), *dqkv = act(a, "dqkv"), *dln = act(a, "dln");
+    float *dh = act(a, "dh"), *da = act(a, "da");
+    const size_t MD = (size_t)MT * D * sizeof(float);
+
+    /* final norm: dA = d(x_L) */
+    o->zero(be, dA, MD);
+    o->layernorm_backward(be, dA, GP(m->norm_w), GP(m->norm_b), a->dout, bact(a, L, A_X), WP(m->norm_w),
+                          act(a, "norm_mean"), act(a, "norm_rstd"), MT, D);
+    for (int l = L - 1; l >= 0; l--) {
+        const dx_vit_block_ids *b = &m->blk[l];
+        /* FFN branch: dA = d(x_{l+1}) -> dB = d(xm) */
+        int k2 = a->k[2 * l + 1];
+        const int32_t *idx2 = k2 < N ? a->idx + (size_t)(2 * l + 1) * N : NULL;
+        int M2 = k2 * T;
+        float *ln2 = bact(a, l, A_LN2), *h = bact(a, l, A_H), *ac = bact(a, l, A_ACT), *y2 = bact(a, l, A_Y2);
+        o->zero(be, dB, MD);
+        o->zero(be, dy, (size_t)M2 * D * sizeof(float));
+        o->residual_backward(be, dB, dy, GP(b->ls2), dA, y2, WP(b->ls2), idx2, N, k2, T, D, (float)N / k2);
+        linear_backward(be, da, GP(b->fc2_w), GP(b->fc2_b), dy, ac, WP(b->fc2_w), NULL, M2, F, D, 0.0f);
+        o->zero(be, dh, (size_t)M2 * hw * sizeof(float));
+        if (swiglu) o->swiglu_backward(be, dh, h, da, M2, F);
+        else o->gelu_backward(be, dh, h, da, (size_t)M2 * F);
+        linear_backward(be, dln, GP(b->fc1_w), GP(b->fc1_b), dh, ln2, WP(b->fc1_w), NULL, M2, D, hw, 0.0f);
+        const float *xin2 = idx2 ? bact(a, l, A_XB) : bact(a, l, A_XM);
+        float *dxin2 = dB;
+        if (idx2) {
+            o->zero(be, dxs, (size_t)M2 * D * sizeof(float));
+            dxin2 = dxs;
+        }
+        o->layernorm_backward(be, dxin2, GP(b->norm2_w), GP(b->norm2_b), dln, xin2, WP(b->norm2_w),
+                              bact(a, l, A_MEAN2), bact(a, l, A_RSTD2), M2, D);
+        if (idx2) o->scatter_add_rows(be, dB, dxs, idx2, k2, (size_t)T * D);
+
+        /* attention branch: dB = d(xm) -> dA = d(x_l) */
+        int k1 = a->k[2 * l];
+        const int32_t *idx1 = k1 < N ? a->idx + (size_t)(2 * l) * N : NULL;
+        int M1 = k1 * T;
+        float *ln1 = bact(a, l, A_LN1), *qkv = bact(a, l, A_QKV), *attn = bact(a, l, A_ATTN);
+        o->zero(be, dA, MD);
+        o->zero(be, dy, (size_t)M1 * D * sizeof(float));
+        o->residual_backward(be, dA, dy, GP(b->ls1), dB, bact(a, l, A_Y1), WP(b->ls1), idx1, N, k1, T, D,
+                             (float)N / k1);
+        linear_backward(be, dattn, GP(b->proj_w), GP(b->proj_b), dy, attn, WP(b->proj_w), NULL, M1, D, D, 0.0f);
+        o->zero(be, dqkv, (size_t)M1 * 3 * D * sizeof(float));
+        o->attention_backward(be, dqkv, dattn, qkv, bact(a, l, A_ATT), k1, T, Hh, Dh, scale);
+        o->rope_backward(be, dqkv, bact(a, l, A_SIN), bact(a, l, A_COS), k1, T, Hh, Dh, 1 + R);
+        linear_backward(be, dln, GP(b->qkv_w), GP(b->qkv_b), dqkv, ln1, WP(b->qkv_w), WP(b->qkv_mask), M1, D,
+                        3 * D, 0.0f);
+        const float *xin = idx1 ? bact(a, l, A_XA) : bact(a, l, A_X);
+        float *dxin = dA;
+        if (idx1) {
+            o->zero(be, dxs, (size_t)M1 * D * sizeof(float));
+            dxin = dxs;
+        }
+        o->layernorm_backward(be, dxin, GP(b->norm1_w), GP(b->norm1_b), dln, xin, WP(b->norm1_w),
+                              bact(a, l, A_MEAN1), bact(a, l, A_RSTD1), M1, D);
+        if (idx1) o->scatter_add_rows(be, dA, dxs, idx1, k1, (size_t)T * D);
+    }
+    /* tokens and patch embedding (the input image needs no gradient) */
+    float *dpatches = act(a, "dpatches");
+    o->zero(be, dpatches, (size_t)N * P * D * sizeof(float));
+    o->tokens_backward(be, dpatches, GP(m->cls), GP(m->reg), GP(m->mask_token), dA,
+                       a->has_mask ? a->mask : NULL, N, P, R, D);
+    linear_backward(be, NULL, GP(m->pe_w), GP(m->pe_b), dpatches, act(a, "cols"), WP(m->pe_w), NULL, N * P,
+                    K, D, 0.0f);
+    return DX_OK;
+}

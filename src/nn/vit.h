@@ -1,0 +1,123 @@
+/* vit.h - the DINOv3 Vision Transformer backbone (spec §1), forward and backward.
+ *
+ * A dx_vit is configuration + the parameter table (DINOv3 state-dict names).
+ * Weights and gradients are flat buffers laid out by that table, so the
+ * student, the EMA teacher and the Gram teacher are three buffers over one
+ * dx_vit, and AdamW/EMA/checkpointing are flat loops. Activations of one crop
+ * group (N images of one size) live in a dx_vit_acts, one allocation, also
+ * addressed through a named table. All compute goes through the backend.
+ *
+ * Dimension names: N images, T = 1 + R + P tokens, P patches, D dim,
+ * H heads, Dh = D/H, F FFN width. */
+#ifndef DX_VIT_H
+#define DX_VIT_H
+
+#include <stdint.h>
+
+#include "backend/dx_backend.h"
+#include "core/dx_error.h"
+#include "core/dx_table.h"
+
+typedef enum { DX_FFN_MLP = 0, DX_FFN_SWIGLU = 1 } dx_ffn_kind;
+
+typedef struct dx_vit_config {
+    char arch[32];
+    int dim, depth, heads, registers, patch, in_chans;
+    dx_ffn_kind ffn;
+    int ffn_hidden;        /* MLP: fc1 width; SwiGLU: width of w1/w2 outputs */
+    float ln_eps;
+    int qkv_bias, mask_k_bias, proj_bias, ffn_bias;
+    float layerscale_init;
+    float rope_base;
+    /* training only (student): stochastic depth rate, RoPE coordinate augmentation */
+    float drop_path;
+    float rope_shift;      /* 0 = off, else U(-s, s) added per axis */
+    float rope_jitter;     /* 0 = off, else per-axis factor exp(U(-ln j, ln j)) */
+    float rope_rescale;    /* 0 = off, else shared factor exp(U(-ln r, ln r)) */
+} dx_vit_config;
+
+/* Fills the released DINOv3 configuration of a named size: vit_tiny,
+ * vit_small, vit_base, vit_large, vit_giant (patch 16, 4 registers, LN eps
+ * 1e-5, masked k-bias, GELU MLP; SwiGLU for vit_giant as DINOv2's ViT-g).
+ * "custom" fills the same defaults with dim/depth/heads left to the caller. */
+dx_status dx_vit_config_named(dx_vit_config *cfg, const char *arch, dx_err *err);
+/* Checks consistency (D % 4H == 0 for RoPE, positive sizes, ...). */
+dx_status dx_vit_config_check(const dx_vit_config *cfg, dx_err *err);
+/* SwiGLU width as DINOv3 computes it: int(hidden*2/3) rounded up to a multiple of align. */
+int dx_swiglu_width(int hidden, int align);
+
+/* Indices into the parameter table of one block's tensors. */
+typedef struct dx_vit_block_ids {
+    int norm1_w, norm1_b, qkv_w, qkv_b, qkv_mask, proj_w, proj_b, ls1;
+    int norm2_w, norm2_b, fc1_w, fc1_b, fc2_w, fc2_b, ls2; /* SwiGLU: fc1 = w1|w2 stacked, fc2 = w3 */
+    int w2_w, w2_b;  /* SwiGLU only: the second half of the stacked input projection */
+} dx_vit_block_ids;
+
+typedef struct dx_vit {
+    dx_vit_config cfg;
+    dx_table tab; /* parameters and buffers, DINOv3 state-dict names */
+    int cls, reg, mask_token, pe_w, pe_b, periods, norm_w, norm_b;
+    dx_vit_block_ids *blk; /* [depth] */
+} dx_vit;
+
+dx_status dx_vit_init(dx_vit *m, const dx_vit_config *cfg, dx_err *err);
+void dx_vit_free(dx_vit *m);
+
+/* Writes the DINOv3 initialisation (spec §1.8) into w (backend memory),
+ * deterministic from seed (domain DX_RNG_INIT, one stream per tensor). */
+dx_status dx_vit_init_weights(const dx_vit *m, dx_backend *be, float *w, uint64_t seed, dx_err *err);
+
+/* Per-tensor AdamW multipliers as DINOv3 assigns them (spec §7.2):
+ * layer-wise lr decay^(L+1-layer_id), patch-embed x patch_embed_mult, no
+ * weight decay on biases / norms / LayerScale, decay on the tokens. */
+void dx_vit_set_param_groups(dx_vit *m, float layer_decay, float patch_embed_mult);
+
+/* Forward FLOPs of one image of H x W (matmuls + attention), for benchmarks. */
+double dx_vit_flops_per_image(const dx_vit_config *cfg, int H, int W);
+
+/* ---- activations of one crop group --------------------------------------- */
+typedef struct dx_vit_acts {
+    int N, H, W, Hp, Wp, P, T;
+    int with_grad;      /* scratch for backward allocated */
+    dx_table tab;       /* named activation tensors */
+    float *buf;         /* one allocation (backend memory) */
+    uint8_t *mask;      /* [N, P] backend memory, used when has_mask */
+    int32_t *idx;       /* [2*depth, N] stochastic-depth subsets (backend memory) */
+    int has_mask;
+    int *k;             /* [2*depth] host: subset sizes used by the last forward (N = no drop) */
+    float *rope_aug;    /* [depth, 4] host: shift_y, shift_x, scale_y, scale_x of the last forward */
+    float *out;         /* [N, T, D] final-norm tokens (cls, registers, patches) */
+    float *dout;        /* [N, T, D] gradient w.r.t. out, filled by the caller before backward */
+    size_t bytes;
+} dx_vit_acts;
+
+dx_status dx_vit_acts_init(dx_vit_acts *a, const dx_vit *m, dx_backend *be, int N, int H, int W,
+                           int with_grad, dx_err *err);
+void dx_vit_acts_free(dx_vit_acts *a, dx_backend *be);
+/* Bytes dx_vit_acts_init would allocate (memory planner). */
+size_t dx_vit_acts_bytes(const dx_vit *m, int N, int H, int W, int with_grad);
+
+/* How a forward pass is run. */
+typedef struct dx_vit_run {
+    int train;          /* 1: stochastic depth + RoPE augmentation (student only) */
+    uint64_t seed;      /* names the random streams: (seed, DOMAIN, step, group*4096+block) */
+    uint64_t step;
+    int group;          /* crop group index (global = 0, local = 1, ...) */
+    /* Tests may inject the random draws: if non-NULL, subsets[2*l + branch] lists
+     * k[2*l+branch] sample indices for block l's attention (0) / FFN (1) branch,
+     * and rope_aug[4*l..] the (shift_y, shift_x, scale_y, scale_x) of block l. */
+    const int32_t *const *subsets;
+    const int *subset_k;
+    const float *rope_aug;
+} dx_vit_run;
+
+/* img: [N, 3, H, W] backend memory. mask_host: [N, P] uint8 (1 = masked) or NULL.
+ * Result in a->out. */
+dx_status dx_vit_forward(const dx_vit *m, dx_backend *be, const float *w, dx_vit_acts *a,
+                         const float *img, const uint8_t *mask_host, const dx_vit_run *run,
+                         dx_err *err);
+/* Accumulates parameter gradients into g from a->dout (backend memory, [N,T,D]). */
+dx_status dx_vit_backward(const dx_vit *m, dx_backend *be, const float *w, float *g,
+                          dx_vit_acts *a, dx_err *err);
+
+#endif /* DX_VIT_H */

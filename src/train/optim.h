@@ -1,0 +1,21 @@
+/* optim.h - AdamW over a parameter table (decoupled weight decay, bias
+ * correction, PyTorch semantics), with the per-tensor lr/wd multipliers that
+ * the table carries (layer-wise decay, patch-embed factor, no-decay tensors). */
+#ifndef DX_OPTIM_H
+#define DX_OPTIM_H
+
+#include "backend/dx_backend.h"
+#include "core/dx_table.h"
+
+typedef struct dx_adamw {
+    float lr;            /* this step's base learning rate (schedules write it) */
+    float last_layer_lr; /* lr for DX_TF_LAST_LAYER tensors (0 while frozen) */
+    float wd;            /* this step's base weight decay */
+    float beta1, beta2, eps;
+} dx_adamw;
+
+/* One step t (>= 1) over every trainable tensor of tab: w, g, m, v share its layout. */
+void dx_adamw_step(dx_backend *be, const dx_table *tab, float *w, const float *g, float *m, float *v,
+                   const dx_adamw *hp, int t);
+
+#endif /* DX_OPTIM_H */
