@@ -1,0 +1,171 @@
+/* bench_vit_step.c - ViT training-step throughput: forward + backward + AdamW.
+ *
+ * Configs (same as bench/torch_vit_step.py, its PyTorch peer):
+ *   multicrop: ViT-S/16, per image 2 global 224-px + 8 local 96-px crops, batch 8
+ *   single:    ViT-S/16, 112-px crops, batch 32
+ * Prints one JSON line per config with images/s (median over steps), achieved
+ * GFLOP/s (analytic count: fwd = matmuls + attention, bwd = 2 x fwd) and the
+ * fraction of this machine's single-GEMM peak, measured here first on the
+ * model's own linear-layer shapes.
+ *
+ * usage: bench_vit_step [multicrop|single|all] [--steps S] [--warmup W] [--arch A] */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backend/dx_backend.h"
+#include "core/dx_rng.h"
+#include "nn/vit.h"
+#include "train/optim.h"
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static float *rand_buf(dx_backend *be, size_t n, uint64_t seed) {
+    float *h = malloc(n * sizeof(float));
+    dx_rng r;
+    dx_rng_init(&r, seed, DX_RNG_TEST, 0, 0);
+    for (size_t i = 0; i < n; i++) h[i] = (float)dx_rng_normal(&r);
+    float *d = be->ops->alloc(be, n * sizeof(float));
+    be->ops->upload(be, d, h, n * sizeof(float));
+    free(h);
+    return d;
+}
+
+/* Peak: best median GFLOP/s over the forward/dX/dW GEMMs of the linear layers. */
+static double gemm_peak(dx_backend *be, int M, int D, int F) {
+    int shapes[][3] = {{M, 3 * D, D}, {M, D, D}, {M, F, D}, {M, D, F}};
+    double best = 0;
+    float *A = rand_buf(be, (size_t)M * F * 3, 1), *B = rand_buf(be, (size_t)F * D * 3, 2);
+    float *C = rand_buf(be, (size_t)M * F * 3, 3);
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
+        for (int variant = 0; variant < 3; variant++) {
+            double t[7];
+            for (int rep = 0; rep < 7; rep++) {
+                double t0 = now();
+                if (variant == 0) dx_gemm(be, 0, 1, m, n, k, 1, A, k, B, k, 0, C, n);      /* y = x W^T   */
+                else if (variant == 1) dx_gemm(be, 0, 0, m, k, n, 1, A, n, B, k, 0, C, k); /* dx = dy W   */
+                else dx_gemm(be, 1, 0, n, k, m, 1, A, n, B, k, 1, C, k);                   /* dW += dy^T x */
+                t[rep] = now() - t0;
+            }
+            double g = 2.0 * m * n * k / median(t, 7) / 1e9;
+            if (g > best) best = g;
+        }
+    }
+    be->ops->free(be, A);
+    be->ops->free(be, B);
+    be->ops->free(be, C);
+    return best;
+}
+
+typedef struct { int n, size; } group;
+
+static void run_config(dx_backend *be, const char *name, const char *arch, const group *groups, int ng,
+                       int batch, int steps, int warmup, double peak) {
+    dx_err err;
+    dx_vit_config cfg;
+    dx_vit_config_named(&cfg, arch, &err);
+    dx_vit m;
+    if (dx_vit_init(&m, &cfg, &err)) { fprintf(stderr, "%s\n", err.msg); return; }
+    dx_vit_set_param_groups(&m, 0.9f, 0.2f);
+    size_t bytes = m.tab.total * sizeof(float);
+    float *w = be->ops->alloc(be, bytes), *g = be->ops->alloc(be, bytes);
+    float *am = be->ops->alloc(be, bytes), *av = be->ops->alloc(be, bytes);
+    dx_vit_init_weights(&m, be, w, 1, &err);
+    dx_vit_acts acts[4];
+    float *img[4];
+    double flop = 0;
+    for (int i = 0; i < ng; i++) {
+        if (dx_vit_acts_init(&acts[i], &m, be, groups[i].n, groups[i].size, groups[i].size, 1, &err)) {
+            fprintf(stderr, "%s\n", err.msg);
+            return;
+        }
+        img[i] = rand_buf(be, (size_t)groups[i].n * 3 * groups[i].size * groups[i].size, 10 + i);
+        float *d = rand_buf(be, (size_t)acts[i].N * acts[i].T * cfg.dim, 20 + i);
+        be->ops->copy(be, acts[i].dout, d, (size_t)acts[i].N * acts[i].T * cfg.dim * sizeof(float));
+        be->ops->free(be, d);
+        flop += 3.0 * groups[i].n * dx_vit_flops_per_image(&cfg, groups[i].size, groups[i].size);
+    }
+    dx_adamw hp = {.lr = 1e-4f, .last_layer_lr = 1e-4f, .wd = 0.04f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f};
+    double *t = malloc(sizeof(double) * (size_t)steps);
+    for (int s = 0; s < warmup + steps; s++) {
+        double t0 = now();
+        be->ops->zero(be, g, bytes);
+        for (int i = 0; i < ng; i++) {
+            dx_vit_run run = {.train = 1, .seed = 1, .step = (uint64_t)s, .group = i};
+            dx_vit_forward(&m, be, w, &acts[i], img[i], NULL, &run, &err);
+            dx_vit_backward(&m, be, w, g, &acts[i], &err);
+        }
+        dx_adamw_step(be, &m.tab, w, g, am, av, &hp, s + 1);
+        be->ops->sync(be);
+        if (s >= warmup) t[s - warmup] = now() - t0;
+    }
+    double med = median(t, steps);
+    double gflops = flop / med / 1e9;
+    printf("{\"impl\":\"dinox\",\"config\":\"%s\",\"arch\":\"%s\",\"batch\":%d,\"threads\":%d,"
+           "\"step_s_median\":%.4f,\"img_per_s\":%.3f,\"gflop_per_img\":%.2f,\"gflop_per_s\":%.1f,"
+           "\"gemm_peak_gflop_per_s\":%.1f,\"fraction_of_gemm_peak\":%.3f}\n",
+           name, arch, batch, be->nthreads, med, batch / med, flop / batch / 1e9, gflops, peak,
+           peak > 0 ? gflops / peak : 0);
+    fflush(stdout);
+    free(t);
+    for (int i = 0; i < ng; i++) {
+        dx_vit_acts_free(&acts[i], be);
+        be->ops->free(be, img[i]);
+    }
+    be->ops->free(be, w);
+    be->ops->free(be, g);
+    be->ops->free(be, am);
+    be->ops->free(be, av);
+    dx_vit_free(&m);
+}
+
+int main(int argc, char **argv) {
+    const char *which = "all", *arch = "vit_small";
+    int steps = 5, warmup = 1, threads = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--warmup") && i + 1 < argc) warmup = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--arch") && i + 1 < argc) arch = argv[++i];
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+        else which = argv[i];
+    }
+    if (steps < 1) steps = 1;
+    dx_err err;
+    dx_backend *be;
+    if (dx_backend_create(&be, "cpu", threads, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    dx_vit_config cfg;
+    if (dx_vit_config_named(&cfg, arch, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    double peak = gemm_peak(be, 16 * 201, cfg.dim, cfg.ffn_hidden);
+    if (!strcmp(which, "all") || !strcmp(which, "multicrop")) {
+        group g[2] = {{2 * 8, 224}, {8 * 8, 96}};
+        run_config(be, "multicrop", arch, g, 2, 8, steps, warmup, peak);
+    }
+    if (!strcmp(which, "all") || !strcmp(which, "single")) {
+        group g[1] = {{32, 112}};
+        run_config(be, "single", arch, g, 1, 32, steps, warmup, peak);
+    }
+    dx_backend_destroy(be);
+    return 0;
+}

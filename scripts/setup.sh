@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# setup.sh - install everything dinox needs on Debian 12 and build it.
+# Idempotent: apt is skipped when every package is already present.
+# Usage: scripts/setup.sh [build-dir]   (default: build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${1:-build}
+
+PKGS=(
+  build-essential cmake pkg-config git
+  libdnnl-dev libyaml-dev libcjson-dev libpng-dev libxml2-dev libxml2-utils
+  libniftiio-dev zlib1g-dev libopenjp2-7-dev libcharls-dev
+  libopenmpi-dev openmpi-bin
+  clang libclang-rt-14-dev
+  python3 python3-numpy python3-torch python3-sklearn python3-pydicom
+  dcmtk libgdcm-tools libopenblas0-openmp
+)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$BUILD" -j"$(nproc)"
+echo "setup: built $BUILD/dinox"
