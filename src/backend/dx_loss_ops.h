@@ -1,0 +1,116 @@
+/* dx_loss_ops.h - the DINOv3 objective kernels as a backend ops table.
+ *
+ * A backend fills one `struct dx_loss_ops` (be->loss); the CPU one comes from
+ * dx_cpu_loss_ops() (src/backend/cpu/cpu_loss.c), a GPU backend implements
+ * the same table. Formulas: docs/objective.md and dinov3-spec.md §3-§5.
+ *
+ * Conventions (as dx_backend.h):
+ *  - fp32, row-major, contiguous; pointer arguments are backend memory;
+ *    scalar results (losses) are returned to the host as double.
+ *  - *_backward ACCUMULATE (+=) `scale * dL/dinput` into the gradient, so the
+ *    caller passes the loss weight of the term as `scale` and chains terms
+ *    without temporaries.
+ *  - ops do not fail on valid shapes. A CPU kernel that cannot get its small
+ *    scratch memory returns NaN (forward) or writes NaN into the gradient, so
+ *    the trainer's non-finite check turns it into DX_ENUMERIC.
+ *  - student temperature `temp` divides the logits: p = softmax(S / temp).
+ *
+ * Row layouts follow the collate order (spec §6.3): crop-major, row = c*B + b. */
+#ifndef DX_LOSS_OPS_H
+#define DX_LOSS_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend/dx_backend.h"
+
+struct dx_loss_ops {
+    const char *name;
+
+    /* ---- teacher centring (no gradient) -----------------------------------
+     * Sinkhorn-Knopp, spec §4.2, single process (N_tot = N):
+     *   Q[n,k] = exp((Z[n,k] - max Z) / temp); Q /= sum(Q)
+     *   n_iter times: Q[:,k] /= (sum_n Q[n,k]) * K;  Q[n,:] /= (sum_k Q[n,k]) * N
+     *   out = Q * N   -> every row of out[N,K] sums to 1.
+     * out may alias logits. */
+    void (*sinkhorn_knopp)(dx_backend *be, float *out, const float *logits, int N, int K,
+                           float temp, int n_iter);
+    /* Softmax centring, spec §4.3: out[N,K] = softmax((Z - center[K]) / temp) per row. */
+    void (*softmax_center)(dx_backend *be, float *out, const float *logits, const float *center,
+                           int N, int K, float temp);
+    /* mean[K] = (1/N) sum_n x[n,:]  (the batch centre m_t; the lazy update
+     * c <- 0.9 c + 0.1 m_t is be->ops->ema(center, mean, K, 0.9) next step). */
+    void (*row_mean)(dx_backend *be, float *mean, const float *x, int N, int K);
+
+    /* ---- soft-target cross-entropy ----------------------------------------
+     * CE_n = -sum_k T[n,k] log softmax(S[n,:]/temp)_k, S,T [N,K], w[N] (NULL = 1).
+     * Returns sum_n w_n CE_n; row_loss[N] (may be NULL) receives the unweighted CE_n. */
+    double (*ce_forward)(dx_backend *be, float *row_loss, const float *S, const float *T,
+                         const float *w, int N, int K, float temp);
+    /* dS[n,:] += scale * w_n * (softmax(S_n/temp) * sum_k T[n,k] - T[n,:]) / temp */
+    void (*ce_backward)(dx_backend *be, float *dS, const float *S, const float *T,
+                        const float *w, int N, int K, float temp, float scale);
+
+    /* ---- DINO CLS loss, spec §3.1 ---------------------------------------------
+     * S[ns*B, K] student logits (crop-major), T[nt*B, K] teacher targets.
+     * Sum of CE(T[t,b], S[c,b]) over all pairs (c, t), b, excluding c == t when
+     * ignore_diag, divided by (number of pairs * B). Local term: ns = 8, nt = 2,
+     * ignore_diag = 0 (/16B); global term: ns = nt = 2, ignore_diag = 1 (/2B). */
+    double (*dino_forward)(dx_backend *be, const float *S, int ns, const float *T, int nt, int B,
+                           int K, float temp, int ignore_diag);
+    void (*dino_backward)(dx_backend *be, float *dS, const float *S, int ns, const float *T,
+                          int nt, int B, int K, float temp, int ignore_diag, float scale);
+
+    /* ---- KoLeo, spec §3.3, one crop of B images -------------------------------
+     * z = x / max(|x|, 1e-8); nn[b] = argmax_{b' != b} z_b.z_b' (first max; int32,
+     * backend memory, written); d_b = |z_b - z_nn(b) + 1e-8|; returns
+     * -(1/B) sum_b log(d_b + 1e-8). x[B, D]. */
+    double (*koleo_forward)(dx_backend *be, int32_t *nn, const float *x, int B, int D);
+    /* dx += scale * dL/dx, gradient through both z_b and z_nn(b), nn held fixed. */
+    void (*koleo_backward)(dx_backend *be, float *dx, const float *x, const int32_t *nn, int B,
+                           int D, float scale);
+
+    /* ---- Gram loss, spec §3.4 -------------------------------------------------
+     * xs, xt [nimg*P, D] student / teacher patch features (teacher already
+     * resized to P tokens). Writes xs_hat, xt_hat = rows / max(|row|, 1e-12)
+     * (kept for backward). img_level = 1: mean over nimg*P*P of (Gs - Gt)^2
+     * with per-image Gram matrices; 0: one (nimg*P)^2 Gram of all tokens. */
+    double (*gram_forward)(dx_backend *be, float *xs_hat, float *xt_hat, const float *xs,
+                           const float *xt, int nimg, int P, int D, int img_level);
+    /* dxs += scale * dL/dxs (through the L2 normalisation; teacher gets none). */
+    void (*gram_backward)(dx_backend *be, float *dxs, const float *xs, const float *xs_hat,
+                          const float *xt_hat, int nimg, int P, int D, int img_level, float scale);
+
+    /* ---- Gram-teacher resize, spec §5.1 ----------------------------------------
+     * Bicubic as F.interpolate(mode='bicubic', align_corners=False, antialias=False):
+     * a = -0.75, src = (dst + 0.5) * in/out - 0.5, taps clamped at the border.
+     * Channels-last token layout: in[nimg, Hin*Win, C] -> out[nimg, Hout*Wout, C]
+     * (row-major patch index p = h*W + w), so teacher tokens need no transpose. */
+    void (*resize_bicubic)(dx_backend *be, float *out, const float *in, int nimg, int Hin,
+                           int Win, int Hout, int Wout, int C);
+    /* din += adjoint of resize_bicubic applied to dout. */
+    void (*resize_bicubic_backward)(dx_backend *be, float *din, const float *dout, int nimg,
+                                    int Hin, int Win, int Hout, int Wout, int C);
+
+    /* ---- L2 normalisation of rows (heads: eps 1e-12) ---------------------------
+     * out[M,D] = x / max(|x|, eps); out may not alias x. */
+    void (*l2norm_forward)(dx_backend *be, float *out, const float *x, int M, int D, float eps);
+    /* dx += (dout - out <out, dout>) / |x|   if |x| > eps, else dout / eps. */
+    void (*l2norm_backward)(dx_backend *be, float *dx, const float *x, const float *dout, int M,
+                            int D, float eps);
+};
+
+/* iBOT patch loss, spec §3.2: S, T [M, K] at the masked positions, w[M] =
+ * 1/n_i (masks_weight from the collate), n_crops = 2B (ALL global crops).
+ * L = sum_j w_j CE_j / n_crops. */
+static inline double dx_ibot_loss_forward(dx_backend *be, const float *S, const float *T,
+                                          const float *w, int M, int K, float temp, int n_crops) {
+    return be->loss->ce_forward(be, NULL, S, T, w, M, K, temp) / (double)n_crops;
+}
+static inline void dx_ibot_loss_backward(dx_backend *be, float *dS, const float *S,
+                                         const float *T, const float *w, int M, int K, float temp,
+                                         int n_crops, float scale) {
+    be->loss->ce_backward(be, dS, S, T, w, M, K, temp, scale / (float)n_crops);
+}
+
+#endif /* DX_LOSS_OPS_H */
