@@ -1,0 +1,14 @@
+/* cpu_kernels_f32.c - the float instantiation of cpu_kernels.inc (what the
+ * CPU backend runs): vectorisable exp/erf from cpu_math.h. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/cpu_kernels.h"
+#include "backend/cpu/cpu_math.h"
+
+#define real float
+#define SFX(name) name##_f32
+#define REXP(x) dx_cpu_expf(x)
+#define RERF1P(z) dx_cpu_erf1pf(z)
+#include "backend/cpu/cpu_kernels.inc"
