@@ -50,6 +50,25 @@ int dx_table_find(const dx_table *tab, const char *name) {
     return -1;
 }
 
+dx_status dx_table_append(dx_table *dst, const dx_table *src, const char *prefix, size_t *base,
+                          dx_err *err) {
+    *base = dst->total;
+    char name[DX_NAME_MAX];
+    for (int i = 0; i < src->n; i++) {
+        const dx_tensor_spec *s = &src->t[i];
+        if (snprintf(name, sizeof name, "%s%s", prefix, s->name) >= (int)sizeof name)
+            return dx_fail(err, DX_EINVAL, "tensor name too long: %s%s", prefix, s->name);
+        int k = dx_table_add(dst, name, s->ndim, s->shape, s->flags, err);
+        if (k < 0) return -k;
+        dst->t[k].lr_mult = s->lr_mult;
+        dst->t[k].wd_mult = s->wd_mult;
+        /* same order, same padding rules: offsets shift by base exactly */
+        if (dst->t[k].offset != *base + s->offset)
+            return dx_fail(err, DX_EINVAL, "table append: layout of %s does not line up", name);
+    }
+    return DX_OK;
+}
+
 size_t dx_table_numel_trainable(const dx_table *tab) {
     size_t n = 0;
     for (int i = 0; i < tab->n; i++)

@@ -50,6 +50,11 @@ void dx_table_free(dx_table *tab);
 int dx_table_add(dx_table *tab, const char *name, int ndim, const int64_t *shape, unsigned flags,
                  dx_err *err);
 int dx_table_find(const dx_table *tab, const char *name); /* -1 if absent */
+/* Appends every tensor of src under "prefix<name>", keeping flags and
+ * multipliers; *base receives the offset of src's first element, so that
+ * src's own offsets + base address the same data inside dst's buffers. */
+dx_status dx_table_append(dx_table *dst, const dx_table *src, const char *prefix, size_t *base,
+                          dx_err *err);
 size_t dx_table_numel_trainable(const dx_table *tab);
 
 static inline float *dx_table_ptr(const dx_table *tab, float *base, int idx) {

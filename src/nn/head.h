@@ -1,0 +1,61 @@
+/* head.h - the DINO / iBOT projection head (spec §2), forward and backward.
+ *
+ *   h1 = GELU(W0 x + b0), h2 = GELU(W2 h1 + b2), ...   (nlayers - 1 hidden layers)
+ *   z  = W_last_mlp h + b                              (bottleneck)
+ *   u  = z / max(|z|, 1e-12)
+ *   logits = W_proto u                                 (no bias, NO weight norm)
+ * Parameter names as DINOv3's DINOHead: mlp.0.*, mlp.2.*, mlp.4.*,
+ * last_layer.weight (the linear layers sit at even indices of its Sequential). */
+#ifndef DX_HEAD_H
+#define DX_HEAD_H
+
+#include "backend/dx_backend.h"
+#include "core/dx_error.h"
+#include "core/dx_table.h"
+
+#define DX_HEAD_MAX_LAYERS 8
+
+typedef struct dx_head_config {
+    int in_dim, hidden, bottleneck, prototypes, nlayers;
+} dx_head_config;
+
+typedef struct dx_head {
+    dx_head_config cfg;
+    dx_table tab;
+    int nlin;                        /* linear layers in the MLP */
+    int w[DX_HEAD_MAX_LAYERS], b[DX_HEAD_MAX_LAYERS];
+    int in[DX_HEAD_MAX_LAYERS], out[DX_HEAD_MAX_LAYERS];
+    int last;                        /* last_layer.weight [K, bottleneck] */
+} dx_head;
+
+dx_status dx_head_init(dx_head *h, const dx_head_config *cfg, dx_err *err);
+void dx_head_free(dx_head *h);
+/* trunc-normal(0.02) weights, zero biases (DINOHead._init_weights). */
+dx_status dx_head_init_weights(const dx_head *h, dx_backend *be, float *w, uint64_t seed, dx_err *err);
+double dx_head_flops_per_row(const dx_head_config *cfg);
+
+/* Activations for up to max_rows rows, one allocation. */
+typedef struct dx_head_acts {
+    int max_rows, rows, with_grad;
+    float *buf;
+    float *x;          /* [rows, in_dim] input copy (caller fills via dx_head_acts_input) */
+    float *pre[DX_HEAD_MAX_LAYERS], *post[DX_HEAD_MAX_LAYERS]; /* per MLP layer */
+    float *u;          /* [rows, bottleneck] normalised */
+    float *logits;     /* [rows, K] */
+    float *dlogits;    /* [rows, K] caller writes (grad mode) */
+    float *dx;         /* [rows, in_dim] gradient w.r.t. x after backward */
+    float *dA, *dB;    /* scratch [rows, max width] */
+    size_t bytes;
+} dx_head_acts;
+
+dx_status dx_head_acts_init(dx_head_acts *a, const dx_head *h, dx_backend *be, int max_rows,
+                            int with_grad, dx_err *err);
+void dx_head_acts_free(dx_head_acts *a, dx_backend *be);
+size_t dx_head_acts_bytes(const dx_head *h, int max_rows, int with_grad);
+
+/* logits = head(a->x[0..rows)). */
+void dx_head_forward(const dx_head *h, dx_backend *be, const float *w, dx_head_acts *a, int rows);
+/* g += dL/dparams, a->dx = dL/dx (overwritten), from a->dlogits. */
+void dx_head_backward(const dx_head *h, dx_backend *be, const float *w, float *g, dx_head_acts *a);
+
+#endif /* DX_HEAD_H */

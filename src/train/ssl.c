@@ -1,0 +1,374 @@
+/* ssl.c - one DINOv3 step: see ssl.h. Spec references are to
+ * ../shared/design/dinov3-spec.md (mirrored in docs/objective.md). */
+#include "train/ssl.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/dx_loss_ops.h"
+#include "train/optim.h"
+
+#define BV(s) ((s)->vit.tab.total) /* floats of the backbone part */
+
+static double flops_vit_fwd(const dx_vit_config *c, int n, int side) {
+    return n * dx_vit_flops_per_image(c, side, side);
+}
+
+double dx_ssl_flops_per_step(const dx_ssl_config *c) {
+    const int B = c->batch, G = c->n_global * B, L = c->n_local * B;
+    const int P = (c->global_size / c->vit.patch) * (c->global_size / c->vit.patch);
+    double f = 3.0 * (flops_vit_fwd(&c->vit, G, c->global_size) + flops_vit_fwd(&c->vit, L, c->local_size));
+    f += flops_vit_fwd(&c->vit, G, c->global_size); /* EMA teacher */
+    if (c->use_gram) f += flops_vit_fwd(&c->vit, G, c->gram_size ? c->gram_size : c->global_size);
+    f += (3.0 * (G + L) + G) * dx_head_flops_per_row(&c->dino_head);
+    f += 4.0 * (G * P / 4.0) * dx_head_flops_per_row(&c->ibot_head); /* ~1/4 of patches masked */
+    return f;
+}
+
+static int32_t *upload_idx(dx_backend *be, const int32_t *host, size_t n) {
+    int32_t *d = be->ops->alloc(be, (n ? n : 1) * sizeof(int32_t));
+    if (d && n) be->ops->upload(be, d, host, n * sizeof(int32_t));
+    return d;
+}
+
+dx_status dx_ssl_init(dx_ssl *s, const dx_ssl_config *cfg_in, dx_backend *be, dx_err *err) {
+    memset(s, 0, sizeof *s);
+    s->cfg = *cfg_in;
+    dx_ssl_config *c = &s->cfg;
+    if (c->batch < 1 || c->n_global != 2 || c->n_local < 0 || c->global_size < c->vit.patch ||
+        (c->n_local > 0 && c->local_size < c->vit.patch))
+        return dx_fail(err, DX_EINVAL, "ssl: need batch >= 1, exactly 2 global crops, crops >= patch size");
+    if (!be->loss) return dx_fail(err, DX_EBACKEND, "backend %s has no loss kernels", be->ops->name);
+    c->dino_head.in_dim = c->ibot_head.in_dim = c->vit.dim;
+    if (!c->gram_size) c->gram_size = c->global_size;
+    if (c->sk_iters <= 0) c->sk_iters = 3;
+    dx_status st;
+    if ((st = dx_vit_init(&s->vit, &c->vit, err))) return st;
+    dx_vit_set_param_groups(&s->vit, c->layer_decay > 0 ? c->layer_decay : 1.0f,
+                            c->patch_embed_lr_mult > 0 ? c->patch_embed_lr_mult : 1.0f);
+    if ((st = dx_head_init(&s->dino, &c->dino_head, err))) return st;
+    if ((st = dx_head_init(&s->ibot, &c->ibot_head, err))) return st;
+    size_t base_vit;
+    dx_table_init(&s->tab);
+    if ((st = dx_table_append(&s->tab, &s->vit.tab, "backbone.", &base_vit, err))) return st;
+    if ((st = dx_table_append(&s->tab, &s->dino.tab, "dino_head.", &s->base_dino, err))) return st;
+    if ((st = dx_table_append(&s->tab, &s->ibot.tab, "ibot_head.", &s->base_ibot, err))) return st;
+
+    const size_t bytes = s->tab.total * sizeof(float);
+    s->w = be->ops->alloc(be, bytes);
+    s->g = be->ops->alloc(be, bytes);
+    s->m = be->ops->alloc(be, bytes);
+    s->v = be->ops->alloc(be, bytes);
+    s->teacher = be->ops->alloc(be, bytes);
+    if (c->use_gram) s->gram_w = be->ops->alloc(be, BV(s) * sizeof(float));
+    if (!s->w || !s->g || !s->m || !s->v || !s->teacher || (c->use_gram && !s->gram_w))
+        return dx_fail(err, DX_ENOMEM, "ssl state (%zu floats x 5)", s->tab.total);
+
+    const int B = c->batch, G = 2 * B, L = c->n_local * B, D = c->vit.dim, p = c->vit.patch;
+    if ((st = dx_vit_acts_init(&s->s_glob, &s->vit, be, G, c->global_size, c->global_size, 1, err))) return st;
+    if (L > 0 && (st = dx_vit_acts_init(&s->s_loc, &s->vit, be, L, c->local_size, c->local_size, 1, err))) return st;
+    if ((st = dx_vit_acts_init(&s->t_glob, &s->vit, be, G, c->global_size, c->global_size, 0, err))) return st;
+    if (c->use_gram && (st = dx_vit_acts_init(&s->g_glob, &s->vit, be, G, c->gram_size, c->gram_size, 0, err)))
+        return st;
+    s->P = s->s_glob.P;
+    s->Pg = (c->gram_size / p) * (c->gram_size / p);
+    const int P = s->P, Pg = s->Pg, Kd = c->dino_head.prototypes, Ki = c->ibot_head.prototypes;
+    if ((st = dx_head_acts_init(&s->hd_s, &s->dino, be, G + L, 1, err))) return st;
+    if ((st = dx_head_acts_init(&s->hd_t, &s->dino, be, G, 0, err))) return st;
+    if ((st = dx_head_acts_init(&s->hi_s, &s->ibot, be, G * P, 1, err))) return st;
+    if ((st = dx_head_acts_init(&s->hi_t, &s->ibot, be, G * P, 0, err))) return st;
+
+    const size_t GPD = (size_t)G * P * D * sizeof(float);
+    s->img_glob = be->ops->alloc(be, (size_t)G * 3 * c->global_size * c->global_size * sizeof(float));
+    s->img_loc = L ? be->ops->alloc(be, (size_t)L * 3 * c->local_size * c->local_size * sizeof(float)) : NULL;
+    s->img_gram = c->use_gram ? be->ops->alloc(be, (size_t)G * 3 * c->gram_size * c->gram_size * sizeof(float)) : NULL;
+    s->tgt_dino = be->ops->alloc(be, (size_t)G * Kd * sizeof(float));
+    s->tgt_ibot = be->ops->alloc(be, (size_t)G * P * Ki * sizeof(float));
+    s->mask_w = be->ops->alloc(be, (size_t)G * P * sizeof(float));
+    s->center_dino = be->ops->alloc(be, (size_t)Kd * sizeof(float) * 2);
+    s->center_ibot = be->ops->alloc(be, (size_t)Ki * sizeof(float) * 2);
+    s->dkoleo = be->ops->alloc(be, (size_t)G * D * sizeof(float));
+    s->koleo_nn = be->ops->alloc(be, (size_t)B * sizeof(int32_t));
+    if (c->use_gram) {
+        s->xs = be->ops->alloc(be, GPD);
+        s->xt = be->ops->alloc(be, GPD);
+        s->xs_hat = be->ops->alloc(be, GPD);
+        s->xt_hat = be->ops->alloc(be, GPD);
+        s->dxs = be->ops->alloc(be, GPD);
+        s->xt_big = be->ops->alloc(be, (size_t)G * Pg * D * sizeof(float));
+    }
+    /* fixed gather lists: CLS rows and all patch rows of each crop group */
+    const int R1 = 1 + c->vit.registers;
+    int32_t *h = malloc(sizeof(int32_t) * (size_t)G * (Pg > P ? Pg : P) + sizeof(int32_t) * (G + L));
+    if (!h) return dx_fail(err, DX_ENOMEM, "index lists");
+    for (int n = 0; n < G; n++) h[n] = n * s->s_glob.T;
+    s->idx_cls_glob = upload_idx(be, h, G);
+    for (int n = 0; n < L; n++) h[n] = n * (L ? s->s_loc.T : 0);
+    s->idx_cls_loc = upload_idx(be, h, L);
+    for (int n = 0; n < G; n++)
+        for (int q = 0; q < P; q++) h[n * P + q] = n * s->s_glob.T + R1 + q;
+    s->idx_patch = upload_idx(be, h, (size_t)G * P);
+    if (c->use_gram) {
+        for (int n = 0; n < G; n++)
+            for (int q = 0; q < Pg; q++) h[n * Pg + q] = n * s->g_glob.T + R1 + q;
+        s->idx_patch_gram = upload_idx(be, h, (size_t)G * Pg);
+    }
+    free(h);
+    s->idx_masked = be->ops->alloc(be, (size_t)G * P * sizeof(int32_t));
+    if (!s->img_glob || (L && !s->img_loc) || !s->tgt_dino || !s->tgt_ibot || !s->mask_w || !s->idx_masked ||
+        !s->idx_cls_glob || !s->idx_patch || !s->dkoleo || !s->koleo_nn ||
+        (c->use_gram && (!s->xs || !s->xt || !s->xs_hat || !s->xt_hat || !s->dxs || !s->xt_big)))
+        return dx_fail(err, DX_ENOMEM, "ssl scratch buffers");
+    return DX_OK;
+}
+
+void dx_ssl_free(dx_ssl *s, dx_backend *be) {
+    void *bufs[] = {s->w, s->g, s->m, s->v, s->teacher, s->gram_w, s->center_dino, s->center_ibot,
+                    s->img_glob, s->img_loc, s->img_gram, s->tgt_dino, s->tgt_ibot, s->mask_w, s->xs,
+                    s->xt, s->xs_hat, s->xt_hat, s->dxs, s->xt_big, s->dkoleo, s->idx_cls_glob,
+                    s->idx_cls_loc, s->idx_patch, s->idx_patch_gram, s->idx_masked, s->koleo_nn};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        if (bufs[i]) be->ops->free(be, bufs[i]);
+    dx_vit_acts *va[] = {&s->s_glob, &s->s_loc, &s->t_glob, &s->g_glob};
+    for (int i = 0; i < 4; i++)
+        if (va[i]->buf) dx_vit_acts_free(va[i], be);
+    dx_head_acts *ha[] = {&s->hd_s, &s->hd_t, &s->hi_s, &s->hi_t};
+    for (int i = 0; i < 4; i++)
+        if (ha[i]->buf) dx_head_acts_free(ha[i], be);
+    dx_table_free(&s->tab);
+    dx_head_free(&s->dino);
+    dx_head_free(&s->ibot);
+    dx_vit_free(&s->vit);
+    memset(s, 0, sizeof *s);
+}
+
+dx_status dx_ssl_init_weights(dx_ssl *s, dx_backend *be, dx_err *err) {
+    dx_status st;
+    if ((st = dx_vit_init_weights(&s->vit, be, s->w, s->cfg.seed, err))) return st;
+    if ((st = dx_head_init_weights(&s->dino, be, s->w + s->base_dino, s->cfg.seed, err))) return st;
+    if ((st = dx_head_init_weights(&s->ibot, be, s->w + s->base_ibot, s->cfg.seed + 1, err))) return st;
+    const size_t bytes = s->tab.total * sizeof(float);
+    be->ops->copy(be, s->teacher, s->w, bytes); /* teacher = student at init */
+    be->ops->zero(be, s->m, bytes);
+    be->ops->zero(be, s->v, bytes);
+    if (s->gram_w) be->ops->copy(be, s->gram_w, s->w, BV(s) * sizeof(float));
+    s->adam_t = 0;
+    s->center_init = 0;
+    return DX_OK;
+}
+
+void dx_ssl_gram_refresh(dx_ssl *s, dx_backend *be) {
+    if (s->gram_w) be->ops->copy(be, s->gram_w, s->teacher, BV(s) * sizeof(float));
+}
+
+size_t dx_ssl_state_bytes(const dx_ssl *s) {
+    return (5 * s->tab.total + (s->gram_w ? BV(s) : 0)) * sizeof(float);
+}
+
+size_t dx_ssl_acts_bytes(const dx_ssl *s) {
+    return s->s_glob.bytes + s->s_loc.bytes + s->t_glob.bytes + s->g_glob.bytes + s->hd_s.bytes +
+           s->hd_t.bytes + s->hi_s.bytes + s->hi_t.bytes;
+}
+
+/* Teacher targets from logits [N, K]: Sinkhorn-Knopp or softmax centring. */
+static void teacher_targets(dx_ssl *s, dx_backend *be, float *out, const float *logits, float *center,
+                            int N, int K, float temp) {
+    if (s->cfg.centering == DX_CENTER_SINKHORN) {
+        be->loss->sinkhorn_knopp(be, out, logits, N, K, temp, s->cfg.sk_iters);
+        return;
+    }
+    /* DINOv2 softmax centring: use the centre, then c <- 0.9 c + 0.1 mean(logits) */
+    float *mean = center + K;
+    be->loss->softmax_center(be, out, logits, center, N, K, temp);
+    be->loss->row_mean(be, mean, logits, N, K);
+    be->ops->ema(be, center, mean, (size_t)K, 0.9f);
+}
+
+/* sqrt of the sum of squares of g over [off, off+n), and clip it in place. */
+static double clip_range(dx_backend *be, float *g, size_t n, float clip) {
+    double norm = sqrt(be->ops->sumsq(be, g, n));
+    if (clip > 0 && isfinite(norm)) {
+        double f = clip / (norm + 1e-6);
+        if (f < 1.0) be->ops->scale(be, g, (float)f, n);
+    }
+    return norm;
+}
+
+dx_status dx_ssl_step(dx_ssl *s, dx_backend *be, const dx_ssl_batch *batch, int64_t step,
+                      const dx_ssl_sched *sc, dx_ssl_metrics *out, dx_err *err) {
+    const dx_backend_ops *o = be->ops;
+    const struct dx_loss_ops *lo = be->loss;
+    const dx_ssl_config *c = &s->cfg;
+    const int B = c->batch, G = 2 * B, L = c->n_local * B, D = c->vit.dim, P = s->P, Pg = s->Pg;
+    const int Kd = c->dino_head.prototypes, Ki = c->ibot_head.prototypes;
+    const float ts = c->student_temp;
+    float *wd_ = s->w + s->base_dino, *wi = s->w + s->base_ibot;
+    float *gd = s->g + s->base_dino, *gi = s->g + s->base_ibot;
+    float *td = s->teacher + s->base_dino, *ti = s->teacher + s->base_ibot;
+    dx_status st;
+    memset(out, 0, sizeof *out);
+
+    /* inputs to the device */
+    const size_t gimg = (size_t)G * 3 * c->global_size * c->global_size * sizeof(float);
+    o->upload(be, s->img_glob, batch->global, gimg);
+    if (L) o->upload(be, s->img_loc, batch->local, (size_t)L * 3 * c->local_size * c->local_size * sizeof(float));
+
+    /* masks: flat sorted indices into [G*P], weights 1/n_i (collate, spec §6.3) */
+    int M = 0;
+    int32_t *midx = NULL;
+    float *mw = NULL;
+    if (batch->masks) {
+        midx = malloc(sizeof(int32_t) * (size_t)G * P);
+        mw = malloc(sizeof(float) * (size_t)G * P);
+        int32_t *rows = malloc(sizeof(int32_t) * (size_t)G * P);
+        if (!midx || !mw || !rows) {
+            free(midx); free(mw); free(rows);
+            return dx_fail(err, DX_ENOMEM, "mask lists");
+        }
+        for (int n = 0; n < G; n++) {
+            int cnt = 0;
+            for (int q = 0; q < P; q++) cnt += batch->masks[(size_t)n * P + q] != 0;
+            for (int q = 0; q < P; q++)
+                if (batch->masks[(size_t)n * P + q]) {
+                    rows[M] = n * s->s_glob.T + 1 + c->vit.registers + q; /* token row in [G*T] */
+                    mw[M] = 1.0f / (float)(cnt > 0 ? cnt : 1);
+                    M++;
+                }
+        }
+        if (M) {
+            o->upload(be, s->idx_masked, rows, sizeof(int32_t) * M);
+            o->upload(be, s->mask_w, mw, sizeof(float) * M);
+        }
+        free(rows);
+    }
+    out->n_masked = M;
+
+    /* ---- teacher (EMA): clean global crops, eval mode --------------------- */
+    dx_vit_run eval = {0};
+    if ((st = dx_vit_forward(&s->vit, be, s->teacher, &s->t_glob, s->img_glob, NULL, &eval, err))) goto done;
+    o->gather_rows(be, s->hd_t.x, s->t_glob.out, s->idx_cls_glob, G, (size_t)D);
+    dx_head_forward(&s->dino, be, td, &s->hd_t, G);
+    teacher_targets(s, be, s->tgt_dino, s->hd_t.logits, s->center_dino, G, Kd, sc->teacher_temp);
+    if (M) {
+        o->gather_rows(be, s->hi_t.x, s->t_glob.out, s->idx_masked, M, (size_t)D);
+        dx_head_forward(&s->ibot, be, ti, &s->hi_t, M);
+        teacher_targets(s, be, s->tgt_ibot, s->hi_t.logits, s->center_ibot, M, Ki, sc->teacher_temp);
+    }
+
+    /* ---- student: masked global crops, local crops, train mode -------------- */
+    dx_vit_run tr = {.train = 1, .seed = c->seed, .step = (uint64_t)step, .group = 0};
+    if ((st = dx_vit_forward(&s->vit, be, s->w, &s->s_glob, s->img_glob, batch->masks, &tr, err))) goto done;
+    if (L) {
+        tr.group = 1;
+        if ((st = dx_vit_forward(&s->vit, be, s->w, &s->s_loc, s->img_loc, NULL, &tr, err))) goto done;
+    }
+    /* DINO head on [global CLS (G) ; local CLS (L)] */
+    o->gather_rows(be, s->hd_s.x, s->s_glob.out, s->idx_cls_glob, G, (size_t)D);
+    if (L) o->gather_rows(be, s->hd_s.x + (size_t)G * D, s->s_loc.out, s->idx_cls_loc, L, (size_t)D);
+    dx_head_forward(&s->dino, be, wd_, &s->hd_s, G + L);
+    if (M) {
+        o->gather_rows(be, s->hi_s.x, s->s_glob.out, s->idx_masked, M, (size_t)D);
+        dx_head_forward(&s->ibot, be, wi, &s->hi_s, M);
+    }
+
+    /* ---- Gram teacher -------------------------------------------------------- */
+    if (c->use_gram) {
+        if (c->gram_size != c->global_size && !batch->gram) {
+            st = dx_fail(err, DX_EINVAL, "Gram teacher crops of %d px were configured but the batch has none",
+                         c->gram_size);
+            goto done;
+        }
+        const float *gimg_src = s->img_glob;
+        if (batch->gram) {
+            o->upload(be, s->img_gram, batch->gram, (size_t)G * 3 * c->gram_size * c->gram_size * sizeof(float));
+            gimg_src = s->img_gram;
+        }
+        if ((st = dx_vit_forward(&s->vit, be, s->gram_w, &s->g_glob, gimg_src, NULL, &eval, err))) goto done;
+        if (Pg != P) {
+            /* resize BEFORE normalisation (spec §5.1): bicubic, channels-last tokens */
+            const int ng = c->gram_size / c->vit.patch, ns = c->global_size / c->vit.patch;
+            o->gather_rows(be, s->xt_big, s->g_glob.out, s->idx_patch_gram, G * Pg, (size_t)D);
+            lo->resize_bicubic(be, s->xt, s->xt_big, G, ng, ng, ns, ns, D);
+        } else {
+            o->gather_rows(be, s->xt, s->g_glob.out, s->idx_patch_gram, G * P, (size_t)D);
+        }
+        o->gather_rows(be, s->xs, s->s_glob.out, s->idx_patch, G * P, (size_t)D);
+    }
+
+    /* ---- losses (spec §3.5) ---------------------------------------------------- */
+    const int n_glob_terms = 2, n_loc_terms = 2 * c->n_local;
+    const float s_glob = (float)n_glob_terms / (n_glob_terms + n_loc_terms);
+    const float s_loc = (float)n_loc_terms / (n_glob_terms + n_loc_terms);
+    const float w_loc = c->w_dino * s_loc * sc->lambda_local, w_glob = c->w_dino * s_glob;
+    const float *S_glob = s->hd_s.logits, *S_loc = s->hd_s.logits + (size_t)G * Kd;
+    if (L) out->dino_local = lo->dino_forward(be, S_loc, c->n_local, s->tgt_dino, 2, B, Kd, ts, 0);
+    out->dino_global = lo->dino_forward(be, S_glob, 2, s->tgt_dino, 2, B, Kd, ts, 1);
+    for (int cr = 0; cr < 2; cr++) /* KoLeo per global crop on the pre-head CLS */
+        out->koleo += 0.5 * lo->koleo_forward(be, s->koleo_nn, s->hd_s.x + (size_t)cr * B * D, B, D);
+    if (M) out->ibot = dx_ibot_loss_forward(be, s->hi_s.logits, s->tgt_ibot, s->mask_w, M, Ki, ts, G);
+    if (c->use_gram)
+        out->gram = lo->gram_forward(be, s->xs_hat, s->xt_hat, s->xs, s->xt, G, P, D, c->gram_img_level);
+    out->total = w_loc * out->dino_local + w_glob * out->dino_global + c->w_koleo * 2.0 * out->koleo +
+                 c->w_ibot * out->ibot + (c->use_gram ? sc->w_gram * out->gram : 0.0);
+    if (!isfinite(out->total)) {
+        out->nonfinite = 1;
+        goto done;
+    }
+
+    /* ---- backward ------------------------------------------------------------- */
+    o->zero(be, s->g, s->tab.total * sizeof(float));
+    const size_t GTD = (size_t)G * s->s_glob.T * D * sizeof(float);
+    o->zero(be, s->s_glob.dout, GTD);
+    if (L) o->zero(be, s->s_loc.dout, (size_t)L * s->s_loc.T * D * sizeof(float));
+    o->zero(be, s->hd_s.dlogits, (size_t)(G + L) * Kd * sizeof(float));
+    if (L)
+        lo->dino_backward(be, s->hd_s.dlogits + (size_t)G * Kd, S_loc, c->n_local, s->tgt_dino, 2, B, Kd, ts, 0, w_loc);
+    lo->dino_backward(be, s->hd_s.dlogits, S_glob, 2, s->tgt_dino, 2, B, Kd, ts, 1, w_glob);
+    dx_head_backward(&s->dino, be, wd_, gd, &s->hd_s);
+    /* KoLeo: 0.1 * 2 * mean over the 2 crops = 0.1 per crop */
+    o->zero(be, s->dkoleo, (size_t)G * D * sizeof(float));
+    for (int cr = 0; cr < 2; cr++) {
+        lo->koleo_forward(be, s->koleo_nn, s->hd_s.x + (size_t)cr * B * D, B, D); /* NN of this crop */
+        lo->koleo_backward(be, s->dkoleo + (size_t)cr * B * D, s->hd_s.x + (size_t)cr * B * D, s->koleo_nn, B, D,
+                           c->w_koleo);
+    }
+    o->axpy(be, s->hd_s.dx, 1.0f, s->dkoleo, (size_t)G * D);
+    o->scatter_add_rows(be, s->s_glob.dout, s->hd_s.dx, s->idx_cls_glob, G, (size_t)D);
+    if (L) o->scatter_add_rows(be, s->s_loc.dout, s->hd_s.dx + (size_t)G * D, s->idx_cls_loc, L, (size_t)D);
+    if (M) {
+        o->zero(be, s->hi_s.dlogits, (size_t)M * Ki * sizeof(float));
+        dx_ibot_loss_backward(be, s->hi_s.dlogits, s->hi_s.logits, s->tgt_ibot, s->mask_w, M, Ki, ts, G, c->w_ibot);
+        dx_head_backward(&s->ibot, be, wi, gi, &s->hi_s);
+        o->scatter_add_rows(be, s->s_glob.dout, s->hi_s.dx, s->idx_masked, M, (size_t)D);
+    }
+    if (c->use_gram && sc->w_gram != 0) {
+        o->zero(be, s->dxs, (size_t)G * P * D * sizeof(float));
+        lo->gram_backward(be, s->dxs, s->xs, s->xs_hat, s->xt_hat, G, P, D, c->gram_img_level, sc->w_gram);
+        o->scatter_add_rows(be, s->s_glob.dout, s->dxs, s->idx_patch, G * P, (size_t)D);
+    }
+    if ((st = dx_vit_backward(&s->vit, be, s->w, s->g, &s->s_glob, err))) goto done;
+    if (L && (st = dx_vit_backward(&s->vit, be, s->w, s->g, &s->s_loc, err))) goto done;
+
+    /* ---- clip per submodule, AdamW, EMA (spec §7.1) ---------------------------------- */
+    out->gnorm_backbone = clip_range(be, s->g, BV(s), c->clip_grad);
+    out->gnorm_dino = clip_range(be, gd, s->base_ibot - s->base_dino, c->clip_grad);
+    out->gnorm_ibot = clip_range(be, gi, s->tab.total - s->base_ibot, c->clip_grad);
+    if (!isfinite(out->gnorm_backbone) || !isfinite(out->gnorm_dino) || !isfinite(out->gnorm_ibot)) {
+        out->nonfinite = 1;
+        goto done;
+    }
+    dx_adamw hp = {.lr = sc->lr, .last_layer_lr = sc->last_layer_lr, .wd = sc->wd,
+                   .beta1 = c->beta1, .beta2 = c->beta2, .eps = c->eps};
+    s->adam_t++;
+    dx_adamw_step(be, &s->tab, s->w, s->g, s->m, s->v, &hp, (int)s->adam_t);
+    for (int i = 0; i < s->tab.n; i++) {
+        const dx_tensor_spec *t = &s->tab.t[i];
+        if (!(t->flags & DX_TF_BUFFER))
+            o->ema(be, s->teacher + t->offset, s->w + t->offset, t->numel, sc->momentum);
+    }
+done:
+    free(midx);
+    free(mw);
+    return st;
+}

@@ -1,0 +1,95 @@
+/* ssl.h - one DINOv3 self-supervised step (spec §3-§5, §7.1) as a library call.
+ *
+ * The model is one parameter table: "backbone.*" (the ViT), "dino_head.*",
+ * "ibot_head.*". Student parameters, gradients, AdamW moments, the EMA
+ * teacher and the Gram teacher (backbone only) are flat buffers over it.
+ *
+ * dx_ssl_step: teacher forward on the clean global crops -> Sinkhorn-Knopp (or
+ * softmax-centred) targets; student forward on the masked global crops and on
+ * the local crops; Gram-teacher forward; DINO local + global, KoLeo, iBOT and
+ * Gram losses; backward; per-submodule clipping; AdamW; EMA. */
+#ifndef DX_SSL_H
+#define DX_SSL_H
+
+#include <stdint.h>
+
+#include "backend/dx_backend.h"
+#include "nn/head.h"
+#include "nn/vit.h"
+
+typedef enum { DX_CENTER_SINKHORN = 0, DX_CENTER_SOFTMAX = 1 } dx_centering;
+
+typedef struct dx_ssl_config {
+    dx_vit_config vit;
+    dx_head_config dino_head, ibot_head;  /* in_dim is set from vit.dim */
+    int batch;                            /* B images per step */
+    int n_global, n_local;                /* 2 and L */
+    int global_size, local_size;          /* crop sides in pixels */
+    int gram_size;                        /* Gram-teacher crop side (0 = global_size) */
+    int use_gram, gram_img_level;
+    float w_dino, w_koleo, w_ibot;        /* w_gram and lambda_local come per step */
+    float student_temp;
+    dx_centering centering;
+    int sk_iters;
+    float clip_grad;                      /* per submodule; <= 0 disables */
+    float beta1, beta2, eps;
+    float layer_decay, patch_embed_lr_mult;
+    uint64_t seed;
+} dx_ssl_config;
+
+/* Values of the schedules at this step (src/train/schedule.h computes them). */
+typedef struct dx_ssl_sched {
+    float lr, last_layer_lr, wd, momentum, teacher_temp, w_gram, lambda_local;
+} dx_ssl_sched;
+
+typedef struct dx_ssl_batch {
+    const float *global;  /* host [n_global*B, 3, S, S], crop-major (row = c*B + b) */
+    const float *local;   /* host [n_local*B, 3, s, s] or NULL when n_local = 0 */
+    const float *gram;    /* host [n_global*B, 3, Sg, Sg] or NULL (= the global crops) */
+    const uint8_t *masks; /* host [n_global*B, P] (1 = masked) or NULL */
+} dx_ssl_batch;
+
+typedef struct dx_ssl_metrics {
+    double total, dino_local, dino_global, koleo, ibot, gram; /* unweighted terms + weighted total */
+    double gnorm_backbone, gnorm_dino, gnorm_ibot;            /* before clipping */
+    int n_masked;
+    int nonfinite;  /* 1 if the loss or a gradient was NaN/Inf: no update was applied */
+} dx_ssl_metrics;
+
+typedef struct dx_ssl {
+    dx_ssl_config cfg;
+    dx_vit vit;
+    dx_head dino, ibot;
+    dx_table tab;                    /* backbone.* | dino_head.* | ibot_head.* */
+    size_t base_dino, base_ibot;     /* offsets of the heads inside tab's buffers */
+    float *w, *g, *m, *v, *teacher;  /* [tab.total] backend memory */
+    float *gram_w;                   /* [vit.tab.total] Gram teacher backbone (use_gram) */
+    int64_t adam_t;                  /* AdamW steps taken */
+    float *center_dino, *center_ibot;/* softmax centring (DX_CENTER_SOFTMAX) */
+    int center_init;
+    /* activations and scratch */
+    dx_vit_acts s_glob, s_loc, t_glob, g_glob;
+    dx_head_acts hd_s, hd_t, hi_s, hi_t;
+    float *img_glob, *img_loc, *img_gram;    /* device copies of the crops */
+    float *tgt_dino, *tgt_ibot, *mask_w;     /* targets [2B,K], [M,K]; weights [M] */
+    float *xs, *xt, *xs_hat, *xt_hat, *dxs, *xt_big, *dkoleo; /* Gram / KoLeo scratch */
+    int32_t *idx_cls_glob, *idx_cls_loc, *idx_patch, *idx_patch_gram, *idx_masked, *koleo_nn;
+    int P, Pg;
+} dx_ssl;
+
+dx_status dx_ssl_init(dx_ssl *s, const dx_ssl_config *cfg, dx_backend *be, dx_err *err);
+void dx_ssl_free(dx_ssl *s, dx_backend *be);
+/* Fresh DINOv3 initialisation of student, teacher (= student) and Gram teacher. */
+dx_status dx_ssl_init_weights(dx_ssl *s, dx_backend *be, dx_err *err);
+/* Copies the EMA teacher's backbone into the Gram teacher (refresh, spec §5.2). */
+void dx_ssl_gram_refresh(dx_ssl *s, dx_backend *be);
+/* Bytes of parameters/optimizer state and of activations (memory planner). */
+size_t dx_ssl_state_bytes(const dx_ssl *s);
+size_t dx_ssl_acts_bytes(const dx_ssl *s);
+/* Training FLOPs of one step (student fwd+bwd, teacher and Gram fwd, heads). */
+double dx_ssl_flops_per_step(const dx_ssl_config *cfg);
+
+dx_status dx_ssl_step(dx_ssl *s, dx_backend *be, const dx_ssl_batch *batch, int64_t step,
+                      const dx_ssl_sched *sched, dx_ssl_metrics *out, dx_err *err);
+
+#endif /* DX_SSL_H */
