@@ -38,6 +38,7 @@ typedef struct dx_safetensors {
     dx_st_tensor *t;
     int n;
     char *metadata_json; /* the "__metadata__" object as JSON text, or NULL */
+    char *path;          /* file opened (for messages), NULL for dx_st_open_memory */
 } dx_safetensors;
 
 dx_status dx_st_open(dx_safetensors *st, const char *path, dx_err *err);
@@ -48,6 +49,11 @@ void dx_st_close(dx_safetensors *st);
 const dx_st_tensor *dx_st_find(const dx_safetensors *st, const char *name);
 const char *dx_st_dtype_name(dx_st_dtype dt); /* "F32", "BF16", ... */
 size_t dx_st_dtype_size(dx_st_dtype dt);
+
+/* Exact scalar conversions (every F16/BF16 value is a float32 value; NaN
+ * payloads, infinities, signed zeros and F16 subnormals are kept). */
+float dx_f16_to_f32(uint16_t h);
+float dx_bf16_to_f32(uint16_t h);
 
 /* Converts a F32/F16/BF16/F64 tensor to float32 into dst (host, n = numel). */
 dx_status dx_st_to_f32(const dx_st_tensor *t, float *dst, size_t n, dx_err *err);
