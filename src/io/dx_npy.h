@@ -22,6 +22,11 @@ dx_status dx_npy_read(dx_npy *out, const char *path, dx_err *err);
 /* Reads and converts to float32 (accepts <f4, <f8, <i2, <i4, |u1, |i1). */
 dx_status dx_npy_read_f32(const char *path, float **data, int64_t *shape, int *ndim, dx_err *err);
 void dx_npy_free(dx_npy *a);
+/* Same parsing and validation as dx_npy_read on a memory buffer (fuzzer,
+ * tests); out->data is a copy, the buffer is not kept. */
+dx_status dx_npy_parse_memory(dx_npy *out, const void *buf, size_t len, dx_err *err);
+/* Converts a parsed array to float32 (same dtypes as dx_npy_read_f32); dst holds numel floats. */
+dx_status dx_npy_to_f32(const dx_npy *a, float *dst, dx_err *err);
 /* descr: "<f4", "<i2", "|u1", ...; atomic write (temp + rename). */
 dx_status dx_npy_write(const char *path, const char *descr, const void *data, const int64_t *shape,
                        int ndim, dx_err *err);
