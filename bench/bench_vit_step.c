@@ -50,7 +50,7 @@ static float *rand_buf(dx_backend *be, size_t n, uint64_t seed) {
 static double gemm_peak(dx_backend *be, int M, int D, int F) {
     int shapes[][3] = {{M, 3 * D, D}, {M, D, D}, {M, F, D}, {M, D, F}};
     double best = 0;
-    float *A = rand_buf(be, (size_t)M * F * 3, 1), *B = rand_buf(be, (size_t)F * D * 3, 2);
+    float *A = rand_buf(be, (size_t)M * F * 3, 1), *B = rand_buf(be, (size_t)M * F * 3, 2);
     float *C = rand_buf(be, (size_t)M * F * 3, 3);
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
