@@ -5,8 +5,7 @@
  *
  * Threads: OpenMP everywhere (oneDNN uses the same OpenMP runtime);
  * nthreads > 0 sets omp_set_num_threads once at creation. The loss kernels
- * (be->loss) live in cpu_loss*.c, written separately; they are picked up
- * through a weak symbol so this file links without them. */
+ * (be->loss) live in cpu_loss*.c. */
 #include "backend/cpu/cpu_backend.h"
 
 #include <omp.h>
@@ -14,9 +13,8 @@
 #include <string.h>
 
 #include "backend/cpu/cpu_kernels.h"
+#include "backend/cpu/cpu_loss.h"
 #include "backend/cpu/cpu_vec.h"
-
-const struct dx_loss_ops *dx_cpu_loss_ops(void) __attribute__((weak));
 
 /* ---- memory: plain host memory, 64-byte aligned, zero-filled ---- */
 
@@ -199,7 +197,7 @@ dx_status dx_cpu_backend_create(dx_backend **out, int nthreads, dx_err *err) {
     if (!be) return dx_fail(err, DX_ENOMEM, "cpu backend: out of memory");
     if (nthreads > 0) omp_set_num_threads(nthreads);
     be->ops = &cpu_ops;
-    be->loss = dx_cpu_loss_ops ? dx_cpu_loss_ops() : NULL;
+    be->loss = dx_cpu_loss_ops();
     be->impl = NULL;
     be->nthreads = nthreads > 0 ? nthreads : omp_get_max_threads();
     *out = be;

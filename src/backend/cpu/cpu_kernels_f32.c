@@ -10,5 +10,6 @@
 #define real float
 #define SFX(name) name##_f32
 #define REXP(x) dx_cpu_expf(x)
-#define RERF1P(z) dx_cpu_erf1pf(z)
+#define RGELU_CDF2(x) dx_cpu_gelu_cdf2f(x)
+#define RGAUSS(x) dx_cpu_gaussf(x)
 #include "backend/cpu/cpu_kernels.inc"

@@ -9,5 +9,7 @@
 #define real double
 #define SFX(name) name##_f64
 #define REXP(x) exp(x)
-#define RERF1P(z) (1.0 + erf(z))
+/* erfc for x < 0: 1 + erf cancels in the tail */
+#define RGELU_CDF2(x) ((x) < 0 ? erfc(-(x) * M_SQRT1_2) : 1.0 + erf((x) * M_SQRT1_2))
+#define RGAUSS(x) exp(-0.5 * (x) * (x))
 #include "backend/cpu/cpu_kernels.inc"

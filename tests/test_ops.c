@@ -1,0 +1,672 @@
+/* test_ops.c - the CPU backend's non-GEMM ops.
+ *
+ * (a) every op's double backward (cpu_kernels.inc, _f64) against central
+ *     finite differences of the double forward, for L = sum(out * R) with a
+ *     random R; gradients start from random values so the += contract is
+ *     checked too;
+ * (b) the float ops, through the backend's ops table, against the double
+ *     results (fp32 tolerance);
+ * (c) specific properties: RoPE tables = formula and known values, RoPE keeps
+ *     pair norms, attention = a naive reference, masked k-bias gets no
+ *     gradient, the residual subset leaves other samples alone, AdamW = a hand
+ *     computation of PyTorch's formula, the fast erf/exp accuracy. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_kernels.h"
+#include "backend/cpu/cpu_math.h"
+#include "core/dx_rng.h"
+#include "dx_test.h"
+
+/* ---- sizes: odd on purpose ---- */
+enum { M_ = 7, C_ = 13, NB = 2, T_ = 9, H_ = 3, DH = 8, PRE = 3, F_ = 11 };
+
+static dx_backend *be;
+static dx_rng rng;
+
+static double *dnew(size_t n) { return calloc(n ? n : 1, sizeof(double)); }
+static float *fnew(size_t n) { return calloc(n ? n : 1, sizeof(float)); }
+static void drand(double *x, size_t n, double s) {
+    for (size_t i = 0; i < n; i++) x[i] = s * dx_rng_normal(&rng);
+}
+static float *tof(const double *x, size_t n) {
+    float *f = fnew(n);
+    for (size_t i = 0; i < n; i++) f[i] = (float)x[i];
+    return f;
+}
+/* max |a-b| / max(|b|, floor) with a float, b double */
+static double relerr_fd(const float *a, const double *b, size_t n, double floor) {
+    double w = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]), den = fabs(b[i]) > floor ? fabs(b[i]) : floor;
+        if (!isfinite(a[i])) return INFINITY;
+        if (d / den > w) w = d / den;
+    }
+    return w;
+}
+
+/* ---- generic op case --------------------------------------------------------
+ * in[k] (len[k], diff[k]: whether FD-checked), one output of nout. */
+#define MAXIN 6
+typedef struct op_case {
+    const char *name;
+    int nin;
+    size_t len[MAXIN];
+    int diff[MAXIN];
+    size_t nout;
+    void (*fwd64)(double **in, double *out);
+    void (*bwd64)(double **in, const double *dout, double **gin); /* accumulates */
+    void (*fwd32)(float **in, float *out);
+    void (*bwd32)(float **in, const float *dout, float **gin);
+    double scale[MAXIN]; /* input std (0 -> 1) */
+    double tol32;        /* fp32 relative tolerance */
+} op_case;
+
+static double loss(const op_case *c, double **in, const double *R, double *out) {
+    memset(out, 0, sizeof(double) * c->nout);
+    c->fwd64(in, out);
+    double L = 0;
+    for (size_t i = 0; i < c->nout; i++) L += out[i] * R[i];
+    return L;
+}
+
+static void run_case(const op_case *c) {
+    double *in[MAXIN] = {0}, *g0[MAXIN] = {0}, *g[MAXIN] = {0};
+    for (int k = 0; k < c->nin; k++) {
+        in[k] = dnew(c->len[k]);
+        drand(in[k], c->len[k], c->scale[k] ? c->scale[k] : 1.0);
+        g0[k] = dnew(c->len[k]);
+        drand(g0[k], c->len[k], 1.0);
+        g[k] = dnew(c->len[k]);
+        memcpy(g[k], g0[k], sizeof(double) * c->len[k]);
+    }
+    double *out = dnew(c->nout), *R = dnew(c->nout);
+    drand(R, c->nout, 1.0);
+    loss(c, in, R, out);
+    c->bwd64(in, R, g);
+    /* (a) FD */
+    double worst = 0;
+    int nchecked = 0;
+    for (int k = 0; k < c->nin; k++) {
+        if (!c->diff[k]) continue;
+        for (size_t j = 0; j < c->len[k]; j++) {
+            double x0 = in[k][j], h = 1e-6 * (1.0 + fabs(x0));
+            in[k][j] = x0 + h;
+            double lp = loss(c, in, R, out);
+            in[k][j] = x0 - h;
+            double lm = loss(c, in, R, out);
+            in[k][j] = x0;
+            double fd = (lp - lm) / (2 * h), an = g[k][j] - g0[k][j];
+            double e = fabs(fd - an) / (1.0 + fabs(an));
+            if (e > worst) worst = e;
+            nchecked++;
+        }
+    }
+    CHECK(nchecked > 0 && worst <= 1e-6, "%s: FD max err %.3g over %d entries", c->name, worst, nchecked);
+    printf("%-22s FD  max err %.2e (%d entries)\n", c->name, worst, nchecked);
+    /* (b) float backend vs double */
+    loss(c, in, R, out);
+    float *fin[MAXIN] = {0}, *fg[MAXIN] = {0};
+    for (int k = 0; k < c->nin; k++) {
+        fin[k] = tof(in[k], c->len[k]);
+        fg[k] = tof(g0[k], c->len[k]);
+    }
+    float *fout = fnew(c->nout), *fR = tof(R, c->nout);
+    c->fwd32(fin, fout);
+    double eo = relerr_fd(fout, out, c->nout, 1.0);
+    c->bwd32(fin, fR, fg);
+    double eg = 0;
+    for (int k = 0; k < c->nin; k++) {
+        double e = relerr_fd(fg[k], g[k], c->len[k], 1.0);
+        if (e > eg) eg = e;
+    }
+    double tol = c->tol32 ? c->tol32 : 1e-5;
+    CHECK(eo <= tol, "%s: f32 forward rel err %.3g", c->name, eo);
+    CHECK(eg <= tol, "%s: f32 backward rel err %.3g", c->name, eg);
+    printf("%-22s f32 fwd %.2e bwd %.2e\n", c->name, eo, eg);
+    for (int k = 0; k < c->nin; k++) {
+        free(in[k]); free(g0[k]); free(g[k]); free(fin[k]); free(fg[k]);
+    }
+    free(out); free(R); free(fout); free(fR);
+}
+
+/* ---- bias (with a mask) ---- */
+static double bias_mask64[C_];
+static float bias_mask32[C_];
+static void bias_f64(double **in, double *out) {
+    memcpy(out, in[0], sizeof(double) * M_ * C_);
+    dx_cpu_bias_forward_f64(out, in[1], bias_mask64, M_, C_);
+}
+static void bias_b64(double **in, const double *d, double **g) {
+    for (int i = 0; i < M_ * C_; i++) g[0][i] += d[i];
+    dx_cpu_bias_backward_f64(g[1], d, bias_mask64, M_, C_);
+}
+static void bias_f32(float **in, float *out) {
+    memcpy(out, in[0], sizeof(float) * M_ * C_);
+    be->ops->bias_forward(be, out, in[1], bias_mask32, M_, C_);
+}
+static void bias_b32(float **in, const float *d, float **g) {
+    be->ops->axpy(be, g[0], 1.0f, d, M_ * C_);
+    be->ops->bias_backward(be, g[1], d, bias_mask32, M_, C_);
+}
+
+/* ---- layernorm ---- */
+static void ln_f64(double **in, double *out) {
+    double mean[M_], rstd[M_];
+    dx_cpu_layernorm_forward_f64(out, mean, rstd, in[0], in[1], in[2], M_, C_, 1e-5);
+}
+static void ln_b64(double **in, const double *d, double **g) {
+    double mean[M_], rstd[M_], tmp[M_ * C_];
+    dx_cpu_layernorm_forward_f64(tmp, mean, rstd, in[0], in[1], in[2], M_, C_, 1e-5);
+    dx_cpu_layernorm_backward_f64(g[0], g[1], g[2], d, in[0], in[1], mean, rstd, M_, C_);
+}
+static void ln_f32(float **in, float *out) {
+    float mean[M_], rstd[M_];
+    be->ops->layernorm_forward(be, out, mean, rstd, in[0], in[1], in[2], M_, C_, 1e-5f);
+}
+static void ln_b32(float **in, const float *d, float **g) {
+    float mean[M_], rstd[M_], tmp[M_ * C_];
+    be->ops->layernorm_forward(be, tmp, mean, rstd, in[0], in[1], in[2], M_, C_, 1e-5f);
+    be->ops->layernorm_backward(be, g[0], g[1], g[2], d, in[0], in[1], mean, rstd, M_, C_);
+}
+
+/* ---- gelu ---- */
+static void gelu_f64(double **in, double *out) { dx_cpu_gelu_forward_f64(out, in[0], M_ * C_); }
+static void gelu_b64(double **in, const double *d, double **g) {
+    dx_cpu_gelu_backward_f64(g[0], in[0], d, M_ * C_);
+}
+static void gelu_f32(float **in, float *out) { be->ops->gelu_forward(be, out, in[0], M_ * C_); }
+static void gelu_b32(float **in, const float *d, float **g) {
+    be->ops->gelu_backward(be, g[0], in[0], d, M_ * C_);
+}
+
+/* ---- swiglu ---- */
+static void swi_f64(double **in, double *out) { dx_cpu_swiglu_forward_f64(out, in[0], M_, F_); }
+static void swi_b64(double **in, const double *d, double **g) {
+    dx_cpu_swiglu_backward_f64(g[0], in[0], d, M_, F_);
+}
+static void swi_f32(float **in, float *out) { be->ops->swiglu_forward(be, out, in[0], M_, F_); }
+static void swi_b32(float **in, const float *d, float **g) {
+    be->ops->swiglu_backward(be, g[0], in[0], d, M_, F_);
+}
+
+/* ---- softmax (scale 0.7) ---- */
+static void sm_f64(double **in, double *out) { dx_cpu_softmax_forward_f64(out, in[0], M_, C_, 0.7); }
+static void sm_b64(double **in, const double *d, double **g) {
+    double out[M_ * C_];
+    dx_cpu_softmax_forward_f64(out, in[0], M_, C_, 0.7);
+    dx_cpu_softmax_backward_f64(g[0], out, d, M_, C_, 0.7);
+}
+static void sm_f32(float **in, float *out) { be->ops->softmax_forward(be, out, in[0], M_, C_, 0.7f); }
+static void sm_b32(float **in, const float *d, float **g) {
+    float out[M_ * C_];
+    be->ops->softmax_forward(be, out, in[0], M_, C_, 0.7f);
+    be->ops->softmax_backward(be, g[0], out, d, M_, C_, 0.7f);
+}
+
+/* ---- attention ---- */
+#define QKV_N ((size_t)NB * T_ * 3 * H_ * DH)
+#define ATT_N ((size_t)NB * H_ * T_ * T_)
+#define AO_N ((size_t)NB * T_ * H_ * DH)
+static const double att_scale = 0.35355339059327373; /* 1/sqrt(8) */
+static int att_use_loop; /* f32 path: 0 = backend op, 1 = loop kernel */
+static void att_f64(double **in, double *out) {
+    double *att = dnew(ATT_N);
+    dx_cpu_attention_forward_f64(out, att, in[0], NB, T_, H_, DH, att_scale);
+    free(att);
+}
+static void att_b64(double **in, const double *d, double **g) {
+    double *att = dnew(ATT_N), *out = dnew(AO_N);
+    dx_cpu_attention_forward_f64(out, att, in[0], NB, T_, H_, DH, att_scale);
+    dx_cpu_attention_backward_f64(g[0], d, in[0], att, NB, T_, H_, DH, att_scale);
+    free(att); free(out);
+}
+static void att_f32(float **in, float *out) {
+    float *att = fnew(ATT_N);
+    if (att_use_loop) dx_cpu_attention_forward_f32(out, att, in[0], NB, T_, H_, DH, (float)att_scale);
+    else be->ops->attention_forward(be, out, att, in[0], NB, T_, H_, DH, (float)att_scale);
+    free(att);
+}
+static void att_b32(float **in, const float *d, float **g) {
+    float *att = fnew(ATT_N), *out = fnew(AO_N);
+    be->ops->attention_forward(be, out, att, in[0], NB, T_, H_, DH, (float)att_scale);
+    if (att_use_loop) dx_cpu_attention_backward_f32(g[0], d, in[0], att, NB, T_, H_, DH, (float)att_scale);
+    else be->ops->attention_backward(be, g[0], d, in[0], att, NB, T_, H_, DH, (float)att_scale);
+    free(att); free(out);
+}
+
+/* ---- rope (tables are inputs 1, 2: not differentiated) ---- */
+#define ROPE_P (T_ - PRE)
+static void rope_f64(double **in, double *out) {
+    memcpy(out, in[0], sizeof(double) * QKV_N);
+    dx_cpu_rope_forward_f64(out, in[1], in[2], NB, T_, H_, DH, PRE);
+}
+static void rope_b64(double **in, const double *d, double **g) {
+    double *t = dnew(QKV_N);
+    memcpy(t, d, sizeof(double) * QKV_N);
+    dx_cpu_rope_backward_f64(t, in[1], in[2], NB, T_, H_, DH, PRE);
+    for (size_t i = 0; i < QKV_N; i++) g[0][i] += t[i];
+    free(t);
+}
+static void rope_f32(float **in, float *out) {
+    memcpy(out, in[0], sizeof(float) * QKV_N);
+    be->ops->rope_forward(be, out, in[1], in[2], NB, T_, H_, DH, PRE);
+}
+static void rope_b32(float **in, const float *d, float **g) {
+    float *t = fnew(QKV_N);
+    memcpy(t, d, sizeof(float) * QKV_N);
+    be->ops->rope_backward(be, t, in[1], in[2], NB, T_, H_, DH, PRE);
+    for (size_t i = 0; i < QKV_N; i++) g[0][i] += t[i];
+    free(t);
+}
+
+/* ---- residual with subset: nsamples 5, k 3, idx {4, 0, 2}, scale 5/3 ---- */
+enum { RS_N = 5, RS_K = 3, RS_T = 4 };
+static const int32_t rs_idx[RS_K] = {4, 0, 2};
+static const double rs_scale = 5.0 / 3.0;
+static void res_f64(double **in, double *out) {
+    dx_cpu_residual_forward_f64(out, in[0], in[1], in[2], rs_idx, RS_N, RS_K, RS_T, C_, rs_scale);
+}
+static void res_b64(double **in, const double *d, double **g) {
+    dx_cpu_residual_backward_f64(g[0], g[1], g[2], d, in[1], in[2], rs_idx, RS_N, RS_K, RS_T, C_, rs_scale);
+}
+static void res_f32(float **in, float *out) {
+    be->ops->residual_forward(be, out, in[0], in[1], in[2], rs_idx, RS_N, RS_K, RS_T, C_, (float)rs_scale);
+}
+static void res_b32(float **in, const float *d, float **g) {
+    be->ops->residual_backward(be, g[0], g[1], g[2], d, in[1], in[2], rs_idx, RS_N, RS_K, RS_T, C_,
+                               (float)rs_scale);
+}
+
+/* ---- gather rows / scatter_add (repeated index on purpose) ---- */
+enum { GR_N = 5, GR_K = 4, GR_ROW = 6 };
+static const int32_t gr_idx[GR_K] = {3, 1, 3, 0};
+static void gat_f64(double **in, double *out) { dx_cpu_gather_rows_f64(out, in[0], gr_idx, GR_K, GR_ROW); }
+static void gat_b64(double **in, const double *d, double **g) {
+    dx_cpu_scatter_add_rows_f64(g[0], d, gr_idx, GR_K, GR_ROW);
+}
+static void gat_f32(float **in, float *out) { be->ops->gather_rows(be, out, in[0], gr_idx, GR_K, GR_ROW); }
+static void gat_b32(float **in, const float *d, float **g) {
+    be->ops->scatter_add_rows(be, g[0], d, gr_idx, GR_K, GR_ROW);
+}
+
+/* ---- im2col / col2im: N 2, Cin 3, H 7, W 9, p 3 (W remainder cropped: Wp 3) ---- */
+enum { IC_N = 2, IC_C = 3, IC_H = 7, IC_W = 10, IC_P = 3 };
+#define IC_COLS ((size_t)IC_N * (IC_H / IC_P) * (IC_W / IC_P) * IC_C * IC_P * IC_P)
+static void i2c_f64(double **in, double *out) { dx_cpu_im2col_f64(out, in[0], IC_N, IC_C, IC_H, IC_W, IC_P); }
+static void i2c_b64(double **in, const double *d, double **g) {
+    dx_cpu_col2im_f64(g[0], d, IC_N, IC_C, IC_H, IC_W, IC_P);
+}
+static void i2c_f32(float **in, float *out) { be->ops->im2col(be, out, in[0], IC_N, IC_C, IC_H, IC_W, IC_P); }
+static void i2c_b32(float **in, const float *d, float **g) {
+    be->ops->col2im(be, g[0], d, IC_N, IC_C, IC_H, IC_W, IC_P);
+}
+
+/* ---- tokens: N 2, P 5, R 2, D 4; mask marks 2 patches ---- */
+enum { TK_N = 2, TK_P = 5, TK_R = 2, TK_D = 4 };
+static const uint8_t tk_mask[TK_N * TK_P] = {0, 1, 0, 0, 0, 1, 0, 0, 0, 1};
+static void tok_f64(double **in, double *out) {
+    dx_cpu_tokens_forward_f64(out, in[0], in[1], in[2], in[3], tk_mask, TK_N, TK_P, TK_R, TK_D);
+}
+static void tok_b64(double **in, const double *d, double **g) {
+    dx_cpu_tokens_backward_f64(g[0], g[1], g[2], g[3], d, tk_mask, TK_N, TK_P, TK_R, TK_D);
+}
+static void tok_f32(float **in, float *out) {
+    be->ops->tokens_forward(be, out, in[0], in[1], in[2], in[3], tk_mask, TK_N, TK_P, TK_R, TK_D);
+}
+static void tok_b32(float **in, const float *d, float **g) {
+    be->ops->tokens_backward(be, g[0], g[1], g[2], g[3], d, tk_mask, TK_N, TK_P, TK_R, TK_D);
+}
+
+/* ---- property checks ---- */
+
+static void test_rope_tables(void) {
+    const int Hp = 3, Wp = 4, Dh = 8, q4 = Dh / 4, P = Hp * Wp;
+    double periods[2];
+    for (int j = 0; j < q4; j++) periods[j] = pow(100.0, 4.0 * j / Dh);
+    CHECK_CLOSE(periods[1], 10.0, 0, 1e-15, "period_1 = 100^(4/8)");
+    double sy = 0.1, sx = -0.2, ky = 1.7, kx = 0.6;
+    double *s = dnew(P * Dh), *c = dnew(P * Dh);
+    dx_cpu_rope_tables_f64(s, c, periods, Hp, Wp, Dh, sy, sx, ky, kx);
+    double worst = 0;
+    for (int p = 0; p < P; p++) {
+        int y = p / Wp, x = p % Wp;
+        double cy = (((y + 0.5) / Hp) * 2 - 1 + sy) * ky, cx = (((x + 0.5) / Wp) * 2 - 1 + sx) * kx;
+        for (int i = 0; i < Dh; i++) {
+            int j = i % (Dh / 2);
+            double ang = j < q4 ? 2 * M_PI * cy / periods[j] : 2 * M_PI * cx / periods[j - q4];
+            worst = fmax(worst, fabs(s[p * Dh + i] - sin(ang)));
+            worst = fmax(worst, fabs(c[p * Dh + i] - cos(ang)));
+        }
+    }
+    CHECK(worst < 1e-14, "rope tables vs formula: %.3g", worst);
+    /* known value, no augmentation: 2x2 grid, patch 0 has cy = -0.5 -> angle -pi for period 1 */
+    double s2[4 * 8], c2[4 * 8];
+    dx_cpu_rope_tables_f64(s2, c2, periods, 2, 2, 8, 0, 0, 1, 1);
+    CHECK_CLOSE(c2[0], -1.0, 1e-15, 0, "cos(-pi)");
+    CHECK_CLOSE(s2[0], 0.0, 1e-15, 0, "sin(-pi)");
+    /* patch 3 (y=1, x=1): cx = 0.5, period_1 = 10 -> angle pi/10 at dims 3 and 7 */
+    CHECK_CLOSE(s2[3 * 8 + 3], sin(M_PI / 10), 1e-15, 0, "x-angle with period 10");
+    CHECK_CLOSE(s2[3 * 8 + 7], sin(M_PI / 10), 1e-15, 0, "tiled copy");
+    /* float backend tables */
+    float fp[2] = {(float)periods[0], (float)periods[1]}, *fs = fnew(P * Dh), *fc = fnew(P * Dh);
+    be->ops->rope_tables(be, fs, fc, fp, Hp, Wp, Dh, (float)sy, (float)sx, (float)ky, (float)kx);
+    double e = fmax(relerr_fd(fs, s, P * Dh, 1.0), relerr_fd(fc, c, P * Dh, 1.0));
+    CHECK(e < 1e-6, "f32 rope tables: %.3g", e);
+    free(s); free(c); free(fs); free(fc);
+}
+
+static void test_rope_norms(void) {
+    double periods[2] = {1.0, 10.0};
+    double *s = dnew(ROPE_P * DH), *c = dnew(ROPE_P * DH), *x = dnew(QKV_N), *y = dnew(QKV_N);
+    dx_cpu_rope_tables_f64(s, c, periods, 2, 3, DH, 0.05, 0.0, 1.3, 1.3);
+    drand(x, QKV_N, 1.0);
+    memcpy(y, x, sizeof(double) * QKV_N);
+    dx_cpu_rope_forward_f64(y, s, c, NB, T_, H_, DH, PRE);
+    double worst = 0, moved = 0, prefix_change = 0;
+    for (int n = 0; n < NB; n++)
+        for (int t = 0; t < T_; t++)
+            for (int part = 0; part < 3; part++)
+                for (int h = 0; h < H_; h++)
+                    for (int i = 0; i < DH / 2; i++) {
+                        size_t o = (((size_t)n * T_ + t) * 3 + part) * H_ * DH + h * DH;
+                        double a = x[o + i] * x[o + i] + x[o + i + DH / 2] * x[o + i + DH / 2];
+                        double b = y[o + i] * y[o + i] + y[o + i + DH / 2] * y[o + i + DH / 2];
+                        worst = fmax(worst, fabs(a - b));
+                        double ch = fabs(x[o + i] - y[o + i]);
+                        if (t < PRE || part == 2) prefix_change = fmax(prefix_change, ch);
+                        else moved = fmax(moved, ch);
+                    }
+    CHECK(worst < 1e-12, "rope pair norms preserved: %.3g", worst);
+    CHECK(prefix_change == 0, "prefix tokens and v untouched: %.3g", prefix_change);
+    CHECK(moved > 1e-3, "patch q/k rotated: %.3g", moved);
+    free(s); free(c); free(x); free(y);
+}
+
+static void test_attention_naive(void) {
+    double *qkv = dnew(QKV_N), *out = dnew(AO_N), *att = dnew(ATT_N), *ref = dnew(AO_N);
+    drand(qkv, QKV_N, 1.0);
+    dx_cpu_attention_forward_f64(out, att, qkv, NB, T_, H_, DH, att_scale);
+    /* naive: explicit q, k, v indexing, softmax with exp */
+    for (int n = 0; n < NB; n++)
+        for (int h = 0; h < H_; h++)
+            for (int i = 0; i < T_; i++) {
+                double sc[T_], mx = -1e300, sum = 0;
+                for (int j = 0; j < T_; j++) {
+                    double dot = 0;
+                    for (int d = 0; d < DH; d++)
+                        dot += qkv[(((size_t)n * T_ + i) * 3 + 0) * H_ * DH + h * DH + d] *
+                               qkv[(((size_t)n * T_ + j) * 3 + 1) * H_ * DH + h * DH + d];
+                    sc[j] = dot * att_scale;
+                    mx = fmax(mx, sc[j]);
+                }
+                for (int j = 0; j < T_; j++) sum += (sc[j] = exp(sc[j] - mx));
+                for (int d = 0; d < DH; d++) {
+                    double o = 0;
+                    for (int j = 0; j < T_; j++)
+                        o += sc[j] / sum * qkv[(((size_t)n * T_ + j) * 3 + 2) * H_ * DH + h * DH + d];
+                    ref[((size_t)n * T_ + i) * H_ * DH + h * DH + d] = o;
+                }
+            }
+    double w = 0;
+    for (size_t i = 0; i < AO_N; i++) w = fmax(w, fabs(out[i] - ref[i]));
+    CHECK(w < 1e-13, "f64 attention vs naive: %.3g", w);
+    float *fq = tof(qkv, QKV_N), *fo = fnew(AO_N), *fa = fnew(ATT_N), *fo2 = fnew(AO_N);
+    be->ops->attention_forward(be, fo, fa, fq, NB, T_, H_, DH, (float)att_scale);
+    double e1 = relerr_fd(fo, ref, AO_N, 1.0), ea = relerr_fd(fa, att, ATT_N, 1.0);
+    dx_cpu_attention_forward_f32(fo2, fa, fq, NB, T_, H_, DH, (float)att_scale);
+    double e2 = relerr_fd(fo2, ref, AO_N, 1.0);
+    CHECK(e1 < 1e-5 && ea < 1e-5, "backend attention vs naive: out %.3g att %.3g", e1, ea);
+    CHECK(e2 < 1e-5, "loop attention (f32) vs naive: %.3g", e2);
+    /* rows of att are probabilities */
+    double rs = 0;
+    for (int r = 0; r < NB * H_ * T_; r++) {
+        double s = 0;
+        for (int j = 0; j < T_; j++) s += fa[(size_t)r * T_ + j];
+        rs = fmax(rs, fabs(s - 1));
+    }
+    CHECK(rs < 1e-6, "attention rows sum to 1: %.3g", rs);
+    free(qkv); free(out); free(att); free(ref); free(fq); free(fo); free(fa); free(fo2);
+}
+
+static void test_kbias_mask(void) {
+    /* qkv bias of size 3*D with the k third masked (DINOv3 mask_k_bias) */
+    enum { D = 6, N3 = 18, MR = 5 };
+    float mask[N3], b[N3], y[MR * N3] = {0}, dy[MR * N3], db[N3] = {0};
+    for (int i = 0; i < N3; i++) {
+        mask[i] = (i >= D && i < 2 * D) ? 0.0f : 1.0f;
+        b[i] = 0.5f + i;
+    }
+    for (int i = 0; i < MR * N3; i++) dy[i] = (float)dx_rng_normal(&rng);
+    be->ops->bias_forward(be, y, b, mask, MR, N3);
+    be->ops->bias_backward(be, db, dy, mask, MR, N3);
+    int ok_fwd = 1, ok_bwd = 1;
+    for (int m = 0; m < MR; m++)
+        for (int i = 0; i < N3; i++) ok_fwd &= y[m * N3 + i] == (mask[i] ? b[i] : 0.0f);
+    for (int i = 0; i < N3; i++) {
+        double s = 0;
+        for (int m = 0; m < MR; m++) s += dy[m * N3 + i];
+        if (!mask[i]) ok_bwd &= db[i] == 0.0f;
+        else ok_bwd &= fabs(db[i] - s) < 1e-5;
+    }
+    CHECK(ok_fwd, "masked k-bias not added");
+    CHECK(ok_bwd, "masked k-bias gets zero gradient, others the column sum");
+}
+
+static void test_residual_subset(void) {
+    enum { n = RS_N * RS_T * C_, ny = RS_K * RS_T * C_ };
+    float x[n], y[ny], gam[C_], out[n];
+    for (int i = 0; i < n; i++) x[i] = (float)dx_rng_normal(&rng);
+    for (int i = 0; i < ny; i++) y[i] = (float)dx_rng_normal(&rng);
+    for (int i = 0; i < C_; i++) gam[i] = (float)dx_rng_normal(&rng);
+    float sc = 5.0f / 3.0f;
+    be->ops->residual_forward(be, out, x, y, gam, rs_idx, RS_N, RS_K, RS_T, C_, sc);
+    int untouched = 1;
+    double w = 0;
+    for (int s = 0; s < RS_N; s++) {
+        int i = -1;
+        for (int q = 0; q < RS_K; q++)
+            if (rs_idx[q] == s) i = q;
+        for (int e = 0; e < RS_T * C_; e++) {
+            size_t o = (size_t)s * RS_T * C_ + e;
+            if (i < 0) untouched &= out[o] == x[o];
+            else w = fmax(w, fabs(out[o] - (x[o] + sc * gam[e % C_] * y[(size_t)i * RS_T * C_ + e])));
+        }
+    }
+    CHECK(untouched, "samples 1 and 3 (not in idx) unchanged");
+    CHECK(w < 1e-5, "selected samples get x + scale*gamma*y: %.3g", w);
+    /* in place (out aliases x) gives the same */
+    float x2[n];
+    memcpy(x2, x, sizeof x);
+    be->ops->residual_forward(be, x2, x2, y, gam, rs_idx, RS_N, RS_K, RS_T, C_, sc);
+    CHECK(memcmp(x2, out, sizeof x2) == 0, "in-place residual matches");
+}
+
+/* PyTorch 1.13 AdamW single-tensor step, written op by op */
+static void adamw_hand(float *p, const float *g, float *m, float *v, int n, double lr, double b1,
+                       double b2, double eps, double wd, int t) {
+    for (int i = 0; i < n; i++) {
+        float pi = p[i] * (float)(1.0 - lr * wd);
+        float mi = fmaf(g[i], (float)(1.0 - b1), m[i] * (float)b1);
+        float vi = fmaf((float)(1.0 - b2) * g[i], g[i], v[i] * (float)b2);
+        double bc1 = 1.0 - pow(b1, t), bc2 = 1.0 - pow(b2, t);
+        float den = sqrtf(vi) / (float)sqrt(bc2) + (float)eps;
+        p[i] = pi + ((float)(-(lr / bc1)) * mi) / den;
+        m[i] = mi;
+        v[i] = vi;
+    }
+}
+
+static void test_adamw(void) {
+    enum { n = 1003 };
+    static float p[n], m[n], v[n], g[n], p2[n], m2[n], v2[n];
+    static double pd[n], md[n], vd[n];
+    for (int i = 0; i < n; i++) pd[i] = p[i] = p2[i] = (float)dx_rng_normal(&rng);
+    const float lr = 1e-3f, b1 = 0.9f, b2 = 0.999f, eps = 1e-8f, wd = 0.04f;
+    int exact = 1;
+    for (int t = 1; t <= 3; t++) {
+        for (int i = 0; i < n; i++) g[i] = (float)(0.1 * dx_rng_normal(&rng));
+        be->ops->adamw(be, p, g, m, v, n, lr, b1, b2, eps, wd, t);
+        adamw_hand(p2, g, m2, v2, n, lr, b1, b2, eps, wd, t);
+        for (int i = 0; i < n; i++) {
+            exact &= p[i] == p2[i] && m[i] == m2[i] && v[i] == v2[i];
+            /* double-precision formula from the header */
+            pd[i] -= (double)lr * wd * pd[i];
+            md[i] = (double)b1 * md[i] + (1 - (double)b1) * g[i];
+            vd[i] = (double)b2 * vd[i] + (1 - (double)b2) * g[i] * g[i];
+            pd[i] -= lr * (md[i] / (1 - pow(b1, t))) / (sqrt(vd[i] / (1 - pow(b2, t))) + eps);
+        }
+    }
+    CHECK(exact, "adamw bitwise equal to PyTorch-order hand computation over 3 steps");
+    double w = 0;
+    for (int i = 0; i < n; i++) w = fmax(w, fabs(p[i] - pd[i]));
+    CHECK(w < 2e-6, "adamw vs double formula: %.3g", w);
+}
+
+static void test_fast_math(void) {
+    double w_phi = 0, w_erf = 0, w_exp = 0, w_gelu = 0;
+    for (double z = -9.0; z <= 9.0; z += 1.3e-4) {
+        double ref = z < 0 ? erfc(-z) : 1.0 + erf(z);
+        double got = dx_cpu_erf1pf((float)z), zr = (double)(float)z;
+        ref = zr < 0 ? erfc(-zr) : 1.0 + erf(zr);
+        w_phi = fmax(w_phi, fabs(got - ref) / ref);
+        if (fabs(zr) >= 0.5) w_erf = fmax(w_erf, fabs((got - 1.0) - erf(zr)) / fabs(erf(zr)));
+    }
+    for (double x = -87.0; x <= 88.0; x += 1.7e-3) {
+        float xf = (float)x;
+        w_exp = fmax(w_exp, fabs(dx_cpu_expf(xf) - exp((double)xf)) / exp((double)xf));
+    }
+    /* GELU f32 op (value and derivative) vs double erf GELU on a grid */
+    enum { n = 20001 };
+    static float xs[n], ys[n], dxs[n], ones[n];
+    for (int i = 0; i < n; i++) {
+        xs[i] = -12.0f + 24.0f * i / (n - 1);
+        ones[i] = 1.0f;
+    }
+    be->ops->gelu_forward(be, ys, xs, n);
+    be->ops->gelu_backward(be, dxs, xs, ones, n);
+    double w_dgelu = 0;
+    for (int i = 0; i < n; i++) {
+        double x = xs[i], cdf = 0.5 * (x < 0 ? erfc(-x / sqrt(2.0)) : 1 + erf(x / sqrt(2.0)));
+        double r = x * cdf, dr = cdf + x * exp(-0.5 * x * x) / sqrt(2 * M_PI);
+        w_gelu = fmax(w_gelu, fabs(ys[i] - r) / fmax(fabs(r), 1e-30));
+        /* the derivative crosses 0 near x = -0.75: judge it relative to the
+         * magnitude of its two terms */
+        double mag = cdf + fabs(x) * exp(-0.5 * x * x) / sqrt(2 * M_PI);
+        w_dgelu = fmax(w_dgelu, fabs(dxs[i] - dr) / fmax(mag, 1e-30));
+    }
+    printf("fast math: 1+erf rel %.2e, erf rel (|z|>=0.5) %.2e, exp rel %.2e, gelu rel %.2e, gelu' rel %.2e\n",
+           w_phi, w_erf, w_exp, w_gelu, w_dgelu);
+    CHECK(w_phi <= 1e-6, "1+erf relative error %.3g", w_phi);
+    CHECK(w_erf <= 1e-6, "erf relative error %.3g", w_erf);
+    CHECK(w_exp <= 3e-7, "expf relative error %.3g", w_exp);
+    CHECK(w_gelu <= 1e-6, "gelu relative error %.3g", w_gelu);
+    CHECK(w_dgelu <= 1e-6, "gelu derivative relative error %.3g", w_dgelu);
+}
+
+static void test_vec_ops(void) {
+    enum { n = 777 };
+    static float x[n], y[n], y0[n], t[n];
+    double ss = 0;
+    for (int i = 0; i < n; i++) {
+        x[i] = (float)dx_rng_normal(&rng);
+        y[i] = y0[i] = t[i] = (float)dx_rng_normal(&rng);
+        ss += (double)x[i] * x[i];
+    }
+    be->ops->axpy(be, y, -0.25f, x, n);
+    int ok = 1;
+    for (int i = 0; i < n; i++) ok &= fabsf(y[i] - (y0[i] - 0.25f * x[i])) <= 1e-6f * (1 + fabsf(y[i]));
+    CHECK(ok, "axpy");
+    be->ops->scale(be, y, 2.0f, n);
+    ok = 1;
+    for (int i = 0; i < n; i++) ok &= fabsf(y[i] - 2 * (y0[i] - 0.25f * x[i])) <= 2e-6f * (1 + fabsf(y[i]));
+    CHECK(ok, "scale");
+    CHECK_CLOSE(be->ops->sumsq(be, x, n), ss, 0, 1e-12, "sumsq in double");
+    CHECK(be->ops->nonfinite(be, x, n) == 0, "finite vector");
+    x[n - 3] = INFINITY;
+    CHECK(be->ops->nonfinite(be, x, n) == 1, "Inf detected");
+    x[n - 3] = NAN;
+    CHECK(be->ops->nonfinite(be, x, n) == 1, "NaN detected");
+    x[n - 3] = 1.0f;
+    be->ops->ema(be, t, x, n, 0.9f);
+    ok = 1;
+    for (int i = 0; i < n; i++) ok &= fabsf(t[i] - (0.9f * y0[i] + 0.1f * x[i])) <= 1e-6f * (1 + fabsf(t[i]));
+    CHECK(ok, "ema");
+    /* memory ops */
+    float *d = be->ops->alloc(be, 1001 * sizeof(float));
+    CHECK(d && ((uintptr_t)d % 64) == 0, "alloc 64-byte aligned");
+    int zero = 1;
+    for (int i = 0; i < 1001; i++) zero &= d[i] == 0.0f;
+    CHECK(zero, "alloc zero-filled");
+    be->ops->upload(be, d, x, n * sizeof(float));
+    be->ops->copy(be, d + 100, d, 50 * sizeof(float));
+    float back[200];
+    be->ops->download(be, back, d, sizeof back);
+    CHECK(back[100] == x[0] && back[149] == x[49] && back[99] == x[99], "upload/copy/download");
+    be->ops->zero(be, d, 1001 * sizeof(float));
+    be->ops->download(be, back, d, sizeof back);
+    CHECK(back[0] == 0 && back[199] == 0, "zero");
+    be->ops->sync(be);
+    be->ops->free(be, d);
+}
+
+int main(void) {
+    dx_err err = {0};
+    CHECK(dx_backend_create(&be, "cpu", 2, &err) == DX_OK, "create: %s", err.msg);
+    if (!be) return dx_test_summary();
+    /* every ops member is set */
+    {
+        const void *const *slots = (const void *const *)be->ops;
+        size_t ns = sizeof(dx_backend_ops) / sizeof(void *);
+        int all = 1;
+        for (size_t i = 0; i < ns; i++) all &= slots[i] != NULL;
+        CHECK(all, "no NULL entry in the ops table (%zu slots)", ns);
+    }
+    dx_rng_init(&rng, 1234, DX_RNG_TEST, 1, 0);
+    for (int i = 0; i < C_; i++) {
+        bias_mask64[i] = (i % 4 == 1) ? 0.0 : 1.0;
+        bias_mask32[i] = (float)bias_mask64[i];
+    }
+
+    op_case cases[] = {
+        {"bias(mask)", 2, {M_ * C_, C_}, {1, 1}, M_ * C_, bias_f64, bias_b64, bias_f32, bias_b32, {1, 1}, 0},
+        {"layernorm", 3, {M_ * C_, C_, C_}, {1, 1, 1}, M_ * C_, ln_f64, ln_b64, ln_f32, ln_b32, {1, 1, 1}, 0},
+        {"gelu", 1, {M_ * C_}, {1}, M_ * C_, gelu_f64, gelu_b64, gelu_f32, gelu_b32, {2.5}, 0},
+        {"swiglu", 1, {M_ * 2 * F_}, {1}, M_ * F_, swi_f64, swi_b64, swi_f32, swi_b32, {2.0}, 0},
+        {"softmax", 1, {M_ * C_}, {1}, M_ * C_, sm_f64, sm_b64, sm_f32, sm_b32, {2.0}, 0},
+        {"attention", 1, {QKV_N}, {1}, AO_N, att_f64, att_b64, att_f32, att_b32, {1.0}, 0},
+        {"rope", 3, {QKV_N, ROPE_P * DH, ROPE_P * DH}, {1, 0, 0}, QKV_N, rope_f64, rope_b64, rope_f32, rope_b32, {1, 1, 1}, 0},
+        {"residual(subset)", 3, {RS_N * RS_T * C_, RS_K * RS_T * C_, C_}, {1, 1, 1}, RS_N * RS_T * C_,
+         res_f64, res_b64, res_f32, res_b32, {1, 1, 1}, 0},
+        {"gather/scatter_add", 1, {GR_N * GR_ROW}, {1}, GR_K * GR_ROW, gat_f64, gat_b64, gat_f32, gat_b32, {1}, 0},
+        {"im2col/col2im", 1, {IC_N * IC_C * IC_H * IC_W}, {1}, IC_COLS, i2c_f64, i2c_b64, i2c_f32, i2c_b32, {1}, 0},
+        {"tokens", 4, {TK_N * TK_P * TK_D, TK_D, TK_R * TK_D, TK_D}, {1, 1, 1, 1}, TK_N * (1 + TK_R + TK_P) * TK_D,
+         tok_f64, tok_b64, tok_f32, tok_b32, {1, 1, 1, 1}, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        /* rope: run_case draws random sin/cos tables; the op is linear in
+         * q/k for any tables, so FD and transpose checks still hold */
+        run_case(&cases[i]);
+    }
+    /* the loop-form float attention too */
+    att_use_loop = 1;
+    op_case al = cases[5];
+    al.name = "attention(loop f32)";
+    run_case(&al);
+    att_use_loop = 0;
+
+    test_rope_tables();
+    test_rope_norms();
+    test_attention_naive();
+    test_kbias_mask();
+    test_residual_subset();
+    test_adamw();
+    test_fast_math();
+    test_vec_ops();
+    dx_backend_destroy(be);
+    return dx_test_summary();
+}
