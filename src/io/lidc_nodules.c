@@ -461,6 +461,7 @@ dx_status dx_lidc_nodules_build(const dx_lidc_read *r, const dx_volume *v, const
         }
         dx_lidc_voxel_to_mm(v, row->centroid_vox, row->centroid_mm);
     }
+    /* reader marks, unclustered: all small nodules, then all non-nodules */
     for (int si = 0; si < r->nsess; si++) {
         const dx_lidc_session *ses = &r->sessions[si];
         for (int i = 0; i < ses->nnod; i++) {
@@ -470,6 +471,9 @@ dx_status dx_lidc_nodules_build(const dx_lidc_read *r, const dx_volume *v, const
             if (k < 0) continue;
             mark_row(&rows[nr++], DX_NOD_SMALL, v, k, nod->rois[0].pts[0], nod->rois[0].z);
         }
+    }
+    for (int si = 0; si < r->nsess; si++) {
+        const dx_lidc_session *ses = &r->sessions[si];
         for (int i = 0; i < ses->nnon; i++) {
             const dx_lidc_nonnodule *nn = &ses->nonnodules[i];
             int k = dx_lidc_find_slice(v, nn->sop_uid, nn->z);

@@ -1,0 +1,186 @@
+/* cmd_store.c - `dinox store list|export|nodules`: look into a volume store.
+ *
+ * export writes int16 HU (z, y, x), z ascending, as .npy plus a JSON sidecar
+ * with the geometry (docs/data.md), or with --mask the uint8 consensus labels. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "cli/cli.h"
+#include "io/dx_npy.h"
+#include "io/store.h"
+
+static void store_usage(FILE *f) {
+    fprintf(f,
+            "usage: dinox store list STORE\n"
+            "       dinox store export STORE --series UID --out V.npy [--mask]\n"
+            "       dinox store nodules STORE [--out nodules.csv]\n"
+            "\n"
+            "list     one line per series: patient ID, series UID, dims (x y z), spacing (x y z) mm,\n"
+            "         slices, nodules\n"
+            "export   int16 HU volume in (z, y, x) order, z ascending, to V.npy and the geometry\n"
+            "         to V.json: spacing (z, y, x) mm, origin (LPS mm of voxel 0), direction\n"
+            "         (row, column, normal cosines); --mask writes the uint8 consensus label\n"
+            "         volume instead (0 = background, n = nodule with label n)\n"
+            "nodules  the nodule table as CSV (stdout or --out)\n");
+}
+
+static int do_list(const char *dir) {
+    dx_err err = {0};
+    dx_store_index idx;
+    if (dx_store_index_read(&idx, dir, &err)) {
+        fprintf(stderr, "store: %s\n", err.msg);
+        return 1;
+    }
+    /* the index alone answers `list`; a full open also checks every data file */
+    dx_store s;
+    if (dx_store_open(&s, dir, &err)) {
+        fprintf(stderr, "store: %s\n", err.msg);
+        dx_store_index_free(&idx);
+        return 1;
+    }
+    dx_store_close(&s);
+    printf("%-16s %-64s %-13s %-22s %6s %7s\n", "patient", "series_uid", "dims", "spacing_mm", "slices", "nodules");
+    for (int i = 0; i < idx.n_series; i++) {
+        const dx_store_series *r = &idx.series[i];
+        char dims[32], sp[48];
+        snprintf(dims, sizeof dims, "%dx%dx%d", r->nx, r->ny, r->nz);
+        snprintf(sp, sizeof sp, "%.3fx%.3fx%.3f", r->spacing[0], r->spacing[1], r->spacing[2]);
+        printf("%-16s %-64s %-13s %-22s %6d %7d\n", r->patient_id[0] ? r->patient_id : "-", r->series_uid, dims, sp,
+               r->nz, r->n_nodules);
+    }
+    dx_store_index_free(&idx);
+    return 0;
+}
+
+static cJSON *darr(const double *v, int n) {
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(v[i]));
+    return a;
+}
+
+static int write_sidecar(const char *npy, const dx_store_series *r, int mask) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s", npy);
+    size_t l = strlen(path);
+    if (l > 4 && !strcmp(path + l - 4, ".npy")) path[l - 4] = 0;
+    strncat(path, ".json", sizeof path - strlen(path) - 1);
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "patient_id", r->patient_id);
+    cJSON_AddStringToObject(j, "study_uid", r->study_uid);
+    cJSON_AddStringToObject(j, "series_uid", r->series_uid);
+    cJSON_AddStringToObject(j, "content", mask ? "consensus nodule labels (uint8)" : "HU (int16)");
+    cJSON_AddStringToObject(j, "axes", "z,y,x");
+    double shape[3] = {r->nz, r->ny, r->nx};
+    cJSON_AddItemToObject(j, "shape", darr(shape, 3));
+    double sp[3] = {r->spacing[2], r->spacing[1], r->spacing[0]};
+    cJSON_AddItemToObject(j, "spacing", darr(sp, 3));
+    cJSON_AddItemToObject(j, "origin", darr(r->origin, 3));
+    cJSON_AddItemToObject(j, "direction", darr(r->direction, 9));
+    cJSON_AddStringToObject(j, "coordinates",
+                            "LPS mm; voxel (x,y,z) at origin + x*sx*direction[0:3] + y*sy*direction[3:6] + "
+                            "z*sz*direction[6:9]");
+    cJSON_AddNumberToObject(j, "window_center", r->window_center);
+    cJSON_AddNumberToObject(j, "window_width", r->window_width);
+    char *txt = cJSON_Print(j);
+    cJSON_Delete(j);
+    if (!txt) return 1;
+    FILE *f = fopen(path, "w");
+    int bad = !f || fputs(txt, f) < 0 || fputc('\n', f) < 0;
+    if (f && fclose(f)) bad = 1;
+    free(txt);
+    if (bad) fprintf(stderr, "store: cannot write %s\n", path);
+    return bad;
+}
+
+static int do_export(const char *dir, const char *uid, const char *out, int mask) {
+    dx_err err = {0};
+    dx_store s;
+    if (dx_store_open(&s, dir, &err)) {
+        fprintf(stderr, "store: %s\n", err.msg);
+        return 1;
+    }
+    int i = dx_store_find(&s, uid);
+    if (i < 0) {
+        fprintf(stderr, "store: series %s is not in %s\n", uid, dir);
+        dx_store_close(&s);
+        return 1;
+    }
+    const dx_store_series *r = dx_store_info(&s, i);
+    if (mask && !s.mask[i]) {
+        fprintf(stderr, "store: series %s has no annotation mask\n", uid);
+        dx_store_close(&s);
+        return 1;
+    }
+    int64_t shape[3] = {r->nz, r->ny, r->nx};
+    /* the store's layout already is (z, y, x) C order: write the mapping as is */
+    dx_status st = mask ? dx_npy_write(out, "|u1", s.mask[i], shape, 3, &err)
+                        : dx_npy_write(out, "<i2", s.hu[i], shape, 3, &err);
+    int rc = 0;
+    if (st) {
+        fprintf(stderr, "store: %s\n", err.msg);
+        rc = 1;
+    } else {
+        rc = write_sidecar(out, r, mask);
+    }
+    dx_store_close(&s);
+    return rc;
+}
+
+static int do_nodules(const char *dir, const char *out) {
+    dx_err err = {0};
+    dx_store_index idx;
+    if (dx_store_index_read(&idx, dir, &err)) {
+        fprintf(stderr, "store: %s\n", err.msg);
+        return 1;
+    }
+    FILE *f = out ? fopen(out, "w") : stdout;
+    if (!f) {
+        fprintf(stderr, "store: cannot write %s\n", out);
+        dx_store_index_free(&idx);
+        return 1;
+    }
+    int rc = dx_store_write_csv(&idx, f, &err) ? 1 : 0;
+    if (out && fclose(f)) rc = 1;
+    if (rc) fprintf(stderr, "store: writing CSV failed\n");
+    dx_store_index_free(&idx);
+    return rc;
+}
+
+int cmd_store(int argc, char **argv) {
+    if (cli_wants_help(argc, argv) || argc < 2) {
+        store_usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *verb = argv[1], *dir = NULL, *uid = NULL, *out = NULL;
+    int mask = 0;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--series") && i + 1 < argc) uid = argv[++i];
+        else if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
+        else if (!strcmp(argv[i], "--mask")) mask = 1;
+        else if (argv[i][0] != '-' && !dir) dir = argv[i];
+        else {
+            fprintf(stderr, "store: unexpected argument '%s'\n", argv[i]);
+            store_usage(stderr);
+            return 2;
+        }
+    }
+    if (!dir) {
+        store_usage(stderr);
+        return 2;
+    }
+    if (!strcmp(verb, "list")) return do_list(dir);
+    if (!strcmp(verb, "nodules")) return do_nodules(dir, out);
+    if (!strcmp(verb, "export")) {
+        if (!uid || !out) {
+            fprintf(stderr, "store export: --series UID and --out V.npy are required\n");
+            return 2;
+        }
+        return do_export(dir, uid, out, mask);
+    }
+    fprintf(stderr, "store: unknown verb '%s'\n", verb);
+    store_usage(stderr);
+    return 2;
+}
