@@ -82,7 +82,7 @@ static void run_config(dx_backend *be, const char *name, const char *arch, const
     dx_vit_config_named(&cfg, arch, &err);
     dx_vit m;
     if (dx_vit_init(&m, &cfg, &err)) { fprintf(stderr, "%s\n", err.msg); return; }
-    dx_vit_set_param_groups(&m, 0.9f, 0.2f);
+    dx_table_set_param_groups(&m.tab, "", cfg.depth, 0.9f, 0.2f);
     size_t bytes = m.tab.total * sizeof(float);
     float *w = be->ops->alloc(be, bytes), *g = be->ops->alloc(be, bytes);
     float *am = be->ops->alloc(be, bytes), *av = be->ops->alloc(be, bytes);

@@ -81,6 +81,13 @@ int cmd_embed(int argc, char **argv) {
     }
     dx_err err = {0};
     dx_vit_config cfg;
+    dx_backend *be = NULL;
+    dx_vit m;
+    int have_model = 0;
+    float *x = NULL, *w = NULL, *img = NULL, *out = NULL;
+    dx_vit_acts acts = {0};
+    int64_t shape[8];
+    int ndim;
     if (dx_vit_config_named(&cfg, arch, &err)) goto fail;
     if (patch) cfg.patch = patch;
     if (registers >= 0) cfg.registers = registers;
@@ -96,13 +103,6 @@ int cmd_embed(int argc, char **argv) {
     if (ln_eps > 0) cfg.ln_eps = ln_eps;
     if (no_mask_k_bias) cfg.mask_k_bias = 0;
 
-    dx_backend *be = NULL;
-    dx_vit m;
-    int have_model = 0;
-    float *x = NULL, *w = NULL, *img = NULL, *out = NULL;
-    dx_vit_acts acts = {0};
-    int64_t shape[8];
-    int ndim;
     if (dx_backend_create(&be, "cpu", threads, &err)) goto fail;
     if (dx_vit_init(&m, &cfg, &err)) goto fail;
     have_model = 1;

@@ -149,7 +149,6 @@ dx_status dx_vit_init(dx_vit *m, const dx_vit_config *cfg, dx_err *err) {
         dx_vit_free(m);
         return err ? err->code : DX_EINVAL;
     }
-    dx_vit_set_param_groups(m, 1.0f, 1.0f);
     return DX_OK;
 }
 
@@ -157,24 +156,6 @@ void dx_vit_free(dx_vit *m) {
     dx_table_free(&m->tab);
     free(m->blk);
     m->blk = NULL;
-}
-
-void dx_vit_set_param_groups(dx_vit *m, float decay, float pe_mult) {
-    const int L = m->cfg.depth;
-    for (int i = 0; i < m->tab.n; i++) {
-        dx_tensor_spec *s = &m->tab.t[i];
-        int layer = L + 1; /* final norm and anything unmatched: multiplier 1 */
-        float extra = 1.0f;
-        if (!strncmp(s->name, "blocks.", 7)) layer = atoi(s->name + 7) + 1;
-        else if (!strncmp(s->name, "patch_embed.", 12)) { layer = 0; extra = pe_mult; }
-        else if (!strcmp(s->name, "cls_token") || !strcmp(s->name, "storage_tokens") ||
-                 !strcmp(s->name, "mask_token")) layer = 0;
-        s->lr_mult = (float)pow(decay, L + 1 - layer) * extra;
-        /* no decay on biases, norms, LayerScale (spec §7.2); tokens are decayed */
-        int nowd = strstr(s->name, "norm") || strstr(s->name, "gamma") ||
-                   (strlen(s->name) >= 4 && !strcmp(s->name + strlen(s->name) - 4, "bias"));
-        s->wd_mult = nowd ? 0.0f : 1.0f;
-    }
 }
 
 double dx_vit_flops_per_image(const dx_vit_config *c, int H, int W) {

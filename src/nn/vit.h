@@ -67,11 +67,6 @@ void dx_vit_free(dx_vit *m);
  * deterministic from seed (domain DX_RNG_INIT, one stream per tensor). */
 dx_status dx_vit_init_weights(const dx_vit *m, dx_backend *be, float *w, uint64_t seed, dx_err *err);
 
-/* Per-tensor AdamW multipliers as DINOv3 assigns them (spec §7.2):
- * layer-wise lr decay^(L+1-layer_id), patch-embed x patch_embed_mult, no
- * weight decay on biases / norms / LayerScale, decay on the tokens. */
-void dx_vit_set_param_groups(dx_vit *m, float layer_decay, float patch_embed_mult);
-
 /* Forward FLOPs of one image of H x W (matmuls + attention), for benchmarks. */
 double dx_vit_flops_per_image(const dx_vit_config *cfg, int H, int W);
 

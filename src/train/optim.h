@@ -14,6 +14,13 @@ typedef struct dx_adamw {
     float beta1, beta2, eps;
 } dx_adamw;
 
+/* Sets lr_mult, wd_mult and the last-layer flag of every tensor as DINOv3's
+ * param groups do (spec §7.2, dx_param_mult_of): tensors named
+ * "<backbone_prefix>..." belong to a backbone of `depth` blocks (layer-wise
+ * decay, patch-embed factor), all others to a head (multiplier 1). */
+void dx_table_set_param_groups(dx_table *tab, const char *backbone_prefix, int depth, float decay,
+                               float patch_embed_mult);
+
 /* One step t (>= 1) over every trainable tensor of tab: w, g, m, v share its layout. */
 void dx_adamw_step(dx_backend *be, const dx_table *tab, float *w, const float *g, float *m, float *v,
                    const dx_adamw *hp, int t);

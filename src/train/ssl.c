@@ -8,6 +8,7 @@
 
 #include "backend/dx_loss_ops.h"
 #include "train/optim.h"
+#include "train/schedule.h"
 
 #define BV(s) ((s)->vit.tab.total) /* floats of the backbone part */
 
@@ -45,8 +46,6 @@ dx_status dx_ssl_init(dx_ssl *s, const dx_ssl_config *cfg_in, dx_backend *be, dx
     if (c->sk_iters <= 0) c->sk_iters = 3;
     dx_status st;
     if ((st = dx_vit_init(&s->vit, &c->vit, err))) return st;
-    dx_vit_set_param_groups(&s->vit, c->layer_decay > 0 ? c->layer_decay : 1.0f,
-                            c->patch_embed_lr_mult > 0 ? c->patch_embed_lr_mult : 1.0f);
     if ((st = dx_head_init(&s->dino, &c->dino_head, err))) return st;
     if ((st = dx_head_init(&s->ibot, &c->ibot_head, err))) return st;
     size_t base_vit;
@@ -54,6 +53,8 @@ dx_status dx_ssl_init(dx_ssl *s, const dx_ssl_config *cfg_in, dx_backend *be, dx
     if ((st = dx_table_append(&s->tab, &s->vit.tab, "backbone.", &base_vit, err))) return st;
     if ((st = dx_table_append(&s->tab, &s->dino.tab, "dino_head.", &s->base_dino, err))) return st;
     if ((st = dx_table_append(&s->tab, &s->ibot.tab, "ibot_head.", &s->base_ibot, err))) return st;
+    dx_table_set_param_groups(&s->tab, "backbone.", c->vit.depth, c->layer_decay > 0 ? c->layer_decay : 1.0f,
+                              c->patch_embed_lr_mult > 0 ? c->patch_embed_lr_mult : 1.0f);
 
     const size_t bytes = s->tab.total * sizeof(float);
     s->w = be->ops->alloc(be, bytes);
@@ -185,11 +186,11 @@ static void teacher_targets(dx_ssl *s, dx_backend *be, float *out, const float *
     be->ops->ema(be, center, mean, (size_t)K, 0.9f);
 }
 
-/* sqrt of the sum of squares of g over [off, off+n), and clip it in place. */
+/* L2 norm of g[0..n) (one submodule), then g *= min(1, clip / (norm + 1e-6)). */
 static double clip_range(dx_backend *be, float *g, size_t n, float clip) {
     double norm = sqrt(be->ops->sumsq(be, g, n));
     if (clip > 0 && isfinite(norm)) {
-        double f = clip / (norm + 1e-6);
+        double f = dx_clip_factor(norm, clip);
         if (f < 1.0) be->ops->scale(be, g, (float)f, n);
     }
     return norm;
@@ -297,10 +298,19 @@ dx_status dx_ssl_step(dx_ssl *s, dx_backend *be, const dx_ssl_batch *batch, int6
     }
 
     /* ---- losses (spec §3.5) ---------------------------------------------------- */
-    const int n_glob_terms = 2, n_loc_terms = 2 * c->n_local;
-    const float s_glob = (float)n_glob_terms / (n_glob_terms + n_loc_terms);
-    const float s_loc = (float)n_loc_terms / (n_glob_terms + n_loc_terms);
-    const float w_loc = c->w_dino * s_loc * sc->lambda_local, w_glob = c->w_dino * s_glob;
+    dx_loss_weights lw;
+    dx_loss_weights_default(&lw);
+    lw.w_dino = c->w_dino;
+    lw.w_koleo = c->w_koleo;
+    lw.w_ibot = c->w_ibot;
+    lw.w_gram = sc->w_gram;
+    lw.local_weight = sc->lambda_local;
+    lw.n_global = 2;
+    lw.n_local = c->n_local;
+    lw.use_gram = c->use_gram;
+    dx_loss_terms coef, terms;
+    dx_loss_coefs(&lw, &coef);
+    const float w_loc = (float)coef.dino_local, w_glob = (float)coef.dino_global;
     const float *S_glob = s->hd_s.logits, *S_loc = s->hd_s.logits + (size_t)G * Kd;
     if (L) out->dino_local = lo->dino_forward(be, S_loc, c->n_local, s->tgt_dino, 2, B, Kd, ts, 0);
     out->dino_global = lo->dino_forward(be, S_glob, 2, s->tgt_dino, 2, B, Kd, ts, 1);
@@ -309,8 +319,8 @@ dx_status dx_ssl_step(dx_ssl *s, dx_backend *be, const dx_ssl_batch *batch, int6
     if (M) out->ibot = dx_ibot_loss_forward(be, s->hi_s.logits, s->tgt_ibot, s->mask_w, M, Ki, ts, G);
     if (c->use_gram)
         out->gram = lo->gram_forward(be, s->xs_hat, s->xt_hat, s->xs, s->xt, G, P, D, c->gram_img_level);
-    out->total = w_loc * out->dino_local + w_glob * out->dino_global + c->w_koleo * 2.0 * out->koleo +
-                 c->w_ibot * out->ibot + (c->use_gram ? sc->w_gram * out->gram : 0.0);
+    terms = (dx_loss_terms){out->dino_local, out->dino_global, out->koleo, out->ibot, out->gram};
+    out->total = dx_loss_total(&terms, &lw, NULL);
     if (!isfinite(out->total)) {
         out->nonfinite = 1;
         goto done;
@@ -326,25 +336,25 @@ dx_status dx_ssl_step(dx_ssl *s, dx_backend *be, const dx_ssl_batch *batch, int6
         lo->dino_backward(be, s->hd_s.dlogits + (size_t)G * Kd, S_loc, c->n_local, s->tgt_dino, 2, B, Kd, ts, 0, w_loc);
     lo->dino_backward(be, s->hd_s.dlogits, S_glob, 2, s->tgt_dino, 2, B, Kd, ts, 1, w_glob);
     dx_head_backward(&s->dino, be, wd_, gd, &s->hd_s);
-    /* KoLeo: 0.1 * 2 * mean over the 2 crops = 0.1 per crop */
+    /* KoLeo */
     o->zero(be, s->dkoleo, (size_t)G * D * sizeof(float));
     for (int cr = 0; cr < 2; cr++) {
         lo->koleo_forward(be, s->koleo_nn, s->hd_s.x + (size_t)cr * B * D, B, D); /* NN of this crop */
         lo->koleo_backward(be, s->dkoleo + (size_t)cr * B * D, s->hd_s.x + (size_t)cr * B * D, s->koleo_nn, B, D,
-                           c->w_koleo);
+                           (float)coef.koleo * 0.5f); /* the term is coef * mean over the 2 crops */
     }
     o->axpy(be, s->hd_s.dx, 1.0f, s->dkoleo, (size_t)G * D);
     o->scatter_add_rows(be, s->s_glob.dout, s->hd_s.dx, s->idx_cls_glob, G, (size_t)D);
     if (L) o->scatter_add_rows(be, s->s_loc.dout, s->hd_s.dx + (size_t)G * D, s->idx_cls_loc, L, (size_t)D);
     if (M) {
         o->zero(be, s->hi_s.dlogits, (size_t)M * Ki * sizeof(float));
-        dx_ibot_loss_backward(be, s->hi_s.dlogits, s->hi_s.logits, s->tgt_ibot, s->mask_w, M, Ki, ts, G, c->w_ibot);
+        dx_ibot_loss_backward(be, s->hi_s.dlogits, s->hi_s.logits, s->tgt_ibot, s->mask_w, M, Ki, ts, G, (float)coef.ibot);
         dx_head_backward(&s->ibot, be, wi, gi, &s->hi_s);
         o->scatter_add_rows(be, s->s_glob.dout, s->hi_s.dx, s->idx_masked, M, (size_t)D);
     }
     if (c->use_gram && sc->w_gram != 0) {
         o->zero(be, s->dxs, (size_t)G * P * D * sizeof(float));
-        lo->gram_backward(be, s->dxs, s->xs, s->xs_hat, s->xt_hat, G, P, D, c->gram_img_level, sc->w_gram);
+        lo->gram_backward(be, s->dxs, s->xs, s->xs_hat, s->xt_hat, G, P, D, c->gram_img_level, (float)coef.gram);
         o->scatter_add_rows(be, s->s_glob.dout, s->dxs, s->idx_patch, G * P, (size_t)D);
     }
     if ((st = dx_vit_backward(&s->vit, be, s->w, s->g, &s->s_glob, err))) goto done;
