@@ -30,6 +30,9 @@ struct dx_loss_ops {
     /* ---- teacher centring (no gradient) -----------------------------------
      * Sinkhorn-Knopp, spec §4.2, single process (N_tot = N):
      *   Q[n,k] = exp((Z[n,k] - max Z) / temp); Q /= sum(Q)
+     *   (the CPU kernel subtracts each prototype's max over n instead: the
+     *   first prototype normalisation removes it exactly as it removes the
+     *   global one, and in fp32 no prototype column underflows to all zeros)
      *   n_iter times: Q[:,k] /= (sum_n Q[n,k]) * K;  Q[n,:] /= (sum_k Q[n,k]) * N
      *   out = Q * N   -> every row of out[N,K] sums to 1.
      * out may alias logits. */

@@ -65,17 +65,34 @@ void F(sinkhorn)(R *out, const R *logits, int N, int K, double temp, int n_iter)
         free(rowpart);
         return;
     }
-    /* global max: only a constant factor, removed by the first normalisation */
+    /* Shift before exp. The spec's global max is one constant factor; we go
+     * one step further and subtract each prototype's own max over the batch,
+     * a per-prototype factor that the first prototype normalisation removes
+     * exactly as well. In float this keeps every prototype's largest entry at
+     * 1, so a prototype far from all samples (exp underflowing to 0 for every
+     * row with temp 0.04) still gets its 1/K mass instead of 0/0 = NaN. With
+     * n_iter = 0 nothing would remove it, so the global max is used then. */
     double gmax = -INFINITY;
     for (size_t i = 0; i < NK; i++)
         if ((double)logits[i] > gmax) gmax = logits[i];
     double inv_t = 1.0 / temp;
+    if (n_iter > 0) {
+#pragma omp parallel for schedule(static) if (NK > 65536)
+        for (int k = 0; k < K; k++) {
+            double m = -INFINITY;
+            for (int n = 0; n < N; n++)
+                if ((double)logits[(size_t)n * K + k] > m) m = logits[(size_t)n * K + k];
+            colsum[k] = m; /* reused as the per-prototype shift */
+        }
+    } else {
+        for (int k = 0; k < K; k++) colsum[k] = gmax;
+    }
 #pragma omp parallel for schedule(static) if (NK > 65536)
     for (int n = 0; n < N; n++) {
         double s = 0;
         for (int k = 0; k < K; k++) {
             size_t i = (size_t)n * K + k;
-            R q = R_EXP((R)(((double)logits[i] - gmax) * inv_t));
+            R q = R_EXP((R)(((double)logits[i] - colsum[k]) * inv_t));
             out[i] = q;
             s += q;
         }
