@@ -144,6 +144,8 @@ dx_status dx_store_index_decode(dx_store_index *out, const void *buf, size_t len
     if (memcmp(b, DX_STORE_MAGIC, 8)) return dx_fail(err, DX_EFORMAT, "not a dinox store index (bad magic)");
     if (get_u32(b + 44) != (uint32_t)crc32(0L, b, 44))
         return dx_fail(err, DX_EFORMAT, "store index header is corrupt (CRC mismatch)");
+    for (int i = 48; i < DX_STORE_HEADER_BYTES; i++)
+        if (b[i]) return dx_fail(err, DX_EFORMAT, "store index header: reserved bytes are not zero");
     uint32_t ver = get_u32(b + 8);
     if (ver != DX_STORE_VERSION)
         return dx_fail(err, DX_EUNSUPPORTED, "store index version %u, this build reads %d", ver, DX_STORE_VERSION);
