@@ -235,11 +235,14 @@ def schedule_cases():
         "v1_w1": (0.5, 0.1, 7, 1, 0.2, 0, 0),
     }
     for name, (base, final, total, warm, sw, fr, zf) in v1.items():
-        s = R.cosine_scheduler(base, final, total, warm, sw, fr)
-        s[:zf] = 0
-        vals = [R.cosine_at(s, final, it) for it in range(total + 3)]
         ref(name + ".cfg", torch.tensor([base, final, total, warm, sw, fr, zf], dtype=torch.float64))
-        ref(name + ".values", torch.tensor(vals, dtype=torch.float64))
+        # .values: numpy as the reference runs it; .values_libm: same operations
+        # with glibc's correctly rounded cos (what C's cos() returns)
+        for key, cos in ((".values", np.cos), (".values_libm", R.libm_cos)):
+            s = R.cosine_scheduler(base, final, total, warm, sw, fr, cos=cos)
+            s[:zf] = 0
+            vals = [R.cosine_at(s, final, it) for it in range(total + 3)]
+            ref(name + key, torch.tensor(vals, dtype=torch.float64))
     # v2: cfg = [start, peak, end, warmup, total, cosine (-1 = None)]
     v2 = {
         "v2_a": (0.0, 1e-3, 1e-6, 5, 20, 8),
@@ -249,10 +252,11 @@ def schedule_cases():
         "v2_loc": (1.0, 1.0, 0.5, 6, 14, 4),
     }
     for name, (a, p, e, W, T, C) in v2.items():
-        s = R.linear_warmup_cosine_decay(a, p, e, W, T, C)
-        vals = [s[it] if it < T else e for it in range(T + 3)]
         ref(name + ".cfg", torch.tensor([a, p, e, W, T, -1 if C is None else C], dtype=torch.float64))
-        ref(name + ".values", torch.tensor(vals, dtype=torch.float64))
+        for key, cos in ((".values", np.cos), (".values_libm", R.libm_cos)):
+            s = R.linear_warmup_cosine_decay(a, p, e, W, T, C, cos=cos)
+            vals = [s[it] if it < T else e for it in range(T + 3)]
+            ref(name + key, torch.tensor(vals, dtype=torch.float64))
 
     # 25: parameter groups (ViT-S, decay 0.9, patch embed 0.2; head)
     bn = R.vits_names(12)

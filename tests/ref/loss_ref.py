@@ -102,12 +102,18 @@ def l2norm(x, eps=1e-12):
 
 # ---- schedules (§7.4) ------------------------------------------------------
 
-def cosine_scheduler(base, final, total, warmup=0, start_warmup=0.0, freeze=0):
+def libm_cos(a):
+    """elementwise correctly rounded (glibc) cos; np.cos may use a SIMD
+    implementation that is 1 ulp off on some CPUs (AVX-512)"""
+    return np.array([math.cos(x) for x in np.asarray(a, dtype=np.float64)], dtype=np.float64)
+
+
+def cosine_scheduler(base, final, total, warmup=0, start_warmup=0.0, freeze=0, cos=np.cos):
     """v1: [zeros(freeze) | linspace(start_warmup, base, warmup) | cosine]."""
     fr = np.zeros((freeze,))
     wu = np.linspace(start_warmup, base, warmup)
     it = np.arange(total - warmup - freeze)
-    cos = final + 0.5 * (base - final) * (1 + np.cos(np.pi * it / len(it)))
+    cos = final + 0.5 * (base - final) * (1 + cos(np.pi * it / len(it)))
     return np.concatenate((fr, wu, cos))
 
 
@@ -115,12 +121,12 @@ def cosine_at(sched, final, it):
     return final if it >= len(sched) else sched[it]
 
 
-def linear_warmup_cosine_decay(start, peak, end, warmup, total, cosine=None):
+def linear_warmup_cosine_decay(start, peak, end, warmup, total, cosine=None, cos=np.cos):
     """v2: [linspace(start, peak, W, endpoint=False) | end + (peak-end)(1+cos(linspace(0,pi,C)))/2 | end]."""
     lin = np.linspace(start, peak, warmup, endpoint=False)
     if cosine is None:
         cosine = total - warmup
-    c = np.cos(np.linspace(0, np.pi, cosine))
+    c = cos(np.linspace(0, np.pi, cosine))
     c = (c + 1) / 2
     c = (peak - end) * c + end
     rest = total - cosine - warmup
