@@ -114,7 +114,7 @@ def condition_probes(model64, inputs, cfg, tau=TAU, rounds=8):
     for _ in range(rounds):
         rr = [r.clone().requires_grad_(True) for r in rs]
         loss, _ = loss_of(model64, [(x, m, r) for (x, m, _), r in zip(inputs, rr)])
-        gs = torch.autograd.grad(loss, params, create_graph=True)
+        gs = grads_of(loss, params, create_graph=True)
         fragile = []
         for n, g in zip(names, gs):
             flat = g.flatten()
@@ -170,6 +170,13 @@ def adamw_run(model64, inputs, mults):
     return snaps, losses
 
 
+def grads_of(loss, params, **kw):
+    """dloss/dparams; a parameter outside the graph (mask_token when no group is
+    masked) gets an exact zero gradient, as DINOv3's `x + 0 * mask_token` gives."""
+    gs = torch.autograd.grad(loss, params, allow_unused=True, **kw)
+    return [torch.zeros_like(p) if g is None else g for g, p in zip(gs, params)]
+
+
 def f32(t):
     return t.detach().to(torch.float32).contiguous()
 
@@ -214,7 +221,7 @@ def build(name, spec, with_mults, out_dir):
     rs = condition_probes(m64, inputs, cfg)
     inputs = [(x, m, r) for (x, m, _), r in zip(inputs, rs)]
     loss, toks = loss_of(m64, inputs)
-    grads = dict(zip(names, torch.autograd.grad(loss, list(m64.parameters()))))
+    grads = dict(zip(names, grads_of(loss, list(m64.parameters()))))
     mults = param_groups_dinov3(names, cfg.depth) if with_mults else None
     m_opt = V.DinoVit(cfg).double()
     m_opt.load_state_dict(m64.state_dict())
@@ -285,7 +292,7 @@ def build_train(out_dir, m32, inputs, cfg, groups, seed):
     m64.load_state_dict({k: v.double() for k, v in m32.state_dict().items()})
     names = m64.trainable_names()
     loss, toks = loss_of(m64, inputs, drop, aug)
-    grads = dict(zip(names, torch.autograd.grad(loss, list(m64.parameters()))))
+    grads = dict(zip(names, grads_of(loss, list(m64.parameters()))))
     loss_eval, _ = loss_of(m64, inputs)
     assert abs(loss.item() - loss_eval.item()) > 1e-3, "train mode must differ from eval mode"
     tt = {k: f32(v) for k, v in m32.state_dict().items()}
