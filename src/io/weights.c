@@ -61,7 +61,7 @@ dx_status dx_weights_load(const dx_table *tab, dx_backend *be, float *w, const c
         }
         s = dx_st_to_f32(t, host, ts->numel, err);
         if (s) {
-            dx_fail_prefix(err, "%s: tensor '%s'", path, name);
+            dx_fail_prefix(err, "%s", path);
             goto done;
         }
         be->ops->upload(be, w + ts->offset, host, ts->numel * sizeof(float));
