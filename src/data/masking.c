@@ -22,8 +22,7 @@ void dx_mask_gen_init(dx_mask_gen *g, int height, int width) {
     g->log_aspect[1] = log(1.0 / 0.3);
 }
 
-/* One round of up to 10 tries; returns the number of newly masked patches. */
-static int mask_round(const dx_mask_gen *g, uint8_t *mask, double cap, dx_rng *rng) {
+int dx_mask_round(const dx_mask_gen *g, uint8_t *mask, double cap, dx_rng *rng, int box[4]) {
     int delta = 0;
     for (int attempt = 0; attempt < 10; attempt++) {
         /* random.uniform(a, b) = a + (b - a) * random(); b < a is allowed */
@@ -46,6 +45,7 @@ static int mask_round(const dx_mask_gen *g, uint8_t *mask, double cap, dx_rng *r
                             mask[i * g->width + j] = 1;
                             delta++;
                         }
+                if (box) box[0] = top, box[1] = left, box[2] = h, box[3] = w;
             }
             if (delta > 0) break;
         }
@@ -60,7 +60,7 @@ int dx_mask_blocks(const dx_mask_gen *g, int m, dx_rng *rng, uint8_t *mask) {
     while (count < m) {
         double cap = (double)(m - count);
         if (cap > g->max_patches) cap = g->max_patches;
-        int delta = mask_round(g, mask, cap, rng);
+        int delta = dx_mask_round(g, mask, cap, rng, NULL);
         if (delta == 0) break;
         count += delta;
     }

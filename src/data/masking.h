@@ -31,6 +31,11 @@ typedef struct dx_mask_gen {
 /* Defaults of the reference: min 4 patches, max 0.5*N per block, aspect [0.3, 1/0.3]. */
 void dx_mask_gen_init(dx_mask_gen *g, int height, int width);
 
+/* One round of up to 10 tries to place a block adding 0 < new <= cap
+ * patches; returns the number added (0: nothing placed) and, if box is not
+ * NULL and a block was placed, box = {top, left, h, w}. Exposed for tests. */
+int dx_mask_round(const dx_mask_gen *g, uint8_t *mask, double cap, dx_rng *rng, int box[4]);
+
 /* Block phase only: zeroes mask[height*width] and places blocks as the
  * reference's loop does (stops at m masked or after a round that adds
  * nothing); returns the number masked (<= m). Exposed for shape tests. */

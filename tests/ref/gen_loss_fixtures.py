@@ -224,6 +224,31 @@ def schedule_cases():
             torch.int32)
     assert R.mask_counts(196, 8) == [39, 58, 78, 98]
 
+    # 22: mask generator statistics (Python `random`, many draws): the (h, w)
+    # distribution of the first block on an empty grid, the mean/std of the
+    # block phase's count, and the per-cell masking frequency of full masks
+    import random
+    rng = random.Random(1234)
+    for H, cap in ((14, 98.0), (16, 20.0)):
+        g = R.MaskGen(H, H, rng)
+        hist = np.zeros((H, H))
+        draws = 100000
+        for _ in range(draws):
+            d, box = g.round(np.zeros((H, H), dtype=bool), cap)
+            if box is not None:
+                hist[box[2], box[3]] += 1
+        ref("mg.first_%d_%d" % (H, int(cap)), torch.from_numpy(hist / draws))
+    for H, m in ((14, 20), (14, 98), (16, 128)):
+        g = R.MaskGen(H, H, rng)
+        counts = np.array([g.blocks(m)[1] for _ in range(4000)], dtype=np.float64)
+        ref("mg.phase_%d_%d" % (H, m), torch.tensor([counts.mean(), counts.std()]))
+        freq = np.zeros((H, H))
+        for _ in range(4000):
+            mk = g(m)
+            assert mk.sum() == m
+            freq += mk
+        ref("mg.freq_%d_%d" % (H, m), torch.from_numpy(freq / 4000))
+
     # 24: v1 CosineScheduler variants: cfg = [base, final, total, warmup, start_warmup, freeze, zero_first]
     v1 = {
         "v1_lr": (1e-3, 1e-6, 20, 5, 0.0, 0, 0),

@@ -199,3 +199,53 @@ def mask_counts(N, n_crops, prob=0.5, rmin=0.1, rmax=0.5):
     n = int(n_crops * prob)
     r = torch.linspace(rmin, rmax, n + 1)  # float32
     return [int(N * r[i + 1]) for i in range(n)]
+
+
+# ---- iBOT mask generator (§6.3), Python's `random` as the reference does ----
+
+class MaskGen:
+    """Block masking on an H x W grid: min 4 patches, max 0.5*N per block,
+    aspect in [0.3, 1/0.3], 10 tries per round, random completion to m."""
+
+    def __init__(self, H, W, rng):
+        self.H, self.W, self.rng = H, W, rng
+        self.min_p, self.max_p = 4, 0.5 * H * W
+        self.log_aspect = (math.log(0.3), math.log(1 / 0.3))
+
+    def round(self, mask, cap):
+        """one round; returns (delta, box or None)"""
+        delta, box = 0, None
+        for _ in range(10):
+            area = self.rng.uniform(self.min_p, cap)
+            asp = math.exp(self.rng.uniform(*self.log_aspect))
+            h = int(round(math.sqrt(area / asp)))
+            w = int(round(math.sqrt(area * asp)))
+            if w < self.W and h < self.H:
+                top = self.rng.randint(0, self.H - h)
+                left = self.rng.randint(0, self.W - w)
+                sub = mask[top:top + h, left:left + w]
+                fresh = h * w - int(sub.sum())
+                if 0 < fresh <= cap:
+                    sub[...] = True
+                    delta, box = fresh, (top, left, h, w)
+                if delta > 0:
+                    break
+        return delta, box
+
+    def blocks(self, m):
+        mask = np.zeros((self.H, self.W), dtype=bool)
+        count = 0
+        while count < m:
+            d, _ = self.round(mask, min(m - count, self.max_p))
+            if d == 0:
+                break
+            count += d
+        return mask, count
+
+    def __call__(self, m):
+        mask, count = self.blocks(m)
+        flat = mask.reshape(-1)
+        free = np.flatnonzero(~flat)
+        pick = self.rng.sample(list(free), m - count)
+        flat[pick] = True
+        return flat.reshape(self.H, self.W)
