@@ -1,0 +1,19 @@
+/* train_sched.h - the values of every DINOv3 schedule at an iteration, from a
+ * training config (spec §7.4 v1 shapes; §5.3 Gram / local-weight ramps). */
+#ifndef DX_TRAIN_SCHED_H
+#define DX_TRAIN_SCHED_H
+
+#include <stdint.h>
+
+#include "train/config.h"
+#include "train/ssl.h"
+
+/* lr: linear warm-up 0 -> peak (scaled by optim.lr_scaling) then cosine to
+ * min_lr; last-layer lr: the same, 0 during the first freeze epochs; wd and
+ * EMA momentum: cosine from start to end over the whole run; teacher
+ * temperature: linear warm-up then constant; Gram weight: gram.weight when
+ * gram.enabled; DINO local weight: cosine from start to end over
+ * loss.local_weight_epochs (constant start if 0). */
+void dx_train_sched_at(const dx_config *c, int64_t it, dx_ssl_sched *out);
+
+#endif /* DX_TRAIN_SCHED_H */
