@@ -2,7 +2,7 @@
 
 Times forward + backward + AdamW of the student backbone (tests/ref/vit_ref.py,
 float32, the same DINOv3 ViT the C code implements) on all crops of a batch and
-prints one JSON line with medians:
+prints one JSON line with medians (--bf16: autocast, "impl":"torch-bf16"):
   {"impl":"torch","config":...,"img_per_s":...,"step_s_median":...,"gflop_per_img":...,...}
 
 Configs (flags; defaults = the multi-crop config of bench_vit_step.c):
@@ -23,6 +23,9 @@ BLAS: Debian's torch 1.13 is built with BLAS_INFO=generic, i.e. it calls the
 system libblas.so.3, which the alternatives system points at OpenBLAS 0.3.21
 (libopenblas0-openmp here); convolutions and bf16 go to oneDNN (MKL-DNN 2.6.3).
 The JSON line reports the BLAS library actually mapped and the OPENBLAS_* env.
+Measure on a quiet machine: with other jobs on the 2 cores, libgomp's
+spin-waiting makes --threads 2 collapse (seen: a step 12x slower than with
+--threads 1 at load 5); compare_vit_step.sh alternates the peers to share noise.
 Run it as the integrator does, with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE
 unset for this one command (otherwise OpenBLAS is forced onto Haswell kernels):
   env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE /usr/bin/python3 bench/torch_vit_step.py --threads 2
@@ -110,6 +113,8 @@ def main():
                     help="batch-subset stochastic depth rate (random subsets per block/group)")
     ap.add_argument("--rope-rescale", type=float, default=0.0,
                     help="RoPE coordinate rescale augmentation r (0 = off)")
+    ap.add_argument("--bf16", action="store_true",
+                    help="forward under torch.autocast('cpu', bfloat16) (oneDNN bf16 GEMMs); fp32 master weights")
     a = ap.parse_args()
     if a.config == "single":
         a.global_size, a.n_global, a.n_local, a.batch = 112, 1, 0, 32
@@ -152,15 +157,16 @@ def main():
         opt.zero_grad(set_to_none=False)
         for x, r in data:
             drop, aug = draws(x.shape[0])
-            tok = model.forward_features_list([(x, None)], drop, aug)[0]
-            (tok * r).sum().backward()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
+                tok = model.forward_features_list([(x, None)], drop, aug)[0]
+            (tok.float() * r).sum().backward()
         opt.step()
         dt = time.perf_counter() - t0
         if step >= a.warmup:
             times.append(dt)
     med = statistics.median(times)
     print(json.dumps({
-        "impl": "torch", "config": name, "arch": a.arch, "batch": a.batch, "threads": a.threads,
+        "impl": "torch-bf16" if a.bf16 else "torch", "config": name, "arch": a.arch, "batch": a.batch, "threads": a.threads,
         "crops": [{"n": n, "size": s} for n, s in crops],
         "steps": a.steps, "step_s_median": round(med, 4), "img_per_s": round(a.batch / med, 3),
         "gflop_per_img": round(flop / a.batch / 1e9, 2), "gflop_per_s": round(flop / med / 1e9, 1),
