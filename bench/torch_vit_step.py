@@ -7,8 +7,8 @@ prints one JSON line with medians (--bf16: autocast, "impl":"torch-bf16"):
 
 Configs (flags; defaults = the multi-crop config of bench_vit_step.c):
   multicrop: --arch vit_small --global-size 224 --n-global 2 --local-size 96 --n-local 8 --batch 8
-  single:    --arch vit_small --global-size 112 --n-global 1 --n-local 0 --batch 32
-             (or --config single)
+  single:    --arch vit_small --global-size 112 --n-local 0 --batch 32
+             (--n-global defaults to 1 when --n-local is 0; or --config single)
 One image = all its crops (batch B -> n_global*B global and n_local*B local crops).
 The loss is sum_g sum(tokens_g * r_g) with fixed random r (any scalar would do);
 crop groups run forward+backward one after the other, as the C step does.
@@ -102,7 +102,8 @@ def main():
                     help="shortcut: sets the crop flags below to that config")
     ap.add_argument("--arch", default="vit_small", choices=sorted(V.VIT_ARCHS))
     ap.add_argument("--global-size", type=int, default=224)
-    ap.add_argument("--n-global", type=int, default=2)
+    ap.add_argument("--n-global", type=int, default=None,
+                    help="global crops per image (default 2, or 1 when --n-local 0: the single config)")
     ap.add_argument("--local-size", type=int, default=96)
     ap.add_argument("--n-local", type=int, default=8)
     ap.add_argument("--batch", type=int, default=8)
@@ -120,6 +121,8 @@ def main():
         a.global_size, a.n_global, a.n_local, a.batch = 112, 1, 0, 32
     elif a.config == "multicrop":
         a.global_size, a.n_global, a.local_size, a.n_local, a.batch = 224, 2, 96, 8, 8
+    if a.n_global is None:
+        a.n_global = 2 if a.n_local > 0 else 1
     name = a.config or ("multicrop" if a.n_local > 0 else "single")
 
     torch.set_num_threads(a.threads)
