@@ -26,6 +26,7 @@ void dx_cpu_attention_forward_gemm(float *out, float *att, const float *qkv, int
         for (int i = 0; i < T; i++) {
             float *p = P + (size_t)i * T;
             float mx = p[0];
+#pragma omp simd reduction(max : mx)
             for (int j = 1; j < T; j++) mx = p[j] > mx ? p[j] : mx;
             float s = 0;
 #pragma omp simd reduction(+ : s)
