@@ -1,0 +1,61 @@
+/* rundir.h - the run directory of `dinox train`: RUN_DIR/config.yaml (the
+ * resolved config), RUN_DIR/metrics.jsonl (one JSON object per logged step),
+ * RUN_DIR/events.out.tfevents.* (TensorBoard scalars, same names as the
+ * JSONL keys), checkpoints under RUN_DIR/checkpoints/ (checkpoint.h), and
+ * the one-line progress formatter. */
+#ifndef DX_RUNDIR_H
+#define DX_RUNDIR_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "core/dx_error.h"
+#include "train/config.h"
+#include "train/tbevents.h"
+
+typedef struct dx_metric {
+    const char *name; /* "loss/dino", "lr", "img_per_s", ... ('/' groups in TensorBoard) */
+    double value;
+} dx_metric;
+
+typedef struct dx_rundir {
+    char path[1024];
+    char ckpt_dir[1100];
+    FILE *metrics;
+    dx_tb_writer tb;
+} dx_rundir;
+
+/* Creates path (and parents) and path/checkpoints, writes config.yaml
+ * (when cfg is non-NULL; on resume the existing file is kept as
+ * config.yaml and a differing new one is written as config.resume.yaml),
+ * opens metrics.jsonl for appending and a new TensorBoard event file. */
+dx_status dx_rundir_open(dx_rundir *rd, const char *path, const dx_config *cfg, int resume, dx_err *err);
+/* Appends {"step": step, "time": unix seconds, name: value, ...} to
+ * metrics.jsonl (non-finite values as null) and the finite values to the
+ * event file; both are flushed. */
+dx_status dx_rundir_log(dx_rundir *rd, int64_t step, const dx_metric *m, int n, dx_err *err);
+void dx_rundir_close(dx_rundir *rd);
+
+/* mkdir -p. */
+dx_status dx_mkdirs(const char *path, dx_err *err);
+
+/* Resident set size of this process in bytes (/proc/self/statm), 0 if unknown. */
+size_t dx_rss_bytes(void);
+
+typedef struct dx_progress {
+    int64_t step, total;      /* step just finished (0-based) and total steps */
+    double elapsed_s;         /* since this process started training */
+    int64_t start_step;       /* first step of this process (resume), for the ETA rate */
+    double img_per_s;
+    double lr;
+    const dx_metric *terms;   /* loss terms to show */
+    int n_terms;
+    size_t rss_bytes;         /* 0 = read /proc/self/statm */
+} dx_progress;
+
+/* "step 120/300 (40.0%) | loss 8.123 dino 4.100 | lr 2.30e-04 | 58.1 img/s |
+ * ETA 0:03:05 | RSS 412 MB" into buf; returns buf. */
+const char *dx_progress_format(char *buf, size_t len, const dx_progress *p);
+
+#endif /* DX_RUNDIR_H */
