@@ -11,7 +11,8 @@
  * primitive (created once per shape, i.e. as if cached), and OpenBLAS
  * cblas_sgemm loaded with dlopen (libopenblas.so.0; skipped if absent; it
  * obeys OPENBLAS_CORETYPE as found in the environment, printed below).
- * 1 and 2 threads. Each figure: median of 7 timed runs after 2 warm-ups.
+ * 1 and 2 threads. Each figure: median of 7 timed runs after 2 warm-ups, from
+ * wall time and (in parentheses) from process CPU time / threads.
  * Usage: bench_gemm [quick]   (quick: M = 1640 only) */
 #include <dlfcn.h>
 #include <oneapi/dnnl/dnnl.h>
@@ -98,17 +99,31 @@ static int make_matmul(job *j, dnnl_engine_t eng) {
     return 0;
 }
 
-static double time_job(job *j) {
-    double t[7];
+static double cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+/* GFLOP/s from the median wall time; *cpu_gf from the median process CPU
+ * time divided by the thread count, which on a shared, oversubscribed
+ * machine estimates the uncontended rate (time spent descheduled is not
+ * counted; spinning at barriers is). */
+static double time_job(job *j, int threads, double *cpu_gf) {
+    double t[7], c[7];
     run(j);
     run(j);
     for (int r = 0; r < 7; r++) {
-        double t0 = now();
+        double t0 = now(), c0 = cpu_now();
         run(j);
         t[r] = now() - t0;
+        c[r] = cpu_now() - c0;
     }
     qsort(t, 7, sizeof t[0], cmpd);
-    return 2.0 * j->M * j->N * j->K / t[3] * 1e-9;
+    qsort(c, 7, sizeof c[0], cmpd);
+    double fl = 2.0 * j->M * j->N * j->K;
+    *cpu_gf = fl / (c[3] / threads) * 1e-9;
+    return fl / t[3] * 1e-9;
 }
 
 int main(int argc, char **argv) {
@@ -130,12 +145,12 @@ int main(int argc, char **argv) {
     const struct { const char *name; int in, out; } layers[4] = {
         {"qkv", 384, 1152}, {"proj", 384, 384}, {"fc1", 384, 1536}, {"fc2", 1536, 384}};
     const char *lib[3] = {"dnnl_sgemm", "dnnl_matmul", "openblas"};
-    double sum[3][3] = {{0}}; /* [lib][threads 1/2 -> 0/1], geometric-ish: plain mean */
+    double sum[3][3] = {{0}}, sumc[3][3] = {{0}}; /* [lib][threads], wall / cpu-time based */
     int cnt = 0;
     printf("%-5s %5s %-4s %5s %5s %5s |", "layer", "M", "op", "m", "n", "k");
     for (int th = 1; th <= 2; th++)
-        for (int l = 0; l < 3; l++) printf(" %11s/%dt", lib[l], th);
-    printf("   (GFLOP/s)\n");
+        for (int l = 0; l < 3; l++) printf(" %12s/%dt", lib[l], th);
+    printf("   (GFLOP/s: wall (cpu-time based))\n");
     for (int mi = quick ? 1 : 0; mi < 2; mi++) {
         int M = Ms[mi];
         for (int li = 0; li < 4; li++) {
@@ -167,18 +182,21 @@ int main(int argc, char **argv) {
                         j.which = l;
                         j.stream = stream;
                         j.cblas = cblas;
-                        double g = -1;
+                        double g = -1, gc = -1;
                         if (l == 2 && !cblas) g = -1;
                         else if (l == 1 && make_matmul(&j, eng) != 0) g = -1;
-                        else g = time_job(&j);
+                        else g = time_job(&j, th, &gc);
                         if (l == 1 && j.prim) {
                             dnnl_primitive_destroy(j.prim);
                             dnnl_memory_destroy(j.mA);
                             dnnl_memory_destroy(j.mB);
                             dnnl_memory_destroy(j.mC);
                         }
-                        printf(" %14.1f", g);
-                        if (g > 0) sum[l][th] += g;
+                        printf(" %6.1f (%5.1f)", g, gc);
+                        if (g > 0) {
+                            sum[l][th] += g;
+                            sumc[l][th] += gc;
+                        }
                     }
                 }
                 printf("\n");
@@ -189,7 +207,8 @@ int main(int argc, char **argv) {
     }
     printf("mean over %d GEMMs:", cnt);
     for (int th = 1; th <= 2; th++)
-        for (int l = 0; l < 3; l++) printf("  %s/%dt %.1f", lib[l], th, sum[l][th] / cnt);
+        for (int l = 0; l < 3; l++)
+            printf("  %s/%dt %.1f (%.1f)", lib[l], th, sum[l][th] / cnt, sumc[l][th] / cnt);
     printf("\n");
     dnnl_stream_destroy(stream);
     dnnl_engine_destroy(eng);
