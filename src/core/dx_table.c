@@ -39,8 +39,11 @@ int dx_table_add(dx_table *tab, const char *name, int ndim, const int64_t *shape
     s->flags = flags;
     s->lr_mult = 1.0f;
     s->wd_mult = (flags & DX_TF_NO_WD) ? 0.0f : 1.0f;
-    tab->total += (flags & DX_TF_PACKED) ? numel
-                                         : (numel + DX_TABLE_ALIGN - 1) / DX_TABLE_ALIGN * DX_TABLE_ALIGN;
+    /* Round the END up, not numel: a tensor that follows a packed one starts
+     * unaligned, and only rounding its end re-aligns the tensor after it. */
+    tab->total = (flags & DX_TF_PACKED)
+                     ? tab->total + numel
+                     : (tab->total + numel + DX_TABLE_ALIGN - 1) / DX_TABLE_ALIGN * DX_TABLE_ALIGN;
     return tab->n++;
 }
 
