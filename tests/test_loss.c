@@ -475,6 +475,43 @@ static void test_gram(void) {
             free(thd);
     }
     free(xs), free(xt);
+
+    /* the GEMM path of the float op with several scratch budgets (several
+     * images per batched GEMM, one image, row blocks of 7 and of 1) equals
+     * the double scalar kernel on a larger random case */
+    {
+        int ni = 3, Pp = 20, Dd = 24;
+        size_t nn = (size_t)ni * Pp * Dd;
+        float *a = malloc(sizeof(float) * nn), *b = malloc(sizeof(float) * nn);
+        float *ah = malloc(sizeof(float) * nn), *bh = malloc(sizeof(float) * nn);
+        double *ad = malloc(sizeof(double) * nn), *bd = malloc(sizeof(double) * nn);
+        double *ahd = malloc(sizeof(double) * nn), *bhd = malloc(sizeof(double) * nn);
+        double *gd = calloc(nn, sizeof(double));
+        float *g = malloc(sizeof(float) * nn);
+        for (size_t i = 0; i < nn; i++) {
+            a[i] = (float)sin(0.37 * i + 0.1), b[i] = (float)cos(0.23 * i * i + 0.3);
+            ad[i] = a[i], bd[i] = b[i];
+        }
+        for (int lvl = 0; lvl < 2; lvl++) {
+            int G = lvl ? Pp : ni * Pp;
+            memset(gd, 0, sizeof(double) * nn);
+            double Ld = dx_cpu_gram_forward_d(ahd, bhd, ad, bd, ni, Pp, Dd, lvl);
+            dx_cpu_gram_backward_d(gd, ad, ahd, bhd, ni, Pp, Dd, lvl, 0.7);
+            double Lo = BE->loss->gram_forward(BE, ah, bh, a, b, ni, Pp, Dd, lvl);
+            CHECK_CLOSE(Lo, Ld, 0, TOL_LOSS, "gram op (GEMM) vs double kernel");
+            size_t budgets[4] = {(size_t)2 * G * G, (size_t)G * G, (size_t)7 * G, 1};
+            for (int k = 0; k < 4; k++) {
+                memset(g, 0, sizeof(float) * nn);
+                double L = dx_cpu_gram_gemm(BE, g, a, ah, bh, ni, Pp, Dd, lvl, 0.7f, budgets[k]);
+                CHECK_CLOSE(L, Ld, 0, TOL_LOSS, "gram GEMM blocks: loss");
+                double e = grad_err(g, gd, nn);
+                CHECK(e <= TOL_GRAD, "gram GEMM level %d budget %zu: gradient err %.3g", lvl,
+                      budgets[k], e);
+            }
+        }
+        free(a), free(b), free(ah), free(bh), free(ad), free(bd), free(ahd), free(bhd), free(gd),
+            free(g);
+    }
 }
 
 /* ---- bicubic resize (case 11) ------------------------------------------------ */

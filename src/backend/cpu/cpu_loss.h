@@ -9,6 +9,7 @@
 #ifndef DX_CPU_LOSS_H
 #define DX_CPU_LOSS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "backend/dx_loss_ops.h"
@@ -45,5 +46,14 @@ const struct dx_loss_ops *dx_cpu_loss_ops(void);
 
 DX_CPU_LOSS_DECLARE(float, f)
 DX_CPU_LOSS_DECLARE(double, d)
+
+/* The float Gram loss as the ops table runs it: Gram blocks through
+ * be->ops->gemm with at most `budget` floats of scratch per Gram block
+ * (the scalar dx_cpu_gram_*_f are the fallback when the backend has no GEMM).
+ * dxs == NULL: forward only (returns the loss, xs unused); otherwise also
+ * dxs += scale * dL/dxs. xs_hat, xt_hat: the normalised rows (forward output). */
+double dx_cpu_gram_gemm(dx_backend *be, float *dxs, const float *xs, const float *xs_hat,
+                        const float *xt_hat, int nimg, int P, int D, int img_level, float scale,
+                        size_t budget);
 
 #endif /* DX_CPU_LOSS_H */
