@@ -203,10 +203,34 @@ static OPJ_BOOL ms_seek(OPJ_OFF_T nb, void *u) {
 }
 static void quiet(const char *msg, void *u) { (void)msg, (void)u; }
 
+/* Checks the codestream's SIZ marker before OpenJPEG sees it: one component,
+ * the DICOM image size, and a sane tile count - OpenJPEG allocates per tile
+ * and per component while reading the header, so a forged SIZ could
+ * otherwise cost far more memory than the file is large. */
+static int j2k_siz_ok(const uint8_t *b, size_t n, const dx_dicom_file *f) {
+    size_t at = 0;
+    for (; at + 4 <= n && at < 4096; at++) /* JP2 wrapper: find the codestream */
+        if (b[at] == 0xFF && b[at + 1] == 0x4F && b[at + 2] == 0xFF && b[at + 3] == 0x51) break;
+    if (at + 4 + 38 > n || at >= 4096) return 0;
+    const uint8_t *s = b + at + 4; /* Lsiz Rsiz Xsiz Ysiz XOsiz YOsiz XTsiz YTsiz XTOsiz YTOsiz Csiz */
+#define U32(p) ((uint32_t)(p)[0] << 24 | (uint32_t)(p)[1] << 16 | (uint32_t)(p)[2] << 8 | (p)[3])
+    uint32_t xs = U32(s + 4), ys = U32(s + 8), xo = U32(s + 12), yo = U32(s + 16), xt = U32(s + 20),
+             yt = U32(s + 24), xto = U32(s + 28), yto = U32(s + 32);
+#undef U32
+    uint16_t cs = (uint16_t)(s[36] << 8 | s[37]);
+    if (cs != 1 || xs <= xo || ys <= yo || xs - xo != (uint32_t)f->cols || ys - yo != (uint32_t)f->rows) return 0;
+    if (xt == 0 || yt == 0 || xto > xo || yto > yo) return 0;
+    uint64_t tiles = ((uint64_t)(xs - xto) + xt - 1) / xt * (((uint64_t)(ys - yto) + yt - 1) / yt);
+    return tiles <= 4096;
+}
+
 static dx_status decode_j2k_frame(dx_dicom_file *f, const uint8_t *b, size_t n, int32_t *out, const char *name,
                                   dx_err *err) {
     static const uint8_t jp2_sig[12] = {0, 0, 0, 12, 'j', 'P', ' ', ' ', 13, 10, 0x87, 10};
     int is_jp2 = n >= 12 && memcmp(b, jp2_sig, 12) == 0;
+    if (!j2k_siz_ok(b, n, f))
+        return dx_fail(err, DX_EFORMAT, "%s: JPEG 2000 SIZ marker missing or inconsistent with the DICOM header "
+                       "(need 1 component, %dx%d, <= 4096 tiles)", name, f->cols, f->rows);
     opj_codec_t *codec = opj_create_decompress(is_jp2 ? OPJ_CODEC_JP2 : OPJ_CODEC_J2K);
     if (!codec) return dx_fail(err, DX_ENOMEM, "%s: OpenJPEG codec", name);
     opj_set_info_handler(codec, quiet, NULL);
@@ -327,9 +351,6 @@ static dx_status decode_encapsulated(dx_dicom_file *f, const uint8_t *v, size_t 
     if (!fn)
         return dx_fail(err, DX_EUNSUPPORTED, "%s: compressed pixel data in transfer syntax %s is not supported", name,
                        ts);
-    size_t bytes = samples * (size_t)(f->bits_allocated / 8);
-    if (bytes > (size_t)MAX_EXPANSION * n + EXPANSION_SLACK)
-        return dx_fail(err, DX_EFORMAT, "%s: %zu decoded bytes from %zu compressed bytes is implausible", name, bytes, n);
     frag *fr = NULL;
     int nf = 0;
     dx_status st = list_fragments(v, n, &fr, &nf, name, err);
@@ -378,6 +399,15 @@ dx_status dx_dicom_decode_pixels_(dx_dicom_file *f, const uint8_t *data, size_t 
         return dx_fail(err, DX_EFORMAT, "%s: encapsulated PixelData in native transfer syntax %s", name, ts);
     if (!native && !f->encapsulated)
         return dx_fail(err, DX_EUNSUPPORTED, "%s: transfer syntax %s with native PixelData is not supported", name, ts);
+    /* Size checks come before the allocation: the output (4 bytes a sample)
+     * stays within a small multiple of the input. */
+    size_t bytes = samples * (size_t)(f->bits_allocated / 8);
+    if (native && f->pixel_length < bytes)
+        return dx_fail(err, DX_EFORMAT, "%s: PixelData has %zu bytes, %d x %d x %d frames x %d bytes need %zu", name,
+                       f->pixel_length, f->rows, f->cols, f->number_of_frames, f->bits_allocated / 8, bytes);
+    if (!native && bytes > (size_t)MAX_EXPANSION * f->pixel_length + EXPANSION_SLACK)
+        return dx_fail(err, DX_EFORMAT, "%s: %zu decoded bytes from %zu compressed bytes is implausible", name, bytes,
+                       f->pixel_length);
     f->pixels = malloc(samples * sizeof *f->pixels);
     if (!f->pixels) return dx_fail(err, DX_ENOMEM, "%s: %zu pixels", name, samples);
     if (native)
