@@ -1,8 +1,8 @@
 /* cpu_loss_impl.h - the DINOv3 loss kernels, written once for a generic real type.
  *
  * Included twice by cpu_loss.c (no include guard, on purpose) with
- *   R = float,  S = f, R_EXP = expf, R_LOG = logf   (the backend's kernels)
- *   R = double, S = d, R_EXP = exp,  R_LOG = log    (finite-difference checks)
+ *   R = float,  S = f, R_EXP = dx_cpu_expf           (the backend's kernels)
+ *   R = double, S = d, R_EXP = exp                   (finite-difference checks)
  * Sums run in double in both instantiations. Reductions over rows write one
  * partial per row and are added in row order afterwards, so a result does not
  * depend on the number of threads. Formulas: docs/objective.md. */
@@ -20,16 +20,28 @@ static inline double FN(row_norm, S)(const R *x, int D) {
     return sqrt(s);
 }
 
+static inline R FN(row_max, S)(const R *x, int K) {
+    R mx = x[0];
+    for (int k = 1; k < K; k++) mx = x[k] > mx ? x[k] : mx;
+    return mx;
+}
+
+/* log sum_k exp((x_k - mx) / temp) for mx = max x (double). The exponents
+ * (x_k - mx) * (1/temp) <= 0 are formed in R without first scaling x (the
+ * difference is nearly exact, so the exponent keeps R's relative accuracy),
+ * exp'd in R (vectorised), summed in double. lse of x/temp = mx/temp + this. */
+static inline double FN(row_lse0, S)(const R *x, int K, R mx, double inv_t) {
+    R it = (R)inv_t;
+    double s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int k = 0; k < K; k++) s += (double)R_EXP((x[k] - mx) * it);
+    return log(s);
+}
+
 /* log-sum-exp of x[K] / temp (double) */
 static inline double FN(row_lse, S)(const R *x, int K, double inv_t) {
-    double m = -INFINITY;
-    for (int k = 0; k < K; k++) {
-        double v = (double)x[k] * inv_t;
-        if (v > m) m = v;
-    }
-    double s = 0;
-    for (int k = 0; k < K; k++) s += R_EXP((R)((double)x[k] * inv_t - m));
-    return m + log(s);
+    R mx = FN(row_max, S)(x, K);
+    return (double)mx * inv_t + FN(row_lse0, S)(x, K, mx, inv_t);
 }
 
 /* dx[D] += gradient of z = x / max(|x|, eps) given dz[D] (double). Matches
@@ -55,16 +67,29 @@ static double FN(sum_in_order, S)(const double *part, int n) {
 
 /* ---- Sinkhorn-Knopp, spec §4.2 ------------------------------------------- */
 
+/* col[k] = sum_n q[n,k] for k in [k0, k1), row-major walk (vectorised over k) */
+static void FN(col_sums, S)(double *col, const R *q, int N, int K, int k0, int k1) {
+    for (int k = k0; k < k1; k++) col[k] = 0;
+    for (int n = 0; n < N; n++) {
+        const R *r = q + (size_t)n * K;
+#pragma omp simd
+        for (int k = k0; k < k1; k++) col[k] += (double)r[k];
+    }
+}
+
+#define SK_CHUNK 2048 /* prototypes per task of the column passes */
+
 void F(sinkhorn)(R *out, const R *logits, int N, int K, double temp, int n_iter) {
     size_t NK = (size_t)N * K;
-    double *colsum = malloc(sizeof(double) * (size_t)K);
+    double *col = malloc(sizeof(double) * (size_t)K);
+    R *shift = malloc(sizeof(R) * (size_t)K);
     double *rowpart = malloc(sizeof(double) * (size_t)N);
-    if (!colsum || !rowpart) {
+    if (!col || !shift || !rowpart) {
         for (size_t i = 0; i < NK; i++) out[i] = (R)NAN;
-        free(colsum);
-        free(rowpart);
+        free(col), free(shift), free(rowpart);
         return;
     }
+    int nchunk = (K + SK_CHUNK - 1) / SK_CHUNK;
     /* Shift before exp. The spec's global max is one constant factor; we go
      * one step further and subtract each prototype's own max over the batch,
      * a per-prototype factor that the first prototype normalisation removes
@@ -72,63 +97,72 @@ void F(sinkhorn)(R *out, const R *logits, int N, int K, double temp, int n_iter)
      * 1, so a prototype far from all samples (exp underflowing to 0 for every
      * row with temp 0.04) still gets its 1/K mass instead of 0/0 = NaN. With
      * n_iter = 0 nothing would remove it, so the global max is used then. */
-    double gmax = -INFINITY;
-    for (size_t i = 0; i < NK; i++)
-        if ((double)logits[i] > gmax) gmax = logits[i];
-    double inv_t = 1.0 / temp;
-    if (n_iter > 0) {
 #pragma omp parallel for schedule(static) if (NK > 65536)
-        for (int k = 0; k < K; k++) {
-            double m = -INFINITY;
-            for (int n = 0; n < N; n++)
-                if ((double)logits[(size_t)n * K + k] > m) m = logits[(size_t)n * K + k];
-            colsum[k] = m; /* reused as the per-prototype shift */
+    for (int c = 0; c < nchunk; c++) {
+        int k0 = c * SK_CHUNK, k1 = k0 + SK_CHUNK < K ? k0 + SK_CHUNK : K;
+        for (int k = k0; k < k1; k++) shift[k] = logits[k];
+        for (int n = 1; n < N; n++) {
+            const R *z = logits + (size_t)n * K;
+            for (int k = k0; k < k1; k++) shift[k] = z[k] > shift[k] ? z[k] : shift[k];
         }
-    } else {
-        for (int k = 0; k < K; k++) colsum[k] = gmax;
     }
+    if (n_iter <= 0) {
+        R g = shift[0];
+        for (int k = 1; k < K; k++) g = shift[k] > g ? shift[k] : g;
+        for (int k = 0; k < K; k++) shift[k] = g;
+    }
+    R it = (R)(1.0 / temp);
 #pragma omp parallel for schedule(static) if (NK > 65536)
     for (int n = 0; n < N; n++) {
         double s = 0;
+        const R *z = logits + (size_t)n * K;
+        R *o = out + (size_t)n * K;
+#pragma omp simd reduction(+ : s)
         for (int k = 0; k < K; k++) {
-            size_t i = (size_t)n * K + k;
-            R q = R_EXP((R)(((double)logits[i] - colsum[k]) * inv_t));
-            out[i] = q;
-            s += q;
+            R q = R_EXP((z[k] - shift[k]) * it);
+            o[k] = q;
+            s += (double)q;
         }
         rowpart[n] = s;
     }
-    double total = FN(sum_in_order, S)(rowpart, N);
-    double inv_total = 1.0 / total;
-    for (size_t i = 0; i < NK; i++) out[i] = (R)((double)out[i] * inv_total);
+    /* Q /= sum(Q): a global factor; the first prototype step removes it too,
+     * but it is kept so n_iter = 0 and partial iterations follow the spec */
+    R inv_total = (R)(1.0 / FN(sum_in_order, S)(rowpart, N));
+#pragma omp parallel for schedule(static) if (NK > 65536)
+    for (int n = 0; n < N; n++) {
+        R *o = out + (size_t)n * K;
+#pragma omp simd
+        for (int k = 0; k < K; k++) o[k] *= inv_total;
+    }
 
-    for (int it = 0; it < n_iter; it++) {
+    for (int iter = 0; iter < n_iter; iter++) {
         /* prototypes (columns of out): divide by their mass, then by K */
 #pragma omp parallel for schedule(static) if (NK > 65536)
-        for (int k = 0; k < K; k++) {
-            double s = 0;
-            for (int n = 0; n < N; n++) s += out[(size_t)n * K + k];
-            colsum[k] = 1.0 / (s * (double)K);
+        for (int c = 0; c < nchunk; c++) {
+            int k0 = c * SK_CHUNK, k1 = k0 + SK_CHUNK < K ? k0 + SK_CHUNK : K;
+            FN(col_sums, S)(col, out, N, K, k0, k1);
+            for (int k = k0; k < k1; k++) col[k] = 1.0 / (col[k] * (double)K);
         }
-        /* samples (rows of out): divide by their mass, then by N */
+        /* samples (rows of out): divide by their mass, then by N; the final
+         * * N is folded into the last iteration */
+        double fin = iter == n_iter - 1 ? (double)N : 1.0;
 #pragma omp parallel for schedule(static) if (NK > 65536)
         for (int n = 0; n < N; n++) {
             R *q = out + (size_t)n * K;
             double s = 0;
+#pragma omp simd reduction(+ : s)
             for (int k = 0; k < K; k++) {
-                q[k] = (R)((double)q[k] * colsum[k]);
-                s += q[k];
+                q[k] = (R)((double)q[k] * col[k]);
+                s += (double)q[k];
             }
-            double f = 1.0 / (s * (double)N);
-            /* the final * N is folded in on the last iteration */
-            if (it == n_iter - 1) f *= (double)N;
-            for (int k = 0; k < K; k++) q[k] = (R)((double)q[k] * f);
+            R f = (R)(fin / (s * (double)N));
+#pragma omp simd
+            for (int k = 0; k < K; k++) q[k] *= f;
         }
     }
     if (n_iter <= 0)
         for (size_t i = 0; i < NK; i++) out[i] = (R)((double)out[i] * N);
-    free(colsum);
-    free(rowpart);
+    free(col), free(shift), free(rowpart);
 }
 
 /* ---- softmax centring, spec §4.3 ------------------------------------------ */
@@ -166,11 +200,15 @@ void F(row_mean)(R *mean, const R *x, int N, int K) {
 
 /* ---- soft-target cross-entropy -------------------------------------------- */
 
-/* CE(T, S) = sum_k T_k (lse - s_k/temp) given the row's lse */
+/* CE(T, S) = sum_k T_k (lse - s_k/temp) = lse sum T - (1/temp) sum T s, given the row's lse */
 static inline double FN(ce_row, S)(const R *s, const R *t, int K, double inv_t, double lse) {
-    double acc = 0;
-    for (int k = 0; k < K; k++) acc += (double)t[k] * (lse - (double)s[k] * inv_t);
-    return acc;
+    double ts = 0, tsum = 0;
+#pragma omp simd reduction(+ : ts, tsum)
+    for (int k = 0; k < K; k++) {
+        ts += (double)t[k] * (double)s[k];
+        tsum += (double)t[k];
+    }
+    return lse * tsum - ts * inv_t;
 }
 
 double F(ce_forward)(R *row_loss, const R *Sl, const R *T, const R *w, int N, int K,
@@ -194,13 +232,14 @@ double F(ce_forward)(R *row_loss, const R *Sl, const R *T, const R *w, int N, in
 /* dS_row += g * (softmax(s/temp) * sum(t) - t) / temp, with g already / temp */
 static inline void FN(ce_back_row, S)(R *ds, const R *s, const R *t, int K, double inv_t,
                                       double g) {
-    double lse = FN(row_lse, S)(s, K, inv_t);
+    R mx = FN(row_max, S)(s, K);
+    R l0 = (R)FN(row_lse0, S)(s, K, mx, inv_t); /* log of the softmax denominator, in [0, log K] */
     double tsum = 0;
+#pragma omp simd reduction(+ : tsum)
     for (int k = 0; k < K; k++) tsum += t[k];
-    for (int k = 0; k < K; k++) {
-        double p = R_EXP((R)((double)s[k] * inv_t - lse));
-        ds[k] += (R)(g * (p * tsum - (double)t[k]));
-    }
+    R it = (R)inv_t, gt = (R)(g * tsum), gr = (R)g;
+#pragma omp simd
+    for (int k = 0; k < K; k++) ds[k] += gt * R_EXP((s[k] - mx) * it - l0) - gr * t[k];
 }
 
 void F(ce_backward)(R *dS, const R *Sl, const R *T, const R *w, int N, int K, double temp,
