@@ -501,6 +501,53 @@ static void adamw_hand(float *p, const float *g, float *m, float *v, int n, doub
     }
 }
 
+/* PyTorch 1.13 reference: torch.optim.AdamW(foreach=False) with lr, betas,
+ * eps, weight_decay equal to the float values 1e-3f, 0.9f, 0.999f, 1e-8f,
+ * 0.04f (passed to torch as the doubles those floats are, so both sides
+ * derive the same constants), p0[i] = ((37 i) mod 101 - 50)/64,
+ * g_t[i] = ((13 i + 7 t) mod 29 - 14)/128, after 3 steps. Generated once with
+ * python3-torch; hex floats are exact. */
+static const float torch_p[24] = {
+    -0x1.8f24160000000p-1, -0x1.a48aa80000000p-3, 0x1.8240900000000p-2, -0x1.40ece00000000p-1,
+    -0x1.6ac6760000000p-5, 0x1.0f29840000000p-1, -0x1.e11d380000000p-2, 0x1.c09d180000000p-4,
+    0x1.5fac320000000p-1, -0x1.3ea63c0000000p-2, 0x1.0d92a40000000p-2, -0x1.76e5d00000000p-1,
+    -0x1.4415b60000000p-3, 0x1.b281c20000000p-2, -0x1.28c6960000000p-1, -0x1.5e5e340000000p-10,
+    0x1.27e1460000000p-1, -0x1.b0b7000000000p-2, 0x1.41e0020000000p-3, 0x1.77d90e0000000p-1,
+    -0x1.0e14080000000p-2, 0x1.3dc6ea0000000p-2, -0x1.5ebc4a0000000p-1, -0x1.c712e20000000p-4,
+};
+static const float torch_m[24] = {
+    0x1.1062580000000p-10, 0x1.8312700000000p-8, -0x1.5c28fc0000000p-8, -0x1.d2f1c00000000p-12,
+    -0x1.7e35440000000p-7, 0x1.03d70e0000000p-6, 0x1.6041600000000p-12, 0x1.378d540000000p-7,
+    -0x1.8a3d780000000p-8, 0x1.9db2340000000p-9, 0x1.06e97c0000000p-7, -0x1.a2d0e80000000p-9,
+    0x1.b645a00000000p-10, -0x1.38d5020000000p-7, -0x1.32b0260000000p-8, 0x1.4189380000000p-9,
+    0x1.7ced980000000p-7, -0x1.fef9e60000000p-9, 0x1.5999a00000000p-8, -0x1.4fdf400000000p-7,
+    -0x1.1a9fc00000000p-10, 0x1.f0a3d80000000p-9, -0x1.e6e9800000000p-8, -0x1.4fdf400000000p-9,
+};
+static const float torch_v[24] = {
+    0x1.91006c0000000p-18, 0x1.249d0c0000000p-16, 0x1.ff23460000000p-18, 0x1.02f2a60000000p-16,
+    0x1.a51df20000000p-17, 0x1.f5a7380000000p-17, 0x1.03a9ee0000000p-16, 0x1.2aef3e0000000p-17,
+    0x1.1319b00000000p-16, 0x1.9d64500000000p-18, 0x1.3c1c660000000p-16, 0x1.c1dfe80000000p-18,
+    0x1.08082c0000000p-16, 0x1.61a8a40000000p-17, 0x1.0b31680000000p-16, 0x1.0acb3a0000000p-16,
+    0x1.623b5c0000000p-17, 0x1.07d1280000000p-16, 0x1.c255480000000p-18, 0x1.3c14880000000p-16,
+    0x1.9d299e0000000p-18, 0x1.1340fc0000000p-16, 0x1.2a79dc0000000p-17, 0x1.0400640000000p-16,
+};
+
+static void test_adamw_torch(void) {
+    float p[24], m[24] = {0}, v[24] = {0}, g[24];
+    for (int i = 0; i < 24; i++) p[i] = (float)((i * 37) % 101 - 50) / 64.0f;
+    for (int t = 1; t <= 3; t++) {
+        for (int i = 0; i < 24; i++) g[i] = (float)((i * 13 + t * 7) % 29 - 14) / 128.0f;
+        be->ops->adamw(be, p, g, m, v, 24, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.04f, t);
+    }
+    int same = 1;
+    double w = 0;
+    for (int i = 0; i < 24; i++) {
+        same &= p[i] == torch_p[i] && m[i] == torch_m[i] && v[i] == torch_v[i];
+        w = fmax(w, fabs(p[i] - torch_p[i]) / fabs(torch_p[i]));
+    }
+    CHECK(same, "adamw bitwise equal to torch 1.13 AdamW over 3 steps (max rel diff of p %.3g)", w);
+}
+
 static void test_adamw(void) {
     enum { n = 1003 };
     static float p[n], m[n], v[n], g[n], p2[n], m2[n], v2[n];
@@ -665,6 +712,7 @@ int main(void) {
     test_kbias_mask();
     test_residual_subset();
     test_adamw();
+    test_adamw_torch();
     test_fast_math();
     test_vec_ops();
     dx_backend_destroy(be);
