@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <zlib.h>
 
 #include "dx_test.h"
 #include "io/dx_dicom.h"
@@ -521,6 +522,45 @@ static void test_malformed(void) {
     free(w.b);
 }
 
+/* Deflated Explicit VR LE: the dataset after the meta is a raw deflate stream. */
+static void test_deflated(void) {
+    wbuf plain = {0};
+    plain.expl = 1;
+    ct_dataset(&plain, 1, -42.5, 7, "1.2.3.4.5", "1.2.3.9");
+    wbuf w = {0};
+    meta(&w, "1.2.840.10008.1.2.1.99");
+    size_t meta_n = w.n;
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    deflateInit2(&z, 9, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY);
+    uLong bound = deflateBound(&z, (uLong)plain.n);
+    uint8_t *buf = malloc(meta_n + bound);
+    memcpy(buf, w.b, meta_n);
+    z.next_in = plain.b, z.avail_in = (uInt)plain.n;
+    z.next_out = buf + meta_n, z.avail_out = (uInt)bound;
+    deflate(&z, Z_FINISH);
+    size_t n = meta_n + (bound - z.avail_out);
+    deflateEnd(&z);
+    dx_dicom_file f;
+    dx_err err = {0};
+    dx_status st = dx_dicom_read_memory(&f, buf, n, 1, "deflated", &err);
+    CHECK(st == DX_OK, "deflated: %s", err.msg);
+    if (!st) {
+        check_ct_fields(&f, "deflated");
+        int same = 1;
+        for (int i = 0; i < 12; i++) same &= f.pixels[i] == k_img[i];
+        CHECK(same, "deflated: stored pixels");
+        dx_dicom_file_free(&f);
+    }
+    int bad = 0;
+    for (size_t cut = meta_n; cut < n; cut++)
+        if (dx_dicom_read_memory(&f, buf, cut, 1, "deflated-cut", &err) == DX_OK) bad++, dx_dicom_file_free(&f);
+    CHECK(bad == 0, "deflated: %d truncations accepted", bad);
+    free(buf);
+    free(w.b);
+    free(plain.b);
+}
+
 /* RLE Lossless by hand (PS3.5 Annex G): 3x4 signed 16-bit, high bytes then low bytes. */
 static void test_rle(void) {
     uint8_t hi[12], lo[12];
@@ -791,6 +831,7 @@ static void run_unit_tests(void) {
     test_syntaxes();
     test_malformed();
     test_rle();
+    test_deflated();
     test_hu_rules();
     test_series();
     test_pydicom_samples();

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <zlib.h>
 
 #define DX_DICOM_MAX_DEPTH 16
 #define UNDEF_LEN 0xFFFFFFFFu
@@ -22,6 +23,8 @@
 #define HEADER_PREFIX (64 * 1024)
 /* Files bigger than this are refused rather than slurped. */
 #define MAX_FILE_BYTES ((size_t)1 << 30)
+/* A deflated dataset may expand at most this much (deflate itself tops out near 1032x). */
+#define DEFLATE_MAX_RATIO 1100
 
 typedef struct parser {
     const uint8_t *d;
@@ -289,19 +292,23 @@ static dx_status walk_dataset(parser *p, size_t *pos, size_t end, int explicit_v
                                e, vr);
             size_t value_at = *pos;
             int n_items;
-            if (is_pixels && p->stop_at_pixels) p->need_more = p->prefix; /* fragments may lie beyond the prefix */
+            if (is_pixels && p->stop_at_pixels) {
+                /* Header-only: do not walk (or read) the fragments; the length
+                 * recorded is an upper bound (to the end of the file). */
+                p->f->has_pixel_data = 1;
+                p->f->encapsulated = 1;
+                p->f->pixel_offset = value_at;
+                p->f->pixel_length = p->file_size - value_at;
+                p->done = 1;
+                return DX_OK;
+            }
             st = walk_items(p, pos, end, un ? 0 : explicit_vr, un ? 0 : big, depth + 1, pix, &n_items);
             if (st) return st;
-            p->need_more = 0;
             if (is_pixels) {
                 p->f->has_pixel_data = 1;
                 p->f->encapsulated = 1;
                 p->f->pixel_offset = value_at;
                 p->f->pixel_length = *pos - value_at;
-                if (p->stop_at_pixels) {
-                    p->done = 1;
-                    return DX_OK;
-                }
             }
             continue;
         }
@@ -339,6 +346,78 @@ static dx_status walk_dataset(parser *p, size_t *pos, size_t end, int explicit_v
 
 static int looks_explicit(const uint8_t *q, size_t avail) {
     return avail >= 6 && is_upper(q[4]) && is_upper(q[5]);
+}
+
+static dx_status parse_dataset(parser *p, size_t pos, int explicit_vr, int big, int with_pixels);
+
+/* Deflated Explicit VR LE: everything after the file meta is a raw deflate
+ * stream. Inflate it (bounded) and parse the result as explicit LE; pixel
+ * offsets then refer to the inflated dataset. */
+static dx_status parse_deflated(parser *p, size_t pos, int with_pixels) {
+    if (p->prefix) {
+        p->need_more = 1; /* a deflate stream cannot be parsed from a prefix */
+        return dx_fail(p->err, DX_EFORMAT, "%s: deflated dataset needs the whole file", p->name);
+    }
+    size_t in_n = p->n - pos, cap = in_n * 4 + 4096, out_n = 0;
+    size_t limit = in_n > MAX_FILE_BYTES / DEFLATE_MAX_RATIO ? MAX_FILE_BYTES : in_n * DEFLATE_MAX_RATIO + 65536;
+    uint8_t *out = malloc(cap);
+    if (!out) return dx_fail(p->err, DX_ENOMEM, "%s: inflate buffer", p->name);
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    if (inflateInit2(&z, -15) != Z_OK) {
+        free(out);
+        return dx_fail(p->err, DX_ENOMEM, "%s: inflateInit failed", p->name);
+    }
+    /* zlib counts in uInt: feed and drain in chunks of at most 1 GiB. */
+    const uint8_t *in = p->d + pos;
+    int zr = Z_OK;
+    dx_status st = DX_OK;
+    while (zr != Z_STREAM_END) {
+        if (out_n == cap) {
+            if (cap >= limit) {
+                st = dx_fail(p->err, DX_EFORMAT, "%s: deflated dataset expands beyond %zu bytes", p->name, limit);
+                break;
+            }
+            size_t nc = cap * 2 < limit ? cap * 2 : limit;
+            uint8_t *t = realloc(out, nc);
+            if (!t) {
+                st = dx_fail(p->err, DX_ENOMEM, "%s: inflate buffer", p->name);
+                break;
+            }
+            out = t, cap = nc;
+        }
+        if (z.avail_in == 0 && in_n) {
+            uInt c = in_n > (1u << 30) ? (1u << 30) : (uInt)in_n;
+            z.next_in = (Bytef *)in;
+            z.avail_in = c;
+            in += c, in_n -= c;
+        }
+        size_t room = cap - out_n;
+        z.next_out = out + out_n;
+        z.avail_out = room > (1u << 30) ? (1u << 30) : (uInt)room;
+        uInt before = z.avail_out;
+        zr = inflate(&z, Z_NO_FLUSH);
+        size_t made = before - z.avail_out;
+        out_n += made;
+        if (zr == Z_STREAM_END) break;
+        if (zr != Z_OK && zr != Z_BUF_ERROR) {
+            st = dx_fail(p->err, DX_EFORMAT, "%s: deflated dataset is corrupt (zlib error %d)", p->name, zr);
+            break;
+        }
+        if (made == 0 && z.avail_in == 0 && in_n == 0) {
+            st = dx_fail(p->err, DX_EFORMAT, "%s: deflated dataset is truncated", p->name);
+            break;
+        }
+    }
+    inflateEnd(&z);
+    if (!st) {
+        parser q = *p;
+        q.d = out;
+        q.n = q.file_size = out_n;
+        st = parse_dataset(&q, 0, 1, 0, with_pixels);
+    }
+    free(out);
+    return st;
 }
 
 static dx_status parse(parser *p, int with_pixels) {
@@ -386,17 +465,20 @@ static dx_status parse(parser *p, int with_pixels) {
                            "%s: not a DICOM file (no DICM magic and the data does not start with group 0008)", p->name);
     }
     const char *ts = f->transfer_syntax;
-    if (strcmp(ts, DX_TS_DEFLATED_LE) == 0)
-        return dx_fail(p->err, DX_EUNSUPPORTED, "%s: transfer syntax %s (Deflated Explicit VR Little Endian) is not supported",
-                       p->name, ts);
+    if (strcmp(ts, DX_TS_DEFLATED_LE) == 0) return parse_deflated(p, pos, with_pixels);
     int big = strcmp(ts, DX_TS_EXPLICIT_BE) == 0;
     int explicit_vr = strcmp(ts, DX_TS_IMPLICIT_LE) != 0;
     /* Some writers label explicit data implicit or vice versa: the VR bytes of
      * the first element decide (an implicit length rarely spells two capitals). */
     if (!big && n - pos >= 6) explicit_vr = looks_explicit(d + pos, n - pos);
+    return parse_dataset(p, pos, explicit_vr, big, with_pixels);
+}
+
+static dx_status parse_dataset(parser *p, size_t pos, int explicit_vr, int big, int with_pixels) {
+    dx_dicom_file *f = p->f;
     f->explicit_vr = explicit_vr;
     f->big_endian = big;
-    dx_status st = walk_dataset(p, &pos, n, explicit_vr, big, 0, 0);
+    dx_status st = walk_dataset(p, &pos, p->n, explicit_vr, big, 0, 0);
     if (st) return st;
 
     /* Defaults and derived fields. */

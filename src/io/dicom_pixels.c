@@ -394,7 +394,7 @@ dx_status dx_dicom_decode_pixels_(dx_dicom_file *f, const uint8_t *data, size_t 
         return dx_fail(err, DX_EFORMAT, "%s: PixelData lies outside the file", name);
     const char *ts = f->transfer_syntax;
     int native = strcmp(ts, DX_TS_IMPLICIT_LE) == 0 || strcmp(ts, DX_TS_EXPLICIT_LE) == 0 ||
-                 strcmp(ts, DX_TS_EXPLICIT_BE) == 0;
+                 strcmp(ts, DX_TS_EXPLICIT_BE) == 0 || strcmp(ts, DX_TS_DEFLATED_LE) == 0;
     if (native && f->encapsulated)
         return dx_fail(err, DX_EFORMAT, "%s: encapsulated PixelData in native transfer syntax %s", name, ts);
     if (!native && !f->encapsulated)

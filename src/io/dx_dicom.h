@@ -3,7 +3,7 @@
  *
  * Reader: DICOM Part 10 (with or without the 128-byte preamble + "DICM"; also a
  * bare dataset with no file meta), Implicit VR LE, Explicit VR LE, Explicit VR
- * BE. Pixel data: native 8/16-bit signed/unsigned; encapsulated RLE Lossless,
+ * BE, Deflated Explicit VR LE. Pixel data: native 8/16-bit signed/unsigned; encapsulated RLE Lossless,
  * JPEG 2000 (if built with OpenJPEG) and JPEG-LS (if built with CharLS). Other
  * transfer syntaxes are refused with DX_EUNSUPPORTED naming the UID.
  * Every length is checked against the bytes that remain: a malformed file gives
@@ -23,7 +23,7 @@
 /* The header fields of one DICOM file that CT ingest needs. has_* flags say
  * whether the attribute was present (and parsed); absent numbers stay 0. */
 typedef struct dx_dicom_file {
-    char transfer_syntax[DX_UID_MAX]; /* (0002,0010); "1.2.840.10008.1.2" if no file meta */
+    char transfer_syntax[DX_UID_MAX]; /* (0002,0010); without file meta: guessed from the first element */
     char sop_class_uid[DX_UID_MAX];   /* (0008,0016) */
     char sop_instance_uid[DX_UID_MAX];/* (0008,0018) */
     char study_uid[DX_UID_MAX];       /* (0020,000D) */
@@ -50,8 +50,10 @@ typedef struct dx_dicom_file {
     int explicit_vr, big_endian;      /* of the main dataset */
     int encapsulated;                 /* PixelData has undefined length (fragments) */
     int has_pixel_data;
-    size_t pixel_offset;              /* byte offset of PixelData value in the file */
-    size_t pixel_length;              /* bytes of the value (to the end of the sequence delimiter if encapsulated) */
+    size_t pixel_offset;              /* byte offset of the PixelData value in the file (in the inflated
+                                         dataset for deflated files) */
+    size_t pixel_length;              /* bytes of the value; encapsulated: through the sequence delimiter,
+                                         or, in a header-only read, an upper bound (to the end of file) */
     /* Filled only when read with with_pixels: stored values (before rescale),
      * sign-extended or masked to bits_stored, [frames][rows][cols], owned. */
     int32_t *pixels;

@@ -132,7 +132,7 @@ def check_file(path, label, pydicom_pixels=True, gdcm_pixels=True, gdcm_geom=Tru
     for key, attr in (("rows", "Rows"), ("cols", "Columns"), ("bits_allocated", "BitsAllocated"),
                       ("bits_stored", "BitsStored"), ("high_bit", "HighBit"),
                       ("pixel_representation", "PixelRepresentation"), ("instance_number", "InstanceNumber")):
-        if attr in ds:
+        if attr in ds and ds.data_element(attr).value not in (None, ""):
             check(j[key] == int(ds.data_element(attr).value), "%s: %s %s vs pydicom %s" % (label, key, j[key], ds.data_element(attr).value))
     for key, attr in (("sop_instance_uid", "SOPInstanceUID"), ("series_uid", "SeriesInstanceUID"),
                       ("study_uid", "StudyInstanceUID"), ("sop_class_uid", "SOPClassUID"),
@@ -268,6 +268,9 @@ def single_file_fixtures():
     p2 = os.path.join(d, "s12_implicit.dcm")
     write_slice(p2, dict(base, padding=-2000), w, "+ti")
     files.append((p2, "dump2dcm implicit LE signed 12-bit + padding"))
+    pd = os.path.join(d, "s12_deflated.dcm")
+    write_slice(pd, dict(base, padding=-2000), w, "+td")
+    files.append((pd, "dump2dcm deflated explicit LE"))
     p3 = os.path.join(d, "s12_big.dcm")
     run("dcmconv", "+tb", p, p3)
     files.append((p3, "dcmconv +tb explicit BE"))
@@ -561,7 +564,7 @@ def main():
     for f in ("77654033/CT2/17106", "98892001/CT5N/2062"):
         check_file(os.path.join(P, "dicomdirtests", f), "pydicom series file %s" % f)
     check_refused(os.path.join(P, "JPEG-lossy.dcm"), "JPEG baseline", "unsupported", "1.2.840.10008.1.2.4.51")
-    check_refused(os.path.join(P, "image_dfl.dcm"), "deflated", "unsupported", "1.2.840.10008.1.2.1.99")
+    check_file(os.path.join(P, "image_dfl.dcm"), "pydicom image_dfl.dcm (deflated)", gdcm_geom=False)
     check_refused(os.path.join(P, "MR_truncated.dcm"), "truncated", "malformed input", "(7FE0,0010)")
     # 2. Files written by dcmtk and gdcm.
     for path, label in single_file_fixtures():
