@@ -12,8 +12,10 @@
  *  - properties: SK rows sum to 1, SK is invariant to a constant shift and
  *    finite for logits that would overflow exp without the max shift; SK
  *    columns reach N/K when iterated to convergence; KoLeo with a duplicate
- *    pair stays finite; the resize backward is the exact adjoint. */
+ *    pair stays finite; the resize backward is the exact adjoint;
+ *  - SK, CE and DINO give the same bits with 1 and 2 threads. */
 #include <math.h>
+#include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -617,6 +619,37 @@ static void test_l2norm(void) {
     free(x), free(dout), free(ref), free(gref), free(out), free(dx), free(xd), free(dd), free(gd);
 }
 
+/* ---- thread-count independence ------------------------------------------ */
+
+/* SK, CE and DINO on sizes above the kernels' parallel thresholds give the
+ * same bits with 1 and 2 threads (row partials are added in row order). */
+static void test_threads(void) {
+    int N = 48, K = 4096;
+    size_t NK = (size_t)N * K;
+    float *z = malloc(sizeof(float) * NK), *t = malloc(sizeof(float) * NK);
+    float *o1 = malloc(sizeof(float) * NK), *o2 = malloc(sizeof(float) * NK);
+    float *g1 = calloc(NK, sizeof(float)), *g2 = calloc(NK, sizeof(float));
+    for (size_t i = 0; i < NK; i++) z[i] = (float)(3 * sin(0.001 * i * i + 0.3 * i));
+    double l1[3], l2[3];
+    for (int pass = 0; pass < 2; pass++) {
+        omp_set_num_threads(pass ? 2 : 1);
+        float *o = pass ? o2 : o1, *g = pass ? g2 : g1;
+        double *l = pass ? l2 : l1;
+        BE->loss->sinkhorn_knopp(BE, o, z, N, K, 0.04f, 3);
+        memcpy(t, o, sizeof(float) * NK);
+        l[0] = BE->loss->ce_forward(BE, NULL, z, t, NULL, N, K, 0.1f);
+        l[1] = BE->loss->dino_forward(BE, z, 2, t, 2, N / 2, K, 0.1f, 1);
+        l[2] = BE->loss->dino_forward(BE, z, 4, t, 2, N / 4, K, 0.1f, 0);
+        BE->loss->ce_backward(BE, g, z, t, NULL, N, K, 0.1f, 1.0f);
+        BE->loss->dino_backward(BE, g, z, 2, t, 2, N / 2, K, 0.1f, 1, 0.5f);
+    }
+    omp_set_num_threads(2);
+    CHECK(memcmp(o1, o2, sizeof(float) * NK) == 0, "SK: 1 and 2 threads differ");
+    CHECK(l1[0] == l2[0] && l1[1] == l2[1] && l1[2] == l2[2], "losses: 1 and 2 threads differ");
+    CHECK(memcmp(g1, g2, sizeof(float) * NK) == 0, "gradients: 1 and 2 threads differ");
+    free(z), free(t), free(o1), free(o2), free(g1), free(g2);
+}
+
 int main(void) {
     char path[4096];
     dx_err err;
@@ -638,6 +671,7 @@ int main(void) {
     test_gram();
     test_resize();
     test_l2norm();
+    test_threads();
     dx_backend_destroy(BE);
     dx_st_close(&ST);
     return dx_test_summary();

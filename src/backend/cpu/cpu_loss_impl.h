@@ -80,6 +80,7 @@ static void FN(col_sums, S)(double *col, const R *q, int N, int K, int k0, int k
 #define SK_CHUNK 2048 /* prototypes per task of the column passes */
 
 void F(sinkhorn)(R *out, const R *logits, int N, int K, double temp, int n_iter) {
+    if (N <= 0 || K <= 0) return;
     size_t NK = (size_t)N * K;
     double *col = malloc(sizeof(double) * (size_t)K);
     R *shift = malloc(sizeof(R) * (size_t)K);
