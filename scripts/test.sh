@@ -33,7 +33,8 @@ ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 echo "== 4/4 fuzz targets"
 secs=${DINOX_FUZZ_SECONDS:-60}
 CC=clang cmake -S . -B build-fuzz -DDINOX_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build-fuzz -j"$(nproc)" >/dev/null
+targets=$(for f in fuzz/fuzz_*.c; do basename "$f" .c; done)
+cmake --build build-fuzz -j"$(nproc)" --target $targets >/dev/null
 for f in fuzz/fuzz_*.c; do
   name=$(basename "$f" .c)
   corpus=fuzz/corpus/${name#fuzz_}
