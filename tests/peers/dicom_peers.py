@@ -255,6 +255,32 @@ def synthetic_words(rows, cols, bs, signed, seed, padding=None, garbage_high=Fal
     return w
 
 
+def write_bmp8(path, px):
+    """8-bit grey palette BMP (bottom-up rows padded to 4 bytes), from the format's layout."""
+    h, w = px.shape
+    row = (w + 3) // 4 * 4
+    pal = b"".join(bytes([i, i, i, 0]) for i in range(256))
+    data = b"".join(bytes(px[h - 1 - r]) + b"\0" * (row - w) for r in range(h))
+    off = 14 + 40 + len(pal)
+    hdr = b"BM" + struct.pack("<IHHI", off + len(data), 0, 0, off) + \
+        struct.pack("<IiiHHIIiiII", 40, w, h, 1, 8, 0, len(data), 2835, 2835, 256, 0)
+    open(path, "wb").write(hdr + pal + data)
+
+
+def img2dcm_fixture(d):
+    """img2dcm (dcmtk) turns a BMP into a Secondary Capture file: our pixels must equal the BMP's."""
+    px = np.random.default_rng(5).integers(0, 256, size=(16, 20)).astype(np.uint8)
+    bmp, out = os.path.join(d, "grey.bmp"), os.path.join(d, "img2dcm_sc.dcm")
+    write_bmp8(bmp, px)
+    run("img2dcm", "-i", "BMP", bmp, out)
+    os.remove(bmp)
+    j = dinox_dump(out)
+    check(j["status"] == "ok" and j["rows"] == 16 and j["cols"] == 20 and
+          np.array_equal(j["stored"], px.ravel().astype(np.int32)), "img2dcm: pixels differ from the BMP written")
+    print("ok   img2dcm BMP -> DICOM pixels equal the source image", flush=True)
+    return out
+
+
 def single_file_fixtures():
     d = os.path.join(WORK, "gen")
     os.makedirs(d, exist_ok=True)
@@ -438,7 +464,9 @@ def series_fixture():
                 modality="MR", sop_class="1.2.840.10008.5.1.4.1.1.4", rows=12, cols=10, ipp=(0, 0, 0)), w)
     k += 1
     open(os.path.join(d, "069.xml"), "w").write("<?xml version=\"1.0\"?><LidcReadMessage/>\n")
-    return d, 2, 4
+    # A Secondary Capture made by img2dcm: not CT, skipped.
+    shutil.copy(img2dcm_fixture(os.path.join(WORK, "gen")), os.path.join(d, "sc.dcm"))
+    return d, 2, 5
 
 
 def pydicom_series_fixtures():
