@@ -3,9 +3,9 @@
  * LIDC edgeMaps are dense 8-connected chains of boundary pixels drawn just
  * outside the nodule: pylidc fills the polygon through the pixel centres and
  * then removes the contour pixels themselves. So the chain we write is the
- * Moore-neighbour trace of the region dilated by one pixel (3x3): its pixels
- * are exactly the outside neighbours of the region, and filling it minus the
- * chain gives the region back (holes are not modelled). */
+ * Moore-neighbour trace of the region dilated by its 4-neighbours: its pixels
+ * are outside neighbours of the region, and filling it minus the chain gives
+ * the region back up to notches (holes are not modelled). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,8 +28,10 @@ int synth_trace_outer(const uint8_t *img, int w, int h, int sx, int sy, int *xs,
     for (int y = 1; y < h - 1; y++)
         for (int x = 1; x < w - 1; x++) {
             if (!img[(size_t)y * w + x]) continue;
-            for (int v = -1; v <= 1; v++)
-                for (int u = -1; u <= 1; u++) d[(size_t)(y + v) * w + x + u] = 1;
+            /* 4-neighbour (cross) dilation: a 3x3 one would put diagonal-only
+             * neighbours inside the traced polygon and grow every mark */
+            d[(size_t)y * w + x] = d[(size_t)(y - 1) * w + x] = d[(size_t)(y + 1) * w + x] = 1;
+            d[(size_t)y * w + x - 1] = d[(size_t)y * w + x + 1] = 1;
         }
     int s = -1;
     for (int i = 0; i < w * h && s < 0; i++)

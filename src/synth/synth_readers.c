@@ -49,9 +49,9 @@ void synth_readers_draw(synth_reading *rd, const synth_lesions *ls, const synth_
             m->marked = dx_rng_uniform(&r) >= fmin(0.9, p_miss * skill);
             double seen = L->diam * exp(0.08 * dx_rng_normal(&r));
             m->as_small = L->cls == SYNTH_SMALL_NODULE || (L->cls == SYNTH_NODULE && seen < 3);
-            m->bias_mm = 0.25 * dx_rng_normal(&r);
+            m->bias_mm = 0.15 * dx_rng_normal(&r);
             for (int h = 0; h < 3; h++)
-                for (int c = 0; c < 2; c++) m->harm[h][c] = 0.15 * dx_rng_normal(&r);
+                for (int c = 0; c < 2; c++) m->harm[h][c] = 0.08 * dx_rng_normal(&r);
             if (L->cls != SYNTH_NODULE) continue;
             double sd = 0.7;
             m->chars[0] = rate(L->subtlety, sd * dx_rng_normal(&r), 1, 5);
