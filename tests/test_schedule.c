@@ -282,14 +282,16 @@ static void test_mask_counts(void) {
         int32_t ref[128];
         memcpy(ref, t->data, t->numel * sizeof(int32_t));
         int counts[128];
-        int n = dx_mask_counts(counts, crops, N, 0.5f, 0.1f, 0.5f);
+        int n = dx_mask_counts(counts, crops, N, 0.5, 0.1f, 0.5f);
         CHECK(n == (int)t->numel, "%s: %d masked crops, want %zu", key, n, t->numel);
         int same = n == (int)t->numel;
         for (int i = 0; same && i < n; i++) same = counts[i] == ref[i];
         CHECK(same, "%s: counts differ from torch", key);
     }
+    int c20[20];
+    CHECK(dx_mask_counts(c20, 20, 196, 0.35, 0.1f, 0.5f) == 7, "int(20 * 0.35) = 7 in double");
     int counts[8];
-    int n = dx_mask_counts(counts, 8, 196, 0.5f, 0.1f, 0.5f);
+    int n = dx_mask_counts(counts, 8, 196, 0.5, 0.1f, 0.5f);
     CHECK(n == 4 && counts[0] == 39 && counts[1] == 58 && counts[2] == 78 && counts[3] == 98,
           "N=196, B=4: 39, 58, 78, 98 (got %d: %d %d %d %d)", n, counts[0], counts[1], counts[2],
           counts[3]);

@@ -96,11 +96,12 @@ dx_status dx_mask_generate(const dx_mask_gen *g, int m, dx_rng *rng, uint8_t *ma
     return DX_OK;
 }
 
-int dx_mask_counts(int *counts, int n_crops, int n_patches, float prob, float ratio_min,
+int dx_mask_counts(int *counts, int n_crops, int n_patches, double prob, float ratio_min,
                    float ratio_max) {
-    if (n_crops < 0 || n_patches < 0 || !(prob >= 0.0f && prob <= 1.0f)) return -DX_EINVAL;
-    /* int(n_crops * prob): Python multiplies an int by a (double) float */
-    int n = (int)((double)n_crops * (double)prob);
+    if (n_crops < 0 || n_patches < 0 || !(prob >= 0.0 && prob <= 1.0)) return -DX_EINVAL;
+    /* int(n_crops * prob): Python multiplies an int by a double (so prob is
+     * a double here: 20 * 0.35f would truncate to 6, Python gives 7) */
+    int n = (int)((double)n_crops * prob);
     if (n > n_crops) n = n_crops;
     /* torch.linspace(rmin, rmax, n + 1) in float32: step = (end - start)/(steps - 1);
      * the first half counts up from start, the second half down from end */
@@ -128,7 +129,7 @@ void dx_ibot_masks_free(dx_ibot_masks *m) {
     memset(m, 0, sizeof(*m));
 }
 
-dx_status dx_ibot_masks_make(dx_ibot_masks *out, int n_crops, int height, int width, float prob,
+dx_status dx_ibot_masks_make(dx_ibot_masks *out, int n_crops, int height, int width, double prob,
                              float ratio_min, float ratio_max, uint64_t seed, uint64_t step,
                              dx_err *err) {
     memset(out, 0, sizeof(*out));

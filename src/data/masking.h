@@ -46,8 +46,9 @@ dx_status dx_mask_generate(const dx_mask_gen *g, int m, dx_rng *rng, uint8_t *ma
 
 /* Deterministic count rule: writes counts[0..n) for the n = int(n_crops*prob)
  * masked crops and returns n (negative dx_status on bad arguments).
- * counts must hold n_crops entries. */
-int dx_mask_counts(int *counts, int n_crops, int n_patches, float prob, float ratio_min,
+ * counts must hold n_crops entries. prob is the config's double (Python
+ * float); the ratios are float32 as torch.linspace stores them. */
+int dx_mask_counts(int *counts, int n_crops, int n_patches, double prob, float ratio_min,
                    float ratio_max);
 
 /* Masks of one batch of global crops (crop-major rows, spec §6.3). */
@@ -60,7 +61,7 @@ typedef struct dx_ibot_masks {
     int n_masked;
 } dx_ibot_masks;
 
-dx_status dx_ibot_masks_make(dx_ibot_masks *out, int n_crops, int height, int width, float prob,
+dx_status dx_ibot_masks_make(dx_ibot_masks *out, int n_crops, int height, int width, double prob,
                              float ratio_min, float ratio_max, uint64_t seed, uint64_t step,
                              dx_err *err);
 void dx_ibot_masks_free(dx_ibot_masks *m);
