@@ -1,4 +1,4 @@
-/* test_loss.c - the DINOv3 loss kernels against the PyTorch reference and by finite differences.
+/* test_loss_parity.c - the DINOv3 loss kernels against the PyTorch reference and by finite differences.
  *
  * Reference: tests/fixtures/loss_objective.safetensors, written by
  * tests/ref/gen_loss_fixtures.py from tests/ref/loss_ref.py (float64 autograd,
@@ -653,7 +653,12 @@ static void test_threads(void) {
 int main(void) {
     char path[4096];
     dx_err err;
-    dx_test_path(path, sizeof path, "tests/fixtures/loss_objective.safetensors");
+    /* DINOX_FIXTURE_DIR: CI's freshly regenerated fixtures (label `parity`) */
+    const char *fd = getenv("DINOX_FIXTURE_DIR");
+    if (fd)
+        snprintf(path, sizeof path, "%s/loss_objective.safetensors", fd);
+    else
+        dx_test_path(path, sizeof path, "tests/fixtures/loss_objective.safetensors");
     if (dx_st_open(&ST, path, &err)) {
         fprintf(stderr, "open %s: %s\n", path, err.msg);
         return 1;

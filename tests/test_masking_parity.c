@@ -1,4 +1,4 @@
-/* test_masking.c - iBOT mask generator and collate rule (spec §6.3, §10 cases 22, 23).
+/* test_masking_parity.c - iBOT mask generator and collate rule (spec §6.3, §10 cases 22, 23).
  *
  * The draws come from dx_rng, not Python's `random`, so masks cannot be
  * compared one by one. Checked instead:
@@ -252,7 +252,12 @@ static void test_collate(void) {
 int main(void) {
     char path[4096];
     dx_err err;
-    dx_test_path(path, sizeof path, "tests/fixtures/loss_schedules.safetensors");
+    /* DINOX_FIXTURE_DIR: CI's freshly regenerated fixtures (label `parity`) */
+    const char *fd = getenv("DINOX_FIXTURE_DIR");
+    if (fd)
+        snprintf(path, sizeof path, "%s/loss_schedules.safetensors", fd);
+    else
+        dx_test_path(path, sizeof path, "tests/fixtures/loss_schedules.safetensors");
     if (dx_st_open(&ST, path, &err)) {
         fprintf(stderr, "open %s: %s\n", path, err.msg);
         return 1;

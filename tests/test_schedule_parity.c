@@ -1,4 +1,4 @@
-/* test_schedule.c - schedules, parameter groups, clipping, loss weights and mask counts vs the reference.
+/* test_schedule_parity.c - schedules, parameter groups, clipping, loss weights and mask counts vs the reference.
  *
  * Reference: tests/fixtures/loss_schedules.safetensors (tests/ref/gen_loss_fixtures.py,
  * numpy/torch, spec §10 cases 23, 24, 25, 27, 29):
@@ -300,7 +300,12 @@ static void test_mask_counts(void) {
 int main(void) {
     char path[4096];
     dx_err err;
-    dx_test_path(path, sizeof path, "tests/fixtures/loss_schedules.safetensors");
+    /* DINOX_FIXTURE_DIR: CI's freshly regenerated fixtures (label `parity`) */
+    const char *fd = getenv("DINOX_FIXTURE_DIR");
+    if (fd)
+        snprintf(path, sizeof path, "%s/loss_schedules.safetensors", fd);
+    else
+        dx_test_path(path, sizeof path, "tests/fixtures/loss_schedules.safetensors");
     if (dx_st_open(&ST, path, &err)) {
         fprintf(stderr, "open %s: %s\n", path, err.msg);
         return 1;

@@ -1,6 +1,6 @@
 """gen_loss_fixtures.py - writes the reference fixtures of the DINOv3 objective.
 
-    /usr/bin/python3 tests/ref/gen_loss_fixtures.py [out_dir]   (default tests/fixtures)
+    /usr/bin/python3 tests/ref/gen_loss_fixtures.py [--out DIR]   (default tests/fixtures)
 
 Deterministic (torch.manual_seed per case). Inputs are drawn in float64,
 rounded to float32 and stored as F32; every reference value is computed in
@@ -323,8 +323,12 @@ def save(path, meta=None):
 
 
 def main():
-    out_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "..", "fixtures")
+    args = sys.argv[1:]
+    out_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures")
+    if args[:1] == ["--out"] and len(args) > 1:
+        out_dir = args[1]
+    elif args and not args[0].startswith("-"):
+        out_dir = args[0]
     os.makedirs(out_dir, exist_ok=True)
     objective_cases()
     save(os.path.join(out_dir, "loss_objective.safetensors"))
