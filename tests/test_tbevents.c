@@ -128,6 +128,7 @@ int main(void) {
         ok &= fabs(cJSON_GetObjectItem(j, "loss/total")->valuedouble - (10.0 - lines)) < 1e-9;
         ok &= fabs(cJSON_GetObjectItem(j, "lr")->valuedouble - 1e-4 * lines) < 1e-12;
         ok &= cJSON_GetObjectItem(j, "time")->valuedouble > 1.6e9;
+        ok &= cJSON_GetObjectItem(j, "mem/rss_mb")->valuedouble > 0.1;
         cJSON *g = cJSON_GetObjectItem(j, "grad_norm");
         ok &= lines == 1 ? cJSON_IsNull(g) : (g && g->valuedouble == 2.0);
         cJSON_Delete(j);

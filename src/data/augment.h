@@ -45,7 +45,8 @@ void dx_flip_h(float *x, int C, int H, int W);
  * [C, H, W]; needs H, W >= 5. scratch: H*W floats or NULL. Returns 0 / -1. */
 int dx_gaussian_blur(float *x, int C, int H, int W, float sigma, float *scratch);
 
-/* x[i] += sigma * N(0, 1), draws from r in index order. */
+/* x[i] += sigma * N(0, 1): float Box-Muller on pairs (x[2k], x[2k+1]), 24-bit
+ * uniforms from r in index order. */
 void dx_add_noise(float *x, size_t n, float sigma, dx_rng *r);
 
 #endif /* DX_AUGMENT_H */

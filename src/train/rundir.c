@@ -102,6 +102,8 @@ dx_status dx_rundir_log(dx_rundir *rd, int64_t step, const dx_metric *m, int n, 
         if (isfinite(m[i].value)) fprintf(rd->metrics, ": %.9g", m[i].value);
         else fputs(": null", rd->metrics);
     }
+    size_t rss = dx_rss_bytes();
+    if (rss) fprintf(rd->metrics, ", \"mem/rss_mb\": %.1f", rss / 1048576.0);
     fputs("}\n", rd->metrics);
     if (fflush(rd->metrics) != 0 || ferror(rd->metrics))
         return dx_fail(err, DX_EIO, "write %s/metrics.jsonl: %s", rd->path, strerror(errno));

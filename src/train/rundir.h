@@ -31,9 +31,9 @@ typedef struct dx_rundir {
  * config.yaml and a differing new one is written as config.resume.yaml),
  * opens metrics.jsonl for appending and a new TensorBoard event file. */
 dx_status dx_rundir_open(dx_rundir *rd, const char *path, const dx_config *cfg, int resume, dx_err *err);
-/* Appends {"step": step, "time": unix seconds, name: value, ...} to
- * metrics.jsonl (non-finite values as null) and the finite values to the
- * event file; both are flushed. */
+/* Appends {"step": step, "time": unix seconds, name: value, ...,
+ * "mem/rss_mb": resident MB} to metrics.jsonl (non-finite values as null)
+ * and the finite caller values to the event file; both are flushed. */
 dx_status dx_rundir_log(dx_rundir *rd, int64_t step, const dx_metric *m, int n, dx_err *err);
 void dx_rundir_close(dx_rundir *rd);
 
