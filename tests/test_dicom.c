@@ -171,9 +171,9 @@ static int tool_series(const char *dir, const char *out) {
             fprintf(j,
                     ", \"report\": {\"n_files\": %d, \"n_slices\": %d, \"n_duplicates\": %d, \"n_gaps\": %d, "
                     "\"nonuniform\": %d, \"spacing_median\": %.17g, \"spacing_min\": %.17g, \"spacing_max\": %.17g, "
-                    "\"descending\": %d}",
+                    "\"descending\": %d, \"inplane_shift_max\": %.17g}",
                     r.n_files, r.n_slices, r.n_duplicates, r.n_gaps, r.nonuniform, r.spacing_median, r.spacing_min,
-                    r.spacing_max, r.descending);
+                    r.spacing_max, r.descending, r.inplane_shift_max);
             if (!ls) {
                 fprintf(j, ", ");
                 json_volume(j, &v);
@@ -730,6 +730,7 @@ static void test_series(void) {
             CHECK(v.origin[2] == -7.5 && v.origin[0] == -100.5 && v.direction[8] == 1.0, "origin/normal");
             CHECK(v.hu[0] == -1024 && v.hu[3] == 0 && v.hu[6] == 3071 && v.window_center == -600, "A HU values");
             CHECK(!strcmp(v.patient_id, "LIDC-IDRI-0001") && !strcmp(v.series_uid, "7.7.A"), "A identity");
+            CHECK(r.inplane_shift_max == 0, "A: no in-plane drift (%g)", r.inplane_shift_max);
             dx_volume_free(&v);
         }
         st = dx_series_load(&l.series[1], &v, &r, &err);

@@ -129,6 +129,9 @@ typedef struct dx_series_report {
     double spacing_median, spacing_min, spacing_max; /* of the kept steps along the normal, mm */
     double slice_thickness;           /* nominal, first slice */
     int descending;                   /* discovery order by InstanceNumber ran against +normal */
+    double inplane_shift_max;         /* largest in-plane offset of a slice's IPP from the first's, mm:
+                                         > ~0.01 means a sheared stack (gantry tilt), which the volume's
+                                         origin + k*sz*normal geometry does not represent */
     char transfer_syntax[DX_UID_MAX];
 } dx_series_report;
 

@@ -119,6 +119,15 @@ dx_status dx_series_load(const dx_series *s, dx_volume *vol, dx_series_report *r
         o[nz++] = o[i];
     }
     r.n_slices = nz;
+    /* In-plane drift of IPP along the stack (gantry tilt shears it). */
+    for (int k = 1; k < nz; k++) {
+        const double *a = s->slices[o[0].idx].ipp, *b = s->slices[o[k].idx].ipp, *iop = s->slices[0].iop;
+        double dv[3] = {b[0] - a[0], b[1] - a[1], b[2] - a[2]};
+        double u = dv[0] * iop[0] + dv[1] * iop[1] + dv[2] * iop[2];
+        double w = dv[0] * iop[3] + dv[1] * iop[4] + dv[2] * iop[5];
+        double sh = sqrt(u * u + w * w);
+        if (sh > r.inplane_shift_max) r.inplane_shift_max = sh;
+    }
 
     /* 2. Steps along the normal. */
     double *steps = NULL;
@@ -212,6 +221,9 @@ dx_status dx_series_load(const dx_series *s, dx_volume *vol, dx_series_report *r
     vol->window_center = first_hdr.window_center;
     vol->window_width = first_hdr.window_width;
     r.slice_thickness = ref.slice_thickness;
+    if (r.inplane_shift_max > 0.01)
+        DX_WARN("series %s: slice positions drift %.3f mm in-plane (gantry tilt?): volume geometry is approximate",
+                s->series_uid, r.inplane_shift_max);
     if (r.n_gaps || r.nonuniform)
         DX_WARN("series %s: %d gap(s), steps %.3f..%.3f mm (median %.3f)", s->series_uid, r.n_gaps, r.spacing_min,
                 r.spacing_max, r.spacing_median);

@@ -369,6 +369,10 @@ def reference_series(files):
                 dups += 1
                 continue
             kept.append((d, ds))
+        p0 = np.array([float(x) for x in kept[0][1].ImagePositionPatient])
+        shift = max([float(np.hypot(np.dot(np.array([float(x) for x in k[1].ImagePositionPatient]) - p0, iop[:3]),
+                                    np.dot(np.array([float(x) for x in k[1].ImagePositionPatient]) - p0, iop[3:])))
+                     for k in kept] + [0.0])
         pos = np.array([k[0] for k in kept])
         steps = np.diff(pos)
         med = float(np.median(steps)) if len(steps) else 0.0
@@ -384,7 +388,7 @@ def reference_series(files):
             origin=[float(x) for x in kept[0][1].ImagePositionPatient],
             direction=list(iop) + list(n), slice_z=[float(k[1].ImagePositionPatient[2]) for k in kept],
             sop_uids=[str(k[1].SOPInstanceUID) for k in kept], hu=np.concatenate(vol),
-            nx=int(kept[0][1].Columns), ny=int(kept[0][1].Rows))
+            nx=int(kept[0][1].Columns), ny=int(kept[0][1].Rows), shift=shift)
     return out
 
 
@@ -411,6 +415,7 @@ def check_series(directory, label, want_series, want_skipped):
         check(rep["n_files"] == r["n_files"] and rep["n_slices"] == r["nz"] == s["nz"], "%s: slice counts %s vs %s" % (label, rep, r["nz"]))
         check(rep["n_duplicates"] == r["dups"], "%s: duplicates %d vs %d" % (label, rep["n_duplicates"], r["dups"]))
         check(rep["n_gaps"] == r["gaps"], "%s: gaps %d vs %d" % (label, rep["n_gaps"], r["gaps"]))
+        check(abs(rep["inplane_shift_max"] - r["shift"]) < 1e-6, "%s: in-plane shift %g vs %g" % (label, rep["inplane_shift_max"], r["shift"]))
         check(s["nx"] == r["nx"] and s["ny"] == r["ny"], "%s: in-plane size" % label)
         if r["spacing"][2] is not None:
             check(close(s["spacing"], r["spacing"], 1e-9), "%s: spacing %s vs %s" % (label, s["spacing"], r["spacing"]))
@@ -451,6 +456,13 @@ def series_fixture():
         write_slice(os.path.join(d, names[k]), dict(sop="%s.%d" % (sB, i + 1), series=sB, rows=12, cols=10,
                     ipp=(-40.0, -30.0, z), instance=i + 1, pixrep=0, spacing="0.5\\0.6"), w, "+te")
         k += 1
+    # Series C: a sheared stack (gantry tilt: y drifts 0.4 mm a slice, IOP still axial)
+    sC = "1.2.826.0.1.3680043.2.1125.2.3"
+    for i in range(4):
+        w = synthetic_words(12, 10, 12, True, 400 + i)
+        write_slice(os.path.join(d, names[k]), dict(sop="%s.%d" % (sC, i + 1), series=sC, rows=12, cols=10,
+                    ipp=(-40.0, -30.0 + 0.4 * i, 2.0 * i), instance=i + 1), w, "+te")
+        k += 1
     # A localizer (ImageType LOCALIZER, coronal) and a tilted "axial-labelled" one, same series as A
     w = synthetic_words(12, 10, 12, True, 300)
     write_slice(os.path.join(d, names[k]), dict(sop="%s.500" % sA, series=sA, rows=12, cols=10, ipp=(0, 0, 0),
@@ -466,7 +478,7 @@ def series_fixture():
     open(os.path.join(d, "069.xml"), "w").write("<?xml version=\"1.0\"?><LidcReadMessage/>\n")
     # A Secondary Capture made by img2dcm: not CT, skipped.
     shutil.copy(img2dcm_fixture(os.path.join(WORK, "gen")), os.path.join(d, "sc.dcm"))
-    return d, 2, 5
+    return d, 3, 5
 
 
 def pydicom_series_fixtures():
