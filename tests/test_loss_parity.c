@@ -23,6 +23,7 @@
 #include "backend/cpu/cpu_loss.h"
 #include "backend/dx_backend.h"
 #include "backend/dx_loss_ops.h"
+#include "core/dx_rng.h"
 #include "dx_test.h"
 #include "io/dx_safetensors.h"
 
@@ -619,6 +620,43 @@ static void test_l2norm(void) {
     free(x), free(dout), free(ref), free(gref), free(out), free(dx), free(xd), free(dd), free(gd);
 }
 
+/* ---- realistic sizes: fp32 ops vs the double kernels ----------------------- */
+
+/* K = 65536 prototypes, logits up to ~+-20 (x 1/temp = 200 for the student,
+ * 500 for the teacher's SK at temp 0.04): the fp32 path (vectorised exp,
+ * exponents (x - max)/temp) stays within the fixture tolerances of the
+ * double-precision kernels. */
+static void test_large(void) {
+    int N = 8, K = 65536;
+    size_t NK = (size_t)N * K;
+    float *s = malloc(sizeof(float) * NK), *z = malloc(sizeof(float) * NK);
+    float *t = malloc(sizeof(float) * NK), *g = calloc(NK, sizeof(float));
+    double *sd = malloc(sizeof(double) * NK), *zd = malloc(sizeof(double) * NK);
+    double *td = malloc(sizeof(double) * NK), *gd = calloc(NK, sizeof(double));
+    dx_rng r;
+    dx_rng_init(&r, 3, DX_RNG_TEST, 1, 0);
+    for (size_t i = 0; i < NK; i++) {
+        s[i] = (float)(6 * dx_rng_normal(&r));
+        z[i] = (float)(6 * dx_rng_normal(&r));
+        sd[i] = s[i], zd[i] = z[i];
+    }
+    BE->loss->sinkhorn_knopp(BE, t, z, N, K, 0.04f, 3);
+    dx_cpu_sinkhorn_d(td, zd, N, K, 0.04, 3);
+    double e = max_rel_fd(t, td, NK, 1e-8);
+    CHECK(e <= TOL_GRAD, "SK 8 x 65536, temp 0.04: fp32 vs double %.3g", e);
+    /* both CEs use the double targets rounded to float, so only the CE differs */
+    for (size_t i = 0; i < NK; i++) t[i] = (float)td[i], td[i] = t[i];
+    double L = BE->loss->ce_forward(BE, NULL, s, t, NULL, N, K, 0.1f);
+    double Ld = dx_cpu_ce_forward_d(NULL, sd, td, NULL, N, K, 0.1);
+    CHECK_CLOSE(L, Ld, 0, TOL_LOSS, "CE 8 x 65536 fp32 vs double");
+    BE->loss->ce_backward(BE, g, s, t, NULL, N, K, 0.1f, 1.0f);
+    dx_cpu_ce_backward_d(gd, sd, td, NULL, N, K, 0.1, 1.0);
+    double eg = grad_err(g, gd, NK);
+    CHECK(eg <= TOL_GRAD, "CE gradient 8 x 65536 fp32 vs double %.3g", eg);
+    printf("  8 x 65536: SK fp32 rel err %.2e, CE %.9g vs %.9g, gradient %.2e\n", e, L, Ld, eg);
+    free(s), free(z), free(t), free(g), free(sd), free(zd), free(td), free(gd);
+}
+
 /* ---- thread-count independence ------------------------------------------ */
 
 /* SK, CE and DINO on sizes above the kernels' parallel thresholds give the
@@ -676,6 +714,7 @@ int main(void) {
     test_gram();
     test_resize();
     test_l2norm();
+    test_large();
     test_threads();
     dx_backend_destroy(BE);
     dx_st_close(&ST);
