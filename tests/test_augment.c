@@ -16,6 +16,9 @@
 
 #define PY "/usr/bin/python3"
 
+/* per-process scratch files: other test runs may share /tmp */
+static char IN[64], OUT[64];
+
 static int have_py(const char *module) {
     char cmd[256];
     snprintf(cmd, sizeof cmd, PY " -c 'import %s' 2>/dev/null", module);
@@ -47,16 +50,16 @@ static void resize_case(int H, int W, dx_box b, int oh, int ow) {
     float *src = malloc(sizeof(float) * H * W), *got = malloc(sizeof(float) * oh * ow),
           *ref = malloc(sizeof(float) * oh * ow);
     fill_random(src, (size_t)H * W, (uint64_t)(H * 1000 + W));
-    write_raw("/tmp/dx_aug_in.raw", src, (size_t)H * W);
+    write_raw(IN, src, (size_t)H * W);
     char cmd[1024];
     snprintf(cmd, sizeof cmd,
              PY " -c \"import numpy as np; from PIL import Image; "
-                "a=np.fromfile('/tmp/dx_aug_in.raw',dtype=np.float32).reshape(%d,%d); "
+                "a=np.fromfile('%s',dtype=np.float32).reshape(%d,%d); "
                 "im=Image.fromarray(a,mode='F').crop((%d,%d,%d,%d)).resize((%d,%d),Image.BICUBIC); "
-                "np.asarray(im,dtype=np.float32).tofile('/tmp/dx_aug_out.raw')\"",
-             H, W, b.left, b.top, b.left + b.w, b.top + b.h, ow, oh);
+                "np.asarray(im,dtype=np.float32).tofile('%s')\"",
+             IN, H, W, b.left, b.top, b.left + b.w, b.top + b.h, ow, oh, OUT);
     int rc = system(cmd);
-    CHECK(rc == 0 && read_raw("/tmp/dx_aug_out.raw", ref, (size_t)oh * ow) == 0, "PIL reference failed");
+    CHECK(rc == 0 && read_raw(OUT, ref, (size_t)oh * ow) == 0, "PIL reference failed");
     dx_resize_bicubic_aa(src, 1, H, W, b, got, oh, ow, NULL);
     double worst = 0;
     for (int i = 0; i < oh * ow; i++) worst = fmax(worst, fabs(got[i] - ref[i]));
@@ -75,18 +78,18 @@ static void blur_case(int H, int W, float sigma) {
     size_t n = (size_t)C * H * W;
     float *x = malloc(sizeof(float) * n), *ref = malloc(sizeof(float) * n);
     fill_random(x, n, 77);
-    write_raw("/tmp/dx_aug_in.raw", x, n);
+    write_raw(IN, x, n);
     char cmd[1024];
     snprintf(cmd, sizeof cmd,
              PY " -c \"import torch,numpy as np; import torch.nn.functional as F; "
-                "a=torch.from_numpy(np.fromfile('/tmp/dx_aug_in.raw',dtype=np.float32).reshape(1,%d,%d,%d)).double(); "
+                "a=torch.from_numpy(np.fromfile('%s',dtype=np.float32).reshape(1,%d,%d,%d)).double(); "
                 "s=%.9g; t=torch.arange(-4,5,dtype=torch.float64); k=torch.exp(-0.5*(t/s)**2); k=k/k.sum(); "
                 "k2=(k[:,None]*k[None,:]).expand(%d,1,9,9); "
                 "y=F.conv2d(F.pad(a,(4,4,4,4),mode='reflect'),k2,groups=%d); "
-                "y.float().numpy().tofile('/tmp/dx_aug_out.raw')\"",
-             C, H, W, (double)sigma, C, C);
+                "y.float().numpy().tofile('%s')\"",
+             IN, C, H, W, (double)sigma, C, C, OUT);
     int rc = system(cmd);
-    CHECK(rc == 0 && read_raw("/tmp/dx_aug_out.raw", ref, n) == 0, "torch blur reference failed");
+    CHECK(rc == 0 && read_raw(OUT, ref, n) == 0, "torch blur reference failed");
     dx_gaussian_blur(x, C, H, W, sigma, NULL);
     double worst = 0;
     for (size_t i = 0; i < n; i++) worst = fmax(worst, fabs(x[i] - ref[i]));
@@ -100,15 +103,15 @@ static void bilinear_case(int H, int W, int oh, int ow) {
     float *x = malloc(sizeof(float) * H * W), *got = malloc(sizeof(float) * oh * ow),
           *ref = malloc(sizeof(float) * oh * ow);
     fill_random(x, (size_t)H * W, 5);
-    write_raw("/tmp/dx_aug_in.raw", x, (size_t)H * W);
+    write_raw(IN, x, (size_t)H * W);
     char cmd[1024];
     snprintf(cmd, sizeof cmd,
              PY " -c \"import torch,numpy as np; import torch.nn.functional as F; "
-                "a=torch.from_numpy(np.fromfile('/tmp/dx_aug_in.raw',dtype=np.float32).reshape(1,1,%d,%d)); "
-                "F.interpolate(a,size=(%d,%d),mode='bilinear',align_corners=False).numpy().tofile('/tmp/dx_aug_out.raw')\"",
-             H, W, oh, ow);
+                "a=torch.from_numpy(np.fromfile('%s',dtype=np.float32).reshape(1,1,%d,%d)); "
+                "F.interpolate(a,size=(%d,%d),mode='bilinear',align_corners=False).numpy().tofile('%s')\"",
+             IN, H, W, oh, ow, OUT);
     int rc = system(cmd);
-    CHECK(rc == 0 && read_raw("/tmp/dx_aug_out.raw", ref, (size_t)oh * ow) == 0, "torch bilinear reference failed");
+    CHECK(rc == 0 && read_raw(OUT, ref, (size_t)oh * ow) == 0, "torch bilinear reference failed");
     dx_resize_bilinear(x, 1, H, W, got, oh, ow);
     double worst = 0;
     for (int i = 0; i < oh * ow; i++) worst = fmax(worst, fabs(got[i] - ref[i]));
@@ -120,6 +123,8 @@ static void bilinear_case(int H, int W, int oh, int ow) {
 }
 
 int main(void) {
+    snprintf(IN, sizeof IN, "/tmp/dx_aug_in.%d.raw", (int)getpid());
+    snprintf(OUT, sizeof OUT, "/tmp/dx_aug_out.%d.raw", (int)getpid());
     /* ---- resize vs PIL ---- */
     if (have_py("PIL") && have_py("numpy")) {
         resize_case(60, 50, (dx_box){0, 0, 60, 50}, 60, 50);   /* identity */
@@ -236,5 +241,7 @@ int main(void) {
     nm /= 100000, nv = nv / 100000 - nm * nm;
     CHECK(fabs(nm) < 0.2 && fabs(sqrt(nv) - 12) < 0.2, "noise mean %g sd %g", nm, sqrt(nv));
     free(nb);
+    remove(IN);
+    remove(OUT);
     return dx_test_summary();
 }

@@ -104,6 +104,8 @@ int main(void) {
     CHECK(c.data.stack25d == 0, "bool 'off'");
     CHECK(strcmp(c.data.root, "/data/lidc x") == 0, "string %s", c.data.root);
     CHECK(c.optim.min_lr == 1e-6f, "untouched keys keep defaults");
+    CHECK(dx_config_load_string(&c, "optim:\n#  lr: 5\ntrain:\n  seed: 3\n", "y2", &e) == DX_OK && c.train.seed == 3,
+          "empty section accepted: %s", e.msg);
 
     /* errors name the key, the file and the line */
     expect_load_error("optim:\n  lr: 1e-3\n  lrr: 2\n", "t.yaml:3", "unknown key 'optim.lrr'", "did you mean optim.lr?");

@@ -174,18 +174,28 @@ int dx_gaussian_blur(float *x, int C, int H, int W, float sigma, float *scratch)
     if (!t) return -1;
     for (int c = 0; c < C; c++) {
         float *p = x + (size_t)c * H * W;
-        for (int y = 0; y < H; y++)
+        /* horizontal: reflect only within 4 pixels of the border */
+        for (int y = 0; y < H; y++) {
+            const float *row = p + (size_t)y * W;
+            float *o = t + (size_t)y * W;
             for (int xx = 0; xx < W; xx++) {
                 float s = 0;
-                for (int i = 0; i < 9; i++) s += k[i] * p[(size_t)y * W + reflect(xx + i - 4, W)];
-                t[(size_t)y * W + xx] = s;
+                if (xx >= 4 && xx < W - 4)
+                    for (int i = 0; i < 9; i++) s += k[i] * row[xx + i - 4];
+                else
+                    for (int i = 0; i < 9; i++) s += k[i] * row[reflect(xx + i - 4, W)];
+                o[xx] = s;
             }
-        for (int y = 0; y < H; y++)
-            for (int xx = 0; xx < W; xx++) {
-                float s = 0;
-                for (int i = 0; i < 9; i++) s += k[i] * t[(size_t)reflect(y + i - 4, H) * W + xx];
-                p[(size_t)y * W + xx] = s;
+        }
+        /* vertical: accumulate whole rows (contiguous, vectorisable) */
+        for (int y = 0; y < H; y++) {
+            float *o = p + (size_t)y * W;
+            for (int xx = 0; xx < W; xx++) o[xx] = 0;
+            for (int i = 0; i < 9; i++) {
+                const float *src = t + (size_t)reflect(y + i - 4, H) * W;
+                for (int xx = 0; xx < W; xx++) o[xx] += k[i] * src[xx];
             }
+        }
     }
     if (!scratch) free(t);
     return 0;

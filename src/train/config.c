@@ -394,6 +394,10 @@ static dx_status walk(dx_config *c, yaml_document_t *doc, yaml_node_t *map, cons
             dx_status s = walk(c, doc, vn, path, name, seen, err);
             if (s) return s;
         } else if (has_prefix_key(path)) {
+            /* an empty section ("optim:" with everything commented out) is fine */
+            if (vn->type == YAML_SCALAR_NODE && vn->data.scalar.length == 0 &&
+                vn->data.scalar.style == YAML_PLAIN_SCALAR_STYLE)
+                continue;
             return dx_fail(err, DX_EINVAL, "%s: '%s' is a section and needs a mapping of keys", where, path);
         } else {
             return unknown_key(err, where, path);
