@@ -321,6 +321,37 @@ int main(void) {
     }
     for (int s = 0; s < 6; s++) dx_batch_free(&ref[s]);
 
+    /* ---- the documented stream contract: crop c of sample b uses
+     * (seed, DX_RNG_CROPS, step, b*64 + c), its first draws being the RRC box ---- */
+    {
+        dx_loader_opts q;
+        identity_opts(&q);
+        q.global_scale[0] = 0.3f, q.local_scale[0] = 0.05f, q.local_scale[1] = 0.3f;
+        q.ratio[0] = 3.0f / 4, q.ratio[1] = 4.0f / 3;
+        q.global_size = 24, q.local_size = 12;
+        dx_batch one;
+        dx_batch_alloc(&one, &q, &e);
+        int ok = dx_loader_make_sample(&src, &q, 7, 2, &one, &e) == DX_OK;
+        float *stack = malloc(sizeof(float) * 3 * N * N), *want = malloc(sizeof(float) * 3 * 24 * 24);
+        int off = one.series[2] ? 4 : 2;
+        src.read_stack(src.ctx, one.series[2], one.z[2], off, stack, &e);
+        for (int c = 0; c < 2 + q.n_local; c++) {
+            int sz = c < 2 ? 24 : 12;
+            dx_rng_init(&r, q.seed, DX_RNG_CROPS, 7, 2 * 64 + c);
+            dx_box bx = dx_rrc_params(&r, N, N, c < 2 ? q.global_scale : q.local_scale, q.ratio);
+            dx_resize_bicubic_aa(stack, 3, N, N, bx, want, sz, sz, NULL);
+            dx_window_apply(want, (size_t)3 * sz * sz, dx_window_base(q.windows, 0));
+            dx_normalize(want, (size_t)3 * sz * sz, q.norm_mean, q.norm_std);
+            const float *got = c < 2 ? one.global + ((size_t)c * q.batch_size + 2) * 3 * 24 * 24
+                                     : one.local + ((size_t)(c - 2) * q.batch_size + 2) * 3 * 12 * 12;
+            ok &= memcmp(got, want, sizeof(float) * 3 * sz * sz) == 0;
+        }
+        CHECK(ok, "crop c of sample b = RRC box from stream (seed, CROPS, step, b*64+c), resized and windowed");
+        free(stack);
+        free(want);
+        dx_batch_free(&one);
+    }
+
     /* ---- errors ---- */
     dx_slice_source bad = src;
     bad.read_stack = bad_read;
