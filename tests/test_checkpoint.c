@@ -258,6 +258,13 @@ int main(void) {
     CHECK(dx_ckpt_save(d2, 8, NULL, ent, 2, &p1, &e) == DX_EINVAL && strstr(e.msg, "duplicate"), "duplicate names");
     CHECK(dx_ckpt_save("/nonexistent/dir", 1, NULL, ent, 1, &p1, &e) == DX_EIO, "bad dir: %s", e.msg);
 
+    /* when a save is due */
+    CHECK(dx_ckpt_due(99, 300, 100, 0, 0, 0) && !dx_ckpt_due(98, 300, 100, 0, 0, 0), "every 100 steps");
+    CHECK(dx_ckpt_due(299, 300, 0, 0, 0, 0), "last step always");
+    CHECK(dx_ckpt_due(5, 300, 0, 30, 1000 + 1800, 1000) && !dx_ckpt_due(5, 300, 0, 30, 1000 + 1799, 1000),
+          "every 30 minutes");
+    CHECK(!dx_ckpt_due(5, 300, 0, 0, 1e9, 0), "both off");
+
     dx_log_set_stream(stderr);
     fclose(logf);
     free(log);

@@ -232,6 +232,14 @@ dx_status dx_ckpt_save(const char *dir, int64_t step, const char *state_json, co
     return DX_OK;
 }
 
+int dx_ckpt_due(int64_t step, int64_t total, int every_steps, double every_minutes, double now_s,
+                double last_save_s) {
+    if (step + 1 >= total) return 1;
+    if (every_steps > 0 && (step + 1) % every_steps == 0) return 1;
+    if (every_minutes > 0 && now_s - last_save_s >= every_minutes * 60.0) return 1;
+    return 0;
+}
+
 /* ---- loading --------------------------------------------------------------- */
 
 void dx_ckpt_close(dx_ckpt *ck) {

@@ -53,6 +53,12 @@ int dx_ckpt_entries_from_table(dx_ckpt_tensor *out, int cap, const char *prefix,
 dx_status dx_ckpt_save(const char *dir, int64_t step, const char *state_json, const dx_ckpt_tensor *t, int n,
                        const dx_ckpt_policy *pol, dx_err *err);
 
+/* Whether a checkpoint is due after finishing `step` (0-based): every
+ * `every_steps` steps (0 = off), or when `every_minutes` (0 = off) have
+ * passed since the last save (times in seconds), and always at the last step. */
+int dx_ckpt_due(int64_t step, int64_t total, int every_steps, double every_minutes, double now_s,
+                double last_save_s);
+
 typedef struct dx_ckpt {
     char path[1024];
     int64_t step;
