@@ -10,21 +10,26 @@
 #include "backend/cpu/cpu_loss.h" // defines: dx_cpu_loss_ops, dx_cpu_*_f, dx_cpu_*_d
 #include "backend/cpu/cpu_math.h" // defines: dx_cpu_expf (vectorisable, ~1e-7 relative)
 
+#define DX_PRAGMA_(x) _Pragma(#x)
 #define R float
 #define S f
 #define R_EXP dx_cpu_expf
+#define R_SIMD(...) DX_PRAGMA_(omp simd __VA_ARGS__)
 #include "backend/cpu/cpu_loss_impl.h"
 #undef R
 #undef S
 #undef R_EXP
+#undef R_SIMD
 
 #define R double
 #define S d
 #define R_EXP exp
+#define R_SIMD(...)
 #include "backend/cpu/cpu_loss_impl.h"
 #undef R
 #undef S
 #undef R_EXP
+#undef R_SIMD
 
 static void op_sinkhorn(dx_backend *be, float *out, const float *logits, int N, int K, float temp,
                         int n_iter) {

@@ -3,6 +3,8 @@
  * Included twice by cpu_loss.c (no include guard, on purpose) with
  *   R = float,  S = f, R_EXP = dx_cpu_expf           (the backend's kernels)
  *   R = double, S = d, R_EXP = exp                   (finite-difference checks)
+ * R_SIMD(clauses) is `#pragma omp simd clauses` on loops calling R_EXP where
+ * R_EXP has a vector version (float), and nothing otherwise.
  * Sums run in double in both instantiations. Reductions over rows write one
  * partial per row and are added in row order afterwards, so a result does not
  * depend on the number of threads. Formulas: docs/objective.md. */
@@ -33,7 +35,7 @@ static inline R FN(row_max, S)(const R *x, int K) {
 static inline double FN(row_lse0, S)(const R *x, int K, R mx, double inv_t) {
     R it = (R)inv_t;
     double s = 0;
-#pragma omp simd reduction(+ : s)
+    R_SIMD(reduction(+ : s))
     for (int k = 0; k < K; k++) s += (double)R_EXP((x[k] - mx) * it);
     return log(s);
 }
@@ -118,7 +120,7 @@ void F(sinkhorn)(R *out, const R *logits, int N, int K, double temp, int n_iter)
         double s = 0;
         const R *z = logits + (size_t)n * K;
         R *o = out + (size_t)n * K;
-#pragma omp simd reduction(+ : s)
+        R_SIMD(reduction(+ : s))
         for (int k = 0; k < K; k++) {
             R q = R_EXP((z[k] - shift[k]) * it);
             o[k] = q;
@@ -239,7 +241,7 @@ static inline void FN(ce_back_row, S)(R *ds, const R *s, const R *t, int K, doub
 #pragma omp simd reduction(+ : tsum)
     for (int k = 0; k < K; k++) tsum += t[k];
     R it = (R)inv_t, gt = (R)(g * tsum), gr = (R)g;
-#pragma omp simd
+    R_SIMD()
     for (int k = 0; k < K; k++) ds[k] += gt * R_EXP((s[k] - mx) * it - l0) - gr * t[k];
 }
 
