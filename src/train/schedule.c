@@ -41,6 +41,7 @@ dx_status dx_cosine_schedule_check(const dx_cosine_schedule *s, dx_err *err) {
 }
 
 double dx_cosine_schedule_at(const dx_cosine_schedule *s, int64_t it) {
+    if (it < 0) it = 0;
     if (it >= s->total) return s->final;
     if (it < s->zero_first) return 0.0;
     if (it < s->freeze) return 0.0;
