@@ -11,6 +11,7 @@
  *     gradient, the residual subset leaves other samples alone, AdamW = a hand
  *     computation of PyTorch's formula, the fast erf/exp accuracy. */
 #include <math.h>
+#include <omp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -661,6 +662,39 @@ static void test_vec_ops(void) {
     be->ops->free(be, d);
 }
 
+
+/* reductions over rows are per column block: same bits with 1 and 2 threads
+ * (sizes above the kernels' parallel thresholds) */
+static void test_thread_determinism(void) {
+    enum { M = 600, C = 200, T = 50, NS = 12, K = 8 };
+    static float x[M * C], dy[M * C], w[C], b[C], out[M * C], mean[M], rstd[M];
+    static float r1[K * T * C + 4 * C], r2[K * T * C + 4 * C];
+    static float y[K * T * C];
+    static const int32_t idx[K] = {11, 0, 3, 7, 5, 9, 1, 2};
+    for (int i = 0; i < M * C; i++) {
+        x[i] = (float)dx_rng_normal(&rng);
+        dy[i] = (float)dx_rng_normal(&rng);
+    }
+    for (int i = 0; i < K * T * C; i++) y[i] = (float)dx_rng_normal(&rng);
+    for (int i = 0; i < C; i++) {
+        w[i] = (float)dx_rng_normal(&rng);
+        b[i] = (float)dx_rng_normal(&rng);
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        float *r = pass ? r2 : r1;
+        omp_set_num_threads(pass ? 2 : 1);
+        memset(r, 0, sizeof r1);
+        memset(out, 0, sizeof out);
+        be->ops->bias_backward(be, r, dy, NULL, M, C);
+        be->ops->layernorm_forward(be, out, mean, rstd, x, w, b, M, C, 1e-6f);
+        be->ops->layernorm_backward(be, out, r + C, r + 2 * C, dy, x, w, mean, rstd, M, C);
+        /* dout: the first NS*T rows of dy */
+        be->ops->residual_backward(be, NULL, r + 4 * C, r + 3 * C, dy, y, w, idx, NS, K, T, C, 0.5f);
+    }
+    omp_set_num_threads(2);
+    CHECK(memcmp(r1, r2, sizeof r1) == 0, "row reductions bitwise equal with 1 and 2 threads");
+}
+
 int main(void) {
     dx_err err = {0};
     CHECK(dx_backend_create(&be, "cpu", 2, &err) == DX_OK, "create: %s", err.msg);
@@ -715,6 +749,7 @@ int main(void) {
     test_adamw_torch();
     test_fast_math();
     test_vec_ops();
+    test_thread_determinism();
     dx_backend_destroy(be);
     return dx_test_summary();
 }
