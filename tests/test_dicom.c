@@ -149,6 +149,8 @@ static int tool_series(const char *dir, const char *out) {
             json_str(j, l.skipped[i].path);
             fprintf(j, ", \"reason\": ");
             json_str(j, l.skipped[i].reason);
+            fprintf(j, ", \"detail\": ");
+            json_str(j, l.skipped[i].detail);
             fprintf(j, "}");
         }
         fprintf(j, "], \"series\": [");

@@ -93,11 +93,15 @@ typedef struct dx_series {
     dx_series_slice *slices;          /* owned, in discovery order (unsorted) */
 } dx_series;
 
-/* A file the scan did not keep, and why ("not DICOM", "Modality MR",
- * "LOCALIZER", "non-axial normal", "no pixel data", ...). */
+/* A file the scan did not keep, and why. reason is a short stable category
+ * (fit for counting: "not a DICOM file", "unreadable DICOM (malformed input)",
+ * "Modality 'MR' is not CT", "LOCALIZER image", "non-axial orientation",
+ * "no PixelData", ...); detail says more about this file (the reader's error
+ * message, the ImageType, the normal), or is empty. */
 typedef struct dx_scan_skip {
     char *path;                       /* owned */
     char reason[160];
+    char detail[256];
 } dx_scan_skip;
 
 typedef struct dx_series_list {

@@ -37,7 +37,7 @@ static char *dup_str(const char *s) {
     return d;
 }
 
-static dx_status add_skip(scan_state *s, const char *path, const char *reason, dx_err *err) {
+static dx_status add_skip(scan_state *s, const char *path, const char *reason, const char *detail, dx_err *err) {
     if (s->n_skipped == s->cap_skipped) {
         int cap = s->cap_skipped ? 2 * s->cap_skipped : 16;
         dx_scan_skip *p = realloc(s->skipped, (size_t)cap * sizeof *p);
@@ -49,13 +49,16 @@ static dx_status add_skip(scan_state *s, const char *path, const char *reason, d
     k->path = dup_str(path);
     if (!k->path) return dx_fail(err, DX_ENOMEM, "scan: skip list");
     snprintf(k->reason, sizeof k->reason, "%s", reason);
+    snprintf(k->detail, sizeof k->detail, "%s", detail ? detail : "");
     s->n_skipped++;
-    DX_DEBUG("dicom scan: skip %s: %s", path, reason);
+    DX_DEBUG("dicom scan: skip %s: %s%s%s", path, reason, detail && detail[0] ? ": " : "", detail ? detail : "");
     return DX_OK;
 }
 
-/* Why f is not a CT slice we can stack, or NULL if it is. */
-static const char *reject_reason(const dx_dicom_file *f, char *buf, size_t cap) {
+/* Why f is not a CT slice we can stack (a category, plus detail in det), or
+ * NULL if it is. */
+static const char *reject_reason(const dx_dicom_file *f, char *buf, size_t cap, char *det, size_t dcap) {
+    det[0] = 0;
     if (strcmp(f->modality, "CT") != 0) {
         snprintf(buf, cap, "Modality '%s' is not CT", f->modality);
         return buf;
@@ -66,8 +69,8 @@ static const char *reject_reason(const dx_dicom_file *f, char *buf, size_t cap) 
         return buf;
     }
     if (strstr(f->image_type, "LOCALIZER")) {
-        snprintf(buf, cap, "LOCALIZER image (ImageType %s)", f->image_type);
-        return buf;
+        snprintf(det, dcap, "ImageType %s", f->image_type);
+        return "LOCALIZER image";
     }
     if (!f->has_pixel_data) return "no PixelData";
     if (f->number_of_frames > 1) return "multi-frame image";
@@ -78,8 +81,8 @@ static const char *reject_reason(const dx_dicom_file *f, char *buf, size_t cap) 
     double nn = sqrt(nx * nx + ny * ny + nz * nz);
     if (!(nn > 0.5)) return "degenerate ImageOrientationPatient";
     if (fabs(nz / nn) < 0.99) {
-        snprintf(buf, cap, "non-axial orientation (normal %.3f %.3f %.3f)", nx / nn, ny / nn, nz / nn);
-        return buf;
+        snprintf(det, dcap, "normal %.3f %.3f %.3f", nx / nn, ny / nn, nz / nn);
+        return "non-axial orientation";
     }
     return NULL;
 }
@@ -91,13 +94,18 @@ static dx_status visit_file(scan_state *s, const char *path, dx_err *err) {
         /* Drop the "path: " prefix the reader puts on its messages. */
         size_t pl = strlen(path);
         const char *m = strncmp(e.msg, path, pl) == 0 && e.msg[pl] == ':' ? e.msg + pl + 2 : e.msg;
-        return add_skip(s, path, m, err);
+        char cat[160];
+        if (strncmp(m, "not a DICOM file", 16) == 0)
+            snprintf(cat, sizeof cat, "not a DICOM file");
+        else
+            snprintf(cat, sizeof cat, "unreadable DICOM (%s)", dx_status_name(e.code));
+        return add_skip(s, path, cat, m, err);
     }
-    char buf[160];
-    const char *why = reject_reason(&f, buf, sizeof buf);
+    char buf[160], det[256];
+    const char *why = reject_reason(&f, buf, sizeof buf, det, sizeof det);
     if (why) {
         dx_dicom_file_free(&f);
-        return add_skip(s, path, why, err);
+        return add_skip(s, path, why, det, err);
     }
     if (s->n_kept == s->cap_kept) {
         int cap = s->cap_kept ? 2 * s->cap_kept : 64;
@@ -126,9 +134,9 @@ static dx_status visit_file(scan_state *s, const char *path, dx_err *err) {
 static int cmp_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 static dx_status visit_dir(scan_state *s, const char *dir, int depth, dx_err *err) {
-    if (depth > MAX_DIR_DEPTH) return add_skip(s, dir, "directory nesting too deep (symlink loop?)", err);
+    if (depth > MAX_DIR_DEPTH) return add_skip(s, dir, "directory nesting too deep (symlink loop?)", NULL, err);
     DIR *d = opendir(dir);
-    if (!d) return add_skip(s, dir, strerror(errno), err);
+    if (!d) return add_skip(s, dir, "cannot open directory", strerror(errno), err);
     /* Sorted names make the scan (and its skip list) reproducible. */
     char **names = NULL;
     int n = 0, cap = 0;
@@ -163,7 +171,7 @@ static dx_status visit_dir(scan_state *s, const char *dir, int depth, dx_err *er
         snprintf(path, len, "%s/%s", dir, names[i]);
         struct stat sb;
         if (stat(path, &sb) != 0)
-            st = add_skip(s, path, strerror(errno), err);
+            st = add_skip(s, path, "cannot stat", strerror(errno), err);
         else if (S_ISDIR(sb.st_mode))
             st = visit_dir(s, path, depth + 1, err);
         else if (S_ISREG(sb.st_mode))
