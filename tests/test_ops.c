@@ -663,6 +663,28 @@ static void test_vec_ops(void) {
 }
 
 
+/* the float attention op at ViT shapes (T 201 = 1 + 4 + 14x14, Dh 64), where
+ * oneDNN takes its large-matrix kernels, against the double loop kernel */
+static void test_attention_vit_shape(void) {
+    enum { N = 2, T = 201, H = 2, D = 64 };
+    const size_t nq = (size_t)N * T * 3 * H * D, na = (size_t)N * H * T * T, no = (size_t)N * T * H * D;
+    double *q = dnew(nq), *o = dnew(no), *a = dnew(na), *g = dnew(no), *dq = dnew(nq);
+    float *fq, *fo = fnew(no), *fa = fnew(na), *fg, *fdq = fnew(nq);
+    drand(q, nq, 1.5);
+    drand(g, no, 1.0);
+    fq = tof(q, nq);
+    fg = tof(g, no);
+    const double sc = 0.125;
+    dx_cpu_attention_forward_f64(o, a, q, N, T, H, D, sc);
+    dx_cpu_attention_backward_f64(dq, g, q, a, N, T, H, D, sc);
+    be->ops->attention_forward(be, fo, fa, fq, N, T, H, D, (float)sc);
+    be->ops->attention_backward(be, fdq, fg, fq, fa, N, T, H, D, (float)sc);
+    double eo = relerr_fd(fo, o, no, 1.0), ea = relerr_fd(fa, a, na, 1e-3), ed = relerr_fd(fdq, dq, nq, 1.0);
+    printf("attention T=201 Dh=64: f32 out %.2e att %.2e dqkv %.2e\n", eo, ea, ed);
+    CHECK(eo < 1e-5 && ea < 1e-5 && ed < 1e-5, "attention at ViT shape: out %.3g att %.3g dqkv %.3g", eo, ea, ed);
+    free(q); free(o); free(a); free(g); free(dq); free(fq); free(fo); free(fa); free(fg); free(fdq);
+}
+
 /* reductions over rows are per column block: same bits with 1 and 2 threads
  * (sizes above the kernels' parallel thresholds) */
 static void test_thread_determinism(void) {
@@ -750,6 +772,7 @@ int main(void) {
     test_fast_math();
     test_vec_ops();
     test_thread_determinism();
+    test_attention_vit_shape();
     dx_backend_destroy(be);
     return dx_test_summary();
 }
