@@ -1,0 +1,254 @@
+/* cmd_eval.c - `dinox eval`: frozen-feature evaluation of a backbone on a
+ * volume store (malignancy probe + baselines, k-NN, segmentation head,
+ * attention maps, collapse diagnostics; optionally over all checkpoints of a
+ * run). The work is src/eval/eval_run.c; this file parses options and picks
+ * the weights. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "backend/dx_backend.h"
+#include "cli/cli.h"
+#include "core/dx_log.h"
+#include "eval/eval_run.h"
+#include "eval/peer_io.h"
+#include "train/checkpoint.h"
+#include "train/config.h"
+
+static void eval_usage(FILE *f) {
+    fprintf(f,
+            "usage: dinox eval --store STORE (--weights W.safetensors | --run RUN_DIR) --out DIR [options]\n"
+            "\n"
+            "Frozen-feature evaluation. Writes DIR/eval.json (probe.test_auc, probe.test_auc_ci,\n"
+            "baselines.size_only_auc, baselines.random_init_auc, knn.test_accuracy, seg.test_dice,\n"
+            "seg.test_iou, collapse.patch_cosine, collapse.effective_rank, ...), DIR/split.json\n"
+            "(the patient-level split) and DIR/attention/att_<i>.png. See docs/eval.md.\n"
+            "\n"
+            "backbone:\n"
+            "  --weights W        safetensors backbone (DINOv3 names, e.g. from `dinox export`)\n"
+            "  --prefix P         name prefix of the tensors in W (default none)\n"
+            "  --run RUN_DIR      model.* keys from RUN_DIR/config.yaml; weights from\n"
+            "                     RUN_DIR/backbone.safetensors if present, else the EMA teacher of the\n"
+            "                     newest valid checkpoint (RUN_DIR/checkpoints); --weights overrides\n"
+            "  --checkpoint FILE  a given checkpoint file (teacher backbone)\n"
+            "  --config YAML      model.* / data.* keys from a training config (without --run)\n"
+            "  --arch NAME        vit_tiny | vit_small | ... (default vit_small) when no config is given;\n"
+            "  --patch P --registers R --dim D --depth L --heads H   override the shape\n"
+            "  --also W2          evaluate another backbone file of the same shape beside it (repeatable, 4)\n"
+            "  --no-random-baseline  skip the random-init backbone baseline\n"
+            "  --random-seed S    seed of the random-init baseline weights (12345)\n"
+            "  --track            (with --run) diagnostics + probe over every checkpoint ->\n"
+            "                     DIR/collapse_track.json (in addition to the main evaluation)\n"
+            "  --track-only       only the checkpoint track\n"
+            "\n"
+            "data and protocol:\n"
+            "  --size S           crop side in pixels fed to the model (96; multiple of the patch)\n"
+            "  --crop-min-mm M    minimum crop side in mm (32); side = max(M, mult x diameter)\n"
+            "  --crop-mult K      crop side as a multiple of the nodule diameter (2)\n"
+            "  --window W,L       fixed window width,level in HU (1500,-600: lung)\n"
+            "  --no-25d           centre slice in all three channels (default: z-1, z, z+1 or data.stack25d)\n"
+            "  --min-readers N    nodules rated by fewer readers get no label (3)\n"
+            "  --benign-below B   median malignancy < B is benign (3)\n"
+            "  --malignant-above M  median malignancy > M is malignant (3); in between: excluded\n"
+            "  --val F --test F   patient fractions of the split (0.2, 0.2)\n"
+            "  --seed N           split / bootstrap seed (0)\n"
+            "  --boot N           bootstrap replicates (1000)\n"
+            "  --knn-k K          k of the cosine k-NN (20)\n"
+            "  --seg-steps N      Adam steps of the segmentation head (300); --seg-lr LR (0.05)\n"
+            "  --attention N      attention overlays to write (4)\n"
+            "  --batch B          images per forward pass (16); --threads T CPU threads\n"
+            "  -v                 progress messages\n");
+}
+
+static int parse_window(const char *s, float *w, float *l) {
+    char *end;
+    *w = strtof(s, &end);
+    if (*end != ',') return -1;
+    *l = strtof(end + 1, &end);
+    return *end || !(*w > 0) ? -1 : 0;
+}
+
+static int file_exists(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+int cmd_eval(int argc, char **argv) {
+    const char *store_dir = NULL, *weights = NULL, *run = NULL, *ckpt = NULL, *config = NULL, *out = NULL;
+    const char *arch = "vit_small", *prefix = "", *also[4];
+    const char *selftest_in = NULL, *selftest_out = NULL;
+    int n_also = 0, patch = 0, registers = -1, dim = 0, depth = 0, heads = 0, threads = 0, track = 0, track_only = 0;
+    int no25d = 0, verbose = 0;
+    dx_eval_opts o;
+    dx_eval_opts_default(&o);
+    int window_set = 0;
+    enum { O_STORE = 1000, O_W, O_PREFIX, O_RUN, O_CKPT, O_CONFIG, O_ARCH, O_PATCH, O_REG, O_DIM, O_DEPTH, O_HEADS,
+           O_ALSO, O_NORND, O_RSEED, O_TRACK, O_TRACKONLY, O_SIZE, O_CMIN, O_CMULT, O_WIN, O_NO25D, O_MINR, O_BEN,
+           O_MAL, O_VAL, O_TEST, O_SEED, O_BOOT, O_KNN, O_SEGN, O_SEGLR, O_ATT, O_BATCH, O_THREADS, O_OUT,
+           O_SELFTEST, O_HELP };
+    static const struct option opts[] = {
+        {"store", required_argument, 0, O_STORE}, {"weights", required_argument, 0, O_W},
+        {"prefix", required_argument, 0, O_PREFIX}, {"run", required_argument, 0, O_RUN},
+        {"checkpoint", required_argument, 0, O_CKPT}, {"config", required_argument, 0, O_CONFIG},
+        {"arch", required_argument, 0, O_ARCH}, {"patch", required_argument, 0, O_PATCH},
+        {"registers", required_argument, 0, O_REG}, {"dim", required_argument, 0, O_DIM},
+        {"depth", required_argument, 0, O_DEPTH}, {"heads", required_argument, 0, O_HEADS},
+        {"also", required_argument, 0, O_ALSO}, {"no-random-baseline", no_argument, 0, O_NORND},
+        {"random-seed", required_argument, 0, O_RSEED}, {"track", no_argument, 0, O_TRACK},
+        {"track-only", no_argument, 0, O_TRACKONLY}, {"size", required_argument, 0, O_SIZE},
+        {"crop-min-mm", required_argument, 0, O_CMIN}, {"crop-mult", required_argument, 0, O_CMULT},
+        {"window", required_argument, 0, O_WIN}, {"no-25d", no_argument, 0, O_NO25D},
+        {"min-readers", required_argument, 0, O_MINR}, {"benign-below", required_argument, 0, O_BEN},
+        {"malignant-above", required_argument, 0, O_MAL}, {"val", required_argument, 0, O_VAL},
+        {"test", required_argument, 0, O_TEST}, {"seed", required_argument, 0, O_SEED},
+        {"boot", required_argument, 0, O_BOOT}, {"knn-k", required_argument, 0, O_KNN},
+        {"seg-steps", required_argument, 0, O_SEGN}, {"seg-lr", required_argument, 0, O_SEGLR},
+        {"attention", required_argument, 0, O_ATT}, {"batch", required_argument, 0, O_BATCH},
+        {"threads", required_argument, 0, O_THREADS}, {"out", required_argument, 0, O_OUT},
+        {"selftest", required_argument, 0, O_SELFTEST}, {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
+    optind = 1;
+    for (int c; (c = getopt_long(argc, argv, "hv", opts, NULL)) != -1;) {
+        switch (c) {
+        case O_STORE: store_dir = optarg; break;
+        case O_W: weights = optarg; break;
+        case O_PREFIX: prefix = optarg; break;
+        case O_RUN: run = optarg; break;
+        case O_CKPT: ckpt = optarg; break;
+        case O_CONFIG: config = optarg; break;
+        case O_ARCH: arch = optarg; break;
+        case O_PATCH: patch = atoi(optarg); break;
+        case O_REG: registers = atoi(optarg); break;
+        case O_DIM: dim = atoi(optarg); break;
+        case O_DEPTH: depth = atoi(optarg); break;
+        case O_HEADS: heads = atoi(optarg); break;
+        case O_ALSO:
+            if (n_also == 4) { fprintf(stderr, "dinox eval: at most 4 --also\n"); return 2; }
+            also[n_also++] = optarg;
+            break;
+        case O_NORND: o.random_baseline = 0; break;
+        case O_RSEED: o.random_init_seed = strtoull(optarg, NULL, 10); break;
+        case O_TRACK: track = 1; break;
+        case O_TRACKONLY: track = track_only = 1; break;
+        case O_SIZE: o.crop.size = atoi(optarg); break;
+        case O_CMIN: o.crop.min_side_mm = atof(optarg); break;
+        case O_CMULT: o.crop.diam_mult = atof(optarg); break;
+        case O_WIN:
+            if (parse_window(optarg, &o.crop.win_width, &o.crop.win_level)) { fprintf(stderr, "dinox eval: --window W,L\n"); return 2; }
+            window_set = 1;
+            break;
+        case O_NO25D: no25d = 1; break;
+        case O_MINR: o.min_readers = atoi(optarg); break;
+        case O_BEN: o.benign_below = atof(optarg); break;
+        case O_MAL: o.malignant_above = atof(optarg); break;
+        case O_VAL: o.f_val = atof(optarg); break;
+        case O_TEST: o.f_test = atof(optarg); break;
+        case O_SEED: o.seed = strtoull(optarg, NULL, 10); break;
+        case O_BOOT: o.n_boot = atoi(optarg); break;
+        case O_KNN: o.knn_k = atoi(optarg); break;
+        case O_SEGN: o.seg_steps = atoi(optarg); break;
+        case O_SEGLR: o.seg_lr = atof(optarg); break;
+        case O_ATT: o.n_attention = atoi(optarg); break;
+        case O_BATCH: o.batch = atoi(optarg); break;
+        case O_THREADS: threads = atoi(optarg); break;
+        case O_OUT: out = optarg; break;
+        case O_SELFTEST: selftest_in = optarg; break;
+        case 'v': verbose = 1; break;
+        case 'h': case O_HELP: eval_usage(stdout); return 0;
+        default: eval_usage(stderr); return 2;
+        }
+    }
+    dx_log_set_level(verbose ? DX_LOG_INFO : DX_LOG_WARN);
+    dx_err err = {0};
+    if (selftest_in) { /* hidden: library computations on peer-written inputs (tests/test_eval_peer.sh) */
+        selftest_out = out;
+        if (!selftest_out) { fprintf(stderr, "dinox eval --selftest IN --out RESULTS.json\n"); return 2; }
+        if (dx_eval_peer_compute(selftest_in, selftest_out, &err)) { fprintf(stderr, "dinox eval: %s\n", err.msg); return 1; }
+        return 0;
+    }
+    if (!store_dir || !out || (!weights && !run && !ckpt) || o.crop.size <= 0 || o.n_boot < 0 || o.knn_k <= 0 ||
+        o.batch <= 0 || (track && !run)) {
+        eval_usage(stderr);
+        return 2;
+    }
+    dx_config cfg;
+    dx_vit_config vc;
+    char path[2048], run_ckpt[2048] = "";
+    const char *cfg_path = config;
+    if (run) {
+        snprintf(path, sizeof path, "%s/config.yaml", run);
+        cfg_path = path;
+    }
+    if (cfg_path) {
+        if (dx_config_resolve(&cfg, cfg_path, NULL, 0, &err) || dx_config_vit(&cfg, &vc, &err)) goto fail_early;
+        o.crop.norm_mean = cfg.data.norm_mean;
+        o.crop.norm_std = cfg.data.norm_std;
+        o.crop.stack25d = cfg.data.stack25d;
+    } else {
+        if (dx_vit_config_named(&vc, arch, &err)) goto fail_early;
+    }
+    (void)window_set;
+    if (patch) vc.patch = patch;
+    if (registers >= 0) vc.registers = registers;
+    if (dim) { vc.dim = dim; vc.ffn_hidden = 4 * dim; }
+    if (depth) vc.depth = depth;
+    if (heads) vc.heads = heads;
+    if (no25d) o.crop.stack25d = 0;
+    if (o.crop.size % vc.patch) {
+        fprintf(stderr, "dinox eval: --size %d is not a multiple of the patch size %d\n", o.crop.size, vc.patch);
+        return 2;
+    }
+    char ckdir[2100] = "";
+    if (run) {
+        snprintf(ckdir, sizeof ckdir, "%s/checkpoints", run);
+        if (!weights && !ckpt) {
+            snprintf(path, sizeof path, "%s/backbone.safetensors", run);
+            if (file_exists(path)) weights = path;
+            else {
+                dx_ckpt ck;
+                if (dx_ckpt_open_latest(&ck, ckdir, &err)) goto fail_early;
+                snprintf(run_ckpt, sizeof run_ckpt, "%s", ck.path);
+                dx_ckpt_close(&ck);
+                ckpt = run_ckpt;
+            }
+        }
+    }
+
+    dx_backend *be = NULL;
+    dx_store store;
+    int have_store = 0, n_loaded = 0, have_main = 0;
+    dx_eval_model main_m, extra[4];
+    const dx_eval_model *extra_p[4];
+    if (dx_backend_create(&be, "cpu", threads, &err)) goto fail;
+    if (dx_store_open(&store, store_dir, &err)) goto fail;
+    have_store = 1;
+    if (!track_only) {
+        if (weights) { if (dx_eval_model_load(&main_m, &vc, be, weights, prefix, &err)) goto fail; }
+        else if (dx_eval_model_from_ckpt(&main_m, &vc, be, ckpt, "teacher", &err)) goto fail;
+        have_main = 1;
+        for (; n_loaded < n_also; n_loaded++) {
+            if (dx_eval_model_load(&extra[n_loaded], &vc, be, also[n_loaded], prefix, &err)) goto fail;
+            extra_p[n_loaded] = &extra[n_loaded];
+        }
+        if (dx_eval_all(&store, &o, be, &main_m, extra_p, n_also, out, &err)) goto fail;
+    }
+    if (track && dx_eval_track(&store, &o, be, &vc, ckdir, out, &err)) goto fail;
+    if (!track_only) fprintf(stderr, "dinox eval: wrote %s/eval.json\n", out);
+    if (track) fprintf(stderr, "dinox eval: wrote %s/collapse_track.json\n", out);
+    for (int i = 0; i < n_loaded; i++) dx_eval_model_free(&extra[i], be);
+    if (have_main) dx_eval_model_free(&main_m, be);
+    dx_store_close(&store);
+    dx_backend_destroy(be);
+    return 0;
+fail:
+    fprintf(stderr, "dinox eval: %s\n", err.msg);
+    for (int i = 0; i < n_loaded; i++) dx_eval_model_free(&extra[i], be);
+    if (have_main) dx_eval_model_free(&main_m, be);
+    if (have_store) dx_store_close(&store);
+    if (be) dx_backend_destroy(be);
+    return 1;
+fail_early:
+    fprintf(stderr, "dinox eval: %s\n", err.msg);
+    return 1;
+}

@@ -1,0 +1,563 @@
+/* eval_run.c - the evaluation pipeline behind `dinox eval` (eval_run.h). */
+#include "eval/eval_run.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/dx_log.h"
+#include "eval/image_out.h"
+#include "eval/metrics.h"
+#include "eval/seghead.h"
+#include "eval/split.h"
+
+static const char *const FEAT_NAMES[3] = {"cls", "mean", "concat"};
+static const double C_GRID[] = {1e-4, 1e-3, 1e-2, 1e-1, 1, 10};
+#define N_CGRID ((int)(sizeof C_GRID / sizeof C_GRID[0]))
+
+void dx_eval_opts_default(dx_eval_opts *o) {
+    memset(o, 0, sizeof *o);
+    dx_crop_opts_default(&o->crop);
+    o->min_readers = 3;
+    o->benign_below = 3;
+    o->malignant_above = 3;
+    o->f_val = 0.2;
+    o->f_test = 0.2;
+    o->seed = 0;
+    o->random_init_seed = 12345;
+    o->n_boot = 1000;
+    o->knn_k = 20;
+    o->seg_steps = 300;
+    o->seg_lr = 0.05;
+    o->n_attention = 4;
+    o->batch = 16;
+    o->random_baseline = 1;
+}
+
+/* ---- evaluation set ------------------------------------------------------- */
+
+static int cmp_str(const void *a, const void *b) { return strcmp(a, b); }
+
+dx_status dx_eval_set_build(dx_eval_set *es, const dx_store *s, const dx_eval_opts *o, dx_err *err) {
+    memset(es, 0, sizeof *es);
+    const int S = o->crop.size;
+    es->S = S;
+    /* patients: the distinct IDs, sorted so the split does not depend on ingest order */
+    es->patient_id = malloc((size_t)(s->n_series ? s->n_series : 1) * sizeof *es->patient_id);
+    if (!es->patient_id) return dx_fail(err, DX_ENOMEM, "eval set");
+    for (int i = 0; i < s->n_series; i++) snprintf(es->patient_id[i], DX_UID_MAX, "%s", dx_store_info(s, i)->patient_id);
+    qsort(es->patient_id, s->n_series, sizeof *es->patient_id, cmp_str);
+    int np = 0;
+    for (int i = 0; i < s->n_series; i++)
+        if (!np || strcmp(es->patient_id[np - 1], es->patient_id[i])) memmove(es->patient_id[np++], es->patient_id[i], DX_UID_MAX);
+    es->n_patients = np;
+    if (!np) return dx_fail(err, DX_EINVAL, "the store has no series");
+    int nn = 0;
+    for (int r = 0; r < s->idx.n_rows; r++) {
+        const dx_store_row *row = &s->idx.rows[r];
+        if (row->info.kind == DX_NOD_NODULE && row->info.label > 0) nn++;
+    }
+    if (!nn) return dx_fail(err, DX_EINVAL, "the store has no nodules with consensus labels");
+    es->n = nn;
+    es->row = malloc((size_t)nn * sizeof(int));
+    es->patient = malloc((size_t)nn * sizeof(int));
+    es->y = malloc((size_t)nn * sizeof(int));
+    es->split = malloc((size_t)nn * sizeof(int));
+    es->diam = malloc((size_t)nn * sizeof(double));
+    es->img = malloc((size_t)nn * 3 * S * S * sizeof(float));
+    es->gray = malloc((size_t)nn * S * S * sizeof(float));
+    es->mask = malloc((size_t)nn * S * S);
+    es->patient_split = malloc((size_t)np * sizeof(int));
+    es->patient_stratum = calloc((size_t)np, sizeof(int));
+    if (!es->row || !es->patient || !es->y || !es->split || !es->diam || !es->img || !es->gray || !es->mask ||
+        !es->patient_split || !es->patient_stratum) {
+        dx_eval_set_free(es);
+        return dx_fail(err, DX_ENOMEM, "eval set: %d crops of %d px", nn, S);
+    }
+    int k = 0;
+    for (int r = 0; r < s->idx.n_rows; r++) {
+        const dx_store_row *row = &s->idx.rows[r];
+        if (!(row->info.kind == DX_NOD_NODULE && row->info.label > 0)) continue;
+        const char *pid = dx_store_info(s, row->series)->patient_id;
+        char key[DX_UID_MAX];
+        snprintf(key, sizeof key, "%s", pid);
+        const char (*hit)[DX_UID_MAX] = bsearch(key, es->patient_id, np, sizeof *es->patient_id, cmp_str);
+        es->row[k] = r;
+        es->patient[k] = (int)(hit - es->patient_id);
+        double m = row->info.malignancy;
+        int y = -1;
+        if (row->info.n_readers >= o->min_readers && m > 0) y = m > o->malignant_above ? 1 : m < o->benign_below ? 0 : -1;
+        es->y[k] = y;
+        es->diam[k] = row->info.diameter_mm;
+        /* stratum: 2 = has a malignant nodule, 1 = benign only, 0 = no labelled nodule */
+        int *st = &es->patient_stratum[es->patient[k]];
+        if (y == 1) *st = 2;
+        else if (y == 0 && *st < 1) *st = 1;
+        dx_status e = dx_nodule_crop(s, r, &o->crop, es->img + (size_t)k * 3 * S * S, es->gray + (size_t)k * S * S,
+                                     es->mask + (size_t)k * S * S, NULL, err);
+        if (e) { dx_eval_set_free(es); return e; }
+        k++;
+    }
+    dx_status e = dx_split_patients(es->patient_stratum, np, o->f_val, o->f_test, o->seed, es->patient_split, err);
+    if (e) { dx_eval_set_free(es); return e; }
+    for (int i = 0; i < nn; i++) es->split[i] = es->patient_split[es->patient[i]];
+    return DX_OK;
+}
+
+void dx_eval_set_free(dx_eval_set *es) {
+    free(es->row); free(es->patient); free(es->y); free(es->split); free(es->diam);
+    free(es->img); free(es->gray); free(es->mask);
+    free(es->patient_id); free(es->patient_split); free(es->patient_stratum);
+    memset(es, 0, sizeof *es);
+}
+
+/* ---- one backbone --------------------------------------------------------- */
+
+static dx_status run_knn(const dx_eval_set *es, const float *F, int d, int k, double *acc, int *ntest, dx_err *err) {
+    int ntr = 0, nte = 0;
+    for (int i = 0; i < es->n; i++)
+        if (es->y[i] >= 0) { if (es->split[i] == DX_SPLIT_TRAIN) ntr++; else if (es->split[i] == DX_SPLIT_TEST) nte++; }
+    *acc = NAN;
+    *ntest = nte;
+    if (!ntr || !nte) return DX_OK;
+    float *X = malloc((size_t)ntr * d * sizeof *X), *Q = malloc((size_t)nte * d * sizeof *Q);
+    int *y = malloc((size_t)ntr * sizeof *y), *yq = malloc((size_t)nte * sizeof *yq), *pred = malloc((size_t)nte * sizeof *pred);
+    dx_status st = DX_OK;
+    if (!X || !Q || !y || !yq || !pred) { st = dx_fail(err, DX_ENOMEM, "knn"); goto done; }
+    int a = 0, b = 0;
+    for (int i = 0; i < es->n; i++) {
+        if (es->y[i] < 0) continue;
+        if (es->split[i] == DX_SPLIT_TRAIN) { memcpy(X + (size_t)a * d, F + (size_t)i * d, (size_t)d * sizeof *X); y[a++] = es->y[i]; }
+        else if (es->split[i] == DX_SPLIT_TEST) { memcpy(Q + (size_t)b * d, F + (size_t)i * d, (size_t)d * sizeof *Q); yq[b++] = es->y[i]; }
+    }
+    if ((st = dx_knn_cosine(X, y, ntr, Q, nte, d, k, pred, err))) goto done;
+    int ok = 0;
+    for (int j = 0; j < nte; j++) ok += pred[j] == yq[j];
+    *acc = (double)ok / nte;
+done:
+    free(X); free(Q); free(y); free(yq); free(pred);
+    return st;
+}
+
+static dx_status run_seg(const dx_eval_set *es, const dx_eval_opts *o, const dx_features *f, dx_model_eval *r, dx_err *err) {
+    const int S = es->S, P = f->P, D = f->D;
+    int ntr = 0, nte = 0;
+    for (int i = 0; i < es->n; i++) {
+        if (es->split[i] == DX_SPLIT_TRAIN) ntr++;
+        else if (es->split[i] == DX_SPLIT_TEST) nte++;
+    }
+    r->seg_n_train = ntr;
+    r->seg_n_test = nte;
+    r->seg_dice = r->seg_iou = NAN;
+    for (int b = 0; b < 3; b++) r->seg_dice_bin[b] = NAN;
+    if (!ntr || !nte) return DX_OK;
+    float *ft = malloc((size_t)ntr * P * D * sizeof *ft), *prob = malloc((size_t)S * S * sizeof *prob);
+    uint8_t *mt = malloc((size_t)ntr * S * S), *pred = malloc((size_t)S * S);
+    dx_seghead h = {0};
+    dx_status st = DX_OK;
+    if (!ft || !prob || !mt || !pred) { st = dx_fail(err, DX_ENOMEM, "segmentation"); goto done; }
+    int a = 0;
+    for (int i = 0; i < es->n; i++)
+        if (es->split[i] == DX_SPLIT_TRAIN) {
+            memcpy(ft + (size_t)a * P * D, f->patch + (size_t)i * P * D, (size_t)P * D * sizeof *ft);
+            memcpy(mt + (size_t)a * S * S, es->mask + (size_t)i * S * S, (size_t)S * S);
+            a++;
+        }
+    if ((st = dx_seghead_train(&h, ft, mt, ntr, f->Hp, f->Wp, D, S, S, o->seg_steps, o->seg_lr, &r->seg_loss, err))) goto done;
+    double sd = 0, si = 0, bd[3] = {0, 0, 0};
+    int bn[3] = {0, 0, 0};
+    for (int i = 0; i < es->n; i++) {
+        if (es->split[i] != DX_SPLIT_TEST) continue;
+        dx_seghead_predict(&h, f->patch + (size_t)i * P * D, f->Hp, f->Wp, S, S, prob);
+        for (int q = 0; q < S * S; q++) pred[q] = prob[q] >= 0.5f;
+        double dsc = dx_dice(pred, es->mask + (size_t)i * S * S, (int64_t)S * S);
+        sd += dsc;
+        si += dx_iou(pred, es->mask + (size_t)i * S * S, (int64_t)S * S);
+        int b = es->diam[i] < 6 ? 0 : es->diam[i] <= 10 ? 1 : 2;
+        bd[b] += dsc;
+        bn[b]++;
+    }
+    r->has_seg = 1;
+    r->seg_dice = sd / nte;
+    r->seg_iou = si / nte;
+    for (int b = 0; b < 3; b++) { r->seg_n_bin[b] = bn[b]; r->seg_dice_bin[b] = bn[b] ? bd[b] / bn[b] : NAN; }
+done:
+    dx_seghead_free(&h);
+    free(ft); free(prob); free(mt); free(pred);
+    return st;
+}
+
+static dx_status run_model(const dx_eval_set *es, const dx_eval_opts *o, dx_backend *be, const dx_eval_model *em,
+                           int full, dx_model_eval *r, dx_features *keep, dx_err *err) {
+    memset(r, 0, sizeof *r);
+    snprintf(r->source, sizeof r->source, "%s", em->source);
+    dx_features f;
+    dx_status st = dx_extract_features(em, be, es->img, es->n, es->S, o->batch, 1, keep != NULL, &f, err);
+    if (st) return st;
+    const int n = es->n, D = f.D;
+    double *X = malloc((size_t)n * 2 * D * sizeof *X);
+    float *cat = malloc((size_t)n * 2 * D * sizeof *cat);
+    if (!X || !cat) { st = dx_fail(err, DX_ENOMEM, "probe features"); goto done; }
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < D; j++) {
+            cat[(size_t)i * 2 * D + j] = f.cls[(size_t)i * D + j];
+            cat[(size_t)i * 2 * D + D + j] = f.mean[(size_t)i * D + j];
+        }
+    double bestv = -1;
+    r->best = 2;
+    for (int t = 0; t < 3; t++) {
+        const int d = t == 2 ? 2 * D : D;
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < d; j++)
+                X[(size_t)i * d + j] = t == 0 ? f.cls[(size_t)i * D + j] : t == 1 ? f.mean[(size_t)i * D + j] : cat[(size_t)i * 2 * D + j];
+        if ((st = dx_probe_run(X, es->y, es->split, es->patient, n, d, C_GRID, N_CGRID, o->n_boot, o->seed, &r->probe[t], err)))
+            goto done;
+        if (!isnan(r->probe[t].val_auc) && r->probe[t].val_auc > bestv) { bestv = r->probe[t].val_auc; r->best = t; }
+    }
+    r->knn_k = o->knn_k;
+    if ((st = run_knn(es, cat, 2 * D, o->knn_k, &r->knn_acc, &r->knn_n_test, err))) goto done;
+    if (full && (st = run_seg(es, o, &f, r, err))) goto done;
+    st = dx_collapse_diagnostics(be, &f, es->mask, es->S, es->split, o->seed, &r->col, err);
+done:
+    free(X); free(cat);
+    if (!st && keep) *keep = f;
+    else dx_features_free(&f);
+    return st;
+}
+
+dx_status dx_eval_model_run(const dx_eval_set *es, const dx_eval_opts *o, dx_backend *be,
+                            const dx_eval_model *em, int full, dx_model_eval *r, dx_err *err) {
+    return run_model(es, o, be, em, full, r, NULL, err);
+}
+
+/* ---- outputs -------------------------------------------------------------- */
+
+static void add_num(cJSON *o, const char *k, double v) {
+    if (isfinite(v)) cJSON_AddNumberToObject(o, k, v);
+    else cJSON_AddNullToObject(o, k);
+}
+static void add_pair(cJSON *o, const char *k, double a, double b) {
+    cJSON *arr = cJSON_AddArrayToObject(o, k);
+    cJSON_AddItemToArray(arr, isfinite(a) ? cJSON_CreateNumber(a) : cJSON_CreateNull());
+    cJSON_AddItemToArray(arr, isfinite(b) ? cJSON_CreateNumber(b) : cJSON_CreateNull());
+}
+
+static cJSON *probe_json(const dx_probe_result *p) {
+    cJSON *o = cJSON_CreateObject();
+    add_num(o, "test_auc", p->test_auc);
+    if (p->ci.n_boot) add_pair(o, "test_auc_ci", p->ci.lo, p->ci.hi);
+    else add_pair(o, "test_auc_ci", NAN, NAN);
+    add_num(o, "test_auc_se", p->ci.n_boot ? p->ci.se : NAN);
+    add_num(o, "val_auc", p->val_auc);
+    add_num(o, "C", p->C);
+    cJSON_AddBoolToObject(o, "C_selected_on_val", p->selected_on_val);
+    cJSON_AddNumberToObject(o, "n_train", p->n_train);
+    cJSON_AddNumberToObject(o, "n_val", p->n_val);
+    cJSON_AddNumberToObject(o, "n_test", p->n_test);
+    cJSON_AddNumberToObject(o, "n_test_malignant", p->n_test_pos);
+    cJSON_AddNumberToObject(o, "n_boot", p->ci.n_boot);
+    return o;
+}
+
+static cJSON *model_json(const dx_model_eval *r) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "source", r->source);
+    cJSON_AddStringToObject(o, "features", FEAT_NAMES[r->best]);
+    cJSON_AddItemToObject(o, "probe", probe_json(&r->probe[r->best]));
+    cJSON *by = cJSON_AddObjectToObject(o, "probe_by_features");
+    for (int t = 0; t < 3; t++) cJSON_AddItemToObject(by, FEAT_NAMES[t], probe_json(&r->probe[t]));
+    add_num(o, "knn_test_accuracy", r->knn_acc);
+    if (r->has_seg) {
+        add_num(o, "seg_test_dice", r->seg_dice);
+        add_num(o, "seg_test_iou", r->seg_iou);
+    }
+    add_num(o, "patch_cosine", r->col.patch_cosine);
+    add_num(o, "effective_rank", r->col.effective_rank);
+    add_num(o, "separability_auc", r->col.separability_auc);
+    return o;
+}
+
+static dx_status write_json(cJSON *root, const char *path, dx_err *err) {
+    char *txt = cJSON_Print(root);
+    if (!txt) return dx_fail(err, DX_ENOMEM, "json");
+    char tmp[1200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) { free(txt); return dx_fail(err, DX_EIO, "open %s: %s", tmp, strerror(errno)); }
+    int bad = fputs(txt, f) < 0 || fputc('\n', f) == EOF;
+    bad |= fclose(f) != 0;
+    free(txt);
+    if (bad || rename(tmp, path)) return dx_fail(err, DX_EIO, "write %s", path);
+    return DX_OK;
+}
+
+static dx_status write_split(const dx_eval_set *es, const dx_store *s, const dx_eval_opts *o, const char *dir, dx_err *err) {
+    static const char *const SN[3] = {"train", "val", "test"};
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddNumberToObject(root, "seed", (double)o->seed);
+    cJSON_AddNumberToObject(root, "val_fraction", o->f_val);
+    cJSON_AddNumberToObject(root, "test_fraction", o->f_test);
+    cJSON *pat = cJSON_AddObjectToObject(root, "patients");
+    for (int p = 0; p < es->n_patients; p++) cJSON_AddStringToObject(pat, es->patient_id[p], SN[es->patient_split[p]]);
+    cJSON *nod = cJSON_AddArrayToObject(root, "nodules");
+    for (int i = 0; i < es->n; i++) {
+        const dx_store_row *row = &s->idx.rows[es->row[i]];
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "patient_id", es->patient_id[es->patient[i]]);
+        cJSON_AddStringToObject(e, "series_uid", dx_store_info(s, row->series)->series_uid);
+        cJSON_AddNumberToObject(e, "label", row->info.label);
+        cJSON_AddNumberToObject(e, "malignancy", row->info.malignancy);
+        cJSON_AddNumberToObject(e, "n_readers", row->info.n_readers);
+        cJSON_AddNumberToObject(e, "diameter_mm", row->info.diameter_mm);
+        if (es->y[i] >= 0) cJSON_AddNumberToObject(e, "y", es->y[i]);
+        else cJSON_AddNullToObject(e, "y");
+        cJSON_AddStringToObject(e, "split", SN[es->split[i]]);
+        cJSON_AddItemToArray(nod, e);
+    }
+    char path[1100];
+    snprintf(path, sizeof path, "%s/split.json", dir);
+    dx_status st = write_json(root, path, err);
+    cJSON_Delete(root);
+    return st;
+}
+
+/* Strip [CT | mean over heads | head 0 .. H-1] of one crop, each S x S. */
+static dx_status write_attention(const dx_eval_set *es, const dx_features *f, int i, const char *path, dx_err *err) {
+    const int S = es->S, P = f->P, H = f->heads, cols = H + 2;
+    uint8_t *rgb = malloc((size_t)S * S * cols * 3), *tile = malloc((size_t)S * S * 3);
+    float *heat = malloc((size_t)S * S * sizeof *heat), *map = malloc((size_t)P * sizeof *map);
+    dx_status st = DX_OK;
+    if (!rgb || !tile || !heat || !map) { st = dx_fail(err, DX_ENOMEM, "attention image"); goto done; }
+    const float *gray = es->gray + (size_t)i * S * S;
+    for (int c = 0; c < cols; c++) {
+        if (c == 0) dx_overlay_heat(gray, NULL, S, S, 0, tile);
+        else {
+            for (int p = 0; p < P; p++) {
+                double v = 0;
+                if (c == 1) { for (int h = 0; h < H; h++) v += f->att[((size_t)i * H + h) * P + p] / H; }
+                else v = f->att[((size_t)i * H + (c - 2)) * P + p];
+                map[p] = (float)v;
+            }
+            float mx = 0;
+            for (int p = 0; p < P; p++) mx = map[p] > mx ? map[p] : mx;
+            for (int p = 0; p < P; p++) map[p] = mx > 0 ? map[p] / mx : 0; /* each map scaled to its max */
+            dx_bilinear_resize(map, f->Hp, f->Wp, heat, S, S);
+            dx_overlay_heat(gray, heat, S, S, 0.6f, tile);
+        }
+        for (int y = 0; y < S; y++) memcpy(rgb + ((size_t)y * S * cols + (size_t)c * S) * 3, tile + (size_t)y * S * 3, (size_t)S * 3);
+    }
+    st = dx_png_write_rgb(path, rgb, S * cols, S, err);
+done:
+    free(rgb); free(tile); free(heat); free(map);
+    return st;
+}
+
+static dx_status mkdir_p1(const char *d, dx_err *err) {
+    if (mkdir(d, 0777) && errno != EEXIST) return dx_fail(err, DX_EIO, "mkdir %s: %s", d, strerror(errno));
+    return DX_OK;
+}
+
+dx_status dx_eval_all(const dx_store *s, const dx_eval_opts *o, dx_backend *be, const dx_eval_model *main_model,
+                      const dx_eval_model *const *extra, int n_extra, const char *out_dir, dx_err *err) {
+    dx_eval_set es;
+    dx_model_eval rm, rr, *rx = NULL;
+    dx_features fm = {0};
+    dx_eval_model rnd = {0};
+    int have_rnd = 0;
+    cJSON *root = NULL;
+    dx_status st;
+    if ((st = mkdir_p1(out_dir, err))) return st;
+    if ((st = dx_eval_set_build(&es, s, o, err))) return st;
+    int nl = 0, nm = 0;
+    for (int i = 0; i < es.n; i++) { nl += es.y[i] >= 0; nm += es.y[i] == 1; }
+    DX_INFO("eval: %d nodules (%d labelled, %d malignant), %d patients, crops %dx%d", es.n, nl, nm, es.n_patients, es.S, es.S);
+    if ((st = write_split(&es, s, o, out_dir, err))) goto done;
+    rx = calloc((size_t)(n_extra ? n_extra : 1), sizeof *rx);
+    if (!rx) { st = dx_fail(err, DX_ENOMEM, "eval"); goto done; }
+
+    DX_INFO("eval: backbone %s", main_model->source);
+    if ((st = run_model(&es, o, be, main_model, 1, &rm, &fm, err))) goto done;
+    if (o->random_baseline) {
+        if ((st = dx_eval_model_random(&rnd, &main_model->vit.cfg, be, o->random_init_seed, err))) goto done;
+        have_rnd = 1;
+        DX_INFO("eval: baseline %s", rnd.source);
+        if ((st = run_model(&es, o, be, &rnd, 1, &rr, NULL, err))) goto done;
+    }
+    for (int k = 0; k < n_extra; k++) {
+        DX_INFO("eval: extra backbone %s", extra[k]->source);
+        if ((st = run_model(&es, o, be, extra[k], 1, &rx[k], NULL, err))) goto done;
+    }
+    /* size-only baseline: the same probe protocol on the diameter alone */
+    dx_probe_result size_r;
+    if ((st = dx_probe_run(es.diam, es.y, es.split, es.patient, es.n, 1, C_GRID, N_CGRID, o->n_boot, o->seed, &size_r, err)))
+        goto done;
+
+    /* attention overlays: test nodules first, then any */
+    char adir[1100];
+    snprintf(adir, sizeof adir, "%s/attention", out_dir);
+    if ((st = mkdir_p1(adir, err))) goto done;
+    root = cJSON_CreateObject();
+    cJSON *att = cJSON_CreateArray();
+    int written = 0;
+    for (int pass = 0; pass < 2 && written < o->n_attention; pass++)
+        for (int i = 0; i < es.n && written < o->n_attention; i++) {
+            if ((pass == 0) != (es.split[i] == DX_SPLIT_TEST)) continue;
+            char path[1200], rel[64];
+            snprintf(rel, sizeof rel, "attention/att_%d.png", written);
+            snprintf(path, sizeof path, "%s/%s", out_dir, rel);
+            if ((st = write_attention(&es, &fm, i, path, err))) { cJSON_Delete(att); goto done; }
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddStringToObject(e, "file", rel);
+            cJSON_AddStringToObject(e, "patient_id", es.patient_id[es.patient[i]]);
+            cJSON_AddNumberToObject(e, "diameter_mm", es.diam[i]);
+            cJSON_AddNumberToObject(e, "malignancy", s->idx.rows[es.row[i]].info.malignancy);
+            cJSON_AddStringToObject(e, "split", es.split[i] == DX_SPLIT_TEST ? "test" : es.split[i] == DX_SPLIT_VAL ? "val" : "train");
+            cJSON_AddItemToArray(att, e);
+            written++;
+        }
+
+    cJSON *probe = probe_json(&rm.probe[rm.best]);
+    cJSON_AddStringToObject(probe, "features", FEAT_NAMES[rm.best]);
+    cJSON *by = cJSON_AddObjectToObject(probe, "by_features");
+    for (int t = 0; t < 3; t++) cJSON_AddItemToObject(by, FEAT_NAMES[t], probe_json(&rm.probe[t]));
+    cJSON_AddItemToObject(root, "probe", probe);
+
+    cJSON *bl = cJSON_AddObjectToObject(root, "baselines");
+    add_num(bl, "size_only_auc", size_r.test_auc);
+    add_pair(bl, "size_only_auc_ci", size_r.ci.n_boot ? size_r.ci.lo : NAN, size_r.ci.n_boot ? size_r.ci.hi : NAN);
+    cJSON_AddItemToObject(bl, "size_only", probe_json(&size_r));
+    if (have_rnd) {
+        const dx_probe_result *p = &rr.probe[rr.best];
+        add_num(bl, "random_init_auc", p->test_auc);
+        add_pair(bl, "random_init_auc_ci", p->ci.n_boot ? p->ci.lo : NAN, p->ci.n_boot ? p->ci.hi : NAN);
+        cJSON_AddItemToObject(bl, "random_init", model_json(&rr));
+    } else {
+        cJSON_AddNullToObject(bl, "random_init_auc");
+    }
+    cJSON *ex = cJSON_AddArrayToObject(bl, "extra");
+    for (int k = 0; k < n_extra; k++) cJSON_AddItemToArray(ex, model_json(&rx[k]));
+
+    cJSON *knn = cJSON_AddObjectToObject(root, "knn");
+    add_num(knn, "test_accuracy", rm.knn_acc);
+    cJSON_AddNumberToObject(knn, "k", o->knn_k);
+    cJSON_AddNumberToObject(knn, "n_test", rm.knn_n_test);
+    cJSON_AddStringToObject(knn, "features", "concat (cosine)");
+    if (have_rnd) add_num(knn, "random_init_test_accuracy", rr.knn_acc);
+
+    cJSON *seg = cJSON_AddObjectToObject(root, "seg");
+    add_num(seg, "test_dice", rm.seg_dice);
+    add_num(seg, "test_iou", rm.seg_iou);
+    cJSON_AddNumberToObject(seg, "n_train", rm.seg_n_train);
+    cJSON_AddNumberToObject(seg, "n_test", rm.seg_n_test);
+    cJSON_AddNumberToObject(seg, "steps", o->seg_steps);
+    add_num(seg, "final_train_loss", rm.seg_loss);
+    cJSON *bins = cJSON_AddObjectToObject(seg, "dice_by_size");
+    static const char *const BN[3] = {"lt6mm", "6to10mm", "gt10mm"};
+    for (int b = 0; b < 3; b++) {
+        cJSON *e = cJSON_AddObjectToObject(bins, BN[b]);
+        add_num(e, "dice", rm.seg_dice_bin[b]);
+        cJSON_AddNumberToObject(e, "n", rm.seg_n_bin[b]);
+    }
+    if (have_rnd) { add_num(seg, "random_init_dice", rr.seg_dice); add_num(seg, "random_init_iou", rr.seg_iou); }
+
+    cJSON *col = cJSON_AddObjectToObject(root, "collapse");
+    add_num(col, "patch_cosine", rm.col.patch_cosine);
+    add_num(col, "effective_rank", rm.col.effective_rank);
+    add_num(col, "separability_auc", rm.col.separability_auc);
+    cJSON_AddStringToObject(col, "separability", "test AUC of a logistic probe, nodule (>=50% mask) vs parenchyma (0%) patches");
+    cJSON_AddNumberToObject(col, "n_sep_train", rm.col.n_sep_train);
+    cJSON_AddNumberToObject(col, "n_sep_test", rm.col.n_sep_test);
+    if (have_rnd) {
+        add_num(col, "random_init_patch_cosine", rr.col.patch_cosine);
+        add_num(col, "random_init_effective_rank", rr.col.effective_rank);
+        add_num(col, "random_init_separability_auc", rr.col.separability_auc);
+    }
+    cJSON_AddItemToObject(root, "attention", att);
+
+    const dx_vit_config *vc = &main_model->vit.cfg;
+    cJSON *mo = cJSON_AddObjectToObject(root, "model");
+    cJSON_AddStringToObject(mo, "source", main_model->source);
+    cJSON_AddStringToObject(mo, "arch", vc->arch);
+    cJSON_AddNumberToObject(mo, "dim", vc->dim);
+    cJSON_AddNumberToObject(mo, "depth", vc->depth);
+    cJSON_AddNumberToObject(mo, "heads", vc->heads);
+    cJSON_AddNumberToObject(mo, "patch", vc->patch);
+    cJSON_AddNumberToObject(mo, "registers", vc->registers);
+    if (main_model->step >= 0) cJSON_AddNumberToObject(mo, "step", (double)main_model->step);
+
+    cJSON *da = cJSON_AddObjectToObject(root, "data");
+    cJSON_AddStringToObject(da, "store", s->dir);
+    cJSON_AddNumberToObject(da, "n_patients", es.n_patients);
+    cJSON_AddNumberToObject(da, "n_nodules", es.n);
+    cJSON_AddNumberToObject(da, "n_labelled", nl);
+    cJSON_AddNumberToObject(da, "n_malignant", nm);
+    cJSON_AddNumberToObject(da, "crop_size", es.S);
+    cJSON_AddNumberToObject(da, "crop_min_side_mm", o->crop.min_side_mm);
+    cJSON_AddNumberToObject(da, "crop_diameter_mult", o->crop.diam_mult);
+    add_pair(da, "window_width_level", o->crop.win_width, o->crop.win_level);
+    cJSON_AddBoolToObject(da, "stack25d", o->crop.stack25d);
+    cJSON_AddNumberToObject(da, "min_readers", o->min_readers);
+    add_pair(da, "benign_below_malignant_above", o->benign_below, o->malignant_above);
+    cJSON_AddNumberToObject(da, "seed", (double)o->seed);
+
+    char path[1100];
+    snprintf(path, sizeof path, "%s/eval.json", out_dir);
+    st = write_json(root, path, err);
+    if (!st)
+        DX_INFO("eval: probe test AUC %.3f [%.3f, %.3f] (%s), size-only %.3f, random-init %.3f, kNN %.3f, Dice %.3f, IoU %.3f, patch cos %.3f, erank %.1f -> %s",
+                rm.probe[rm.best].test_auc, rm.probe[rm.best].ci.lo, rm.probe[rm.best].ci.hi, FEAT_NAMES[rm.best],
+                size_r.test_auc, have_rnd ? rr.probe[rr.best].test_auc : NAN, rm.knn_acc, rm.seg_dice, rm.seg_iou,
+                rm.col.patch_cosine, rm.col.effective_rank, path);
+done:
+    cJSON_Delete(root);
+    if (have_rnd) dx_eval_model_free(&rnd, be);
+    dx_features_free(&fm);
+    free(rx);
+    dx_eval_set_free(&es);
+    return st;
+}
+
+dx_status dx_eval_track(const dx_store *s, const dx_eval_opts *o, dx_backend *be, const dx_vit_config *cfg,
+                        const char *ckpt_dir, const char *out_dir, dx_err *err) {
+    char **paths = NULL;
+    int64_t *steps = NULL;
+    int n = 0;
+    dx_status st = dx_eval_list_checkpoints(ckpt_dir, &paths, &steps, &n, err);
+    if (st) return st;
+    if (!n) { dx_eval_free_list(paths, steps, n); return dx_fail(err, DX_ENOTFOUND, "no checkpoints in %s", ckpt_dir); }
+    if ((st = mkdir_p1(out_dir, err))) { dx_eval_free_list(paths, steps, n); return st; }
+    dx_eval_set es;
+    if ((st = dx_eval_set_build(&es, s, o, err))) { dx_eval_free_list(paths, steps, n); return st; }
+    cJSON *arr = cJSON_CreateArray();
+    for (int i = 0; i < n && !st; i++) {
+        dx_eval_model em;
+        if ((st = dx_eval_model_from_ckpt(&em, cfg, be, paths[i], "teacher", err))) break;
+        dx_model_eval r;
+        st = run_model(&es, o, be, &em, 0, &r, NULL, err);
+        dx_eval_model_free(&em, be);
+        if (st) break;
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddNumberToObject(e, "step", (double)steps[i]);
+        add_num(e, "patch_cosine", r.col.patch_cosine);
+        add_num(e, "effective_rank", r.col.effective_rank);
+        add_num(e, "separability_auc", r.col.separability_auc);
+        add_num(e, "probe_test_auc", r.probe[r.best].test_auc);
+        add_num(e, "knn_test_accuracy", r.knn_acc);
+        cJSON_AddItemToArray(arr, e);
+        DX_INFO("track: step %lld patch cos %.4f erank %.2f separability %.3f", (long long)steps[i],
+                r.col.patch_cosine, r.col.effective_rank, r.col.separability_auc);
+    }
+    if (!st) {
+        char path[1100];
+        snprintf(path, sizeof path, "%s/collapse_track.json", out_dir);
+        st = write_json(arr, path, err);
+    }
+    cJSON_Delete(arr);
+    dx_eval_set_free(&es);
+    dx_eval_free_list(paths, steps, n);
+    return st;
+}

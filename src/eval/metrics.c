@@ -1,0 +1,271 @@
+/* metrics.c - AUC, clustered bootstrap, Dice/IoU, cosine k-NN, pairwise
+ * cosine and effective rank (see metrics.h for the exact definitions). */
+#include "eval/metrics.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/dx_rng.h"
+
+typedef struct { double s; int y; } scored;
+
+static int cmp_scored(const void *a, const void *b) {
+    double x = ((const scored *)a)->s, z = ((const scored *)b)->s;
+    return x < z ? -1 : x > z;
+}
+
+/* Sum of the (average, 1-based) ranks of the positives; tied scores share
+ * the mean of their ranks, which makes this sklearn's tie handling. */
+static double auc_sorted(scored *v, int n) {
+    qsort(v, n, sizeof *v, cmp_scored);
+    double rank_pos = 0;
+    long npos = 0;
+    for (int i = 0; i < n;) {
+        int j = i;
+        while (j < n && v[j].s == v[i].s) j++;
+        double r = 0.5 * (i + 1 + j); /* mean of ranks i+1..j */
+        for (int k = i; k < j; k++)
+            if (v[k].y) { rank_pos += r; npos++; }
+        i = j;
+    }
+    long nneg = n - npos;
+    if (npos == 0 || nneg == 0) return NAN;
+    return (rank_pos - 0.5 * (double)npos * (npos + 1)) / ((double)npos * nneg);
+}
+
+double dx_auc(const double *score, const int *y, int n) {
+    if (n <= 0) return NAN;
+    scored *v = malloc((size_t)n * sizeof *v);
+    if (!v) return NAN;
+    for (int i = 0; i < n; i++) v[i] = (scored){score[i], y[i] != 0};
+    double a = auc_sorted(v, n);
+    free(v);
+    return a;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, z = *(const double *)b;
+    return x < z ? -1 : x > z;
+}
+
+/* Linear-interpolated quantile of sorted v (numpy's default 'linear'). */
+static double quantile(const double *v, int n, double q) {
+    double h = (n - 1) * q;
+    int lo = (int)floor(h);
+    if (lo >= n - 1) return v[n - 1];
+    return v[lo] + (h - lo) * (v[lo + 1] - v[lo]);
+}
+
+dx_status dx_auc_bootstrap(const double *score, const int *y, const int *group, int n, int n_boot,
+                           double level, uint64_t seed, dx_boot_ci *ci, dx_err *err) {
+    if (n <= 0 || n_boot < 2 || !(level > 0 && level < 1))
+        return dx_fail(err, DX_EINVAL, "bootstrap: n=%d n_boot=%d level=%g", n, n_boot, level);
+    int ng = 0;
+    for (int i = 0; i < n; i++) {
+        if (group[i] < 0) return dx_fail(err, DX_EINVAL, "bootstrap: negative group id");
+        if (group[i] + 1 > ng) ng = group[i] + 1;
+    }
+    /* items of each group, contiguous: start[g] .. start[g+1] */
+    int *start = calloc((size_t)ng + 1, sizeof *start), *items = malloc((size_t)n * sizeof *items);
+    int *fill = calloc((size_t)ng, sizeof *fill);
+    double *reps = malloc((size_t)n_boot * sizeof *reps);
+    scored *v = NULL;
+    size_t vcap = 0;
+    dx_status st = DX_OK;
+    if (!start || !items || !fill || !reps) { st = dx_fail(err, DX_ENOMEM, "bootstrap"); goto done; }
+    for (int i = 0; i < n; i++) start[group[i] + 1]++;
+    for (int g = 0; g < ng; g++) start[g + 1] += start[g];
+    for (int i = 0; i < n; i++) items[start[group[i]] + fill[group[i]]++] = i;
+    /* draw among the non-empty groups only (ids need not be contiguous) */
+    int nne = 0;
+    for (int g = 0; g < ng; g++)
+        if (start[g + 1] > start[g]) fill[nne++] = g;
+    int redrawn = 0;
+    for (int b = 0; b < n_boot; b++) {
+        for (int attempt = 0;; attempt++) {
+            if (attempt > 1000) { st = dx_fail(err, DX_ENUMERIC, "bootstrap: replicates keep missing a class"); goto done; }
+            dx_rng r;
+            dx_rng_init(&r, seed, DX_RNG_EVAL, 100, (uint64_t)b * 1024 + attempt);
+            size_t m = 0;
+            for (int k = 0; k < nne; k++) {
+                int g = fill[dx_rng_below(&r, (uint32_t)nne)];
+                size_t need = m + (size_t)(start[g + 1] - start[g]);
+                if (need > vcap) {
+                    size_t nc = need * 2;
+                    scored *nv = realloc(v, nc * sizeof *v);
+                    if (!nv) { st = dx_fail(err, DX_ENOMEM, "bootstrap"); goto done; }
+                    v = nv;
+                    vcap = nc;
+                }
+                for (int t = start[g]; t < start[g + 1]; t++) v[m++] = (scored){score[items[t]], y[items[t]] != 0};
+            }
+            double a = auc_sorted(v, (int)m);
+            if (!isnan(a)) { reps[b] = a; break; }
+            redrawn++;
+        }
+    }
+    qsort(reps, n_boot, sizeof *reps, cmp_double);
+    double mean = 0, ss = 0;
+    for (int b = 0; b < n_boot; b++) mean += reps[b];
+    mean /= n_boot;
+    for (int b = 0; b < n_boot; b++) ss += (reps[b] - mean) * (reps[b] - mean);
+    ci->lo = quantile(reps, n_boot, (1 - level) / 2);
+    ci->hi = quantile(reps, n_boot, 1 - (1 - level) / 2);
+    ci->se = sqrt(ss / (n_boot - 1));
+    ci->n_boot = n_boot;
+    ci->n_redrawn = redrawn;
+done:
+    free(start); free(items); free(fill); free(reps); free(v);
+    return st;
+}
+
+double dx_dice(const uint8_t *a, const uint8_t *b, int64_t n) {
+    int64_t inter = 0, sa = 0, sb = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int x = a[i] != 0, z = b[i] != 0;
+        inter += x & z; sa += x; sb += z;
+    }
+    return sa + sb == 0 ? 1.0 : 2.0 * inter / (double)(sa + sb);
+}
+
+double dx_iou(const uint8_t *a, const uint8_t *b, int64_t n) {
+    int64_t inter = 0, uni = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int x = a[i] != 0, z = b[i] != 0;
+        inter += x & z; uni += x | z;
+    }
+    return uni == 0 ? 1.0 : inter / (double)uni;
+}
+
+static double *unit_rows(const float *X, int n, int d) {
+    double *u = malloc((size_t)n * d * sizeof *u);
+    if (!u) return NULL;
+    for (int i = 0; i < n; i++) {
+        double s = 0;
+        for (int j = 0; j < d; j++) s += (double)X[(size_t)i * d + j] * X[(size_t)i * d + j];
+        s = s > 0 ? 1 / sqrt(s) : 0;
+        for (int j = 0; j < d; j++) u[(size_t)i * d + j] = X[(size_t)i * d + j] * s;
+    }
+    return u;
+}
+
+typedef struct { double sim; int i; } nb;
+static int cmp_nb(const void *a, const void *b) { /* descending similarity, then index */
+    const nb *x = a, *z = b;
+    if (x->sim != z->sim) return x->sim > z->sim ? -1 : 1;
+    return x->i - z->i;
+}
+
+dx_status dx_knn_cosine(const float *X, const int *y, int n, const float *Q, int nq, int d, int k,
+                        int *pred, dx_err *err) {
+    if (n <= 0 || k <= 0 || d <= 0) return dx_fail(err, DX_EINVAL, "knn: n=%d k=%d d=%d", n, k, d);
+    if (k > n) k = n;
+    double *ux = unit_rows(X, n, d), *uq = unit_rows(Q, nq, d);
+    nb *s = malloc((size_t)n * sizeof *s);
+    if (!ux || !uq || !s) { free(ux); free(uq); free(s); return dx_fail(err, DX_ENOMEM, "knn"); }
+    for (int j = 0; j < nq; j++) {
+        for (int i = 0; i < n; i++) {
+            double dot = 0;
+            for (int t = 0; t < d; t++) dot += uq[(size_t)j * d + t] * ux[(size_t)i * d + t];
+            s[i] = (nb){dot, i};
+        }
+        qsort(s, n, sizeof *s, cmp_nb);
+        int pos = 0;
+        for (int t = 0; t < k; t++) pos += y[s[t].i] != 0;
+        pred[j] = 2 * pos > k;
+    }
+    free(ux); free(uq); free(s);
+    return DX_OK;
+}
+
+double dx_mean_pairwise_cosine(const float *X, int n, int d) {
+    if (n < 2) return NAN;
+    /* sum_{i,j} u_i.u_j = |sum_i u_i|^2, so the off-diagonal mean needs no n^2 loop */
+    double *u = unit_rows(X, n, d), *s = calloc((size_t)d, sizeof *s);
+    if (!u || !s) { free(u); free(s); return NAN; }
+    double diag = 0;
+    for (int i = 0; i < n; i++) {
+        double q = 0;
+        for (int j = 0; j < d; j++) { s[j] += u[(size_t)i * d + j]; q += u[(size_t)i * d + j] * u[(size_t)i * d + j]; }
+        diag += q; /* 1 per row, 0 for an all-zero row */
+    }
+    double tot = 0;
+    for (int j = 0; j < d; j++) tot += s[j] * s[j];
+    free(u); free(s);
+    return (tot - diag) / ((double)n * (n - 1));
+}
+
+dx_status dx_sym_eigvals(double *A, int d, double *ev, dx_err *err) {
+    /* cyclic Jacobi: rotate away each off-diagonal entry in turn until the
+     * off-diagonal mass is negligible relative to the diagonal */
+    for (int sweep = 0; sweep < 100; sweep++) {
+        double off = 0, diag = 0;
+        for (int i = 0; i < d; i++) {
+            diag += A[(size_t)i * d + i] * A[(size_t)i * d + i];
+            for (int j = i + 1; j < d; j++) off += A[(size_t)i * d + j] * A[(size_t)i * d + j];
+        }
+        if (off <= 1e-30 * diag || off == 0) {
+            for (int i = 0; i < d; i++) ev[i] = A[(size_t)i * d + i];
+            qsort(ev, d, sizeof *ev, cmp_double);
+            for (int i = 0; i < d / 2; i++) { double t = ev[i]; ev[i] = ev[d - 1 - i]; ev[d - 1 - i] = t; }
+            return DX_OK;
+        }
+        for (int p = 0; p < d; p++)
+            for (int q = p + 1; q < d; q++) {
+                double apq = A[(size_t)p * d + q];
+                if (apq == 0) continue;
+                double app = A[(size_t)p * d + p], aqq = A[(size_t)q * d + q];
+                double theta = (aqq - app) / (2 * apq);
+                double t = (theta >= 0 ? 1 : -1) / (fabs(theta) + sqrt(theta * theta + 1));
+                double c = 1 / sqrt(t * t + 1), s = t * c;
+                for (int k = 0; k < d; k++) { /* columns p, q */
+                    double akp = A[(size_t)k * d + p], akq = A[(size_t)k * d + q];
+                    A[(size_t)k * d + p] = c * akp - s * akq;
+                    A[(size_t)k * d + q] = s * akp + c * akq;
+                }
+                for (int k = 0; k < d; k++) { /* rows p, q */
+                    double apk = A[(size_t)p * d + k], aqk = A[(size_t)q * d + k];
+                    A[(size_t)p * d + k] = c * apk - s * aqk;
+                    A[(size_t)q * d + k] = s * apk + c * aqk;
+                }
+            }
+    }
+    return dx_fail(err, DX_ENUMERIC, "Jacobi eigenvalues did not converge (d=%d)", d);
+}
+
+dx_status dx_effective_rank_from_scatter(double *C, int d, double *erank, dx_err *err) {
+    double *ev = malloc((size_t)d * sizeof *ev);
+    if (!ev) return dx_fail(err, DX_ENOMEM, "effective rank");
+    dx_status st = dx_sym_eigvals(C, d, ev, err);
+    if (st) { free(ev); return st; }
+    double tot = 0;
+    for (int i = 0; i < d; i++) { ev[i] = ev[i] > 0 ? sqrt(ev[i]) : 0; tot += ev[i]; }
+    double h = 0;
+    if (tot > 0)
+        for (int i = 0; i < d; i++) {
+            double p = ev[i] / tot;
+            if (p > 0) h -= p * log(p);
+        }
+    *erank = tot > 0 ? exp(h) : 0;
+    free(ev);
+    return DX_OK;
+}
+
+dx_status dx_effective_rank(const float *X, int n, int d, double *erank, dx_err *err) {
+    double *mu = calloc((size_t)d, sizeof *mu), *C = calloc((size_t)d * d, sizeof *C);
+    if (!mu || !C) { free(mu); free(C); return dx_fail(err, DX_ENOMEM, "effective rank"); }
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < d; j++) mu[j] += X[(size_t)i * d + j];
+    for (int j = 0; j < d; j++) mu[j] /= n;
+    for (int i = 0; i < n; i++)
+        for (int a = 0; a < d; a++) {
+            double xa = X[(size_t)i * d + a] - mu[a];
+            for (int b = a; b < d; b++) C[(size_t)a * d + b] += xa * (X[(size_t)i * d + b] - mu[b]);
+        }
+    for (int a = 0; a < d; a++)
+        for (int b = 0; b < a; b++) C[(size_t)a * d + b] = C[(size_t)b * d + a];
+    dx_status st = dx_effective_rank_from_scatter(C, d, erank, err);
+    free(mu); free(C);
+    return st;
+}
