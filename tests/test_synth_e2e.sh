@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test_synth.sh - end-to-end check of `dinox synth` against independent tools.
+# test_synth_e2e.sh - end-to-end check of `dinox synth` against independent tools.
 #
 #  1. every DICOM file passes dicom3tools `dciodvfy` (CT Image IOD) with no
 #     "Error" line;

@@ -80,52 +80,69 @@ static double lung_texture(const synth_anatomy *an, double x, double y, double z
     return v;
 }
 
-static double background(const synth_anatomy *an, double x, double y, double z) {
+const char *const synth_label_names[SYNTH_NLABELS] = {"air", "lung", "fat", "muscle", "bone", "heart",
+                                                      "abdomen", "vessel", "airway", "table", "lesion"};
+
+#define RET(hu, lab) do { *label = (lab); return (hu); } while (0)
+
+/* Background HU of a point and its tissue label. */
+static double tissue(const synth_anatomy *an, double x, double y, double z, int *label) {
     /* table: a curved carbon plate with foam core under the patient */
     if (y > an->table_y) {
         double dy = y - an->table_y, dx = fabs(x - an->bx);
-        if (dx < 230 && dy < 42) return (dy < 2.5 || dy > 39) ? 250 : -880;
-        return -1000;
+        if (dx < 230 && dy < 42) RET((dy < 2.5 || dy > 39) ? 250 : -880, SYNTH_L_TABLE);
+        RET(-1000, SYNTH_L_AIR);
     }
     double ex = (x - an->bx) / an->body_a, ey = (y - an->by) / an->body_b;
-    if (ex * ex + ey * ey >= 1) return -1000;
+    if (ex * ex + ey * ey >= 1) RET(-1000, SYNTH_L_AIR);
     double fa = an->body_a - an->fat, fb = an->body_b - an->fat;
     ex = (x - an->bx) / fa, ey = (y - an->by) / fb;
-    if (ex * ex + ey * ey >= 1) return an->hu_fat;
+    if (ex * ex + ey * ey >= 1) RET(an->hu_fat, SYNTH_L_FAT);
     double ma = fa - an->muscle, mb = fb - an->muscle;
     ex = (x - an->bx) / ma, ey = (y - an->by) / mb;
-    if (ex * ex + ey * ey >= 1) return an->hu_muscle;
+    if (ex * ex + ey * ey >= 1) RET(an->hu_muscle, SYNTH_L_MUSCLE);
     /* spine: vertebral body (trabecular + cortex, discs), canal, posterior elements */
     double sx = x - an->bx, sy = y - an->spine_y;
     double sr2 = sx * sx + sy * sy;
     if (sr2 < an->spine_r * an->spine_r) {
         double phase = fmod(z - an->z_lo + 1000.0, 28.0);
-        if (phase < 5) return 90; /* intervertebral disc */
-        return sqrt(sr2) > an->spine_r - 1.8 ? 750 : 230;
+        if (phase < 5) RET(90, SYNTH_L_MUSCLE); /* intervertebral disc */
+        RET(sqrt(sr2) > an->spine_r - 1.8 ? 750 : 230, SYNTH_L_BONE);
     }
     double cy = an->spine_y + an->spine_r + 8;
-    if (sx * sx + (y - cy) * (y - cy) < 49) return 15; /* spinal canal */
-    if (fabs(sx) < 12 && y > cy - 10 && y < cy + 28) return 520; /* laminae / spinous process */
+    if (sx * sx + (y - cy) * (y - cy) < 49) RET(15, SYNTH_L_MUSCLE); /* spinal canal */
+    if (fabs(sx) < 12 && y > cy - 10 && y < cy + 28) RET(520, SYNTH_L_BONE); /* laminae / spinous process */
     if (synth_in_lung(an, x, y, z)) {
         double dep = (y - an->by) / an->cav_b; /* dependent (posterior) density */
         double g = dep > 0 ? 130 * dep * dep : 0;
-        return an->hu_lung + g + lung_texture(an, x, y, z);
+        RET(an->hu_lung + g + lung_texture(an, x, y, z), SYNTH_L_LUNG);
     }
     double hx = (x - an->heart_c[0]) / an->heart_r[0], hy = (y - an->heart_c[1]) / an->heart_r[1],
            hz = (z - an->heart_c[2]) / an->heart_r[2];
     double h2 = hx * hx + hy * hy + hz * hz;
     if (h2 < 1) {
-        if (an->contrast && h2 < 0.55) return an->hu_blood; /* chambers */
-        return 42; /* myocardium / unenhanced blood */
+        if (an->contrast && h2 < 0.55) RET(an->hu_blood, SYNTH_L_HEART); /* chambers */
+        RET(42, SYNTH_L_HEART); /* myocardium / unenhanced blood */
     }
     int side = synth_lung_side(an, x);
-    if (z < an->z_diaph[side] && fabs(x - an->med_x) > an->med_w * 0.5) return an->hu_liver;
+    if (z < an->z_diaph[side] && fabs(x - an->med_x) > an->med_w * 0.5) RET(an->hu_liver, SYNTH_L_ABDOMEN);
     if (fabs(x - an->med_x) < an->med_w && y < an->spine_y) {
         /* mediastinum: fat with soft tissue (oesophagus, nodes) near the midline */
-        if (fabs(x - an->med_x) < 9 && fabs(y - (an->spine_y - an->spine_r - 14)) < 9) return 38;
-        return -85;
+        if (fabs(x - an->med_x) < 9 && fabs(y - (an->spine_y - an->spine_r - 14)) < 9) RET(38, SYNTH_L_MUSCLE);
+        RET(-85, SYNTH_L_FAT);
     }
-    return an->hu_muscle; /* paravertebral muscle, chest wall inside the ribs */
+    RET(an->hu_muscle, SYNTH_L_MUSCLE); /* paravertebral muscle, chest wall inside the ribs */
+}
+
+int synth_anatomy_label(const synth_anatomy *an, double x, double y, double z) {
+    int lab;
+    tissue(an, x, y, z, &lab);
+    return lab;
+}
+
+static double background(const synth_anatomy *an, double x, double y, double z) {
+    int lab;
+    return tissue(an, x, y, z, &lab);
 }
 
 void synth_anatomy_plane(const synth_anatomy *an, double z, double x0, double y0, double step, int w,

@@ -174,6 +174,18 @@ void synth_anatomy_plane(const synth_anatomy *an, double z, double x0, double y0
 void synth_tubes_plane(const synth_tubes *ts, double z, double x0, double y0, double step, int w, int h,
                        float *buf);
 
+/* Tissue labels of the ground-truth label volume (labels.npy). */
+enum {
+    SYNTH_L_AIR = 0, SYNTH_L_LUNG, SYNTH_L_FAT, SYNTH_L_MUSCLE, SYNTH_L_BONE, SYNTH_L_HEART,
+    SYNTH_L_ABDOMEN, SYNTH_L_VESSEL, SYNTH_L_AIRWAY, SYNTH_L_TABLE, SYNTH_L_LESION, SYNTH_NLABELS,
+    SYNTH_L_OUTSIDE = 255 /* outside the reconstruction circle (padding) */
+};
+extern const char *const synth_label_names[SYNTH_NLABELS];
+/* Tissue of the analytic background at a point (no tubes, no lesions). */
+int synth_anatomy_label(const synth_anatomy *an, double x, double y, double z);
+void synth_tubes_label(const synth_tubes *ts, double z, double x0, double y0, double step, int w, int h,
+                       uint8_t *lab, uint8_t label);
+
 /* Lesions: sampling (latent malignancy -> morphology) and evaluation. */
 typedef struct synth_lesions {
     synth_lesion l[SYNTH_MAX_LESIONS];
@@ -214,6 +226,8 @@ typedef struct synth_render_ctx {
 } synth_render_ctx;
 /* hu_out: final HU (after noise, clamp, padding mapped through the rescale). */
 dx_status synth_render_slice(const synth_render_ctx *ctx, int k, int16_t *hu_out, dx_err *err);
+/* Tissue labels of slice k at the slice centre (pixel centres), [ny][nx]. */
+void synth_render_labels(const synth_render_ctx *ctx, int k, uint8_t *lab);
 /* Stored value of an HU pixel (inside FOV) and whether (i,j) is outside the FOV circle. */
 int synth_outside_fov(const synth_scan *s, int i, int j);
 

@@ -46,7 +46,7 @@ void synth_nodule_attributes(synth_lesion *L, dx_rng *r, int cls) {
     if (cls == SYNTH_NODULE) {
         double d = 0;
         for (int t = 0; t < 64; t++) {
-            d = 6.0 * exp(0.5 * (0.6 * m + 0.8 * dx_rng_normal(r)));
+            d = 6.0 * exp(0.5 * (0.5 * m + 0.866 * dx_rng_normal(r)));
             if (d >= 3 && d <= 30) break;
         }
         L->diam = synth_clamp(d, 3, 30);
@@ -62,11 +62,11 @@ void synth_nodule_attributes(synth_lesion *L, dx_rng *r, int cls) {
         if (L->calc) L->spic = 1, L->lob = fmin(L->lob, 2), L->sharp = fmax(L->sharp, 4);
         double zs = log(L->diam / 6.0) / 0.5;
         /* what the readers' malignancy rating is made of: size and the visible shape cues */
-        double eta = 0.75 * zs + 0.45 * (L->spic - 1) + 0.3 * (L->lob - 1) - 0.3 * (L->sharp - 3) +
+        double eta = 0.6 * zs + 0.55 * (L->spic - 1) + 0.4 * (L->lob - 1) - 0.35 * (L->sharp - 3) +
                      0.5 * (L->texture == SYNTH_PART_SOLID) - 0.3 * (L->texture == SYNTH_GGO) +
-                     0.45 * m + 0.45 * dx_rng_normal(r);
+                     0.2 * m + 0.4 * dx_rng_normal(r);
         L->malig_score = L->calc ? synth_clamp(1.4 + 0.3 * dx_rng_normal(r), 1, 2.4)
-                                 : synth_clamp(2.75 + 0.8 * eta, 1, 5);
+                                 : synth_clamp(2.85 + 0.45 * eta, 1, 5);
         L->subtlety = 1 + 4 * sigmoid(1.6 * zs + 1.8 - 1.6 * (L->texture == SYNTH_GGO) - 0.7 * (L->texture == SYNTH_PART_SOLID));
         L->hetero = 4 + 14 * fmax(0, m);
         L->hu_solid = dx_rng_uniform_range(r, 5, 55);

@@ -66,7 +66,7 @@ void synth_readers_draw(synth_reading *rd, const synth_lesions *ls, const synth_
             m->chars[6] = rate(L->spic, sd * dx_rng_normal(&r), 1, 5);
             double tex = L->texture == SYNTH_SOLID ? 4.85 : L->texture == SYNTH_PART_SOLID ? 3 : 1.3;
             m->chars[7] = rate(tex, 0.45 * dx_rng_normal(&r), 1, 5);
-            m->chars[8] = rate(L->malig_score + bias, sd * dx_rng_normal(&r), 1, L->calc ? 2 : 5);
+            m->chars[8] = rate(L->malig_score + bias, 0.6 * dx_rng_normal(&r), 1, L->calc ? 2 : 5);
         }
     }
     /* false positives: a reader calls a vessel cross-section a non-nodule */

@@ -145,3 +145,28 @@ dx_status synth_render_slice(const synth_render_ctx *ctx, int k, int16_t *hu_out
     free(plane), free(acc), free(tmp), free(n1), free(n2);
     return DX_OK;
 }
+
+void synth_render_labels(const synth_render_ctx *ctx, int k, uint8_t *lab) {
+    const synth_scan *s = ctx->s;
+    const synth_anatomy *an = ctx->an;
+    double z = s->z[k];
+    for (int j = 0; j < s->ny; j++)
+        for (int i = 0; i < s->nx; i++)
+            lab[(size_t)j * s->nx + i] = (uint8_t)synth_anatomy_label(an, s->x0 + i * s->ps, s->y0 + j * s->ps, z);
+    synth_tubes_label(&an->bones, z, s->x0, s->y0, s->ps, s->nx, s->ny, lab, SYNTH_L_BONE);
+    synth_tubes_label(&an->airways, z, s->x0, s->y0, s->ps, s->nx, s->ny, lab, SYNTH_L_AIRWAY);
+    synth_tubes_label(&an->vessels, z, s->x0, s->y0, s->ps, s->nx, s->ny, lab, SYNTH_L_VESSEL);
+    for (int n = 0; n < ctx->ls->n; n++) {
+        const synth_lesion *L = &ctx->ls->l[n];
+        if (z < L->lo[2] || z > L->hi[2]) continue;
+        int i0 = (int)((L->lo[0] - s->x0) / s->ps), i1 = (int)((L->hi[0] - s->x0) / s->ps) + 1;
+        int j0 = (int)((L->lo[1] - s->y0) / s->ps), j1 = (int)((L->hi[1] - s->y0) / s->ps) + 1;
+        for (int j = j0 < 0 ? 0 : j0; j <= j1 && j < s->ny; j++)
+            for (int i = i0 < 0 ? 0 : i0; i <= i1 && i < s->nx; i++)
+                if (synth_lesion_inside(L, an, s->x0 + i * s->ps, s->y0 + j * s->ps, z))
+                    lab[(size_t)j * s->nx + i] = SYNTH_L_LESION;
+    }
+    for (int j = 0; j < s->ny; j++)
+        for (int i = 0; i < s->nx; i++)
+            if (synth_outside_fov(s, i, j)) lab[(size_t)j * s->nx + i] = SYNTH_L_OUTSIDE;
+}

@@ -60,6 +60,7 @@ static dx_status one_patient(const dx_synth_config *cfg, int patient, FILE *csv,
     dx_status st = synth_anatomy_build(&an, &s, cfg->seed, patient, err);
     if (st == DX_OK) st = synth_scan_set_z(&s, an.z_lo, an.z_hi, slices_max, cfg->seed, err);
     int16_t *vol = NULL;
+    uint8_t *lab = NULL;
     uint32_t *crc = NULL;
     char series_rel[512], series_dir[4096], gt_dir[4096], path[4200];
     if (st == DX_OK) {
@@ -75,7 +76,8 @@ static dx_status one_patient(const dx_synth_config *cfg, int patient, FILE *csv,
     if (st == DX_OK) {
         vol = malloc(sizeof(int16_t) * (size_t)s.nx * s.ny * s.nz);
         crc = calloc((size_t)s.nz, sizeof *crc);
-        if (!vol || !crc) st = dx_fail(err, DX_ENOMEM, "synth: volume %dx%dx%d", s.nx, s.ny, s.nz);
+        if (cfg->gt_volume) lab = malloc((size_t)s.nx * s.ny * s.nz);
+        if (!vol || !crc || (cfg->gt_volume && !lab)) st = dx_fail(err, DX_ENOMEM, "synth: volume %dx%dx%d", s.nx, s.ny, s.nz);
     }
     if (st == DX_OK) {
         synth_render_ctx ctx = {&s, &an, &ls, cfg->seed, s.nx >= 512 ? 1 : 2};
@@ -94,6 +96,7 @@ static dx_status one_patient(const dx_synth_config *cfg, int patient, FILE *csv,
                 sst[k] = synth_render_slice(&ctx, k, hu, &serr[k]);
                 int inst = synth_scan_instance(&s, k);
                 snprintf(fpath, sizeof fpath, "%s/1-%03d.dcm", series_dir, inst);
+                if (lab) synth_render_labels(&ctx, k, lab + (size_t)k * s.nx * s.ny);
                 if (sst[k] == DX_OK) sst[k] = synth_dicom_write(fpath, &s, k, hu, cfg->explicit_vr, &serr[k]);
                 /* HU bytes are little-endian int16 on every platform we build for */
                 crc[k] = (uint32_t)crc32(0L, (const Bytef *)hu, (uInt)(sizeof(int16_t) * s.nx * s.ny));
@@ -113,6 +116,8 @@ static dx_status one_patient(const dx_synth_config *cfg, int patient, FILE *csv,
         int64_t shape[3] = {s.nz, s.ny, s.nx};
         snprintf(path, sizeof path, "%s/hu.npy", gt_dir);
         st = synth_npy_write(path, "<i2", vol, shape, 3, err);
+        snprintf(path, sizeof path, "%s/labels.npy", gt_dir);
+        if (st == DX_OK) st = synth_npy_write(path, "|u1", lab, shape, 3, err);
     }
     if (st == DX_OK) {
         int nn = 0;
@@ -121,7 +126,7 @@ static dx_status one_patient(const dx_synth_config *cfg, int patient, FILE *csv,
                 s.patient_id, s.nz, s.nx, s.ny, s.ps, s.thick, rd.n_readers, nn, ls.n);
     }
     for (int i = 0; i < SYNTH_MAX_LESIONS; i++) synth_mask_free(&masks[i]);
-    free(vol), free(crc);
+    free(vol), free(crc), free(lab);
     synth_anatomy_free(&an);
     synth_scan_free(&s);
     return st;

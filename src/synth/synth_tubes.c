@@ -36,8 +36,9 @@ void synth_tubes_free(synth_tubes *ts) {
     ts->n = ts->cap = 0;
 }
 
-void synth_tubes_plane(const synth_tubes *ts, double z, double x0, double y0, double step, int w, int h,
-                       float *buf) {
+/* Writes HU into buf and/or `label` into lab (either may be NULL). */
+static void raster(const synth_tubes *ts, double z, double x0, double y0, double step, int w, int h, float *buf,
+                   uint8_t *lab, uint8_t label) {
     for (int n = 0; n < ts->n; n++) {
         const synth_tube *t = &ts->t[n];
         if (z < t->zmin || z > t->zmax) continue;
@@ -81,8 +82,19 @@ void synth_tubes_plane(const synth_tubes *ts, double z, double x0, double y0, do
                     double ri = r - t->wall;
                     if (ri <= 0 || q > ri * ri) val = t->wall_hu;
                 }
-                buf[(size_t)v * w + u] = val;
+                if (buf) buf[(size_t)v * w + u] = val;
+                if (lab) lab[(size_t)v * w + u] = label;
             }
         }
     }
+}
+
+void synth_tubes_plane(const synth_tubes *ts, double z, double x0, double y0, double step, int w, int h,
+                       float *buf) {
+    raster(ts, z, x0, y0, step, w, h, buf, NULL, 0);
+}
+
+void synth_tubes_label(const synth_tubes *ts, double z, double x0, double y0, double step, int w, int h,
+                       uint8_t *lab, uint8_t label) {
+    raster(ts, z, x0, y0, step, w, h, NULL, lab, label);
 }
