@@ -27,6 +27,38 @@ double dx_ssl_flops_per_step(const dx_ssl_config *c) {
     return f;
 }
 
+dx_status dx_ssl_plan_bytes(const dx_ssl_config *c, size_t *state, size_t *acts, dx_err *err) {
+    dx_vit vit;
+    dx_head dino, ibot;
+    dx_status st;
+    dx_head_config dh = c->dino_head, ih = c->ibot_head;
+    dh.in_dim = ih.in_dim = c->vit.dim;
+    if ((st = dx_vit_init(&vit, &c->vit, err))) return st;
+    if ((st = dx_head_init(&dino, &dh, err))) { dx_vit_free(&vit); return st; }
+    if ((st = dx_head_init(&ibot, &ih, err))) { dx_vit_free(&vit); dx_head_free(&dino); return st; }
+    const size_t f = sizeof(float), tab = vit.tab.total + dino.tab.total + ibot.tab.total;
+    const int B = c->batch, G = 2 * B, L = c->n_local * B, D = c->vit.dim, p = c->vit.patch;
+    const int S = c->global_size, s = c->local_size, Sg = c->gram_size ? c->gram_size : S;
+    const size_t P = (size_t)(S / p) * (S / p), Pg = (size_t)(Sg / p) * (Sg / p);
+    *state = (5 * tab + (c->use_gram ? vit.tab.total : 0)) * f;
+    size_t a = dx_vit_acts_bytes(&vit, G, S, S, 1) + dx_vit_acts_bytes(&vit, G, S, S, 0);
+    if (L) a += dx_vit_acts_bytes(&vit, L, s, s, 1);
+    if (c->use_gram) a += dx_vit_acts_bytes(&vit, G, Sg, Sg, 0);
+    a += dx_head_acts_bytes(&dino, G + L, 1) + dx_head_acts_bytes(&dino, G, 0);
+    a += dx_head_acts_bytes(&ibot, (int)(G * P), 1) + dx_head_acts_bytes(&ibot, (int)(G * P), 0);
+    /* crops, targets, weights, centres, KoLeo, Gram scratch, index lists (as dx_ssl_init) */
+    a += f * ((size_t)G * 3 * S * S + (size_t)L * 3 * s * s + (c->use_gram ? (size_t)G * 3 * Sg * Sg : 0));
+    a += f * ((size_t)G * dh.prototypes + G * P * ih.prototypes + G * P + 2 * (dh.prototypes + ih.prototypes));
+    a += f * ((size_t)G * D + B);
+    if (c->use_gram) a += f * (5 * G * P * D + G * Pg * D);
+    a += sizeof(int32_t) * (G + L + G * P + G * Pg + G * P);
+    *acts = a;
+    dx_head_free(&dino);
+    dx_head_free(&ibot);
+    dx_vit_free(&vit);
+    return DX_OK;
+}
+
 static int32_t *upload_idx(dx_backend *be, const int32_t *host, size_t n) {
     int32_t *d = be->ops->alloc(be, (n ? n : 1) * sizeof(int32_t));
     if (d && n) be->ops->upload(be, d, host, n * sizeof(int32_t));

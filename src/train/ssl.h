@@ -86,6 +86,11 @@ void dx_ssl_gram_refresh(dx_ssl *s, dx_backend *be);
 /* Bytes of parameters/optimizer state and of activations (memory planner). */
 size_t dx_ssl_state_bytes(const dx_ssl *s);
 size_t dx_ssl_acts_bytes(const dx_ssl *s);
+/* Memory dx_ssl_init would allocate for cfg, without allocating it: state
+ * (student, gradients, AdamW m and v, EMA teacher, Gram teacher) and the
+ * step's activations and scratch (crops on the device, all four forward
+ * passes, heads, targets, Gram/KoLeo scratch). */
+dx_status dx_ssl_plan_bytes(const dx_ssl_config *cfg, size_t *state, size_t *acts, dx_err *err);
 /* Training FLOPs of one step (student fwd+bwd, teacher and Gram fwd, heads). */
 double dx_ssl_flops_per_step(const dx_ssl_config *cfg);
 

@@ -1,0 +1,145 @@
+/* plan.c - see plan.h. */
+#include "train/plan.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backend/dx_backend.h"
+#include "train/trainer.h"
+
+/* Resident memory of the process before any model allocation (code, libc,
+ * OpenMP and oneDNN runtime, thread stacks): measured with dinox on Debian 12. */
+#define DX_RUNTIME_BYTES (40u << 20)
+
+static double mem_total_bytes(void) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    double kb = 0;
+    if (f) {
+        char line[256];
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "MemTotal: %lf kB", &kb) == 1) break;
+        fclose(f);
+    }
+    return kb * 1024.0;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+/* Best of a few 1024^3 GEMMs through the backend: this machine's usable peak. */
+static double measure_gemm_flops(int threads) {
+    dx_backend *be;
+    if (dx_backend_create(&be, "cpu", threads, NULL)) return 0;
+    const int n = 1024;
+    size_t bytes = (size_t)n * n * sizeof(float);
+    float *a = be->ops->alloc(be, bytes), *b = be->ops->alloc(be, bytes), *c = be->ops->alloc(be, bytes);
+    double best = 0;
+    if (a && b && c) {
+        for (int r = 0; r < 4; r++) {
+            double t0 = now_s();
+            dx_gemm(be, 0, 1, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+            double t = now_s() - t0;
+            if (r > 0 && 2.0 * n * n * n / t > best) best = 2.0 * n * n * n / t;
+        }
+    }
+    if (a) be->ops->free(be, a);
+    if (b) be->ops->free(be, b);
+    if (c) be->ops->free(be, c);
+    dx_backend_destroy(be);
+    return best;
+}
+
+dx_status dx_device_get(const char *name, int threads, dx_device *d, dx_err *err) {
+    memset(d, 0, sizeof *d);
+    snprintf(d->name, sizeof d->name, "%s", name);
+    if (!strcmp(name, "cpu")) {
+        d->mem_bytes = mem_total_bytes();
+        d->bw_bytes_s = 40e9;
+        d->flops = measure_gemm_flops(threads);
+        d->efficiency = 0.6; /* measured whole-step fraction of the GEMM peak: docs/performance.md */
+        d->unified = 1;
+    } else if (!strcmp(name, "strix-halo")) {
+        /* Ryzen AI MAX+ 395: 128 GB LPDDR5X, ~256 GB/s; gfx1151 hipBLASLt bf16 ~30 TFLOPS
+         * measured by others (shared/design/gpu.md); up to ~96 GB GPU-visible. */
+        d->mem_bytes = 96e9;
+        d->bw_bytes_s = 256e9;
+        d->flops = 30e12;
+        d->efficiency = 0.45;
+        d->unified = 1;
+    } else if (!strcmp(name, "rtx-4090")) {
+        d->mem_bytes = 24e9;
+        d->bw_bytes_s = 1008e9;
+        d->flops = 165e12; /* bf16 dense, fp32 accumulate */
+        d->efficiency = 0.45;
+    } else if (!strcmp(name, "h100")) {
+        d->mem_bytes = 80e9;
+        d->bw_bytes_s = 3350e9;
+        d->flops = 989e12; /* SXM bf16 dense */
+        d->efficiency = 0.45;
+    } else {
+        return dx_fail(err, DX_EINVAL, "unknown device '%s' (cpu, strix-halo, rtx-4090, h100, or give "
+                                       "--mem-gb/--tflops/--bw-gbs)", name);
+    }
+    return DX_OK;
+}
+
+dx_status dx_plan_compute(const dx_config *c, const dx_device *d, dx_plan *p, dx_err *err) {
+    memset(p, 0, sizeof *p);
+    dx_ssl_config sc;
+    dx_status st = dx_train_ssl_config(c, &sc, err);
+    if (st) return st;
+    size_t state, acts, acts1, state1;
+    if ((st = dx_ssl_plan_bytes(&sc, &state, &acts, err))) return st;
+    dx_ssl_config one = sc;
+    one.batch = 1;
+    if ((st = dx_ssl_plan_bytes(&one, &state1, &acts1, err))) return st;
+    /* state = 5 tables (+ Gram backbone): params, grads, m, v, teacher */
+    size_t gram = 0;
+    if (sc.use_gram) {
+        dx_vit v;
+        if ((st = dx_vit_init(&v, &sc.vit, err))) return st;
+        gram = v.tab.total * sizeof(float);
+        dx_vit_free(&v);
+    }
+    const size_t per = (state - gram) / 5;
+    p->params = p->grads = p->teacher = per;
+    p->adam = 2 * per;
+    p->gram_teacher = gram;
+    p->batch = sc.batch;
+    p->acts = acts;
+    p->acts_per_image = sc.batch > 1 ? (acts - acts1) / (size_t)(sc.batch - 1) : acts;
+    const size_t fixed_acts = acts1 > p->acts_per_image ? acts1 - p->acts_per_image : 0;
+    /* loader ring: (prefetch + 1) batches when threaded, host float32 crops */
+    const size_t img = sizeof(float) * 3 *
+                       (2 * (size_t)sc.global_size * sc.global_size + (size_t)sc.n_local * sc.local_size * sc.local_size +
+                        (sc.use_gram ? 2 * (size_t)sc.gram_size * sc.gram_size : 0));
+    const int slots = c->train.threads ? c->train.prefetch + 1 : 1;
+    p->loader = (size_t)slots * sc.batch * img;
+    p->staging = 4 * per + gram; /* checkpoint: student, teacher, m, v (+ Gram) staged on the host */
+    p->runtime = DX_RUNTIME_BYTES;
+    p->total = state + acts + p->loader + p->staging + p->runtime;
+    /* largest batch: everything that scales with the batch against what is left */
+    const size_t per_image_all = p->acts_per_image + (size_t)slots * img;
+    const double left = d->mem_bytes * 0.92 - (double)(state + fixed_acts + p->staging + p->runtime);
+    p->max_batch = left > 0 ? (int)(left / per_image_all) : 0;
+    p->flops_per_step = dx_ssl_flops_per_step(&sc);
+    p->flops_per_image = p->flops_per_step / sc.batch;
+    p->epoch_length = c->train.epoch_length;
+    p->steps = dx_config_total_steps(c);
+    if (d->flops > 0 && d->efficiency > 0) {
+        /* compute-bound estimate, with a floor from streaming the state through memory
+         * a few times per step (AdamW, EMA, gradients) */
+        double t_compute = p->flops_per_step / (d->flops * d->efficiency);
+        double t_memory = d->bw_bytes_s > 0 ? 8.0 * state / d->bw_bytes_s : 0;
+        p->step_s = t_compute > t_memory ? t_compute : t_memory;
+        p->epoch_s = p->step_s * p->epoch_length;
+        p->run_s = p->step_s * p->steps;
+    }
+    return DX_OK;
+}

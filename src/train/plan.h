@@ -1,0 +1,42 @@
+/* plan.h - memory, FLOPs and time of a training config on a device, before
+ * running it (`dinox plan`). The memory model is the allocation list of
+ * dx_ssl_init (dx_ssl_plan_bytes) plus the loader's batch ring, the host
+ * staging of a checkpoint and the process's fixed runtime, all fp32 as the
+ * current backends store them. */
+#ifndef DX_PLAN_H
+#define DX_PLAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/dx_error.h"
+#include "train/config.h"
+
+typedef struct dx_device {
+    char name[32];
+    double mem_bytes;     /* usable memory */
+    double bw_bytes_s;    /* memory bandwidth */
+    double flops;         /* dense matmul peak the backend reaches (fp32 CPU / bf16 GPU) */
+    double efficiency;    /* fraction of `flops` a whole training step achieves */
+    int unified;          /* host and device share memory (CPU, Strix Halo) */
+} dx_device;
+
+/* "cpu" (this machine: MemTotal, a short measured GEMM peak), "strix-halo",
+ * "rtx-4090", "h100"; or "custom" filled by the caller. */
+dx_status dx_device_get(const char *name, int threads, dx_device *d, dx_err *err);
+
+typedef struct dx_plan {
+    size_t params, grads, adam, teacher, gram_teacher; /* bytes */
+    size_t acts;              /* activations + step scratch at the config's batch */
+    size_t acts_per_image;    /* marginal activation bytes per image of the batch */
+    size_t loader, staging, runtime; /* batch ring, checkpoint staging, fixed process */
+    size_t total;             /* predicted peak */
+    int batch, max_batch;     /* config batch; largest batch that fits the device */
+    double flops_per_image, flops_per_step;
+    double step_s, epoch_s, run_s;
+    int64_t steps, epoch_length;
+} dx_plan;
+
+dx_status dx_plan_compute(const dx_config *c, const dx_device *d, dx_plan *p, dx_err *err);
+
+#endif /* DX_PLAN_H */
