@@ -15,7 +15,7 @@
 void dx_cpu_attention_forward_gemm(float *out, float *att, const float *qkv, int N, int T, int H,
                                    int Dh, float scale) {
     const int rs = 3 * H * Dh, os = H * Dh;
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if ((size_t)N * H * T * T * Dh > 65536)
     for (int nh = 0; nh < N * H; nh++) {
         int n = nh / H, h = nh % H;
         const float *q = qkv + (size_t)n * T * rs + (size_t)h * Dh;
@@ -48,7 +48,7 @@ void dx_cpu_attention_forward_gemm(float *out, float *att, const float *qkv, int
 void dx_cpu_attention_backward_gemm(float *dqkv, const float *dout, const float *qkv,
                                     const float *att, int N, int T, int H, int Dh, float scale) {
     const int rs = 3 * H * Dh, os = H * Dh;
-#pragma omp parallel
+#pragma omp parallel if ((size_t)N * H * T * T * Dh > 65536)
     {
         float *dS = malloc(sizeof(float) * (size_t)T * T); /* dP then dS, [T,T] */
 #pragma omp for schedule(dynamic, 1)
