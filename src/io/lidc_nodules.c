@@ -123,6 +123,18 @@ dx_status dx_lidc_map(const dx_lidc_read *r, const dx_volume *v, dx_lidc_ann **a
                 if (ct->k < bb[4]) bb[4] = ct->k;
                 if (ct->k > bb[5]) bb[5] = ct->k;
             }
+            /* the box only bounds rasterisation: clip it to the image (real
+             * contours are inside; a box off the image has no pixels) */
+            if (bb[0] < 0) bb[0] = 0;
+            if (bb[2] < 0) bb[2] = 0;
+            if (bb[1] > v->nx - 1) bb[1] = v->nx - 1;
+            if (bb[3] > v->ny - 1) bb[3] = v->ny - 1;
+            if (bb[0] > bb[1] || bb[2] > bb[3]) {
+                free(a->cont);
+                memset(a, 0, sizeof *a);
+                st.n_empty_anns++;
+                continue;
+            }
             a->centroid[0] = sx / np;
             a->centroid[1] = sy / np;
             a->centroid[2] = sk / np;

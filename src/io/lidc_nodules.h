@@ -41,7 +41,8 @@ typedef struct dx_lidc_ann {
     dx_lidc_contour *cont;  /* owned */
     double centroid[3];     /* mean contour point (x, y, k), pylidc Annotation.centroid */
     double diameter_mm;     /* largest in-slice point distance x pixel spacing */
-    int bbox[6];            /* x0, x1, y0, y1, k0, k1 inclusive, of the contour points */
+    int bbox[6];            /* x0, x1, y0, y1, k0, k1 inclusive, of the contour points,
+                             * clipped to the image */
 } dx_lidc_ann;
 
 typedef struct dx_lidc_map_stats {
@@ -50,7 +51,7 @@ typedef struct dx_lidc_map_stats {
     int n_nonnodule;
     int n_stray_rois;   /* ROIs with <= 1 point on a >=3 mm nodule */
     int n_unmatched;    /* ROIs / marks whose slice was not found */
-    int n_empty_anns;   /* >=3 mm nodules left with no usable ROI */
+    int n_empty_anns;   /* >=3 mm nodules left with no usable ROI (or wholly off the image) */
 } dx_lidc_map_stats;
 
 /* Slice index of (sop_uid, z): SOP UID first, then nearest z within

@@ -80,12 +80,11 @@ dx_status dx_store_index_encode(const dx_store_index *idx, void **buf, size_t *l
     uint8_t *p = b + DX_STORE_HEADER_BYTES;
     for (int s = 0; s < idx->n_series; s++, p += DX_STORE_SERIES_BYTES) {
         const dx_store_series *r = &idx->series[s];
-        memcpy(p + SR_PATIENT, r->patient_id, DX_UID_MAX);
-        memcpy(p + SR_STUDY, r->study_uid, DX_UID_MAX);
-        memcpy(p + SR_SERIES, r->series_uid, DX_UID_MAX);
-        memcpy(p + SR_STEM, r->stem, DX_STORE_STEM_MAX);
-        /* strings are fixed fields; force the terminators */
-        p[SR_PATIENT + 64] = p[SR_STUDY + 64] = p[SR_SERIES + 64] = p[SR_STEM + 23] = 0;
+        /* fixed, zero-padded string fields (the buffer is calloc'd) */
+        memcpy(p + SR_PATIENT, r->patient_id, strnlen(r->patient_id, DX_UID_MAX - 1));
+        memcpy(p + SR_STUDY, r->study_uid, strnlen(r->study_uid, DX_UID_MAX - 1));
+        memcpy(p + SR_SERIES, r->series_uid, strnlen(r->series_uid, DX_UID_MAX - 1));
+        memcpy(p + SR_STEM, r->stem, strnlen(r->stem, DX_STORE_STEM_MAX - 1));
         int32_t ints[8] = {r->nx, r->ny, r->nz, r->has_mask, r->n_nodules, r->first_row, r->n_rows, 0};
         for (int i = 0; i < 8; i++) put_u32(p + SR_INTS + 4 * i, (uint32_t)ints[i]);
         double f[17];
@@ -126,7 +125,21 @@ dx_status dx_store_index_encode(const dx_store_index *idx, void **buf, size_t *l
     return DX_OK;
 }
 
-static int str_ok(const uint8_t *p, size_t n) { return memchr(p, 0, n) != NULL; }
+/* A string field: NUL-terminated and zero after the terminator (what the
+ * encoder writes; anything else is damage). */
+static int str_ok(const uint8_t *p, size_t n) {
+    const uint8_t *z = memchr(p, 0, n);
+    if (!z) return 0;
+    for (; z < p + n; z++)
+        if (*z) return 0;
+    return 1;
+}
+
+static int zeros(const uint8_t *p, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (p[i]) return 0;
+    return 1;
+}
 
 static int stem_ok(const char *s) {
     if (strlen(s) != 16) return 0;
@@ -176,7 +189,12 @@ dx_status dx_store_index_decode(dx_store_index *out, const void *buf, size_t len
         dx_store_series *r = &out->series[s];
         if (!str_ok(p + SR_PATIENT, DX_UID_MAX) || !str_ok(p + SR_STUDY, DX_UID_MAX) ||
             !str_ok(p + SR_SERIES, DX_UID_MAX) || !str_ok(p + SR_STEM, DX_STORE_STEM_MAX)) {
-            st = dx_fail(err, DX_EFORMAT, "series record %u: unterminated string", s);
+            st = dx_fail(err, DX_EFORMAT, "series record %u: unterminated or unpadded string", s);
+            break;
+        }
+        if (!zeros(p + SR_STEM + DX_STORE_STEM_MAX, SR_INTS - SR_STEM - DX_STORE_STEM_MAX) ||
+            !zeros(p + SR_INTS + 28, 4) || !zeros(p + SR_F64 + 17 * 8, DX_STORE_SERIES_BYTES - SR_F64 - 17 * 8)) {
+            st = dx_fail(err, DX_EFORMAT, "series record %u: reserved bytes are not zero", s);
             break;
         }
         memcpy(r->patient_id, p + SR_PATIENT, DX_UID_MAX);
