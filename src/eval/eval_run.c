@@ -325,10 +325,13 @@ static dx_status write_split(const dx_eval_set *es, const dx_store *s, const dx_
     return st;
 }
 
-/* Strip [CT | mean over heads | head 0 .. H-1] of one crop, each S x S. */
+/* Strip [CT | mean over heads | head 0 .. H-1] of one crop, each tile S x S
+ * pixel-replicated u times (u = 128 / S, at least 1) so small crops stay
+ * visible. Each map is min-max scaled: the overlay shows where attention is
+ * relatively high, not its absolute level. */
 static dx_status write_attention(const dx_eval_set *es, const dx_features *f, int i, const char *path, dx_err *err) {
-    const int S = es->S, P = f->P, H = f->heads, cols = H + 2;
-    uint8_t *rgb = malloc((size_t)S * S * cols * 3), *tile = malloc((size_t)S * S * 3);
+    const int S = es->S, P = f->P, H = f->heads, cols = H + 2, u = S < 128 ? 128 / S : 1, T = S * u;
+    uint8_t *rgb = malloc((size_t)T * T * cols * 3), *tile = malloc((size_t)S * S * 3);
     float *heat = malloc((size_t)S * S * sizeof *heat), *map = malloc((size_t)P * sizeof *map);
     dx_status st = DX_OK;
     if (!rgb || !tile || !heat || !map) { st = dx_fail(err, DX_ENOMEM, "attention image"); goto done; }
@@ -342,15 +345,17 @@ static dx_status write_attention(const dx_eval_set *es, const dx_features *f, in
                 else v = f->att[((size_t)i * H + (c - 2)) * P + p];
                 map[p] = (float)v;
             }
-            float mx = 0;
-            for (int p = 0; p < P; p++) mx = map[p] > mx ? map[p] : mx;
-            for (int p = 0; p < P; p++) map[p] = mx > 0 ? map[p] / mx : 0; /* each map scaled to its max */
+            float mx = map[0], mn = map[0];
+            for (int p = 0; p < P; p++) { mx = map[p] > mx ? map[p] : mx; mn = map[p] < mn ? map[p] : mn; }
+            for (int p = 0; p < P; p++) map[p] = mx > mn ? (map[p] - mn) / (mx - mn) : 0;
             dx_bilinear_resize(map, f->Hp, f->Wp, heat, S, S);
             dx_overlay_heat(gray, heat, S, S, 0.6f, tile);
         }
-        for (int y = 0; y < S; y++) memcpy(rgb + ((size_t)y * S * cols + (size_t)c * S) * 3, tile + (size_t)y * S * 3, (size_t)S * 3);
+        for (int y = 0; y < T; y++)
+            for (int x = 0; x < T; x++)
+                memcpy(rgb + ((size_t)y * T * cols + (size_t)c * T + x) * 3, tile + ((size_t)(y / u) * S + x / u) * 3, 3);
     }
-    st = dx_png_write_rgb(path, rgb, S * cols, S, err);
+    st = dx_png_write_rgb(path, rgb, T * cols, T, err);
 done:
     free(rgb); free(tile); free(heat); free(map);
     return st;

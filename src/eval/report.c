@@ -1,0 +1,435 @@
+/* report.c - the HTML report of a run (report.h). */
+#include "eval/report.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "eval/image_out.h"
+#include "train/config.h"
+
+/* ---- small helpers -------------------------------------------------------- */
+
+static void html_esc(FILE *f, const char *s) {
+    for (; s && *s; s++) {
+        switch (*s) {
+        case '<': fputs("&lt;", f); break;
+        case '>': fputs("&gt;", f); break;
+        case '&': fputs("&amp;", f); break;
+        case '"': fputs("&quot;", f); break;
+        default: fputc(*s, f);
+        }
+    }
+}
+
+static char *slurp(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 1 << 16, n = 0;
+    char *b = malloc(cap + 1);
+    for (size_t r; b && (r = fread(b + n, 1, cap - n, f)) > 0;) {
+        n += r;
+        if (n == cap) {
+            char *nb = realloc(b, 2 * cap + 1);
+            if (!nb) { free(b); b = NULL; break; }
+            b = nb;
+            cap *= 2;
+        }
+    }
+    fclose(f);
+    if (!b) return NULL;
+    b[n] = 0;
+    if (len) *len = n;
+    return b;
+}
+
+static cJSON *load_json(const char *path) {
+    char *t = slurp(path, NULL);
+    if (!t) return NULL;
+    cJSON *j = cJSON_Parse(t);
+    free(t);
+    return j;
+}
+
+/* Dotted lookup "probe.test_auc"; NULL if absent. */
+static const cJSON *jget(const cJSON *o, const char *dotted) {
+    char key[128];
+    const char *p = dotted;
+    while (o && *p) {
+        const char *dot = strchr(p, '.');
+        size_t n = dot ? (size_t)(dot - p) : strlen(p);
+        if (n >= sizeof key) return NULL;
+        memcpy(key, p, n);
+        key[n] = 0;
+        o = cJSON_GetObjectItemCaseSensitive(o, key);
+        p = dot ? dot + 1 : p + n;
+    }
+    return o;
+}
+static double jnum(const cJSON *o, const char *k) {
+    const cJSON *v = jget(o, k);
+    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+static const char *jstr(const cJSON *o, const char *k) {
+    const cJSON *v = jget(o, k);
+    return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+static void num(FILE *f, double v, int prec) {
+    if (isfinite(v)) fprintf(f, "%.*f", prec, v);
+    else fputs("&ndash;", f);
+}
+/* "0.812 [0.75, 0.87]" from value + [lo, hi] array */
+static void with_ci(FILE *f, const cJSON *o, const char *vk, const char *cik) {
+    num(f, jnum(o, vk), 3);
+    const cJSON *ci = jget(o, cik);
+    if (cJSON_IsArray(ci) && cJSON_GetArraySize(ci) == 2 && cJSON_IsNumber(cJSON_GetArrayItem(ci, 0))) {
+        fputs(" <span class=ci>[", f);
+        num(f, cJSON_GetArrayItem(ci, 0)->valuedouble, 3);
+        fputs(", ", f);
+        num(f, cJSON_GetArrayItem(ci, 1)->valuedouble, 3);
+        fputs("]</span>", f);
+    }
+}
+
+/* ---- SVG ------------------------------------------------------------------ */
+
+static double nice_step(double range) {
+    double e = pow(10, floor(log10(range))), r = range / e;
+    return (r < 1.5 ? 1 : r < 3.5 ? 2 : r < 7.5 ? 5 : 10) * e; /* 1-2-5 ticks */
+}
+
+void dx_svg_line_chart(FILE *f, const char *title, const double *x, const double *y, int n, int w, int h) {
+    const int ml = 58, mr = 12, mt = 22, mb = 30;
+    double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
+    int finite = 0;
+    for (int i = 0; i < n; i++) {
+        if (!isfinite(x[i]) || !isfinite(y[i])) continue;
+        finite++;
+        x0 = fmin(x0, x[i]); x1 = fmax(x1, x[i]); y0 = fmin(y0, y[i]); y1 = fmax(y1, y[i]);
+    }
+    fprintf(f, "<svg class=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\">", w, h, w, h);
+    fprintf(f, "<text x=\"%d\" y=\"15\" class=\"ttl\">", ml);
+    html_esc(f, title);
+    fputs("</text>", f);
+    if (!finite) {
+        fprintf(f, "<text x=\"%d\" y=\"%d\" class=\"ax\">no finite values</text></svg>\n", ml, h / 2);
+        return;
+    }
+    if (x1 == x0) { x0 -= 0.5; x1 += 0.5; }
+    if (y1 == y0) { double d = fabs(y0) > 0 ? 0.05 * fabs(y0) : 0.5; y0 -= d; y1 += d; }
+    const double pw = w - ml - mr, ph = h - mt - mb;
+#define PX(v) (ml + ((v) - x0) / (x1 - x0) * pw)
+#define PY(v) (mt + (1 - ((v) - y0) / (y1 - y0)) * ph)
+    fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%.0f\" height=\"%.0f\" class=\"frame\"/>", ml, mt, pw, ph);
+    double ys = nice_step((y1 - y0) * 0.25);
+    for (double t = ceil(y0 / ys) * ys; t <= y1 + 1e-9 * ys; t += ys) {
+        if (fabs(t) < 1e-9 * ys) t = 0; /* no "-6.9e-18" labels */
+        fprintf(f, "<line x1=\"%d\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" class=\"gl\"/>", ml, ml + pw, PY(t), PY(t));
+        fprintf(f, "<text x=\"%d\" y=\"%.1f\" class=\"ax\" text-anchor=\"end\">%.6g</text>", ml - 4, PY(t) + 4, t);
+    }
+    double xs = nice_step((x1 - x0) * 0.25);
+    for (double t = ceil(x0 / xs) * xs; t <= x1 + 1e-9 * xs; t += xs)
+        fprintf(f, "<text x=\"%.1f\" y=\"%d\" class=\"ax\" text-anchor=\"middle\">%.6g</text>", PX(t), h - 10, t);
+    int open = 0;
+    for (int i = 0; i < n; i++) {
+        if (!isfinite(x[i]) || !isfinite(y[i])) {
+            if (open) fputs("\"/>", f);
+            open = 0;
+            continue;
+        }
+        if (!open) fputs("<polyline class=\"line\" points=\"", f);
+        fprintf(f, "%.1f,%.1f ", PX(x[i]), PY(y[i]));
+        open = 1;
+    }
+    if (open) fputs("\"/>", f);
+    if (finite == 1)
+        for (int i = 0; i < n; i++)
+            if (isfinite(x[i]) && isfinite(y[i])) fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" class=\"dot\"/>", PX(x[i]), PY(y[i]));
+#undef PX
+#undef PY
+    fputs("</svg>\n", f);
+}
+
+/* ---- sections ------------------------------------------------------------- */
+
+typedef struct series { char name[96]; double *y; } series;
+
+static dx_status curves(FILE *f, const char *run_dir, dx_err *err) {
+    char path[2048];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", run_dir);
+    fputs("<h2>Training curves</h2>\n", f);
+    FILE *in = fopen(path, "r");
+    if (!in) {
+        fputs("<p class=note>no metrics.jsonl in the run directory</p>\n", f);
+        return DX_OK;
+    }
+    int n = 0, cap = 256, ns = 0;
+    double *steps = malloc(cap * sizeof *steps);
+    series *s = NULL;
+    char *line = NULL;
+    size_t lcap = 0;
+    dx_status st = DX_OK;
+    while (getline(&line, &lcap, in) > 0) {
+        cJSON *j = cJSON_Parse(line);
+        if (!cJSON_IsObject(j)) { cJSON_Delete(j); continue; } /* a torn last line after a crash */
+        const cJSON *sv = cJSON_GetObjectItemCaseSensitive(j, "step");
+        if (!cJSON_IsNumber(sv)) { cJSON_Delete(j); continue; }
+        if (n == cap) {
+            cap *= 2;
+            steps = realloc(steps, cap * sizeof *steps);
+            for (int k = 0; k < ns; k++) s[k].y = realloc(s[k].y, cap * sizeof(double));
+        }
+        steps[n] = sv->valuedouble;
+        for (int k = 0; k < ns; k++) s[k].y[n] = NAN;
+        for (const cJSON *it = j->child; it; it = it->next) {
+            if (!strcmp(it->string, "step") || !strcmp(it->string, "time")) continue;
+            if (!cJSON_IsNumber(it) && !cJSON_IsNull(it)) continue;
+            int k = 0;
+            while (k < ns && strcmp(s[k].name, it->string)) k++;
+            if (k == ns) {
+                s = realloc(s, (ns + 1) * sizeof *s);
+                snprintf(s[ns].name, sizeof s[ns].name, "%s", it->string);
+                s[ns].y = malloc(cap * sizeof(double));
+                for (int t = 0; t < n; t++) s[ns].y[t] = NAN; /* key appears later in the run */
+                ns++;
+            }
+            s[k].y[n] = cJSON_IsNumber(it) ? it->valuedouble : NAN;
+        }
+        cJSON_Delete(j);
+        n++;
+    }
+    free(line);
+    fclose(in);
+    if (!n) fputs("<p class=note>metrics.jsonl has no records yet</p>\n", f);
+    else {
+        fprintf(f, "<p class=note>%d logged steps, %d numeric keys</p><div class=grid>\n", n, ns);
+        for (int k = 0; k < ns; k++) dx_svg_line_chart(f, s[k].name, steps, s[k].y, n, 330, 200);
+        fputs("</div>\n", f);
+    }
+    for (int k = 0; k < ns; k++) free(s[k].y);
+    free(s);
+    free(steps);
+    return st;
+}
+
+static void probe_row(FILE *f, const char *name, const cJSON *p) {
+    fputs("<tr><td>", f);
+    html_esc(f, name);
+    fputs("</td><td>", f);
+    with_ci(f, p, "test_auc", "test_auc_ci");
+    fputs("</td><td>", f);
+    num(f, jnum(p, "val_auc"), 3);
+    fputs("</td><td>", f);
+    num(f, jnum(p, "C"), 4);
+    fprintf(f, "</td><td>%.0f / %.0f / %.0f</td><td>%.0f</td></tr>\n", jnum(p, "n_train"), jnum(p, "n_val"), jnum(p, "n_test"),
+            jnum(p, "n_test_malignant"));
+}
+
+static void eval_tables(FILE *f, const cJSON *ev) {
+    fputs("<h2>Evaluation</h2>\n<p class=note>backbone: ", f);
+    html_esc(f, jstr(ev, "model.source"));
+    fprintf(f, " &middot; %s, dim %.0f, depth %.0f, heads %.0f, patch %.0f &middot; store ", jstr(ev, "model.arch"),
+            jnum(ev, "model.dim"), jnum(ev, "model.depth"), jnum(ev, "model.heads"), jnum(ev, "model.patch"));
+    html_esc(f, jstr(ev, "data.store"));
+    fprintf(f, ": %.0f patients, %.0f nodules, %.0f labelled (%.0f malignant), crops %.0f px</p>\n", jnum(ev, "data.n_patients"),
+            jnum(ev, "data.n_nodules"), jnum(ev, "data.n_labelled"), jnum(ev, "data.n_malignant"), jnum(ev, "data.crop_size"));
+
+    fputs("<h3>Malignancy probe (patient-level split, test AUC with 95% bootstrap CI over patients)</h3>\n"
+          "<table><tr><th>model / features</th><th>test AUC [95% CI]</th><th>val AUC</th><th>C</th>"
+          "<th>n train / val / test</th><th>test malignant</th></tr>\n", f);
+    char name[160];
+    snprintf(name, sizeof name, "backbone, %s (selected on val)", jstr(ev, "probe.features"));
+    probe_row(f, name, jget(ev, "probe"));
+    static const char *const FT[3] = {"cls", "mean", "concat"};
+    for (int t = 0; t < 3; t++) {
+        char k[64];
+        snprintf(k, sizeof k, "probe.by_features.%s", FT[t]);
+        snprintf(name, sizeof name, "backbone, %s", FT[t]);
+        if (jget(ev, k)) probe_row(f, name, jget(ev, k));
+    }
+    if (jget(ev, "baselines.size_only")) probe_row(f, "baseline: nodule diameter only", jget(ev, "baselines.size_only"));
+    if (jget(ev, "baselines.random_init.probe")) {
+        snprintf(name, sizeof name, "baseline: random-init backbone, %s", jstr(ev, "baselines.random_init.features"));
+        probe_row(f, name, jget(ev, "baselines.random_init.probe"));
+    }
+    const cJSON *ex = jget(ev, "baselines.extra");
+    for (const cJSON *e = ex ? ex->child : NULL; e; e = e->next) {
+        snprintf(name, sizeof name, "also: %.120s", jstr(e, "source"));
+        probe_row(f, name, jget(e, "probe"));
+    }
+    fputs("</table>\n", f);
+
+    fputs("<h3>k-NN, segmentation, collapse</h3>\n<table><tr><th>metric</th><th>backbone</th><th>random init</th></tr>\n", f);
+    struct { const char *label, *k, *kr; int prec; } rows[] = {
+        {"k-NN test accuracy (cosine)", "knn.test_accuracy", "knn.random_init_test_accuracy", 3},
+        {"segmentation test Dice", "seg.test_dice", "seg.random_init_dice", 3},
+        {"segmentation test IoU", "seg.test_iou", "seg.random_init_iou", 3},
+        {"Dice, nodules &lt; 6 mm", "seg.dice_by_size.lt6mm.dice", NULL, 3},
+        {"Dice, nodules 6-10 mm", "seg.dice_by_size.6to10mm.dice", NULL, 3},
+        {"Dice, nodules &gt; 10 mm", "seg.dice_by_size.gt10mm.dice", NULL, 3},
+        {"mean pairwise patch cosine", "collapse.patch_cosine", "collapse.random_init_patch_cosine", 4},
+        {"effective rank of patch features", "collapse.effective_rank", "collapse.random_init_effective_rank", 2},
+        {"nodule vs parenchyma patch AUC", "collapse.separability_auc", "collapse.random_init_separability_auc", 3},
+    };
+    for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
+        fprintf(f, "<tr><td>%s</td><td>", rows[r].label);
+        num(f, jnum(ev, rows[r].k), rows[r].prec);
+        fputs("</td><td>", f);
+        if (rows[r].kr) num(f, jnum(ev, rows[r].kr), rows[r].prec);
+        fputs("</td></tr>\n", f);
+    }
+    fprintf(f, "</table>\n<p class=note>k = %.0f; segmentation: linear head on frozen patch features, bilinear upsampling, "
+               "%.0f Adam steps on %.0f train crops, %.0f test crops.</p>\n",
+            jnum(ev, "knn.k"), jnum(ev, "seg.steps"), jnum(ev, "seg.n_train"), jnum(ev, "seg.n_test"));
+}
+
+static void attention(FILE *f, const cJSON *ev, const char *eval_dir) {
+    const cJSON *a = jget(ev, "attention");
+    if (!cJSON_IsArray(a) || !cJSON_GetArraySize(a)) return;
+    fputs("<h2>Attention maps</h2>\n<p class=note>last block, CLS &rarr; patch attention: CT crop (centre slice), mean over heads, "
+          "then each head; every map min-max scaled.</p>\n", f);
+    for (const cJSON *e = a->child; e; e = e->next) {
+        char path[2048];
+        snprintf(path, sizeof path, "%s/%s", eval_dir, jstr(e, "file"));
+        size_t len;
+        char *png = slurp(path, &len);
+        if (!png) continue;
+        char *b64 = dx_base64((const uint8_t *)png, len);
+        free(png);
+        if (!b64) continue;
+        fputs("<figure><img alt=\"attention\" src=\"data:image/png;base64,", f);
+        fputs(b64, f);
+        fputs("\"><figcaption>", f);
+        html_esc(f, jstr(e, "patient_id"));
+        fprintf(f, ", diameter %.1f mm, malignancy %.1f, %s split</figcaption></figure>\n", jnum(e, "diameter_mm"),
+                jnum(e, "malignancy"), jstr(e, "split"));
+        free(b64);
+    }
+}
+
+static void track(FILE *f, const char *eval_dir) {
+    char path[2048];
+    snprintf(path, sizeof path, "%s/collapse_track.json", eval_dir);
+    cJSON *t = load_json(path);
+    if (!cJSON_IsArray(t) || !cJSON_GetArraySize(t)) { cJSON_Delete(t); return; }
+    int n = cJSON_GetArraySize(t);
+    double *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y);
+    static const char *const K[] = {"patch_cosine", "effective_rank", "separability_auc", "probe_test_auc", "knn_test_accuracy"};
+    fprintf(f, "<h2>Collapse diagnostics over training</h2>\n<p class=note>%d checkpoints (EMA teacher)</p><div class=grid>\n", n);
+    for (size_t k = 0; k < sizeof K / sizeof K[0]; k++) {
+        int i = 0;
+        for (const cJSON *e = t->child; e; e = e->next, i++) { x[i] = jnum(e, "step"); y[i] = jnum(e, K[k]); }
+        dx_svg_line_chart(f, K[k], x, y, n, 330, 200);
+    }
+    fputs("</div>\n", f);
+    free(x);
+    free(y);
+    cJSON_Delete(t);
+}
+
+/* The ablation keys of the run an evaluation came from, if its config is found. */
+static void ablation_cells(FILE *f, const char *dir) {
+    char p[2048];
+    const char *cand[2] = {"%s/config.yaml", "%s/../config.yaml"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(p, sizeof p, cand[i], dir);
+        struct stat sb;
+        if (stat(p, &sb)) continue;
+        dx_config c;
+        dx_err e = {0};
+        if (dx_config_resolve(&c, p, NULL, 0, &e)) break;
+        fprintf(f, "<td>%s</td><td>%s</td><td>%s</td>", c.gram.enabled ? "on" : "off", c.data.fixed_window ? "fixed" : "random",
+                c.data.stack25d ? "2.5D" : "2D");
+        return;
+    }
+    fputs("<td>?</td><td>?</td><td>?</td>", f);
+}
+
+static void compare_row(FILE *f, const char *label, const char *dir, const cJSON *ev) {
+    fputs("<tr><td>", f);
+    html_esc(f, label);
+    fputs("</td>", f);
+    ablation_cells(f, dir);
+    fputs("<td>", f);
+    with_ci(f, ev, "probe.test_auc", "probe.test_auc_ci");
+    fputs("</td>", f);
+    const char *k[] = {"baselines.size_only_auc", "baselines.random_init_auc", "knn.test_accuracy", "seg.test_dice", "seg.test_iou",
+                       "collapse.patch_cosine", "collapse.effective_rank"};
+    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
+        fputs("<td>", f);
+        num(f, jnum(ev, k[i]), i == 6 ? 2 : 3);
+        fputs("</td>", f);
+    }
+    fputs("</tr>\n", f);
+}
+
+static const char CSS[] =
+    "body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}"
+    "h1{font-size:22px}h2{font-size:18px;border-bottom:1px solid #ccc;padding-bottom:4px;margin-top:28px}"
+    "h3{font-size:15px}table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}"
+    "th{background:#f2f2f2}.ci{color:#666}.note{color:#555}.grid{display:flex;flex-wrap:wrap;gap:8px}"
+    "svg.chart{background:#fff;border:1px solid #ddd}.ttl{font-size:12px;font-weight:600}.ax{font-size:10px;fill:#555}"
+    ".frame{fill:none;stroke:#999}.gl{stroke:#e4e4e4}.line{fill:none;stroke:#1f6fb4;stroke-width:1.5}"
+    ".dot{fill:#1f6fb4}figure{display:inline-block;margin:6px}figure img{image-rendering:pixelated;max-width:100%}"
+    "figcaption{font-size:12px;color:#555}";
+
+dx_status dx_report_write(const dx_report_opts *o, dx_err *err) {
+    char eval_dir[2048], path[2100];
+    if (o->eval_dir) snprintf(eval_dir, sizeof eval_dir, "%s", o->eval_dir);
+    else if (o->run_dir) snprintf(eval_dir, sizeof eval_dir, "%s/eval", o->run_dir);
+    else return dx_fail(err, DX_EINVAL, "report: neither a run nor an evaluation directory");
+    snprintf(path, sizeof path, "%s/eval.json", eval_dir);
+    cJSON *ev = load_json(path);
+    char tmp[2100];
+    snprintf(tmp, sizeof tmp, "%s.tmp", o->out_path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) { cJSON_Delete(ev); return dx_fail(err, DX_EIO, "open %s: %s", tmp, strerror(errno)); }
+    fputs("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>dinox report</title><style>", f);
+    fputs(CSS, f);
+    fputs("</style></head><body>\n<h1>dinox report: ", f);
+    html_esc(f, o->run_dir ? o->run_dir : eval_dir);
+    fputs("</h1>\n", f);
+    dx_status st = DX_OK;
+    if (o->run_dir) st = curves(f, o->run_dir, err);
+    if (!st) {
+        if (ev) {
+            eval_tables(f, ev);
+            attention(f, ev, eval_dir);
+        } else {
+            fputs("<h2>Evaluation</h2><p class=note>no eval.json in ", f);
+            html_esc(f, eval_dir);
+            fputs(" (run <code>dinox eval --store STORE --run RUN_DIR --out RUN_DIR/eval</code>)</p>\n", f);
+        }
+        track(f, eval_dir);
+        if (o->n_compare > 0) {
+            fputs("<h2>Comparison</h2>\n<table><tr><th>evaluation</th><th>Gram</th><th>window</th><th>input</th>"
+                  "<th>probe test AUC [95% CI]</th><th>size-only AUC</th><th>random-init AUC</th><th>k-NN acc</th>"
+                  "<th>Dice</th><th>IoU</th><th>patch cosine</th><th>eff. rank</th></tr>\n", f);
+            if (ev) compare_row(f, o->run_dir ? o->run_dir : eval_dir, o->run_dir ? o->run_dir : eval_dir, ev);
+            for (int i = 0; i < o->n_compare; i++) {
+                snprintf(path, sizeof path, "%s/eval.json", o->compare[i]);
+                cJSON *c = load_json(path);
+                if (!c) {
+                    fputs("<tr><td>", f);
+                    html_esc(f, o->compare[i]);
+                    fputs("</td><td colspan=11>no readable eval.json</td></tr>\n", f);
+                    continue;
+                }
+                compare_row(f, o->compare[i], o->compare[i], c);
+                cJSON_Delete(c);
+            }
+            fputs("</table>\n", f);
+        }
+        fputs("<p class=note>generated by dinox report; self-contained (inline SVG and PNG, no scripts).</p>\n</body></html>\n", f);
+    }
+    cJSON_Delete(ev);
+    int bad = ferror(f);
+    bad |= fclose(f) != 0;
+    if (st) { remove(tmp); return st; }
+    if (bad || rename(tmp, o->out_path)) { remove(tmp); return dx_fail(err, DX_EIO, "write %s", o->out_path); }
+    return DX_OK;
+}
