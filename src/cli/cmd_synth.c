@@ -25,6 +25,7 @@ static void synth_usage(FILE *f) {
             "  --slices-max K     cap on slices per series (default 96 at 512, 80 at 256, 40 at 128)\n"
             "  --threads T        OpenMP threads (default: runtime default)\n"
             "  --gt-volume        also write ground_truth/<patient>/hu.npy (int16 HU, z,y,x)\n"
+            "                     and labels.npy (uint8 tissue labels, see docs/synth.md)\n"
             "  -v, --verbose      log each patient\n");
 }
 

@@ -23,7 +23,7 @@ typedef struct dx_synth_config {
     int explicit_vr;    /* 1: Explicit VR LE dataset; 0: Implicit VR LE (default) */
     int slices_max;     /* cap on slices per series; 0 = default for the size */
     int threads;        /* OpenMP threads, 0 = runtime default */
-    int gt_volume;      /* 1: also write ground_truth/<pid>/hu.npy (int16 HU, z,y,x) */
+    int gt_volume;      /* 1: also write ground_truth/<pid>/hu.npy (int16 HU) + labels.npy (z,y,x) */
 } dx_synth_config;
 
 /* Default slice cap for a matrix size (keeps the demo sizes small). */

@@ -66,7 +66,7 @@ void synth_nodule_attributes(synth_lesion *L, dx_rng *r, int cls) {
                      0.5 * (L->texture == SYNTH_PART_SOLID) - 0.3 * (L->texture == SYNTH_GGO) +
                      0.2 * m + 0.4 * dx_rng_normal(r);
         L->malig_score = L->calc ? synth_clamp(1.4 + 0.3 * dx_rng_normal(r), 1, 2.4)
-                                 : synth_clamp(2.85 + 0.45 * eta, 1, 5);
+                                 : synth_clamp(3.0 + 0.45 * eta, 1, 5);
         L->subtlety = 1 + 4 * sigmoid(1.6 * zs + 1.8 - 1.6 * (L->texture == SYNTH_GGO) - 0.7 * (L->texture == SYNTH_PART_SOLID));
         L->hetero = 4 + 14 * fmax(0, m);
         L->hu_solid = dx_rng_uniform_range(r, 5, 55);
