@@ -8,7 +8,7 @@
  * dx_cpu_expf: Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, degree-7
  *   Taylor for e^r, times 2^n built in the exponent bits. Input clamped to
  *   [-87.3, 88.3] so 2^n stays a normal float. Relative error ~1e-7.
- * dx_cpu_erf1pf(z) = 1 + erf(z), computed as
+ * dx_cpu_erf1pf(z) = 1 + erf(z) (dx_cpu_erff(z) = erf(z) likewise), computed as
  *   |z| < 1 : 1 + z * P(z^2)               (P: least-squares fit of erf(z)/z)
  *   |z| >= 1: erfc(|z|) = exp(-z^2) R(1/|z|) (R: fit of erfc(a) e^{a^2}, a in [1,10])
  *   and 2 - erfc for z > 0; z^2 carried as a hi+lo pair (see below). Working on 1+erf directly keeps the GELU tail
@@ -49,11 +49,9 @@ static inline float dx_cpu_expf(float x) {
 /* 1 + erf(z) given z and z^2 = z2hi + z2lo (a float pair): the tail needs
  * exp(-z^2) to relative accuracy ~|z|^2 * ulp, so z^2 is carried as an
  * unevaluated sum and exp(-hi - lo) = exp(-hi) (1 - lo). */
+/* P(u), u = z^2: erf(z) = z P(z^2) for |z| < 1 */
 #pragma omp declare simd notinbranch
-static inline float dx_cpu_erf1p_core(float z, float z2hi, float z2lo) {
-    float a = z < 0 ? -z : z;
-    /* small branch: erf(z) = z * P(z^2) */
-    float u = z2hi;
+static inline float dx_cpu_erf_poly(float u) {
     float ps = 7.898202142431004e-05f;
     ps = ps * u + -0.0008024351373940084f;
     ps = ps * u + 0.005190053211928769f;
@@ -61,8 +59,13 @@ static inline float dx_cpu_erf1p_core(float z, float z2hi, float z2lo) {
     ps = ps * u + 0.11283612420613766f;
     ps = ps * u + -0.37612628842231066f;
     ps = ps * u + 1.1283791665095702f;
-    float small = 1.0f + z * ps;
-    /* tail branch: erfc(a) = exp(-a^2) R(1/a) */
+    return ps;
+}
+
+/* erfc(a) for a >= 1 (a clamped to [1, 10] inside R): exp(-a^2) R(1/a), with
+ * a^2 = a2hi + a2lo */
+#pragma omp declare simd notinbranch
+static inline float dx_cpu_erfc_tail(float a, float a2hi, float a2lo) {
     float ac = a < 1.0f ? 1.0f : (a > 10.0f ? 10.0f : a);
     float t = 1.0f / ac;
     float pr = -0.04873406584510678f;
@@ -76,8 +79,28 @@ static inline float dx_cpu_erf1p_core(float z, float z2hi, float z2lo) {
     pr = pr * t + -0.002485033736162596f;
     pr = pr * t + 0.5643273882519055f;
     pr = pr * t + -3.285703782091255e-06f;
-    float erfc_a = dx_cpu_expf(-z2hi) * (1.0f - z2lo) * pr;
+    return dx_cpu_expf(-a2hi) * (1.0f - a2lo) * pr;
+}
+
+/* 1 + erf(z) given z^2 = z2hi + z2lo */
+#pragma omp declare simd notinbranch
+static inline float dx_cpu_erf1p_core(float z, float z2hi, float z2lo) {
+    float a = z < 0 ? -z : z;
+    float small = __builtin_fmaf(z, dx_cpu_erf_poly(z2hi), 1.0f); /* one rounding */
+    float erfc_a = dx_cpu_erfc_tail(a, z2hi, z2lo);
     float tail = z > 0 ? 2.0f - erfc_a : erfc_a;
+    return a < 1.0f ? small : tail;
+}
+
+/* erf(z) itself (relative accuracy also for tiny |z|) */
+#pragma omp declare simd notinbranch
+static inline float dx_cpu_erff(float z) {
+    float a = z < 0 ? -z : z;
+    float hi = z * z;
+    float lo = __builtin_fmaf(z, z, -hi);
+    float small = z * dx_cpu_erf_poly(hi);
+    float erfc_a = dx_cpu_erfc_tail(a, hi, lo);
+    float tail = z > 0 ? 1.0f - erfc_a : erfc_a - 1.0f;
     return a < 1.0f ? small : tail;
 }
 
