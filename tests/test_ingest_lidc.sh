@@ -132,6 +132,15 @@ $PY "$L/gen_ct.py" "$T/in/LIDC-IDRI-9004" --series 1.2.3.4.5 --study 1.2.3.4 --p
 $D ingest "$T/in" --out "$T/store" --no-progress >/dev/null 2>"$T/err3"
 check "grep -q 'added 1 series' '$T/err3' && grep -q 'store now 4 series' '$T/err3'" "incremental add: $(cat "$T/err3")"
 
+# a series with a missing slice is stored and flagged
+$PY "$L/gen_ct.py" "$T/in/LIDC-IDRI-9005" --series 1.2.3.4.6 --study 1.2.3.4 --patient LIDC-IDRI-9005 --nx 16 \
+    --ny 16 --nz 8 --seed 5 || bad "gen E"
+rm -f "$(grep -l -a '1\.2\.3\.4\.6\.4\.43' "$T/in/LIDC-IDRI-9005/"*.dcm)"
+$D ingest "$T/in" --out "$T/store" --no-progress >/dev/null 2>"$T/err4"
+$D store export "$T/store" --series 1.2.3.4.6 --out "$T/gap.npy" || bad "export gap series"
+check "grep -q '\"gaps\"' '$T/gap.json' && grep -q 'gap' '$T/err4'" "gap flagged: $(cat "$T/err4") $(cat "$T/gap.json")"
+check "[ \"\$($PY -c 'import numpy; print(numpy.load(\"$T/gap.npy\").shape)')\" = '(7, 16, 16)' ]" "gap series has 7 slices"
+
 # ---- kill -9 at random moments: the store must open after every kill, and
 # the finished store must equal one made in a single run
 mkdir -p "$T/big"

@@ -82,8 +82,8 @@ int main(void) {
     rows[0].centroid_vox[0] = 6, rows[0].centroid_mm[2] = -297.75, rows[0].n_voxels = 1, rows[0].diameter_mm = 7.25;
     rows[1].kind = DX_NOD_NODULE, rows[1].label = 2, rows[1].n_readers = 2, rows[1].malignancy = 2;
     rows[2].kind = DX_NOD_NONNODULE, rows[2].n_readers = 1;
-    CHECK(dx_store_writer_add(&w, &v1, lab, rows, 3, &e) == DX_OK, "add 1: %s", e.msg);
-    CHECK(dx_store_writer_add(&w, &v2, NULL, NULL, 0, &e) == DX_OK, "add 2: %s", e.msg);
+    CHECK(dx_store_writer_add(&w, &v1, lab, rows, 3, DX_STORE_FLAG_GAPS, &e) == DX_OK, "add 1: %s", e.msg);
+    CHECK(dx_store_writer_add(&w, &v2, NULL, NULL, 0, 0, &e) == DX_OK, "add 2: %s", e.msg);
     CHECK(dx_store_writer_has(&w, v1.series_uid) && dx_store_writer_has(&w, v2.series_uid) &&
               !dx_store_writer_has(&w, "9.9"),
           "writer_has");
@@ -103,6 +103,7 @@ int main(void) {
     CHECK(r1->spacing[0] == v1.spacing[0] && r1->spacing[1] == v1.spacing[1] && r1->spacing[2] == 1.25 && r1->origin[0] == -10.5 &&
               r1->origin[2] == -300.25 && r1->direction[8] == 1 && r1->window_width == 1500,
           "geometry bits round trip");
+    CHECK(r1->flags == DX_STORE_FLAG_GAPS && dx_store_info(&s, i2)->flags == 0, "flags round trip");
     CHECK(r1->has_mask == 1 && r1->n_nodules == 2 && r1->n_rows == 3, "series 1 mask %d nodules %d rows %d",
           r1->has_mask, r1->n_nodules, r1->n_rows);
     CHECK(dx_store_info(&s, i2)->has_mask == 0 && dx_store_mask_slice(&s, i2, 0) == NULL, "series 2 no mask");
@@ -148,7 +149,7 @@ int main(void) {
     for (size_t p = 0; p < 17 * 13 * 5; p++) v1b.hu[p] = 77;
     CHECK(dx_store_writer_open(&w, store, &e) == DX_OK, "writer reopen: %s", e.msg);
     CHECK(w.idx.n_series == 2, "writer sees existing index");
-    CHECK(dx_store_writer_add(&w, &v1b, NULL, rows + 2, 1, &e) == DX_OK, "replace: %s", e.msg);
+    CHECK(dx_store_writer_add(&w, &v1b, NULL, rows + 2, 1, 0, &e) == DX_OK, "replace: %s", e.msg);
     dx_store_writer_close(&w);
     CHECK(dx_store_open(&s, store, &e) == DX_OK, "open after replace: %s", e.msg);
     i1 = dx_store_find(&s, v1.series_uid);
@@ -246,10 +247,10 @@ int main(void) {
     CHECK(dx_store_writer_open(&w, store, &e) == DX_OK, "writer");
     dx_volume bad_v = v2;
     bad_v.spacing[2] = 0;
-    CHECK(dx_store_writer_add(&w, &bad_v, NULL, NULL, 0, &e) == DX_EINVAL, "zero spacing refused");
+    CHECK(dx_store_writer_add(&w, &bad_v, NULL, NULL, 0, 0, &e) == DX_EINVAL, "zero spacing refused");
     bad_v = v2;
     bad_v.series_uid[0] = 0;
-    CHECK(dx_store_writer_add(&w, &bad_v, NULL, NULL, 0, &e) == DX_EINVAL, "empty UID refused");
+    CHECK(dx_store_writer_add(&w, &bad_v, NULL, NULL, 0, 0, &e) == DX_EINVAL, "empty UID refused");
     dx_store_writer_close(&w);
 
     dx_volume_free(&v1), dx_volume_free(&v1b), dx_volume_free(&v2);

@@ -296,13 +296,16 @@ int cmd_ingest(int argc, char **argv) {
         memset(&v, 0, sizeof v);
         dx_status st;
         const char *src;
+        int flags = 0;
         if (it->kind == 0) {
             dx_series_report rep;
             memset(&rep, 0, sizeof rep);
             src = list.series[it->series].slices[0].path;
             st = dx_series_load(&list.series[it->series], &v, &rep, &err);
+            flags = (rep.n_gaps ? DX_STORE_FLAG_GAPS : 0) | (rep.nonuniform ? DX_STORE_FLAG_NONUNIFORM : 0) |
+                    (rep.n_duplicates ? DX_STORE_FLAG_DUPLICATES : 0);
             if (!st && (rep.n_gaps || rep.nonuniform || rep.n_duplicates))
-                DX_WARN("series %s: %d gap(s), %d duplicate slice(s)%s (stored as is; slice_z kept in memory only)",
+                DX_WARN("series %s: %d gap(s), %d duplicate slice(s)%s (stored as is, flagged in the index)",
                         it->uid, rep.n_gaps, rep.n_duplicates, rep.nonuniform ? ", non-uniform spacing" : "");
         } else {
             src = it->path;
@@ -340,7 +343,7 @@ int cmd_ingest(int argc, char **argv) {
                 for (int r = 0; r < nrows; r++) n_nodules += rows[r].kind == DX_NOD_NODULE;
             }
         }
-        if (!st) st = dx_store_writer_add(&w, &v, labels, rows, nrows, &err);
+        if (!st) st = dx_store_writer_add(&w, &v, labels, rows, nrows, flags, &err);
         if (st) {
             DX_ERROR("series %s: %s", it->uid, err.msg);
             skip_add(&series_skips, "write/annotation error", src);

@@ -82,6 +82,11 @@ static int write_sidecar(const char *npy, const dx_store_series *r, int mask) {
     cJSON_AddStringToObject(j, "coordinates",
                             "LPS mm; voxel (x,y,z) at origin + x*sx*direction[0:3] + y*sy*direction[3:6] + "
                             "z*sz*direction[6:9]");
+    cJSON *fl = cJSON_CreateArray();
+    if (r->flags & DX_STORE_FLAG_GAPS) cJSON_AddItemToArray(fl, cJSON_CreateString("gaps"));
+    if (r->flags & DX_STORE_FLAG_NONUNIFORM) cJSON_AddItemToArray(fl, cJSON_CreateString("nonuniform_spacing"));
+    if (r->flags & DX_STORE_FLAG_DUPLICATES) cJSON_AddItemToArray(fl, cJSON_CreateString("duplicate_slices_dropped"));
+    cJSON_AddItemToObject(j, "slice_flags", fl);
     cJSON_AddNumberToObject(j, "window_center", r->window_center);
     cJSON_AddNumberToObject(j, "window_width", r->window_width);
     char *txt = cJSON_Print(j);

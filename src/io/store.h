@@ -32,6 +32,13 @@
 #define DX_STORE_STEM_MAX 24
 #define DX_STORE_MAX_DIM 65536
 
+/* Series flags. The store keeps one z spacing (the median step); a series with
+ * gaps or uneven steps is stored as is and flagged, so a LUNA16-style filter
+ * (drop gaps / non-uniform spacing) can run on the index. */
+#define DX_STORE_FLAG_GAPS 1        /* a step > 1.5 x the median */
+#define DX_STORE_FLAG_NONUNIFORM 2  /* steps differ from the median by > 1% + 0.01 mm */
+#define DX_STORE_FLAG_DUPLICATES 4  /* slices at a repeated position were dropped */
+
 typedef struct dx_store_series {
     char patient_id[DX_UID_MAX];
     char study_uid[DX_UID_MAX];
@@ -41,6 +48,7 @@ typedef struct dx_store_series {
     int has_mask;
     int n_nodules;                /* rows of kind DX_NOD_NODULE */
     int first_row, n_rows;        /* this series' rows in the table */
+    int flags;                    /* DX_STORE_FLAG_*: what the slice stacking found */
     double spacing[3];            /* x, y, z mm (z = median slice step) */
     double origin[3];             /* LPS mm of voxel (0,0,0) */
     double direction[9];          /* row_dir, col_dir, normal */
@@ -114,10 +122,10 @@ typedef struct dx_store_writer {
 dx_status dx_store_writer_open(dx_store_writer *w, const char *dir, dx_err *err);
 int dx_store_writer_has(const dx_store_writer *w, const char *series_uid);
 /* Writes v (its hu, geometry and IDs), labels ([nz][ny][nx] or NULL) and the
- * series' nodule rows, then commits a new index (and nodules.csv). Replaces
+ * series' nodule rows (flags: DX_STORE_FLAG_*), then commits a new index (and nodules.csv). Replaces
  * an existing entry with the same series UID. */
 dx_status dx_store_writer_add(dx_store_writer *w, const dx_volume *v, const uint8_t *labels,
-                              const dx_nodule_info *rows, int nrows, dx_err *err);
+                              const dx_nodule_info *rows, int nrows, int flags, dx_err *err);
 void dx_store_writer_close(dx_store_writer *w);
 
 #endif /* DX_STORE_H */

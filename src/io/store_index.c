@@ -49,7 +49,7 @@ static double get_f64(const uint8_t *p) {
 /* Series record offsets. */
 enum {
     SR_PATIENT = 0, SR_STUDY = 65, SR_SERIES = 130, SR_STEM = 195, /* strings end at 219 */
-    SR_INTS = 224,   /* nx ny nz has_mask n_nodules first_row n_rows reserved: 8 x i32 */
+    SR_INTS = 224,   /* nx ny nz has_mask n_nodules first_row n_rows flags: 8 x i32 */
     SR_F64 = 256,    /* spacing[3] origin[3] direction[9] wc ww: 17 x f64 -> 392 */
 };
 /* Row record offsets. */
@@ -85,7 +85,7 @@ dx_status dx_store_index_encode(const dx_store_index *idx, void **buf, size_t *l
         memcpy(p + SR_STUDY, r->study_uid, strnlen(r->study_uid, DX_UID_MAX - 1));
         memcpy(p + SR_SERIES, r->series_uid, strnlen(r->series_uid, DX_UID_MAX - 1));
         memcpy(p + SR_STEM, r->stem, strnlen(r->stem, DX_STORE_STEM_MAX - 1));
-        int32_t ints[8] = {r->nx, r->ny, r->nz, r->has_mask, r->n_nodules, r->first_row, r->n_rows, 0};
+        int32_t ints[8] = {r->nx, r->ny, r->nz, r->has_mask, r->n_nodules, r->first_row, r->n_rows, r->flags};
         for (int i = 0; i < 8; i++) put_u32(p + SR_INTS + 4 * i, (uint32_t)ints[i]);
         double f[17];
         memcpy(f, r->spacing, 3 * sizeof(double));
@@ -193,7 +193,7 @@ dx_status dx_store_index_decode(dx_store_index *out, const void *buf, size_t len
             break;
         }
         if (!zeros(p + SR_STEM + DX_STORE_STEM_MAX, SR_INTS - SR_STEM - DX_STORE_STEM_MAX) ||
-            !zeros(p + SR_INTS + 28, 4) || !zeros(p + SR_F64 + 17 * 8, DX_STORE_SERIES_BYTES - SR_F64 - 17 * 8)) {
+            (r->flags & ~7) || !zeros(p + SR_F64 + 17 * 8, DX_STORE_SERIES_BYTES - SR_F64 - 17 * 8)) {
             st = dx_fail(err, DX_EFORMAT, "series record %u: reserved bytes are not zero", s);
             break;
         }
@@ -204,7 +204,7 @@ dx_status dx_store_index_decode(dx_store_index *out, const void *buf, size_t len
         int32_t v[8];
         for (int i = 0; i < 8; i++) v[i] = get_i32(p + SR_INTS + 4 * i);
         r->nx = v[0], r->ny = v[1], r->nz = v[2], r->has_mask = v[3], r->n_nodules = v[4];
-        r->first_row = v[5], r->n_rows = v[6];
+        r->first_row = v[5], r->n_rows = v[6], r->flags = v[7];
         double f[17];
         for (int i = 0; i < 17; i++) f[i] = get_f64(p + SR_F64 + 8 * i);
         memcpy(r->spacing, f, 3 * sizeof(double));

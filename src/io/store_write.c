@@ -179,7 +179,7 @@ static dx_status build_index(const dx_store_index *old, const dx_store_series *r
 }
 
 dx_status dx_store_writer_add(dx_store_writer *w, const dx_volume *v, const uint8_t *labels,
-                              const dx_nodule_info *rows, int nrows, dx_err *err) {
+                              const dx_nodule_info *rows, int nrows, int flags, dx_err *err) {
     if (!v->hu || v->nx < 1 || v->ny < 1 || v->nz < 1 || v->nx > DX_STORE_MAX_DIM || v->ny > DX_STORE_MAX_DIM ||
         v->nz > DX_STORE_MAX_DIM)
         return dx_fail(err, DX_EINVAL, "volume %s: bad dimensions %d x %d x %d", v->series_uid, v->nx, v->ny, v->nz);
@@ -198,6 +198,7 @@ dx_status dx_store_writer_add(dx_store_writer *w, const dx_volume *v, const uint
                            w->idx.series[i].series_uid, v->series_uid, rec.stem);
     rec.nx = v->nx, rec.ny = v->ny, rec.nz = v->nz;
     rec.has_mask = labels != NULL;
+    rec.flags = flags & (DX_STORE_FLAG_GAPS | DX_STORE_FLAG_NONUNIFORM | DX_STORE_FLAG_DUPLICATES);
     memcpy(rec.spacing, v->spacing, sizeof rec.spacing);
     memcpy(rec.origin, v->origin, sizeof rec.origin);
     memcpy(rec.direction, v->direction, sizeof rec.direction);
