@@ -733,6 +733,8 @@ int main(void) {
         int all = 1;
         for (size_t i = 0; i < ns; i++) all &= slots[i] != NULL;
         CHECK(all, "no NULL entry in the ops table (%zu slots)", ns);
+        CHECK(be->loss != NULL, "cpu backend carries the loss kernels (be->loss)");
+        CHECK(strcmp(be->ops->name, "cpu") == 0, "name");
     }
     dx_rng_init(&rng, 1234, DX_RNG_TEST, 1, 0);
     for (int i = 0; i < C_; i++) {
