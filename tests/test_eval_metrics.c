@@ -1,0 +1,350 @@
+/* test_eval_metrics.c - evaluation statistics against independent references
+ * computed here: brute-force pair counting for the AUC, a binormal
+ * simulation for the bootstrap CI (coverage and standard error), KKT
+ * conditions for the logistic regression, closed-form effective ranks,
+ * finite differences for the segmentation head's gradient, and the split's
+ * patient-level / stratification invariants. (sklearn/numpy/torch peers:
+ * test_eval_peer.sh.) */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/dx_rng.h"
+#include "dx_test.h"
+#include "eval/image_out.h"
+#include "eval/logreg.h"
+#include "eval/metrics.h"
+#include "eval/seghead.h"
+#include "eval/split.h"
+
+static double auc_pairs(const double *s, const int *y, int n) {
+    double num = 0, den = 0;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++)
+            if (y[i] && !y[j]) { num += s[i] > s[j] ? 1 : s[i] == s[j] ? 0.5 : 0; den += 1; }
+    return num / den;
+}
+
+static void test_auc(void) {
+    dx_rng r;
+    dx_rng_init(&r, 1, DX_RNG_TEST, 1, 0);
+    for (int t = 0; t < 20; t++) {
+        int n = 5 + (int)dx_rng_below(&r, 200);
+        double *s = malloc(n * sizeof *s);
+        int *y = malloc(n * sizeof *y), pos = 0;
+        for (int i = 0; i < n; i++) {
+            y[i] = dx_rng_uniform(&r) < 0.4;
+            pos += y[i];
+            s[i] = floor((dx_rng_normal(&r) + y[i]) * 4) / 4; /* many ties */
+        }
+        if (pos == 0 || pos == n) { y[0] = !y[0]; }
+        CHECK_CLOSE(dx_auc(s, y, n), auc_pairs(s, y, n), 1e-12, 0, "AUC vs pair counting");
+        free(s); free(y);
+    }
+    double s1[3] = {1, 2, 3};
+    int y1[3] = {1, 1, 1};
+    CHECK(isnan(dx_auc(s1, y1, 3)), "one class -> NAN");
+}
+
+/* Binormal model: scores N(0,1) for negatives, N(delta,1) for positives, so the
+ * true AUC is Phi(delta / sqrt 2). The 95% bootstrap CI must cover it in about
+ * 95% of simulated data sets, and the bootstrap SE must match the spread of
+ * the AUC estimates across data sets. Groups: clusters of 1-3 items sharing a
+ * random effect would change the truth, so clusters here are i.i.d. items
+ * grouped in pairs (pairs resampled together: still unbiased). */
+static void test_bootstrap(void) {
+    const int sims = 200, n = 120, nboot = 400;
+    const double delta = 1.0, truth = 0.5 * erfc(-(delta / sqrt(2.0)) / sqrt(2.0));
+    int cover = 0;
+    double sum = 0, sum2 = 0, se_mean = 0;
+    double *s = malloc(n * sizeof *s);
+    int *y = malloc(n * sizeof *y), *g = malloc(n * sizeof *g);
+    for (int k = 0; k < sims; k++) {
+        dx_rng r;
+        dx_rng_init(&r, 2, DX_RNG_TEST, 2, k);
+        for (int i = 0; i < n; i++) {
+            y[i] = i % 3 == 0;
+            s[i] = dx_rng_normal(&r) + delta * y[i];
+            g[i] = i / 2;
+        }
+        double a = dx_auc(s, y, n);
+        dx_boot_ci ci;
+        dx_err e = {0};
+        dx_status st = dx_auc_bootstrap(s, y, g, n, nboot, 0.95, 99 + k, &ci, &e);
+        if (st) { CHECK(0, "bootstrap failed: %s", e.msg); break; }
+        cover += ci.lo <= truth && truth <= ci.hi;
+        sum += a;
+        sum2 += a * a;
+        se_mean += ci.se;
+    }
+    double mean = sum / sims, sd = sqrt((sum2 - sims * mean * mean) / (sims - 1));
+    se_mean /= sims;
+    printf("bootstrap: true AUC %.4f, mean estimate %.4f, sd across sims %.4f, mean bootstrap SE %.4f, coverage %d/%d\n",
+           truth, mean, sd, se_mean, cover, sims);
+    /* binomial(200, 0.95): 2.5-97.5% range is about 184..196; percentile CIs under-cover a little at n=120 */
+    CHECK(cover >= 176 && cover <= 198, "coverage %d/%d", cover, sims);
+    CHECK(fabs(se_mean / sd - 1) < 0.2, "bootstrap SE %.4f vs empirical sd %.4f", se_mean, sd);
+    CHECK(fabs(mean - truth) < 0.01, "AUC estimate unbiased: %.4f vs %.4f", mean, truth);
+
+    /* determinism and seed sensitivity */
+    dx_boot_ci a, b, c;
+    dx_auc_bootstrap(s, y, g, n, 200, 0.95, 5, &a, NULL);
+    dx_auc_bootstrap(s, y, g, n, 200, 0.95, 5, &b, NULL);
+    dx_auc_bootstrap(s, y, g, n, 200, 0.95, 6, &c, NULL);
+    CHECK(a.lo == b.lo && a.hi == b.hi && a.se == b.se, "same seed, same CI");
+    CHECK(a.lo != c.lo || a.hi != c.hi, "other seed, other CI");
+    /* whole groups are resampled: if every group holds one positive and one
+     * negative with the same order, every replicate has AUC 1 */
+    for (int i = 0; i < n; i++) { g[i] = i / 2; y[i] = i % 2; s[i] = (i / 2) * 10 + y[i]; }
+    dx_auc_bootstrap(s, y, g, n, 100, 0.95, 1, &a, NULL);
+    CHECK(a.n_redrawn == 0, "paired groups never give a one-class replicate");
+    /* non-contiguous group ids are fine */
+    for (int i = 0; i < n; i++) g[i] = 1000 + 7 * (i / 4);
+    CHECK(dx_auc_bootstrap(s, y, g, n, 50, 0.95, 1, &a, NULL) == DX_OK, "sparse group ids");
+    free(s); free(y); free(g);
+}
+
+static void test_dice_iou(void) {
+    uint8_t a[8] = {1, 1, 1, 0, 0, 0, 1, 0}, b[8] = {1, 1, 0, 0, 1, 0, 1, 0}, z[8] = {0};
+    /* |A| = 4, |B| = 4, |A^B| = 3, |AvB| = 5 */
+    CHECK_CLOSE(dx_dice(a, b, 8), 6.0 / 8, 1e-15, 0, "dice");
+    CHECK_CLOSE(dx_iou(a, b, 8), 3.0 / 5, 1e-15, 0, "iou");
+    CHECK_CLOSE(dx_dice(z, z, 8), 1, 0, 0, "both empty");
+    CHECK_CLOSE(dx_dice(a, z, 8), 0, 0, 0, "one empty");
+    double d = dx_dice(a, b, 8);
+    CHECK_CLOSE(dx_iou(a, b, 8), d / (2 - d), 1e-15, 0, "IoU = D / (2 - D)");
+}
+
+static void test_logreg(void) {
+    const int n = 150, d = 6;
+    double *X = malloc(n * d * sizeof *X);
+    int *y = malloc(n * sizeof *y);
+    dx_rng r;
+    dx_rng_init(&r, 3, DX_RNG_TEST, 3, 0);
+    for (int i = 0; i < n; i++) {
+        double z = 0.3;
+        for (int j = 0; j < d; j++) { X[i * d + j] = dx_rng_normal(&r); z += (j - 2.5) * 0.4 * X[i * d + j]; }
+        y[i] = z + dx_rng_normal(&r) > 0;
+    }
+    const double Cs[3] = {0.01, 1, 1000};
+    for (int c = 0; c < 3; c++) {
+        dx_logreg m;
+        dx_err e = {0};
+        CHECK(dx_logreg_fit(&m, X, y, n, d, Cs[c], 100, 1e-12, &e) == DX_OK, "fit: %s", e.msg);
+        /* stationarity: w + C X^T (p - y) = 0 and sum (p - y) = 0 */
+        double g[7] = {0}, worst = 0;
+        for (int i = 0; i < n; i++) {
+            double z = m.b;
+            for (int j = 0; j < d; j++) z += X[i * d + j] * m.w[j];
+            double res = 1 / (1 + exp(-z)) - y[i];
+            for (int j = 0; j < d; j++) g[j] += Cs[c] * X[i * d + j] * res;
+            g[d] += res;
+        }
+        for (int j = 0; j < d; j++) worst = fmax(worst, fabs(g[j] + m.w[j]));
+        worst = fmax(worst, fabs(g[d]));
+        CHECK(worst < 1e-8 * fmax(1, Cs[c] * n), "KKT residual %.3g at C=%g", worst, Cs[c]);
+        dx_logreg_free(&m);
+    }
+    /* separable data with a small penalty stays finite */
+    for (int i = 0; i < n; i++) y[i] = X[i * d] > 0;
+    dx_logreg m;
+    CHECK(dx_logreg_fit(&m, X, y, n, d, 1e4, 100, 1e-12, NULL) == DX_OK, "separable data");
+    CHECK(isfinite(m.w[0]) && m.w[0] > 0, "separable: w0 = %g", m.w[0]);
+    dx_logreg_free(&m);
+    dx_err e = {0};
+    CHECK(dx_logreg_fit(&m, X, y, n, d, -1, 100, 1e-12, &e) == DX_EINVAL, "C <= 0 rejected");
+    free(X); free(y);
+}
+
+static void test_erank(void) {
+    /* rows +-s_k e_k (column-centred): singular values sqrt(2) s_k exactly */
+    const int d = 10;
+    const double sv[5] = {5, 4, 3, 2, 1};
+    float X[10 * 10] = {0};
+    for (int k = 0; k < 5; k++) { X[(2 * k) * d + k] = (float)sv[k]; X[(2 * k + 1) * d + k] = (float)-sv[k]; }
+    double er, tot = 0, h = 0;
+    CHECK(dx_effective_rank(X, 10, d, &er, NULL) == DX_OK, "erank");
+    for (int k = 0; k < 5; k++) tot += sv[k];
+    for (int k = 0; k < 5; k++) h -= sv[k] / tot * log(sv[k] / tot);
+    CHECK_CLOSE(er, exp(h), 1e-9, 0, "erank of a known spectrum");
+    float Y[8 * 4] = {0};
+    for (int k = 0; k < 4; k++) { Y[(2 * k) * 4 + k] = 2; Y[(2 * k + 1) * 4 + k] = -2; }
+    CHECK(dx_effective_rank(Y, 8, 4, &er, NULL) == DX_OK, "erank");
+    CHECK_CLOSE(er, 4, 1e-9, 0, "equal singular values: erank = rank");
+    float Z[6 * 3];
+    for (int i = 0; i < 18; i++) Z[i] = 1.5f; /* all rows equal: centred matrix is zero */
+    CHECK(dx_effective_rank(Z, 6, 3, &er, NULL) == DX_OK && er == 0, "collapsed features: erank 0");
+
+    /* Jacobi: trace and Frobenius invariants on a random symmetric matrix */
+    const int m = 25;
+    double A[25 * 25], A0[25 * 25], ev[25];
+    dx_rng r;
+    dx_rng_init(&r, 4, DX_RNG_TEST, 4, 0);
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j <= i; j++) A[i * m + j] = A[j * m + i] = dx_rng_normal(&r);
+    memcpy(A0, A, sizeof A);
+    CHECK(dx_sym_eigvals(A, m, ev, NULL) == DX_OK, "jacobi");
+    double tr = 0, fro = 0, str = 0, sfro = 0;
+    for (int i = 0; i < m; i++) { tr += A0[i * m + i]; str += ev[i]; sfro += ev[i] * ev[i]; }
+    for (int i = 0; i < m * m; i++) fro += A0[i] * A0[i];
+    CHECK_CLOSE(str, tr, 1e-10, 0, "sum of eigenvalues = trace");
+    CHECK_CLOSE(sfro, fro, 1e-9, 1e-12, "sum of squared eigenvalues = |A|_F^2");
+    int sorted = 1;
+    for (int i = 1; i < m; i++) sorted &= ev[i] <= ev[i - 1];
+    CHECK(sorted, "descending");
+}
+
+static void test_cosine_knn(void) {
+    const int n = 30, d = 5;
+    float X[30 * 5];
+    dx_rng r;
+    dx_rng_init(&r, 5, DX_RNG_TEST, 5, 0);
+    for (int i = 0; i < n * d; i++) X[i] = (float)dx_rng_normal(&r) + 0.7f;
+    double tot = 0;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++) {
+            if (i == j) continue;
+            double ab = 0, aa = 0, bb = 0;
+            for (int k = 0; k < d; k++) {
+                double u = X[i * d + k], v = X[j * d + k];
+                ab += u * v; aa += u * u; bb += v * v;
+            }
+            tot += ab / sqrt(aa * bb);
+        }
+    CHECK_CLOSE(dx_mean_pairwise_cosine(X, n, d), tot / (n * (n - 1)), 1e-12, 0, "pairwise cosine vs O(n^2)");
+    float same[4 * 3] = {1, 2, 3, 2, 4, 6, 0.5f, 1, 1.5f, 3, 6, 9};
+    CHECK_CLOSE(dx_mean_pairwise_cosine(same, 4, 3), 1, 1e-12, 0, "parallel rows: cosine 1");
+    /* k-NN: queries equal to a training row of a cluster get that cluster */
+    int y[30], pred[30];
+    for (int i = 0; i < n; i++) {
+        y[i] = i < 15;
+        for (int k = 0; k < d; k++) X[i * d + k] = (float)(0.05 * dx_rng_normal(&r) + (k == (y[i] ? 0 : 1)));
+    }
+    CHECK(dx_knn_cosine(X, y, n, X, n, d, 5, pred, NULL) == DX_OK, "knn");
+    int ok = 0;
+    for (int i = 0; i < n; i++) ok += pred[i] == y[i];
+    CHECK(ok == n, "two clusters: %d/%d", ok, n);
+    /* even k, tie in the vote -> 0 (sklearn's mode keeps the smaller label) */
+    float T[4 * 2] = {1, 0, 1, 0.01f, 1, -0.01f, 1, 0.02f};
+    int ty[4] = {1, 0, 1, 0}, tp;
+    float q[2] = {1, 0};
+    dx_knn_cosine(T, ty, 4, q, 1, 2, 4, &tp, NULL);
+    CHECK(tp == 0, "vote tie -> 0");
+}
+
+static void test_seghead(void) {
+    /* finite differences of the loss w.r.t. (w, b) */
+    const int n = 3, Hp = 3, Wp = 4, D = 5, H = 12, W = 16, P = Hp * Wp;
+    float *f = malloc((size_t)n * P * D * sizeof *f);
+    uint8_t *m = malloc((size_t)n * H * W);
+    dx_rng r;
+    dx_rng_init(&r, 6, DX_RNG_TEST, 6, 0);
+    for (int i = 0; i < n * P * D; i++) f[i] = (float)dx_rng_normal(&r);
+    for (int i = 0; i < n * H * W; i++) m[i] = dx_rng_uniform(&r) < 0.3;
+    double mu[5], sd[5], w[5];
+    for (int j = 0; j < D; j++) { mu[j] = 0.1 * j; sd[j] = 1 + 0.2 * j; w[j] = dx_rng_normal(&r); }
+    dx_seghead h = {D, mu, sd, w, 0.3};
+    double g[6], worst = 0;
+    dx_seghead_loss(&h, f, m, n, Hp, Wp, H, W, g);
+    for (int j = 0; j <= D; j++) {
+        double *p = j < D ? &w[j] : &h.b, keep = *p, eps = 1e-5;
+        *p = keep + eps;
+        double lp = dx_seghead_loss(&h, f, m, n, Hp, Wp, H, W, NULL);
+        *p = keep - eps;
+        double lm = dx_seghead_loss(&h, f, m, n, Hp, Wp, H, W, NULL);
+        *p = keep;
+        worst = fmax(worst, fabs((lp - lm) / (2 * eps) - g[j]));
+    }
+    CHECK(worst < 1e-7, "seg head gradient vs finite differences: %.3g", worst);
+    free(f); free(m);
+
+    /* a learnable problem: patch features carry the block's label */
+    const int n2 = 8, Hp2 = 6, S = 48, P2 = 36, D2 = 4;
+    float *f2 = malloc((size_t)n2 * P2 * D2 * sizeof *f2);
+    uint8_t *m2 = calloc((size_t)n2 * S * S, 1);
+    for (int i = 0; i < n2; i++)
+        for (int p = 0; p < P2; p++) {
+            int py = p / Hp2, px = p % Hp2, fg = abs(py - 2 - i % 2) <= 1 && abs(px - 2) <= 1;
+            for (int k = 0; k < D2; k++) f2[((size_t)i * P2 + p) * D2 + k] = (float)(0.2 * dx_rng_normal(&r) + (k == 0 ? 2.0 * fg : 0));
+            if (fg)
+                for (int y = py * 8; y < py * 8 + 8; y++)
+                    for (int x = px * 8; x < px * 8 + 8; x++) m2[((size_t)i * S + y) * S + x] = 1;
+        }
+    dx_seghead h2;
+    double loss;
+    CHECK(dx_seghead_train(&h2, f2, m2, n2, Hp2, Hp2, D2, S, S, 300, 0.05, &loss, NULL) == DX_OK, "seg train");
+    float *prob = malloc((size_t)S * S * sizeof *prob);
+    uint8_t *pred = malloc((size_t)S * S);
+    double dice = 0;
+    for (int i = 0; i < n2; i++) {
+        dx_seghead_predict(&h2, f2 + (size_t)i * P2 * D2, Hp2, Hp2, S, S, prob);
+        for (int q = 0; q < S * S; q++) pred[q] = prob[q] >= 0.5f;
+        dice += dx_dice(pred, m2 + (size_t)i * S * S, S * S) / n2;
+    }
+    printf("seg head on a learnable toy problem: loss %.4f, Dice %.3f\n", loss, dice);
+    CHECK(dice > 0.85, "Dice %.3f", dice);
+    dx_seghead_free(&h2);
+    free(f2); free(m2); free(prob); free(pred);
+
+    float c[6] = {2, 2, 2, 2, 2, 2}, o[35];
+    dx_bilinear_resize(c, 2, 3, o, 5, 7);
+    int allc = 1;
+    for (int i = 0; i < 35; i++) allc &= fabsf(o[i] - 2) < 1e-6f;
+    CHECK(allc, "bilinear keeps constants");
+}
+
+static void test_split(void) {
+    enum { N = 103 };
+    int strat[N], out[N], out2[N], out3[N];
+    for (int i = 0; i < N; i++) strat[i] = i % 7 == 0 ? 2 : i % 3 == 0 ? 1 : 0;
+    CHECK(dx_split_patients(strat, N, 0.2, 0.2, 11, out, NULL) == DX_OK, "split");
+    dx_split_patients(strat, N, 0.2, 0.2, 11, out2, NULL);
+    dx_split_patients(strat, N, 0.2, 0.2, 12, out3, NULL);
+    CHECK(!memcmp(out, out2, sizeof out), "deterministic");
+    CHECK(memcmp(out, out3, sizeof out), "seed matters");
+    for (int s = 0; s < 3; s++) {
+        int m = 0, c[3] = {0, 0, 0};
+        for (int i = 0; i < N; i++)
+            if (strat[i] == s) { m++; c[out[i]]++; }
+        CHECK(c[DX_SPLIT_TEST] == (int)floor(0.2 * m + 0.5) && c[DX_SPLIT_VAL] == (int)floor(0.2 * m + 0.5),
+              "stratum %d: %d patients -> test %d val %d", s, m, c[2], c[1]);
+    }
+    dx_err e = {0};
+    CHECK(dx_split_patients(strat, N, 0.5, 0.5, 1, out, &e) == DX_EINVAL, "fractions must leave train");
+}
+
+static void test_image_out(void) {
+    char *b = dx_base64((const uint8_t *)"foobar", 6);
+    CHECK(!strcmp(b, "Zm9vYmFy"), "base64 %s", b);
+    free(b);
+    b = dx_base64((const uint8_t *)"fooba", 5);
+    CHECK(!strcmp(b, "Zm9vYmE="), "base64 %s", b);
+    free(b);
+    b = dx_base64((const uint8_t *)"f", 1);
+    CHECK(!strcmp(b, "Zg=="), "base64 %s", b);
+    free(b);
+    uint8_t rgb[4 * 3 * 3];
+    float gray[12], heat[12];
+    for (int i = 0; i < 12; i++) { gray[i] = i / 11.0f; heat[i] = 0; }
+    dx_overlay_heat(gray, heat, 3, 4, 0.6f, rgb);
+    CHECK(rgb[0] == 0 && rgb[33] == 255 && rgb[34] == 255, "zero heat leaves the grey image");
+    uint8_t *png;
+    size_t len;
+    CHECK(dx_png_encode_rgb(rgb, 4, 3, &png, &len, NULL) == DX_OK, "png");
+    CHECK(len > 8 && !memcmp(png, "\x89PNG\r\n\x1a\n", 8), "PNG signature");
+    free(png);
+}
+
+int main(void) {
+    test_auc();
+    test_bootstrap();
+    test_dice_iou();
+    test_logreg();
+    test_erank();
+    test_cosine_knn();
+    test_seghead();
+    test_split();
+    test_image_out();
+    return dx_test_summary();
+}
