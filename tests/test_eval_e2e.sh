@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# test_eval_e2e.sh - `dinox eval` and `dinox report` end to end on a synthetic
+# store: synth (12 patients, 128 px) -> ingest -> a tiny training run with
+# checkpoints -> eval --run --track (teacher of the newest checkpoint) and
+# eval --weights of the exported backbone (must give the same numbers) ->
+# report --compare -> headless Chromium renders it (screenshot; skipped with a
+# message if chromium is not installed).
+# Checks: eval.json keys, patient-level split.json, attention PNG geometry,
+# the checkpoint track, a self-contained HTML page.
+set -euo pipefail
+: "${DINOX:?}" "${DINOX_SOURCE_DIR:?}"
+PY=/usr/bin/python3
+DINOX=$(readlink -f "$DINOX")
+work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+cd "$work"
+"$DINOX" synth --out synth --patients 12 --size 128 --seed 1 >/dev/null 2>&1
+"$DINOX" ingest synth --out store >/dev/null 2>&1
+SET=(model.dim=32 model.depth=2 model.heads=2 model.registers=2 heads.dino_hidden=32 heads.dino_bottleneck=16
+     heads.dino_k=64 heads.ibot_hidden=32 heads.ibot_bottleneck=16 heads.ibot_k=64 train.batch_size=4
+     crops.local_count=2 crops.global_size=32 crops.local_size=16 train.epochs=1 train.log_every=1
+     train.threads=2 train.epoch_length=20 train.ckpt_every_steps=5 train.keep_last=10)
+"$DINOX" train --quiet -c "$DINOX_SOURCE_DIR/configs/demo.yaml" --store store --out run "${SET[@]}" 2>/dev/null
+ls run/checkpoints
+
+# 1. from the run: config.yaml + newest checkpoint (no backbone.safetensors yet), with the track
+"$DINOX" eval --store store --run run --out run/eval --size 64 --min-readers 2 --track --boot 200
+# 2. the exported teacher backbone, same config: identical results expected
+"$DINOX" export run --out backbone.safetensors 2>/dev/null
+"$DINOX" eval --store store --weights backbone.safetensors --config run/config.yaml --out ev2 --size 64 \
+    --min-readers 2 --boot 200 --also backbone.safetensors
+# 3. a variant (2D input) for the comparison table
+"$DINOX" eval --store store --weights backbone.safetensors --config run/config.yaml --out ev3 --size 64 \
+    --min-readers 2 --boot 200 --no-25d --no-random-baseline --attention 1
+
+$PY - <<'PYEOF'
+import json, struct, sys
+fails = 0
+def check(ok, what):
+    global fails
+    print(("ok   " if ok else "FAIL ") + what)
+    fails += not ok
+def get(d, dotted):
+    for k in dotted.split("."):
+        d = d[k]
+    return d
+a = json.load(open("run/eval/eval.json"))
+b = json.load(open("ev2/eval.json"))
+c = json.load(open("ev3/eval.json"))
+keys = ["probe.test_auc", "probe.test_auc_ci", "probe.n_train", "probe.n_test", "baselines.size_only_auc",
+        "baselines.random_init_auc", "knn.test_accuracy", "seg.test_dice", "seg.test_iou",
+        "collapse.patch_cosine", "collapse.effective_rank"]
+for k in keys:
+    try:
+        v = get(a, k)
+        ok = v is None or isinstance(v, (int, float)) or (isinstance(v, list) and len(v) == 2)
+    except KeyError:
+        ok = False
+    check(ok, "eval.json has %s = %r" % (k, get(a, k) if ok else None))
+check(isinstance(a["probe"]["n_train"], (int, float)) and a["probe"]["n_train"] > 0, "probe trained on %s nodules" % a["probe"]["n_train"])
+check(0 <= a["seg"]["test_dice"] <= 1 and 0 <= a["seg"]["test_iou"] <= a["seg"]["test_dice"] + 1e-12, "Dice/IoU in range, IoU <= Dice")
+check(-1 <= a["collapse"]["patch_cosine"] <= 1 and 1 <= a["collapse"]["effective_rank"] <= a["model"]["dim"],
+      "patch cosine %.4f, effective rank %.2f of dim %d" % (a["collapse"]["patch_cosine"], a["collapse"]["effective_rank"], a["model"]["dim"]))
+check("step 20" in a["model"]["source"], "--run used the newest checkpoint: %s" % a["model"]["source"])
+same = all(get(a, k) == get(b, k) for k in keys)
+check(same, "checkpoint teacher and exported backbone give identical results")
+check(b["baselines"]["extra"][0]["probe"]["test_auc"] == b["probe"]["test_auc"] or b["probe"]["test_auc"] is None,
+      "--also with the same file reproduces the main probe")
+check(a["baselines"]["random_init"]["source"].startswith("random init"), "random-init baseline evaluated")
+check(c["data"]["stack25d"] is False and a["data"]["stack25d"] is True, "--no-25d recorded")
+# split: patient level
+s = json.load(open("run/eval/split.json"))
+per = {}
+for n in s["nodules"]:
+    per.setdefault(n["patient_id"], set()).add(n["split"])
+check(all(len(v) == 1 for v in per.values()), "every patient's nodules are in one split")
+check(all(s["patients"][p] == list(v)[0] for p, v in per.items()), "nodule split = patient split")
+check(set(s["patients"].values()) <= {"train", "val", "test"} and len(s["patients"]) == 12, "12 patients split")
+# attention PNGs: (heads + 2) tiles of 128 px (64 px crops shown x2)
+for e in a["attention"]:
+    raw = open("run/eval/" + e["file"], "rb").read()
+    w, h = struct.unpack(">II", raw[16:24])
+    check(raw[:8] == b"\x89PNG\r\n\x1a\n" and w == 128 * (a["model"]["heads"] + 2) and h == 128, "%s %dx%d" % (e["file"], w, h))
+t = json.load(open("run/eval/collapse_track.json"))
+check([e["step"] for e in t] == [0, 5, 10, 15, 20], "track over checkpoints %s" % [e["step"] for e in t])
+check(t[-1]["patch_cosine"] == a["collapse"]["patch_cosine"], "track's last step = the main evaluation")
+sys.exit(1 if fails else 0)
+PYEOF
+
+"$DINOX" report run --compare ev2 ev3
+test -s run/report.html
+$PY - <<'PYEOF'
+import re, sys
+h = open("run/report.html").read()
+bad = [p for p in ("<script", "<link", "src=\"http", "href=\"http", "url(") if p in h]
+print("external references / scripts:", bad or "none")
+svgs = h.count("<svg")
+imgs = h.count("data:image/png;base64,")
+rows = len(re.findall(r"<tr><td>(run|ev2|ev3)</td>", h))
+print("svg charts %d, inline PNGs %d, comparison rows %d" % (svgs, imgs, rows))
+ok = not bad and svgs >= 10 and imgs >= 1 and rows == 3 and "Malignancy probe" in h
+sys.exit(0 if ok else 1)
+PYEOF
+
+# no metrics / no eval: still a valid page
+mkdir empty_run
+"$DINOX" report empty_run
+grep -q "no eval.json" empty_run/report.html
+
+CHROME=$(command -v chromium || command -v chromium-browser || command -v google-chrome || true)
+if [ -z "$CHROME" ]; then
+    echo "SKIP: chromium not installed (apt-get install chromium) - report not rendered"
+    exit 0
+fi
+export HOME="$work"   # chromium writes a profile under $HOME
+timeout 120 "$CHROME" --headless --no-sandbox --disable-gpu --hide-scrollbars --enable-logging=stderr --v=0 \
+    --window-size=1400,3200 --screenshot="$work/report.png" "file://$work/run/report.html" 2>chrome.log || true
+timeout 120 "$CHROME" --headless --no-sandbox --disable-gpu --dump-dom "file://$work/run/report.html" \
+    >dom.html 2>/dev/null || true
+if grep -E "CONSOLE|Uncaught|Not allowed to load" chrome.log; then
+    echo "FAIL: console errors while rendering the report"
+    exit 1
+fi
+$PY - "$work/report.png" <<'PYEOF'
+import struct, sys
+raw = open(sys.argv[1], "rb").read()
+w, h = struct.unpack(">II", raw[16:24])
+print("screenshot %dx%d, %d bytes" % (w, h, len(raw)))
+sys.exit(0 if raw[:8] == b"\x89PNG\r\n\x1a\n" and w == 1400 and len(raw) > 20000 else 1)
+PYEOF
+grep -q "Malignancy probe" dom.html && grep -q "<svg" dom.html
+mkdir -p "${DINOX_BINARY_DIR:-$work}/test_artifacts" && cp "$work/report.png" "${DINOX_BINARY_DIR:-$work}/test_artifacts/eval_report.png"
+echo "report rendered: ${DINOX_BINARY_DIR:-$work}/test_artifacts/eval_report.png"
