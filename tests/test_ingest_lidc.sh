@@ -127,10 +127,16 @@ rc=$?
 check "[ $rc -eq 0 ] && grep -q '3 already stored' '$T/err2' && grep -q '0 to add' '$T/err2'" "re-run: $(cat "$T/err2")"
 check "[ '$sum1' = \"\$(md5sum <'$T/store/index.dxs')\" ]" "index unchanged by a no-op re-run"
 # a new series appears: only it is added
-$PY "$L/gen_ct.py" "$T/in/LIDC-IDRI-9004" --series 1.2.3.4.5 --study 1.2.3.4 --patient LIDC-IDRI-9004 --nx 16 \
-    --ny 16 --nz 3 --seed 4 || bad "gen D"
+$PY "$L/gen_ct.py" "$T/in/LIDC-IDRI-9004" --series 1.2.3.4.5 --study 1.2.3.4 --patient LIDC-IDRI-9004 --nx 64 \
+    --ny 64 --nz 8 --seed 4 || bad "gen D"
 $D ingest "$T/in" --out "$T/store" --no-progress >/dev/null 2>"$T/err3"
 check "grep -q 'added 1 series' '$T/err3' && grep -q 'store now 4 series' '$T/err3'" "incremental add: $(cat "$T/err3")"
+# its reads arrive later: the series is re-ingested with its mask, nothing else
+$PY "$L/make_blob_xml.py" "$T/in/LIDC-IDRI-9004/late.xml" --series 1.2.3.4.5 --sop-prefix 1.2.3.4.5.4 --nx 64 \
+    --ny 64 --nz 8 --seed 9 --nodules 2 || bad "gen D xml"
+$D ingest "$T/in" --out "$T/store" --no-progress >/dev/null 2>"$T/err3"
+check "grep -q 'added 1 series' '$T/err3' && grep -q 'store now 4 series' '$T/err3'" "late XML re-ingest: $(cat "$T/err3")"
+$D store export "$T/store" --series 1.2.3.4.5 --out "$T/mask_D.npy" --mask || bad "mask of late-XML series"
 
 # a series with a missing slice is stored and flagged
 $PY "$L/gen_ct.py" "$T/in/LIDC-IDRI-9005" --series 1.2.3.4.6 --study 1.2.3.4 --patient LIDC-IDRI-9005 --nx 16 \

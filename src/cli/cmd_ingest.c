@@ -30,7 +30,8 @@ static void ingest_usage(FILE *f) {
             "reads LIDC XML annotations (LidcReadMessage) and NIfTI volumes (.nii, .nii.gz),\n"
             "and adds every series not yet in STORE: int16 HU volume, geometry, patient ID,\n"
             "consensus nodule labels and the nodule table (STORE/nodules.csv).\n"
-            "Re-running skips stored series; an interrupted run leaves a valid store.\n"
+            "Re-running skips stored series (except a series stored without annotations whose\n"
+            "LIDC XML has appeared since); an interrupted run leaves a valid store.\n"
             "\n"
             "  --out STORE         store directory (created if missing)\n"
             "  --force             re-ingest series that are already stored\n"
@@ -130,6 +131,21 @@ typedef struct {
     const char *path;
     char uid[DX_UID_MAX];
 } work_item;
+
+/* 1 if the series must be (re)written: not stored yet, --force, or stored
+ * without a mask while LIDC reads for it are now in the input. */
+static int needs_work(const dx_store_writer *w, const char *uid, int force, int has_xml) {
+    if (force) return 1;
+    for (int i = 0; i < w->idx.n_series; i++)
+        if (!strcmp(w->idx.series[i].series_uid, uid)) return has_xml && !w->idx.series[i].has_mask;
+    return 1;
+}
+
+static int xml_index(const xml_entry *xmls, int nxml, const char *uid) {
+    for (int j = 0; j < nxml; j++)
+        if (!strcmp(xmls[j].read.series_uid, uid)) return j;
+    return -1;
+}
 
 /* Series UID for a NIfTI file: its base name without extension. */
 static void nifti_uid(const char *path, char *uid) {
@@ -273,7 +289,7 @@ int cmd_ingest(int argc, char **argv) {
         nw++;
     }
     int todo = 0;
-    for (int i = 0; i < nw; i++) todo += force || !dx_store_writer_has(&w, work[i].uid);
+    for (int i = 0; i < nw; i++) todo += needs_work(&w, work[i].uid, force, xml_index(xmls, nxml, work[i].uid) >= 0);
     fprintf(stderr, "ingest: %d series (%d DICOM, %d NIfTI), %d LIDC XML files for %d series; %d to add\n", nw,
             list.n_series, nnifti, xml_files, nxml, todo);
 
@@ -284,14 +300,14 @@ int cmd_ingest(int argc, char **argv) {
     int rc = 0;
     for (int i = 0; i < nw; i++) {
         work_item *it = &work[i];
-        int xi = -1;
-        for (int j = 0; j < nxml; j++)
-            if (!strcmp(xmls[j].read.series_uid, it->uid)) xi = j;
+        int xi = xml_index(xmls, nxml, it->uid);
         if (xi >= 0) xmls[xi].used = 1;
-        if (!force && dx_store_writer_has(&w, it->uid)) {
+        if (!needs_work(&w, it->uid, force, xi >= 0)) {
             already++;
             continue;
         }
+        if (!force && dx_store_writer_has(&w, it->uid))
+            DX_INFO("series %s: stored without annotations, LIDC reads found now: re-ingesting", it->uid);
         dx_volume v;
         memset(&v, 0, sizeof v);
         dx_status st;
