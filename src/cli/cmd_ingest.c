@@ -37,8 +37,8 @@ static void ingest_usage(FILE *f) {
             "  --force             re-ingest series that are already stored\n"
             "  --metric min|centroid  annotation distance for clustering (min: pylidc default,\n"
             "                      closest contour points in (row, col, slice) index units)\n"
-            "  --tol T             clustering tolerance in index units (default: slice spacing\n"
-            "                      in mm, as pylidc uses slice_thickness)\n"
+            "  --tol T             clustering tolerance in index units (default: the series'\n"
+            "                      SliceThickness in mm, as pylidc; else the slice spacing)\n"
             "  --max-per-nodule N  shrink tol while a cluster holds more marks (4)\n"
             "  --allow-same-reader allow two marks of one reading session in a cluster (pylidc)\n"
             "  --clevel C          consensus agreement level (0.5)\n"
@@ -313,11 +313,13 @@ int cmd_ingest(int argc, char **argv) {
         dx_status st;
         const char *src;
         int flags = 0;
+        dx_lidc_cluster_opts sopt = copt; /* per series: pylidc's tol is the scan's SliceThickness */
         if (it->kind == 0) {
             dx_series_report rep;
             memset(&rep, 0, sizeof rep);
             src = list.series[it->series].slices[0].path;
             st = dx_series_load(&list.series[it->series], &v, &rep, &err);
+            if (copt.tol <= 0 && rep.slice_thickness > 0) sopt.tol = rep.slice_thickness;
             flags = (rep.n_gaps ? DX_STORE_FLAG_GAPS : 0) | (rep.nonuniform ? DX_STORE_FLAG_NONUNIFORM : 0) |
                     (rep.n_duplicates ? DX_STORE_FLAG_DUPLICATES : 0);
             if (!st && (rep.n_gaps || rep.nonuniform || rep.n_duplicates))
@@ -347,7 +349,7 @@ int cmd_ingest(int argc, char **argv) {
             labels = malloc((size_t)v.nx * v.ny * v.nz);
             int unresolved = 0;
             dx_lidc_map_stats ms;
-            st = labels ? dx_lidc_nodules_build(&xmls[xi].read, &v, &copt, labels, &rows, &nrows, &ms, &unresolved,
+            st = labels ? dx_lidc_nodules_build(&xmls[xi].read, &v, &sopt, labels, &rows, &nrows, &ms, &unresolved,
                                                 &err)
                         : dx_fail(&err, DX_ENOMEM, "labels");
             if (!st) {

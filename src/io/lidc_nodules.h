@@ -75,7 +75,8 @@ typedef enum { DX_LIDC_METRIC_MIN = 0, DX_LIDC_METRIC_CENTROID } dx_lidc_metric;
 
 typedef struct dx_lidc_cluster_opts {
     dx_lidc_metric metric;
-    double tol;          /* <= 0: the slice spacing in mm used as a voxel count (pylidc's slice_thickness) */
+    double tol;          /* <= 0: the slice spacing in mm used as a voxel count (pylidc uses the
+                          * DICOM SliceThickness; dinox ingest passes that when known) */
     double factor;       /* 0.9 */
     double min_tol;      /* 0.1 */
     int max_per_cluster; /* 4 */
