@@ -71,13 +71,13 @@ typedef struct synth_scan {
     char (*sop_uid)[SYNTH_UID_MAX]; /* [nz], owned, indexed by slice (z order) */
 } synth_scan;
 
-/* Draws the protocol of one patient. slices_max caps nz; z-extent is chosen
- * by synth_anatomy, so this leaves z NULL (see synth_scan_set_z). */
+/* Draws the protocol of one patient. The z-extent depends on the anatomy, so
+ * z stays NULL until synth_scan_set_z (which applies the slices_max cap). */
 void synth_scan_draw(synth_scan *s, uint64_t seed, int patient, int size);
 dx_status synth_scan_set_z(synth_scan *s, double z_lo, double z_hi, int slices_max, uint64_t seed,
                            dx_err *err);
 void synth_scan_free(synth_scan *s);
-/* Instance number (1-based) of slice k, and slice of an instance. */
+/* Instance number (1-based) of slice k. */
 int synth_scan_instance(const synth_scan *s, int k);
 
 /* A tapered capsule: vessels, airways, ribs, spicules, aorta. */
@@ -164,8 +164,6 @@ void synth_anatomy_free(synth_anatomy *an);
 int synth_in_lung(const synth_anatomy *an, double x, double y, double z);
 /* Side of the lung at x: 0 = right (x < med_x), 1 = left. */
 int synth_lung_side(const synth_anatomy *an, double x);
-/* Distance from (x,y,z) to the nearest lung boundary along the in-plane
- * direction, estimated by marching; used to place juxta-pleural nodules. */
 /* Renders the anatomy (no lesions) of plane z into buf[h][w], sample (u,v) at
  * (x0 + u*step, y0 + v*step). */
 void synth_anatomy_plane(const synth_anatomy *an, double z, double x0, double y0, double step, int w,
@@ -228,7 +226,7 @@ typedef struct synth_render_ctx {
 dx_status synth_render_slice(const synth_render_ctx *ctx, int k, int16_t *hu_out, dx_err *err);
 /* Tissue labels of slice k at the slice centre (pixel centres), [ny][nx]. */
 void synth_render_labels(const synth_render_ctx *ctx, int k, uint8_t *lab);
-/* Stored value of an HU pixel (inside FOV) and whether (i,j) is outside the FOV circle. */
+/* 1 if pixel (i, j) lies outside the reconstruction circle (gets the padding value). */
 int synth_outside_fov(const synth_scan *s, int i, int j);
 
 /* DICOM Part-10 writer for one CT slice. stored: [ny][nx] stored values. */

@@ -94,11 +94,9 @@ dx_status synth_truth_write(const char *gt_dir, const synth_scan *s, const synth
         dx_status st = synth_npy_write(path, "|u1", mk->m, mshape, 3, err);
         if (st) { cJSON_Delete(root); return st; }
         double cmm[3] = {s->x0 + mk->cen[0] * s->ps, s->y0 + mk->cen[1] * s->ps, 0};
-        int kc = (int)(mk->cen[2] + 0.5);
         double fz = mk->cen[2] - (int)mk->cen[2];
         int k0 = (int)mk->cen[2], k1 = k0 + 1 < s->nz ? k0 + 1 : k0;
         cmm[2] = s->z[k0] + fz * (s->z[k1] - s->z[k0]);
-        (void)kc;
         cJSON *o = cJSON_CreateObject();
         cJSON_AddNumberToObject(o, "index", i);
         cJSON_AddStringToObject(o, "class", cls_name[L->cls]);
