@@ -13,10 +13,12 @@
 #     minus contour points, >= 50% of readers) matches the true masks
 #     (centroid within 1 voxel, Dice >= 0.8 for nodules with >= 2 readers
 #     and >= 20 true voxels; median Dice over all reported);
-#  6. same seed -> identical bytes (1 vs 2 threads); other seed -> different.
+#  6. same seed -> identical bytes (1 vs 2 threads); other seed -> different;
+#  7. tools/realism_report.py runs on the set.
 set -euo pipefail
 DINOX=${DINOX:?DINOX must point at the dinox binary}
 PY=/usr/bin/python3
+SRC=${DINOX_SOURCE_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
 T=$(mktemp -d "${TMPDIR:-/tmp}/dx_synth.XXXXXX")
 trap 'rm -rf "$T"' EXIT
 fail=0
@@ -238,6 +240,14 @@ for x in $(find "$T/a" "$T/e" -name "*.xml"); do
     nx=$((nx + 1))
 done
 [ $nx -eq 5 ] && ok "xmllint: $nx files well-formed" || bad "xmllint: $nx of 5"
+
+# --- tools/realism_report.py runs on the set and prints its figures
+rr=$($PY "$SRC/tools/realism_report.py" "$T/a" 2>&1) || true
+if grep -q "^size-only logistic regression AUC" <<<"$rr" && grep -q "^lung " <<<"$rr"; then
+    ok "realism_report.py"
+else
+    bad "realism_report.py: $rr"
+fi
 
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

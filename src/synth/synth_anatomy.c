@@ -28,12 +28,20 @@ static void lung_frame(const synth_anatomy *an, int side, double *cx, double *cy
 
 int synth_lung_side(const synth_anatomy *an, double x) { return x >= an->med_x; }
 
+/* Mediastinal half-width at y: narrow behind the sternum (anterior junction),
+ * full width from mid-chest back to the spine. */
+static double med_half(const synth_anatomy *an, double y) {
+    double t = (y - (an->by - an->cav_b)) / (1.1 * an->cav_b);
+    t = t < 0 ? 0 : t > 1 ? 1 : t;
+    return an->med_w * (0.4 + 0.6 * t);
+}
+
 int synth_in_lung(const synth_anatomy *an, double x, double y, double z) {
     if (z > an->z_apex) return 0;
     double ex = (x - an->bx) / an->cav_a, ey = (y - (an->by + 0.05 * an->cav_b)) / an->cav_b;
     double rc = ex * ex + ey * ey;
     if (rc >= 1) return 0;
-    if (fabs(x - an->med_x) < an->med_w && y < an->spine_y) return 0;
+    if (fabs(x - an->med_x) < med_half(an, y) && y < an->spine_y) return 0;
     double sx = x - an->bx, sy = y - an->spine_y, sr = an->spine_r + 14;
     if (sx * sx + sy * sy < sr * sr) return 0;
     if (fabs(sx) < 16 && y > an->spine_y) return 0; /* posterior elements */
@@ -126,7 +134,7 @@ static double tissue(const synth_anatomy *an, double x, double y, double z, int 
     }
     int side = synth_lung_side(an, x);
     if (z < an->z_diaph[side] && fabs(x - an->med_x) > an->med_w * 0.5) RET(an->hu_liver, SYNTH_L_ABDOMEN);
-    if (fabs(x - an->med_x) < an->med_w && y < an->spine_y) {
+    if (fabs(x - an->med_x) < med_half(an, y) && y < an->spine_y) {
         /* mediastinum: fat with soft tissue (oesophagus, nodes) near the midline */
         if (fabs(x - an->med_x) < 9 && fabs(y - (an->spine_y - an->spine_r - 14)) < 9) RET(38, SYNTH_L_MUSCLE);
         RET(-85, SYNTH_L_FAT);

@@ -279,8 +279,8 @@ void synth_lesions_place(synth_lesions *ls, synth_anatomy *an, const synth_scan 
     dx_rng r;
     dx_rng_init(&r, seed, DX_RNG_SYNTH, (uint64_t)patient, SYNTH_P_LESIONS);
     memset(ls, 0, sizeof *ls);
-    /* counts: ~1.9 nodules >= 3 mm (0-6), 0-3 small ones, 0-2 non-nodules */
-    static const double pc[7] = {0.18, 0.26, 0.2, 0.15, 0.1, 0.07, 0.04};
+    /* counts: ~2.4 nodules >= 3 mm (0-6; LIDC ~2.6), 0-3 small ones, 0-2 non-nodules */
+    static const double pc[7] = {0.14, 0.22, 0.2, 0.16, 0.12, 0.09, 0.07};
     double u = dx_rng_uniform(&r), acc = 0;
     int n_nod = 6;
     for (int i = 0; i < 7; i++) {
