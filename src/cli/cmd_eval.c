@@ -57,6 +57,8 @@ static void eval_usage(FILE *f) {
             "  --boot N           bootstrap replicates (1000)\n"
             "  --knn-k K          k of the cosine k-NN (20)\n"
             "  --seg-steps N      Adam steps of the segmentation head (300); --seg-lr LR (0.05)\n"
+            "  --seg-min-mm M --seg-mult K  segmentation crops: side = max(M, K x diameter) (12, 2),\n"
+            "                     so a nodule spans about half the crop (several patches)\n"
             "  --attention N      attention overlays to write (4)\n"
             "  --batch B          images per forward pass (16); --threads T CPU threads\n"
             "  -v                 progress messages\n");
@@ -87,7 +89,7 @@ int cmd_eval(int argc, char **argv) {
     enum { O_STORE = 1000, O_W, O_PREFIX, O_RUN, O_CKPT, O_CONFIG, O_ARCH, O_PATCH, O_REG, O_DIM, O_DEPTH, O_HEADS,
            O_ALSO, O_NORND, O_RSEED, O_TRACK, O_TRACKONLY, O_SIZE, O_CMIN, O_CMULT, O_WIN, O_NO25D, O_MINR, O_BEN,
            O_MAL, O_VAL, O_TEST, O_SEED, O_BOOT, O_KNN, O_SEGN, O_SEGLR, O_ATT, O_BATCH, O_THREADS, O_OUT,
-           O_SELFTEST, O_HELP };
+           O_SELFTEST, O_SEGMIN, O_SEGMULT, O_HELP };
     static const struct option opts[] = {
         {"store", required_argument, 0, O_STORE}, {"weights", required_argument, 0, O_W},
         {"prefix", required_argument, 0, O_PREFIX}, {"run", required_argument, 0, O_RUN},
@@ -107,7 +109,8 @@ int cmd_eval(int argc, char **argv) {
         {"seg-steps", required_argument, 0, O_SEGN}, {"seg-lr", required_argument, 0, O_SEGLR},
         {"attention", required_argument, 0, O_ATT}, {"batch", required_argument, 0, O_BATCH},
         {"threads", required_argument, 0, O_THREADS}, {"out", required_argument, 0, O_OUT},
-        {"selftest", required_argument, 0, O_SELFTEST}, {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
+        {"selftest", required_argument, 0, O_SELFTEST}, {"seg-min-mm", required_argument, 0, O_SEGMIN},
+        {"seg-mult", required_argument, 0, O_SEGMULT}, {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
     optind = 1;
     for (int c; (c = getopt_long(argc, argv, "hv", opts, NULL)) != -1;) {
         switch (c) {
@@ -154,6 +157,8 @@ int cmd_eval(int argc, char **argv) {
         case O_THREADS: threads = atoi(optarg); break;
         case O_OUT: out = optarg; break;
         case O_SELFTEST: selftest_in = optarg; break;
+        case O_SEGMIN: o.seg_min_side_mm = atof(optarg); break;
+        case O_SEGMULT: o.seg_diam_mult = atof(optarg); break;
         case 'v': verbose = 1; break;
         case 'h': case O_HELP: eval_usage(stdout); return 0;
         default: eval_usage(stderr); return 2;

@@ -38,16 +38,17 @@ done:
     return st;
 }
 
-dx_status dx_collapse_diagnostics(dx_backend *be, const dx_features *f, const uint8_t *masks, int S,
-                                  const int *split, uint64_t seed, dx_collapse *out, dx_err *err) {
+dx_status dx_collapse_diagnostics(dx_backend *be, const dx_features *fc, const dx_features *f,
+                                  const uint8_t *masks, int S, const int *split, uint64_t seed,
+                                  dx_collapse *out, dx_err *err) {
     memset(out, 0, sizeof *out);
-    if (!f->patch || f->n <= 0) return dx_fail(err, DX_EINVAL, "collapse: no patch features");
-    const int n = f->n, P = f->P, D = f->D, ps = S / f->Hp;
+    if (!fc->patch || fc->n <= 0 || !f->patch || f->n != fc->n) return dx_fail(err, DX_EINVAL, "collapse: no patch features");
     double cs = 0;
-    for (int i = 0; i < n; i++) cs += dx_mean_pairwise_cosine(f->patch + (size_t)i * P * D, P, D);
-    out->patch_cosine = cs / n;
-    dx_status st = dx_effective_rank_be(be, f->patch, (int64_t)n * P, D, &out->effective_rank, err);
+    for (int i = 0; i < fc->n; i++) cs += dx_mean_pairwise_cosine(fc->patch + (size_t)i * fc->P * fc->D, fc->P, fc->D);
+    out->patch_cosine = cs / fc->n;
+    dx_status st = dx_effective_rank_be(be, fc->patch, (int64_t)fc->n * fc->P, fc->D, &out->effective_rank, err);
     if (st) return st;
+    const int n = f->n, P = f->P, D = f->D, ps = S / f->Hp;
 
     /* patch labels from the mask crops */
     const int64_t np = (int64_t)n * P;

@@ -25,9 +25,12 @@ typedef struct dx_collapse {
     int n_sep_train, n_sep_test;
 } dx_collapse;
 
-/* f with patch features; masks [n, S, S]; split[i] = DX_SPLIT_* of image i. */
-dx_status dx_collapse_diagnostics(dx_backend *be, const dx_features *f, const uint8_t *masks, int S,
-                                  const int *split, uint64_t seed, dx_collapse *out, dx_err *err);
+/* f: patch features of the context crops (cosine, rank); fs: patch features of
+ * the nodule-scale crops with their masks [n, S, S] (separability); split[i] =
+ * DX_SPLIT_* of image i in both. */
+dx_status dx_collapse_diagnostics(dx_backend *be, const dx_features *f, const dx_features *fs,
+                                  const uint8_t *masks, int S, const int *split, uint64_t seed,
+                                  dx_collapse *out, dx_err *err);
 
 /* Effective rank of X [n, d] (host) with the scatter matrix through the backend GEMM. */
 dx_status dx_effective_rank_be(dx_backend *be, const float *X, int64_t n, int d, double *erank, dx_err *err);

@@ -22,6 +22,8 @@ static const double C_GRID[] = {1e-4, 1e-3, 1e-2, 1e-1, 1, 10};
 void dx_eval_opts_default(dx_eval_opts *o) {
     memset(o, 0, sizeof *o);
     dx_crop_opts_default(&o->crop);
+    o->seg_min_side_mm = 12;
+    o->seg_diam_mult = 2;
     o->min_readers = 3;
     o->benign_below = 3;
     o->malignant_above = 3;
@@ -71,9 +73,11 @@ dx_status dx_eval_set_build(dx_eval_set *es, const dx_store *s, const dx_eval_op
     es->img = malloc((size_t)nn * 3 * S * S * sizeof(float));
     es->gray = malloc((size_t)nn * S * S * sizeof(float));
     es->mask = malloc((size_t)nn * S * S);
+    es->seg_img = malloc((size_t)nn * 3 * S * S * sizeof(float));
+    es->seg_mask = malloc((size_t)nn * S * S);
     es->patient_split = malloc((size_t)np * sizeof(int));
     es->patient_stratum = calloc((size_t)np, sizeof(int));
-    if (!es->row || !es->patient || !es->y || !es->split || !es->diam || !es->img || !es->gray || !es->mask ||
+    if (!es->row || !es->patient || !es->y || !es->split || !es->diam || !es->img || !es->gray || !es->mask || !es->seg_img || !es->seg_mask ||
         !es->patient_split || !es->patient_stratum) {
         dx_eval_set_free(es);
         return dx_fail(err, DX_ENOMEM, "eval set: %d crops of %d px", nn, S);
@@ -100,6 +104,11 @@ dx_status dx_eval_set_build(dx_eval_set *es, const dx_store *s, const dx_eval_op
         dx_status e = dx_nodule_crop(s, r, &o->crop, es->img + (size_t)k * 3 * S * S, es->gray + (size_t)k * S * S,
                                      es->mask + (size_t)k * S * S, NULL, err);
         if (e) { dx_eval_set_free(es); return e; }
+        dx_crop_opts so = o->crop;
+        so.min_side_mm = o->seg_min_side_mm;
+        so.diam_mult = o->seg_diam_mult;
+        e = dx_nodule_crop(s, r, &so, es->seg_img + (size_t)k * 3 * S * S, NULL, es->seg_mask + (size_t)k * S * S, NULL, err);
+        if (e) { dx_eval_set_free(es); return e; }
         k++;
     }
     dx_status e = dx_split_patients(es->patient_stratum, np, o->f_val, o->f_test, o->seed, es->patient_split, err);
@@ -110,7 +119,7 @@ dx_status dx_eval_set_build(dx_eval_set *es, const dx_store *s, const dx_eval_op
 
 void dx_eval_set_free(dx_eval_set *es) {
     free(es->row); free(es->patient); free(es->y); free(es->split); free(es->diam);
-    free(es->img); free(es->gray); free(es->mask);
+    free(es->img); free(es->gray); free(es->mask); free(es->seg_img); free(es->seg_mask);
     free(es->patient_id); free(es->patient_split); free(es->patient_stratum);
     memset(es, 0, sizeof *es);
 }
@@ -164,7 +173,7 @@ static dx_status run_seg(const dx_eval_set *es, const dx_eval_opts *o, const dx_
     for (int i = 0; i < es->n; i++)
         if (es->split[i] == DX_SPLIT_TRAIN) {
             memcpy(ft + (size_t)a * P * D, f->patch + (size_t)i * P * D, (size_t)P * D * sizeof *ft);
-            memcpy(mt + (size_t)a * S * S, es->mask + (size_t)i * S * S, (size_t)S * S);
+            memcpy(mt + (size_t)a * S * S, es->seg_mask + (size_t)i * S * S, (size_t)S * S);
             a++;
         }
     if ((st = dx_seghead_train(&h, ft, mt, ntr, f->Hp, f->Wp, D, S, S, o->seg_steps, o->seg_lr, &r->seg_loss, err))) goto done;
@@ -174,9 +183,9 @@ static dx_status run_seg(const dx_eval_set *es, const dx_eval_opts *o, const dx_
         if (es->split[i] != DX_SPLIT_TEST) continue;
         dx_seghead_predict(&h, f->patch + (size_t)i * P * D, f->Hp, f->Wp, S, S, prob);
         for (int q = 0; q < S * S; q++) pred[q] = prob[q] >= 0.5f;
-        double dsc = dx_dice(pred, es->mask + (size_t)i * S * S, (int64_t)S * S);
+        double dsc = dx_dice(pred, es->seg_mask + (size_t)i * S * S, (int64_t)S * S);
         sd += dsc;
-        si += dx_iou(pred, es->mask + (size_t)i * S * S, (int64_t)S * S);
+        si += dx_iou(pred, es->seg_mask + (size_t)i * S * S, (int64_t)S * S);
         int b = es->diam[i] < 6 ? 0 : es->diam[i] <= 10 ? 1 : 2;
         bd[b] += dsc;
         bn[b]++;
@@ -195,9 +204,10 @@ static dx_status run_model(const dx_eval_set *es, const dx_eval_opts *o, dx_back
                            int full, dx_model_eval *r, dx_features *keep, dx_err *err) {
     memset(r, 0, sizeof *r);
     snprintf(r->source, sizeof r->source, "%s", em->source);
-    dx_features f;
+    dx_features f, fs = {0};
     dx_status st = dx_extract_features(em, be, es->img, es->n, es->S, o->batch, 1, keep != NULL, &f, err);
     if (st) return st;
+    if ((st = dx_extract_features(em, be, es->seg_img, es->n, es->S, o->batch, 1, 0, &fs, err))) { dx_features_free(&f); return st; }
     const int n = es->n, D = f.D;
     double *X = malloc((size_t)n * 2 * D * sizeof *X);
     float *cat = malloc((size_t)n * 2 * D * sizeof *cat);
@@ -220,10 +230,11 @@ static dx_status run_model(const dx_eval_set *es, const dx_eval_opts *o, dx_back
     }
     r->knn_k = o->knn_k;
     if ((st = run_knn(es, cat, 2 * D, o->knn_k, &r->knn_acc, &r->knn_n_test, err))) goto done;
-    if (full && (st = run_seg(es, o, &f, r, err))) goto done;
-    st = dx_collapse_diagnostics(be, &f, es->mask, es->S, es->split, o->seed, &r->col, err);
+    if (full && (st = run_seg(es, o, &fs, r, err))) goto done;
+    st = dx_collapse_diagnostics(be, &f, &fs, es->seg_mask, es->S, es->split, o->seed, &r->col, err);
 done:
     free(X); free(cat);
+    dx_features_free(&fs);
     if (!st && keep) *keep = f;
     else dx_features_free(&f);
     return st;
@@ -503,6 +514,8 @@ dx_status dx_eval_all(const dx_store *s, const dx_eval_opts *o, dx_backend *be, 
     cJSON_AddNumberToObject(da, "crop_size", es.S);
     cJSON_AddNumberToObject(da, "crop_min_side_mm", o->crop.min_side_mm);
     cJSON_AddNumberToObject(da, "crop_diameter_mult", o->crop.diam_mult);
+    cJSON_AddNumberToObject(da, "seg_crop_min_side_mm", o->seg_min_side_mm);
+    cJSON_AddNumberToObject(da, "seg_crop_diameter_mult", o->seg_diam_mult);
     add_pair(da, "window_width_level", o->crop.win_width, o->crop.win_level);
     cJSON_AddBoolToObject(da, "stack25d", o->crop.stack25d);
     cJSON_AddNumberToObject(da, "min_readers", o->min_readers);

@@ -19,7 +19,9 @@
 #include "io/store.h"
 
 typedef struct dx_eval_opts {
-    dx_crop_opts crop;
+    dx_crop_opts crop;       /* probe / attention / collapse crops (context around the nodule) */
+    double seg_min_side_mm;  /* segmentation crops: side = max(this, seg_diam_mult x diameter) (12) */
+    double seg_diam_mult;    /* (2): the nodule spans about half the crop, i.e. several patches */
     int min_readers;         /* nodules rated by fewer readers are not labelled (3) */
     double benign_below;     /* median malignancy < this -> benign (3) */
     double malignant_above;  /* median malignancy > this -> malignant (3); between: excluded */
@@ -44,7 +46,9 @@ typedef struct dx_eval_set {
     double *diam;            /* [n] mm */
     float *img;              /* [n, 3, S, S] */
     float *gray;             /* [n, S, S] windowed centre slice */
-    uint8_t *mask;           /* [n, S, S] */
+    uint8_t *mask;           /* [n, S, S] consensus mask on the probe crops */
+    float *seg_img;          /* [n, 3, S, S] nodule-scale crops for segmentation */
+    uint8_t *seg_mask;       /* [n, S, S] */
     int n_patients;
     char (*patient_id)[DX_UID_MAX];
     int *patient_split, *patient_stratum;
