@@ -266,8 +266,6 @@ int synth_trace_outer(const uint8_t *img, int w, int h, int sx, int sy, int *xs,
 dx_status synth_truth_write(const char *gt_dir, const synth_scan *s, const synth_lesions *ls,
                             const synth_mask *masks, const synth_reading *rd, const char *series_rel,
                             const uint32_t *slice_crc, FILE *csv, dx_err *err);
-dx_status synth_npy_write(const char *path, const char *descr, const void *data, const int64_t *shape,
-                          int ndim, dx_err *err);
 
 /* Small helpers. */
 dx_status synth_mkdirs(const char *path, dx_err *err);

@@ -20,6 +20,7 @@
 
 #include "core/dx_log.h"
 #include "synth/synth.h"
+#include "io/dx_npy.h"
 #include "synth/synth_internal.h"
 
 int dx_synth_default_slices_max(int size) { return size >= 512 ? 96 : size >= 256 ? 80 : 40; }
@@ -115,9 +116,9 @@ static dx_status one_patient(const dx_synth_config *cfg, int patient, FILE *csv,
     if (st == DX_OK && cfg->gt_volume) {
         int64_t shape[3] = {s.nz, s.ny, s.nx};
         snprintf(path, sizeof path, "%s/hu.npy", gt_dir);
-        st = synth_npy_write(path, "<i2", vol, shape, 3, err);
+        st = dx_npy_write(path, "<i2", vol, shape, 3, err);
         snprintf(path, sizeof path, "%s/labels.npy", gt_dir);
-        if (st == DX_OK) st = synth_npy_write(path, "|u1", lab, shape, 3, err);
+        if (st == DX_OK) st = dx_npy_write(path, "|u1", lab, shape, 3, err);
     }
     if (st == DX_OK) {
         int nn = 0;

@@ -14,33 +14,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "io/dx_npy.h"
 #include "synth/synth_internal.h"
-
-dx_status synth_npy_write(const char *path, const char *descr, const void *data, const int64_t *shape,
-                          int ndim, dx_err *err) {
-    char hdr[256], shp[128] = "";
-    size_t itemsize = descr[2] == '1' ? 1 : descr[2] == '2' ? 2 : descr[2] == '4' ? 4 : 8, n = 1;
-    int o = 0;
-    for (int i = 0; i < ndim; i++) {
-        o += snprintf(shp + o, sizeof shp - (size_t)o, "%lld,%s", (long long)shape[i], ndim > 1 && i == ndim - 1 ? "" : " ");
-        n *= (size_t)shape[i];
-    }
-    if (ndim > 1) shp[strlen(shp) - 1] = 0; /* "a, b, c," -> "a, b, c" */
-    int h = snprintf(hdr, sizeof hdr, "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }", descr, shp);
-    int total = 10 + h + 1;
-    int pad = (64 - total % 64) % 64;
-    FILE *f = fopen(path, "wb");
-    if (!f) return dx_fail(err, DX_EIO, "open %s: %s", path, strerror(errno));
-    uint16_t hl = (uint16_t)(h + pad + 1);
-    unsigned char magic[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)hl, (unsigned char)(hl >> 8)};
-    fwrite(magic, 1, 10, f);
-    fwrite(hdr, 1, (size_t)h, f);
-    for (int i = 0; i < pad; i++) fputc(' ', f);
-    fputc('\n', f);
-    size_t w = fwrite(data, itemsize, n, f);
-    if (fclose(f) != 0 || w != n) return dx_fail(err, DX_EIO, "write %s: %s", path, strerror(errno));
-    return DX_OK;
-}
 
 static const char *cls_name[3] = {"nodule", "small_nodule", "non_nodule"};
 static const char *tex_name[3] = {"solid", "part_solid", "ggo"};
@@ -91,7 +66,7 @@ dx_status synth_truth_write(const char *gt_dir, const synth_scan *s, const synth
         snprintf(mname, sizeof mname, "lesion_%02d_mask.npy", i);
         snprintf(path, sizeof path, "%s/%s", gt_dir, mname);
         int64_t mshape[3] = {mk->nz, mk->ny, mk->nx};
-        dx_status st = synth_npy_write(path, "|u1", mk->m, mshape, 3, err);
+        dx_status st = dx_npy_write(path, "|u1", mk->m, mshape, 3, err);
         if (st) { cJSON_Delete(root); return st; }
         double cmm[3] = {s->x0 + mk->cen[0] * s->ps, s->y0 + mk->cen[1] * s->ps, 0};
         double fz = mk->cen[2] - (int)mk->cen[2];
