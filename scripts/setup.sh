@@ -12,7 +12,7 @@ PKGS=(
   libniftiio-dev zlib1g-dev libopenjp2-7-dev libcharls-dev
   libopenmpi-dev openmpi-bin
   clang libclang-rt-14-dev
-  python3 python3-numpy python3-torch python3-sklearn python3-pydicom
+  python3 python3-numpy python3-torch python3-sklearn python3-scipy python3-matplotlib python3-pydicom
   dcmtk dicom3tools libgdcm-tools libopenblas0-openmp
 )
 missing=()

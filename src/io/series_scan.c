@@ -160,7 +160,7 @@ static dx_status visit_dir(scan_state *s, const char *dir, int depth, dx_err *er
         n++;
     }
     closedir(d);
-    if (!st) qsort(names, (size_t)n, sizeof *names, cmp_name);
+    if (!st && n > 1) qsort(names, (size_t)n, sizeof *names, cmp_name); /* names is NULL when empty */
     for (int i = 0; i < n && !st; i++) {
         size_t len = strlen(dir) + strlen(names[i]) + 2;
         char *path = malloc(len);
