@@ -176,7 +176,7 @@ static void test_erank(void) {
     for (int i = 0; i < 18; i++) Z[i] = 1.5f; /* all rows equal: centred matrix is zero */
     CHECK(dx_effective_rank(Z, 6, 3, &er, NULL) == DX_OK && er == 0, "collapsed features: erank 0");
 
-    /* Jacobi: trace and Frobenius invariants on a random symmetric matrix */
+    /* eigenvalues: trace and Frobenius invariants on a random symmetric matrix */
     const int m = 25;
     double A[25 * 25], A0[25 * 25], ev[25];
     dx_rng r;
@@ -193,6 +193,15 @@ static void test_erank(void) {
     int sorted = 1;
     for (int i = 1; i < m; i++) sorted &= ev[i] <= ev[i - 1];
     CHECK(sorted, "descending");
+    /* small and degenerate cases: 1x1, diagonal with repeats, 2x2 closed form */
+    double one = -3.5, e1;
+    CHECK(dx_sym_eigvals(&one, 1, &e1, NULL) == DX_OK && e1 == -3.5, "1x1");
+    double Dg[16] = {2, 0, 0, 0, 0, -1, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0}, e4[4];
+    CHECK(dx_sym_eigvals(Dg, 4, e4, NULL) == DX_OK && e4[0] == 2 && e4[1] == 2 && e4[2] == 0 && e4[3] == -1, "diagonal");
+    double T2[4] = {1, 2, 2, -2}, e2[2]; /* (a+c)/2 +- sqrt(((a-c)/2)^2 + b^2) = -0.5 +- 2.5 */
+    CHECK(dx_sym_eigvals(T2, 2, e2, NULL) == DX_OK, "2x2");
+    CHECK_CLOSE(e2[0], 2, 1e-14, 0, "2x2 largest");
+    CHECK_CLOSE(e2[1], -3, 1e-14, 0, "2x2 smallest");
 }
 
 static void test_cosine_knn(void) {

@@ -196,42 +196,106 @@ double dx_mean_pairwise_cosine(const float *X, int n, int d) {
     return (tot - diag) / ((double)n * (n - 1));
 }
 
-dx_status dx_sym_eigvals(double *A, int d, double *ev, dx_err *err) {
-    /* cyclic Jacobi: rotate away each off-diagonal entry in turn until the
-     * off-diagonal mass is negligible relative to the diagonal */
-    for (int sweep = 0; sweep < 100; sweep++) {
-        double off = 0, diag = 0;
-        for (int i = 0; i < d; i++) {
-            diag += A[(size_t)i * d + i] * A[(size_t)i * d + i];
-            for (int j = i + 1; j < d; j++) off += A[(size_t)i * d + j] * A[(size_t)i * d + j];
+/* Householder reduction of the symmetric A [n, n] (destroyed) to tridiagonal
+ * form: diag[n], off[n] with off[k] = entry (k, k+1), off[n-1] = 0. Step k
+ * reflects rows/columns k+1.. with H = I - 2 v v^T (|v| = 1), applied as
+ * A22 <- A22 - 2 v q^T - 2 q v^T, q = A22 v - (v^T A22 v) v. */
+static void tridiagonalize(double *A, int n, double *diag, double *off, double *v, double *q) {
+    for (int k = 0; k + 2 < n; k++) {
+        const int m = n - k - 1; /* size of the trailing block */
+        double *x = v;
+        double norm = 0;
+        for (int i = 0; i < m; i++) { x[i] = A[(size_t)(k + 1 + i) * n + k]; norm += x[i] * x[i]; }
+        norm = sqrt(norm);
+        diag[k] = A[(size_t)k * n + k];
+        if (norm == 0) { off[k] = 0; continue; }
+        double alpha = x[0] > 0 ? -norm : norm;
+        off[k] = alpha;
+        x[0] -= alpha;
+        double vn = 0;
+        for (int i = 0; i < m; i++) vn += x[i] * x[i];
+        vn = sqrt(vn);
+        if (vn == 0) continue; /* already in place */
+        for (int i = 0; i < m; i++) v[i] = x[i] / vn;
+        double K = 0;
+        for (int i = 0; i < m; i++) {
+            const double *row = A + (size_t)(k + 1 + i) * n + k + 1;
+            double t = 0;
+            for (int j = 0; j < m; j++) t += row[j] * v[j];
+            q[i] = t;
+            K += v[i] * t;
         }
-        if (off <= 1e-30 * diag || off == 0) {
-            for (int i = 0; i < d; i++) ev[i] = A[(size_t)i * d + i];
-            qsort(ev, d, sizeof *ev, cmp_double);
-            for (int i = 0; i < d / 2; i++) { double t = ev[i]; ev[i] = ev[d - 1 - i]; ev[d - 1 - i] = t; }
-            return DX_OK;
+        for (int i = 0; i < m; i++) q[i] -= K * v[i];
+        for (int i = 0; i < m; i++) {
+            double *row = A + (size_t)(k + 1 + i) * n + k + 1;
+            const double vi = 2 * v[i], qi = 2 * q[i];
+            for (int j = 0; j < m; j++) row[j] -= vi * q[j] + qi * v[j];
         }
-        for (int p = 0; p < d; p++)
-            for (int q = p + 1; q < d; q++) {
-                double apq = A[(size_t)p * d + q];
-                if (apq == 0) continue;
-                double app = A[(size_t)p * d + p], aqq = A[(size_t)q * d + q];
-                double theta = (aqq - app) / (2 * apq);
-                double t = (theta >= 0 ? 1 : -1) / (fabs(theta) + sqrt(theta * theta + 1));
-                double c = 1 / sqrt(t * t + 1), s = t * c;
-                for (int k = 0; k < d; k++) { /* columns p, q */
-                    double akp = A[(size_t)k * d + p], akq = A[(size_t)k * d + q];
-                    A[(size_t)k * d + p] = c * akp - s * akq;
-                    A[(size_t)k * d + q] = s * akp + c * akq;
-                }
-                for (int k = 0; k < d; k++) { /* rows p, q */
-                    double apk = A[(size_t)p * d + k], aqk = A[(size_t)q * d + k];
-                    A[(size_t)p * d + k] = c * apk - s * aqk;
-                    A[(size_t)q * d + k] = s * apk + c * aqk;
-                }
-            }
     }
-    return dx_fail(err, DX_ENUMERIC, "Jacobi eigenvalues did not converge (d=%d)", d);
+    if (n >= 2) {
+        diag[n - 2] = A[(size_t)(n - 2) * n + n - 2];
+        off[n - 2] = A[(size_t)(n - 1) * n + n - 2];
+    }
+    diag[n - 1] = A[(size_t)(n - 1) * n + n - 1];
+    off[n - 1] = 0;
+}
+
+/* Eigenvalues of the symmetric tridiagonal (diag, off) by implicit QL with
+ * Wilkinson-type shifts: each sweep chases a bulge from the bottom of the
+ * unreduced block up to row l with Givens rotations. */
+static int tridiag_ql(double *dg, double *e, int n) {
+    for (int l = 0; l < n; l++) {
+        int iter = 0, m;
+        do {
+            for (m = l; m < n - 1; m++) {
+                double dd = fabs(dg[m]) + fabs(dg[m + 1]);
+                if (fabs(e[m]) <= 1e-16 * dd) break;
+            }
+            if (m == l) break;
+            if (iter++ == 100) return -1;
+            double g = (dg[l + 1] - dg[l]) / (2 * e[l]);
+            double r = hypot(g, 1.0);
+            g = dg[m] - dg[l] + e[l] / (g + (g >= 0 ? r : -r));
+            double s = 1, c = 1, p = 0;
+            int i, deflated = 0;
+            for (i = m - 1; i >= l; i--) {
+                double f = s * e[i], b = c * e[i];
+                r = hypot(f, g);
+                e[i + 1] = r;
+                if (r == 0) { /* underflow: split here and restart */
+                    dg[i + 1] -= p;
+                    e[m] = 0;
+                    deflated = 1;
+                    break;
+                }
+                s = f / r;
+                c = g / r;
+                g = dg[i + 1] - p;
+                r = (dg[i] - g) * s + 2 * c * b;
+                p = s * r;
+                dg[i + 1] = g + p;
+                g = c * r - b;
+            }
+            if (deflated) continue;
+            dg[l] -= p;
+            e[l] = g;
+            e[m] = 0;
+        } while (1);
+    }
+    return 0;
+}
+
+dx_status dx_sym_eigvals(double *A, int d, double *ev, dx_err *err) {
+    if (d <= 0) return dx_fail(err, DX_EINVAL, "eigenvalues: d=%d", d);
+    double *off = malloc((size_t)d * sizeof *off), *v = malloc((size_t)d * sizeof *v), *q = malloc((size_t)d * sizeof *q);
+    if (!off || !v || !q) { free(off); free(v); free(q); return dx_fail(err, DX_ENOMEM, "eigenvalues d=%d", d); }
+    tridiagonalize(A, d, ev, off, v, q);
+    int bad = tridiag_ql(ev, off, d);
+    free(off); free(v); free(q);
+    if (bad) return dx_fail(err, DX_ENUMERIC, "tridiagonal QL did not converge (d=%d)", d);
+    qsort(ev, d, sizeof *ev, cmp_double);
+    for (int i = 0; i < d / 2; i++) { double t = ev[i]; ev[i] = ev[d - 1 - i]; ev[d - 1 - i] = t; }
+    return DX_OK;
 }
 
 dx_status dx_effective_rank_from_scatter(double *C, int d, double *erank, dx_err *err) {

@@ -11,7 +11,7 @@ with scikit-learn / numpy / torch computed here on the same inputs:
   Dice / IoU            sklearn f1_score / jaccard_score on flattened masks
   effective rank        numpy SVD of the column-centred matrix (RankMe)
   mean pairwise cosine  numpy O(n^2) loop
-  eigenvalues           numpy.linalg.eigvalsh
+  eigenvalues           numpy.linalg.eigvalsh (repeated and zero eigenvalues)
   bilinear upsampling   torch.nn.functional.interpolate(bilinear, align_corners=False)
   probe protocol        StandardScaler on train, C grid on val AUC, test AUC
 
@@ -94,8 +94,11 @@ def main():
     Xc = rng.normal(size=(3, 37, 12)) + np.array([0.0, 1.0, 3.0])[:, None, None]
     save(work, "cos_X", Xc)
 
-    B = rng.normal(size=(30, 30))
-    A = (B + B.T) / 2
+    # symmetric PSD with repeated and zero eigenvalues (like a rank-deficient scatter matrix)
+    Qm, _ = np.linalg.qr(rng.normal(size=(60, 60)))
+    lam = np.concatenate([[50, 20, 20, 20, 5], rng.uniform(0.1, 3, 35), np.zeros(20)])
+    A = (Qm * lam) @ Qm.T
+    A = (A + A.T) / 2
     save(work, "eig_A", A)
 
     bil = rng.normal(size=(5, 7)).astype(np.float32)
@@ -141,7 +144,7 @@ def main():
 
     A32 = np.load(os.path.join(work, "eig_A.npy")).astype(np.float64)
     ev = np.sort(np.linalg.eigvalsh(A32))[::-1]
-    check(np.allclose(r["eigvals"], ev, rtol=0, atol=1e-10), "Jacobi eigenvalues vs numpy eigvalsh (max diff %.2e)" % np.max(np.abs(np.array(r["eigvals"]) - ev)))
+    check(np.allclose(r["eigvals"], ev, rtol=0, atol=1e-10), "eigenvalues (repeated, zero) vs numpy eigvalsh (max diff %.2e)" % np.max(np.abs(np.array(r["eigvals"]) - ev)))
 
     tb = F.interpolate(torch.from_numpy(bil)[None, None], size=(37, 23), mode="bilinear", align_corners=False)[0, 0].numpy()
     check(np.allclose(np.array(r["bilinear"]).reshape(37, 23), tb, rtol=0, atol=1e-5),
