@@ -53,6 +53,25 @@ dx_status dx_eval_peer_compute(const char *in, const char *out_json, dx_err *err
         cJSON_AddNumberToObject(root, "auc", dx_auc(s, y, (int)a.n));
         free(s); free(y); free(a.d); free(b.d);
     }
+    LOAD("bs_s", &a);
+    if (r) {
+        arr gg;
+        LOAD("bs_y", &b);
+        LOAD("bs_g", &gg);
+        double *sc = malloc(a.n * sizeof *sc);
+        int *y = malloc(a.n * sizeof *y), *g = malloc(a.n * sizeof *g);
+        for (int64_t i = 0; i < a.n; i++) { sc[i] = a.d[i]; y[i] = b.d[i] != 0; g[i] = (int)gg.d[i]; }
+        dx_boot_ci ci;
+        st = dx_auc_bootstrap(sc, y, g, (int)a.n, 2000, 0.95, 3, &ci, err);
+        if (!st) {
+            cJSON *o = cJSON_AddObjectToObject(root, "boot");
+            cJSON_AddNumberToObject(o, "lo", ci.lo);
+            cJSON_AddNumberToObject(o, "hi", ci.hi);
+            cJSON_AddNumberToObject(o, "se", ci.se);
+        }
+        free(sc); free(y); free(g); free(a.d); free(b.d); free(gg.d);
+        if (st) goto done;
+    }
     LOAD("lr_X", &a);
     if (r) {
         LOAD("lr_y", &b);

@@ -3,6 +3,7 @@
  * independent peer (tests/ref/eval_peer.py: sklearn/numpy/torch), so the
  * peer can compare. Every input is an optional float32 .npy in IN:
  *   auc_s, auc_y            -> "auc"
+ *   bs_s, bs_y, bs_g        -> "boot": {lo, hi, se} (2000 replicates, seed 3)
  *   lr_X, lr_y, lr_C        -> "logreg_coef", "logreg_intercept"
  *   knn_X, knn_y, knn_Q, knn_k -> "knn_pred"
  *   seg_a, seg_b [m, h, w]  -> "dice", "iou" (per mask)

@@ -6,6 +6,9 @@ Writes random inputs (float32 .npy) into a directory, runs the hidden
 with scikit-learn / numpy / torch computed here on the same inputs:
 
   AUC (ties)            sklearn.metrics.roc_auc_score
+  bootstrap CI / SE     DeLong's variance (independent, analytic) for i.i.d.
+                        items, and for patient clusters the clustered
+                        DeLong (Obuchowski) variance
   L2 logistic regr.     sklearn LogisticRegression (lbfgs, tight tol) + KKT residual
   cosine k-NN           sklearn KNeighborsClassifier(metric="cosine", brute)
   Dice / IoU            sklearn f1_score / jaccard_score on flattened masks
@@ -42,6 +45,34 @@ def check(ok, what):
 
 def save(d, name, a):
     np.save(os.path.join(d, name + ".npy"), np.asarray(a, dtype=np.float32))
+
+
+def delong_se(s, y, g=None):
+    """DeLong's AUC standard error; with clusters g, Obuchowski's clustered
+    version (structural components summed per cluster)."""
+    s = np.asarray(s, float)
+    y = np.asarray(y).astype(bool)
+    pos, neg = s[y], s[~y]
+    psi = (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
+    auc = psi.mean()
+    v10 = psi.mean(axis=1)  # per positive
+    v01 = psi.mean(axis=0)  # per negative
+    if g is None:
+        return auc, np.sqrt(v10.var(ddof=1) / len(pos) + v01.var(ddof=1) / len(neg))
+    g = np.asarray(g)
+    gp, gn = g[y], g[~y]
+    ids = np.unique(g)
+    K = len(ids)
+    m, n = len(pos), len(neg)
+    # cluster sums of structural components
+    V10 = np.array([v10[gp == k].sum() for k in ids])
+    V01 = np.array([v01[gn == k].sum() for k in ids])
+    mk = np.array([(gp == k).sum() for k in ids])
+    nk = np.array([(gn == k).sum() for k in ids])
+    S10 = K / ((K - 1) * m) * ((V10 - mk * auc) ** 2).sum()
+    S01 = K / ((K - 1) * n) * ((V01 - nk * auc) ** 2).sum()
+    S11 = K / (K - 1) * ((V10 - mk * auc) * (V01 - nk * auc)).sum()
+    return auc, np.sqrt(S10 / m + S01 / n + 2 * S11 / (m * n))
 
 
 def run(dinox, d):
@@ -149,6 +180,38 @@ def main():
     tb = F.interpolate(torch.from_numpy(bil)[None, None], size=(37, 23), mode="bilinear", align_corners=False)[0, 0].numpy()
     check(np.allclose(np.array(r["bilinear"]).reshape(37, 23), tb, rtol=0, atol=1e-5),
           "bilinear 5x7 -> 37x23 vs torch interpolate (max diff %.2e)" % np.max(np.abs(np.array(r["bilinear"]).reshape(37, 23) - tb)))
+
+    # ---- bootstrap SE / CI vs DeLong (i.i.d. items, then patient clusters) ---
+    for clustered in (False, True):
+        clean(work)
+        n = 400
+        if clustered:
+            # 100 patients x 4 nodules: labels mostly shared within a patient (15% flipped)
+            # and a patient effect on the scores, so positives are correlated within a
+            # patient and the clustered variance is ~1.3x the i.i.d. one
+            g = np.repeat(np.arange(100), 4)
+            eff = np.repeat(rng.normal(size=100), 4)
+            yb = (np.repeat(rng.random(100) < 0.4, 4) ^ (rng.random(n) < 0.15)).astype(np.float32)
+        else:
+            g = np.arange(n)
+            eff = np.zeros(n)
+            yb = (rng.random(n) < 0.4).astype(np.float32)
+        sb = (rng.normal(size=n) + 1.0 * yb + 1.0 * eff).astype(np.float32)
+        save(work, "bs_s", sb)
+        save(work, "bs_y", yb)
+        save(work, "bs_g", g)
+        bo = run(dinox, work)["boot"]
+        auc, se = delong_se(sb.astype(float), yb, g if clustered else None)
+        what = "patient-clustered" if clustered else "i.i.d."
+        if clustered:
+            _, se_naive = delong_se(sb.astype(float), yb)
+            check(se / se_naive > 1.1 and abs(bo["se"] / se - 1) < abs(bo["se"] / se_naive - 1),
+                  "clusters matter here (i.i.d. DeLong SE %.4f) and the bootstrap follows the clustered SE" % se_naive)
+        check(abs(bo["se"] / se - 1) < 0.12,
+              "bootstrap SE %.4f vs %s DeLong SE %.4f (%s)" % (bo["se"], "clustered" if clustered else "", se, what))
+        check(abs(bo["lo"] - (auc - 1.96 * se)) < 0.02 and abs(bo["hi"] - (auc + 1.96 * se)) < 0.02,
+              "bootstrap 95%% CI [%.3f, %.3f] vs AUC +- 1.96 SE [%.3f, %.3f] (%s)"
+              % (bo["lo"], bo["hi"], auc - 1.96 * se, auc + 1.96 * se, what))
 
     # ---- logistic regression: several shapes and C --------------------------
     for (n, d, C) in [(200, 10, 1.0), (200, 10, 0.01), (40, 60, 0.5), (150, 5, 100.0)]:
