@@ -154,8 +154,15 @@ done:
 
 static dx_status run_seg(const dx_eval_set *es, const dx_eval_opts *o, const dx_features *f, dx_model_eval *r, dx_err *err) {
     const int S = es->S, P = f->P, D = f->D;
+    /* crops whose mask is empty on the centre slice (no mask in the store, or a
+     * centroid between contours) would score Dice 1 for predicting nothing: skipped */
     int ntr = 0, nte = 0;
+    uint8_t *use = calloc((size_t)es->n, 1);
+    if (!use) return dx_fail(err, DX_ENOMEM, "segmentation");
     for (int i = 0; i < es->n; i++) {
+        const uint8_t *mi = es->seg_mask + (size_t)i * S * S;
+        for (int q = 0; q < S * S && !use[i]; q++) use[i] = mi[q] != 0;
+        if (!use[i]) continue;
         if (es->split[i] == DX_SPLIT_TRAIN) ntr++;
         else if (es->split[i] == DX_SPLIT_TEST) nte++;
     }
@@ -163,7 +170,7 @@ static dx_status run_seg(const dx_eval_set *es, const dx_eval_opts *o, const dx_
     r->seg_n_test = nte;
     r->seg_dice = r->seg_iou = NAN;
     for (int b = 0; b < 3; b++) r->seg_dice_bin[b] = NAN;
-    if (!ntr || !nte) return DX_OK;
+    if (!ntr || !nte) { free(use); return DX_OK; }
     float *ft = malloc((size_t)ntr * P * D * sizeof *ft), *prob = malloc((size_t)S * S * sizeof *prob);
     uint8_t *mt = malloc((size_t)ntr * S * S), *pred = malloc((size_t)S * S);
     dx_seghead h = {0};
@@ -171,7 +178,7 @@ static dx_status run_seg(const dx_eval_set *es, const dx_eval_opts *o, const dx_
     if (!ft || !prob || !mt || !pred) { st = dx_fail(err, DX_ENOMEM, "segmentation"); goto done; }
     int a = 0;
     for (int i = 0; i < es->n; i++)
-        if (es->split[i] == DX_SPLIT_TRAIN) {
+        if (use[i] && es->split[i] == DX_SPLIT_TRAIN) {
             memcpy(ft + (size_t)a * P * D, f->patch + (size_t)i * P * D, (size_t)P * D * sizeof *ft);
             memcpy(mt + (size_t)a * S * S, es->seg_mask + (size_t)i * S * S, (size_t)S * S);
             a++;
@@ -180,7 +187,7 @@ static dx_status run_seg(const dx_eval_set *es, const dx_eval_opts *o, const dx_
     double sd = 0, si = 0, bd[3] = {0, 0, 0};
     int bn[3] = {0, 0, 0};
     for (int i = 0; i < es->n; i++) {
-        if (es->split[i] != DX_SPLIT_TEST) continue;
+        if (!use[i] || es->split[i] != DX_SPLIT_TEST) continue;
         dx_seghead_predict(&h, f->patch + (size_t)i * P * D, f->Hp, f->Wp, S, S, prob);
         for (int q = 0; q < S * S; q++) pred[q] = prob[q] >= 0.5f;
         double dsc = dx_dice(pred, es->seg_mask + (size_t)i * S * S, (int64_t)S * S);
@@ -196,7 +203,7 @@ static dx_status run_seg(const dx_eval_set *es, const dx_eval_opts *o, const dx_
     for (int b = 0; b < 3; b++) { r->seg_n_bin[b] = bn[b]; r->seg_dice_bin[b] = bn[b] ? bd[b] / bn[b] : NAN; }
 done:
     dx_seghead_free(&h);
-    free(ft); free(prob); free(mt); free(pred);
+    free(ft); free(prob); free(mt); free(pred); free(use);
     return st;
 }
 
