@@ -8,7 +8,13 @@
  * fraction of this machine's single-GEMM peak, measured here first on the
  * model's own linear-layer shapes.
  *
- * usage: bench_vit_step [multicrop|single|all] [--steps S] [--warmup W] [--arch A] */
+ *   dinov3:    the whole DINOv3 step (dx_ssl_step): ViT-S/16, 2x224 + 8x96 crops,
+ *              batch 8, masked student globals, EMA teacher, DINO/iBOT heads
+ *              2048/256/65536, Sinkhorn-Knopp, KoLeo, Gram teacher (same
+ *              resolution; --gram-scale 2 for 448-px Gram crops), AdamW, EMA.
+ *
+ * usage: bench_vit_step [multicrop|single|dinov3|all] [--steps S] [--warmup W] [--arch A]
+ *                       [--threads T] [--gram-scale F] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +23,9 @@
 #include "backend/dx_backend.h"
 #include "core/dx_rng.h"
 #include "nn/vit.h"
+#include "data/masking.h"
 #include "train/optim.h"
+#include "train/ssl.h"
 
 static double now(void) {
     struct timespec ts;
@@ -135,14 +143,82 @@ static void run_config(dx_backend *be, const char *name, const char *arch, const
     dx_vit_free(&m);
 }
 
+static void run_dinov3(dx_backend *be, const char *arch, int steps, int warmup, int gram_scale, double peak) {
+    dx_err err;
+    dx_ssl_config c;
+    memset(&c, 0, sizeof c);
+    dx_vit_config_named(&c.vit, arch, &err);
+    c.vit.drop_path = 0.1f;
+    c.vit.rope_rescale = 2.0f;
+    c.dino_head = (dx_head_config){.hidden = 2048, .bottleneck = 256, .prototypes = 65536, .nlayers = 3};
+    c.ibot_head = c.dino_head;
+    c.batch = 8;
+    c.n_global = 2;
+    c.n_local = 8;
+    c.global_size = 224;
+    c.local_size = 96;
+    c.use_gram = 1;
+    c.gram_img_level = 1;
+    c.gram_size = 224 * gram_scale;
+    c.w_dino = 1;
+    c.w_koleo = 0.1f;
+    c.w_ibot = 1;
+    c.student_temp = 0.1f;
+    c.sk_iters = 3;
+    c.clip_grad = 3;
+    c.beta1 = 0.9f;
+    c.beta2 = 0.999f;
+    c.eps = 1e-8f;
+    c.layer_decay = 0.9f;
+    c.patch_embed_lr_mult = 0.2f;
+    c.seed = 1;
+    dx_ssl s;
+    if (dx_ssl_init(&s, &c, be, &err) || dx_ssl_init_weights(&s, be, &err)) {
+        fprintf(stderr, "dinov3: %s\n", err.msg);
+        return;
+    }
+    const int G = 2 * c.batch, L = c.n_local * c.batch, Hp = c.global_size / c.vit.patch;
+    size_t ng = (size_t)G * 3 * 224 * 224, nl = (size_t)L * 3 * 96 * 96, ngr = (size_t)G * 3 * c.gram_size * c.gram_size;
+    float *gl = malloc(ng * sizeof(float)), *lc = malloc(nl * sizeof(float)), *gr = malloc(ngr * sizeof(float));
+    dx_rng r;
+    dx_rng_init(&r, 3, DX_RNG_TEST, 0, 0);
+    for (size_t i = 0; i < ng; i++) gl[i] = (float)dx_rng_normal(&r);
+    for (size_t i = 0; i < nl; i++) lc[i] = (float)dx_rng_normal(&r);
+    for (size_t i = 0; i < ngr; i++) gr[i] = (float)dx_rng_normal(&r);
+    dx_ssl_sched sc = {.lr = 1e-4f, .last_layer_lr = 1e-4f, .wd = 0.04f, .momentum = 0.994f, .teacher_temp = 0.07f,
+                       .w_gram = 1.0f, .lambda_local = 1.0f};
+    double *t = malloc(sizeof(double) * (size_t)steps);
+    for (int st = 0; st < warmup + steps; st++) {
+        dx_ibot_masks mk;
+        dx_ibot_masks_make(&mk, G, Hp, Hp, 0.5, 0.1, 0.5, 1, (uint64_t)st, &err);
+        dx_ssl_batch b = {.global = gl, .local = lc, .gram = gram_scale > 1 ? gr : NULL, .masks = mk.mask};
+        dx_ssl_metrics m;
+        double t0 = now();
+        dx_ssl_step(&s, be, &b, st, &sc, &m, &err);
+        be->ops->sync(be);
+        if (st >= warmup) t[st - warmup] = now() - t0;
+        dx_ibot_masks_free(&mk);
+    }
+    double med = median(t, steps), flop = dx_ssl_flops_per_step(&c);
+    printf("{\"impl\":\"dinox\",\"config\":\"dinov3\",\"arch\":\"%s\",\"batch\":%d,\"threads\":%d,"
+           "\"gram_size\":%d,\"step_s_median\":%.4f,\"img_per_s\":%.3f,\"gflop_per_img\":%.2f,"
+           "\"gflop_per_s\":%.1f,\"gemm_peak_gflop_per_s\":%.1f,\"fraction_of_gemm_peak\":%.3f}\n",
+           arch, c.batch, be->nthreads, c.gram_size, med, c.batch / med, flop / c.batch / 1e9, flop / med / 1e9, peak,
+           peak > 0 ? flop / med / 1e9 / peak : 0);
+    fflush(stdout);
+    free(t); free(gl); free(lc); free(gr);
+    dx_ssl_free(&s, be);
+}
+
 int main(int argc, char **argv) {
     const char *which = "all", *arch = "vit_small";
-    int steps = 5, warmup = 1, threads = 0;
+    int steps = 5, warmup = 1, threads = 0, gram_scale = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--warmup") && i + 1 < argc) warmup = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--arch") && i + 1 < argc) arch = argv[++i];
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--gram-scale") && i + 1 < argc) gram_scale = atoi(argv[++i]);
         else which = argv[i];
     }
     if (steps < 1) steps = 1;
@@ -166,6 +242,7 @@ int main(int argc, char **argv) {
         group g[1] = {{32, 112}};
         run_config(be, "single", arch, g, 1, 32, steps, warmup, peak);
     }
+    if (!strcmp(which, "all") || !strcmp(which, "dinov3")) run_dinov3(be, arch, steps, warmup, gram_scale, peak);
     dx_backend_destroy(be);
     return 0;
 }

@@ -5,6 +5,10 @@
  * the final-norm tokens; backpropagate L = sum_g <tokens_g, r_g>, compare every
  * parameter gradient; then 3 AdamW steps on that loss, compare the parameters
  * after each. Errors are normwise per tensor: max|c - ref| / max|ref| <= 1e-4.
+ * The *_mults fixtures carry DINOv3's per-tensor lr/wd multipliers (layer decay
+ * 0.9, patch-embed 0.2, no decay on biases/norms/gammas): the C param groups
+ * must equal them and AdamW must follow them. The *_train fixture runs train
+ * mode with injected stochastic-depth subsets and RoPE augmentation draws.
  * DINOX_FIXTURE_DIR overrides the fixture folder (CI points it at freshly
  * regenerated fixtures). */
 #include <cjson/cJSON.h>
@@ -17,6 +21,8 @@
 #include "io/weights.h"
 #include "nn/vit.h"
 #include "train/optim.h"
+
+enum { MODE_PLAIN = 0, MODE_MULTS = 1, MODE_TRAIN = 2 };
 
 #define TOL 1e-4
 #define MAX_GROUPS 4
@@ -73,7 +79,7 @@ static double compare_table(const dx_vit *m, dx_backend *be, const float *buf, c
     return worst;
 }
 
-static void run_fixture(dx_backend *be, const char *path) {
+static void run_fixture(dx_backend *be, const char *path, int mode) {
     dx_err err;
     dx_safetensors st;
     if (dx_st_open(&st, path, &err)) {
@@ -111,7 +117,28 @@ static void run_fixture(dx_backend *be, const char *path) {
         CHECK(0, "vit init: %s", err.msg);
         goto out;
     }
-    for (int i = 0; i < m.tab.n; i++) m.tab.t[i].lr_mult = m.tab.t[i].wd_mult = 1.0f; /* one torch group */
+    if (mode == MODE_MULTS) {
+        dx_table_set_param_groups(&m.tab, "", cfg.depth, 0.9f, 0.2f);
+        cJSON *mj = cJSON_Parse(cJSON_GetStringValue(cJSON_GetObjectItem(meta, "adamw_mults")));
+        int nchk = 0;
+        for (int i = 0; i < m.tab.n; i++) {
+            const dx_tensor_spec *t = &m.tab.t[i];
+            if (t->flags & DX_TF_BUFFER) continue;
+            cJSON *e = cJSON_GetObjectItem(mj, t->name);
+            CHECK(e != NULL, "no reference multipliers for %s", t->name);
+            if (!e) continue;
+            double lr = cJSON_GetNumberValue(cJSON_GetObjectItem(e, "lr"));
+            double wd = cJSON_GetNumberValue(cJSON_GetObjectItem(e, "wd"));
+            CHECK(fabs(t->lr_mult - lr) < 1e-6 * lr + 1e-12 && fabs(t->wd_mult - wd) < 1e-12,
+                  "%s: lr_mult %g wd_mult %g, reference %g %g", t->name, t->lr_mult, t->wd_mult, lr, wd);
+            nchk++;
+        }
+        printf("  param-group multipliers equal the reference for %d tensors\n", nchk);
+        cJSON_Delete(mj);
+    } else {
+        for (int i = 0; i < m.tab.n; i++) m.tab.t[i].lr_mult = m.tab.t[i].wd_mult = 1.0f; /* one torch group */
+    }
+
     const size_t bytes = m.tab.total * sizeof(float);
     float *w = be->ops->alloc(be, bytes), *g = be->ops->alloc(be, bytes);
     float *am = be->ops->alloc(be, bytes), *av = be->ops->alloc(be, bytes);
@@ -123,6 +150,11 @@ static void run_fixture(dx_backend *be, const char *path) {
     dx_vit_acts acts[MAX_GROUPS];
     float *img[MAX_GROUPS] = {0}, *probe[MAX_GROUPS] = {0};
     const uint8_t *mask[MAX_GROUPS] = {0};
+    int32_t *subsets[MAX_GROUPS][64];   /* injected stochastic-depth draws (train mode) */
+    int subset_k[MAX_GROUPS][64];
+    float rope_aug[MAX_GROUPS][4 * 32];
+    dx_vit_run runs[MAX_GROUPS];
+    memset(runs, 0, sizeof runs);
     char name[64];
     for (int gi = 0; gi < MAX_GROUPS; gi++) {
         snprintf(name, sizeof name, "input.x%d", gi);
@@ -146,17 +178,34 @@ static void run_fixture(dx_backend *be, const char *path) {
         snprintf(name, sizeof name, "input.r%d", gi);
         const dx_st_tensor *r = need(&st, name);
         probe[gi] = r ? to_host_f32(r) : NULL;
-        printf("  group %d: %d x %dx%d (T = %d)%s\n", gi, N, H, W, acts[gi].T, mk ? ", masked" : "");
+        if (mode == MODE_TRAIN) {
+            snprintf(name, sizeof name, "input.drop%d", gi);
+            const dx_st_tensor *d = need(&st, name);
+            snprintf(name, sizeof name, "input.rope_aug%d", gi);
+            const dx_st_tensor *ra = need(&st, name);
+            if (!d || !ra || d->dtype != DX_ST_I32 || d->shape[0] != 2 * cfg.depth || ra->nbytes > sizeof rope_aug[gi]) {
+                CHECK(0, "train fixture: bad drop/rope_aug inputs for group %d", gi);
+                break;
+            }
+            for (int j = 0; j < 2 * cfg.depth; j++) {
+                subsets[gi][j] = (int32_t *)d->data + (size_t)j * d->shape[1];
+                subset_k[gi][j] = (int)d->shape[1];
+            }
+            memcpy(rope_aug[gi], ra->data, ra->nbytes);
+            runs[gi] = (dx_vit_run){.train = 1, .subsets = (const int32_t *const *)subsets[gi],
+                                    .subset_k = subset_k[gi], .rope_aug = rope_aug[gi]};
+        }
+        printf("  group %d: %d x %dx%d (T = %d)%s%s\n", gi, N, H, W, acts[gi].T, mk ? ", masked" : "",
+               mode == MODE_TRAIN ? ", train mode (injected drop-path subsets and RoPE augmentation)" : "");
         ngroups++;
     }
     CHECK(ngroups > 0, "%s: no input groups", path);
 
     /* forward + backward, compared */
-    const dx_vit_run run = {0}; /* deterministic: no drop path, no RoPE augmentation */
     double worst_out = 0;
     be->ops->zero(be, g, bytes);
     for (int gi = 0; gi < ngroups; gi++) {
-        s = dx_vit_forward(&m, be, w, &acts[gi], img[gi], mask[gi], &run, &err);
+        s = dx_vit_forward(&m, be, w, &acts[gi], img[gi], mask[gi], &runs[gi], &err);
         CHECK(s == DX_OK, "forward: %s", err.msg);
         snprintf(name, sizeof name, "output.tokens%d", gi);
         const dx_st_tensor *ref = need(&st, name);
@@ -178,13 +227,14 @@ static void run_fixture(dx_backend *be, const char *path) {
     printf("  forward tokens: max normwise error %.3g; gradients: %.3g\n", worst_out, worst_grad);
 
     /* three AdamW steps, as torch.optim.AdamW(lr=1e-3, wd=0.05) in the generator */
+    if (mode == MODE_TRAIN) goto cleanup; /* the train fixture has no optimizer steps */
     dx_adamw hp = {.lr = 1e-3f, .last_layer_lr = 1e-3f, .wd = 0.05f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f};
     be->ops->zero(be, am, bytes);
     be->ops->zero(be, av, bytes);
     for (int t = 1; t <= 3; t++) {
         be->ops->zero(be, g, bytes);
         for (int gi = 0; gi < ngroups; gi++) {
-            dx_vit_forward(&m, be, w, &acts[gi], img[gi], mask[gi], &run, &err);
+            dx_vit_forward(&m, be, w, &acts[gi], img[gi], mask[gi], &runs[gi], &err);
             size_t n = (size_t)acts[gi].N * acts[gi].T * cfg.dim;
             be->ops->upload(be, acts[gi].dout, probe[gi], n * sizeof(float));
             dx_vit_backward(&m, be, w, g, &acts[gi], &err);
@@ -196,6 +246,7 @@ static void run_fixture(dx_backend *be, const char *path) {
         printf("  after AdamW step %d: parameters max normwise error %.3g\n", t, e);
     }
 
+cleanup:
     for (int gi = 0; gi < ngroups; gi++) {
         dx_vit_acts_free(&acts[gi], be);
         be->ops->free(be, img[gi]);
@@ -223,10 +274,13 @@ int main(void) {
     const char *fd = getenv("DINOX_FIXTURE_DIR");
     if (fd) snprintf(dir, sizeof dir, "%s", fd);
     else dx_test_path(dir, sizeof dir, "tests/fixtures");
-    const char *fixtures[] = {"vit_swiglu.safetensors", "vit_mlp2crop.safetensors"};
+    const struct { const char *file; int mode; } fixtures[] = {
+        {"vit_swiglu.safetensors", MODE_PLAIN},       {"vit_mlp2crop.safetensors", MODE_PLAIN},
+        {"vit_swiglu_mults.safetensors", MODE_MULTS}, {"vit_mlp2crop_mults.safetensors", MODE_MULTS},
+        {"vit_mlp2crop_train.safetensors", MODE_TRAIN}};
     for (size_t i = 0; i < sizeof fixtures / sizeof fixtures[0]; i++) {
-        snprintf(path, sizeof path, "%s/%s", dir, fixtures[i]);
-        run_fixture(be, path);
+        snprintf(path, sizeof path, "%s/%s", dir, fixtures[i].file);
+        run_fixture(be, path, fixtures[i].mode);
     }
     dx_backend_destroy(be);
     return dx_test_summary();

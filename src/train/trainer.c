@@ -272,6 +272,7 @@ dx_status dx_train_run(const dx_train_opts *o, dx_train_result *res, dx_err *err
         double t0 = now_s();
         const dx_batch *batch;
         if ((st = dx_loader_get(loader, step, &batch, err))) goto out;
+        const double data_wait = now_s() - t0; /* > 0 only when the loader is behind */
         dx_ibot_masks masks;
         if ((st = dx_ibot_masks_make(&masks, G, Hp, Hp, cfg.crops.mask_prob, cfg.crops.mask_ratio[0],
                                      cfg.crops.mask_ratio[1], (uint64_t)cfg.train.seed, (uint64_t)step, err)))
@@ -330,7 +331,8 @@ dx_status dx_train_run(const dx_train_opts *o, dx_train_result *res, dx_err *err
                 {"sched/teacher_temp", sch.teacher_temp}, {"sched/last_layer_lr", sch.last_layer_lr},
                 {"grad_norm/backbone", m.gnorm_backbone}, {"grad_norm/dino_head", m.gnorm_dino},
                 {"grad_norm/ibot_head", m.gnorm_ibot}, {"perf/img_per_s", ips}, {"perf/step_s", last_step_s},
-                {"perf/rss_mb", dx_rss_bytes() / 1e6}, {"train/masked_patches", m.n_masked},
+                {"perf/data_wait_s", data_wait}, {"perf/rss_mb", dx_rss_bytes() / 1e6},
+                {"train/masked_patches", m.n_masked},
                 {"train/nonfinite_steps", (double)nonfinite}};
             if ((st = dx_rundir_log(&rd, step, mt, (int)(sizeof mt / sizeof mt[0]), err))) goto out;
             if (!o->quiet) {
