@@ -13,7 +13,7 @@ PKGS=(
   libopenmpi-dev openmpi-bin
   clang libclang-rt-14-dev
   python3 python3-numpy python3-torch python3-sklearn python3-scipy python3-matplotlib python3-pydicom
-  dcmtk dicom3tools libgdcm-tools libopenblas0-openmp
+  dcmtk dicom3tools libgdcm-tools libopenblas0-openmp chromium
 )
 missing=()
 for p in "${PKGS[@]}"; do
