@@ -16,8 +16,8 @@ cd "$work"
 t0=$SECONDS
 step() { printf '\n== %s (%ds)\n' "$*" $((SECONDS - t0)); }
 
-step "1/6 synthetic chest CT: 12 patients, 128x128, LIDC-IDRI layout"
-"$dinox" synth --out dicom --patients 12 --size 128 --seed 1
+step "1/6 synthetic chest CT: 40 patients, 128x128, LIDC-IDRI layout"
+"$dinox" synth --out dicom --patients 40 --size 128 --seed 1
 
 step "2/6 ingest: DICOM + LIDC XML -> volume store"
 "$dinox" ingest dicom --out store
