@@ -9,6 +9,7 @@
  * literals numpy writes (quoted strings, True/False, tuples of non-negative
  * integers) and nothing else; the byte count of the data must equal
  * prod(shape) * itemsize exactly, so allocations are bounded by the input. */
+#include "core/dx_file.h"
 #include "io/dx_npy.h"
 
 #include <errno.h>
@@ -374,39 +375,6 @@ dx_status dx_npy_read_f32(const char *path, float **data, int64_t *shape, int *n
 /* ------------------------------------------------------------------------ */
 /* writer */
 
-static int write_all(int fd, const void *buf, size_t n) {
-    const char *p = buf;
-    while (n) {
-        size_t chunk = n > (1u << 30) ? (1u << 30) : n;
-        ssize_t w = write(fd, p, chunk);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        if (w == 0) {
-            errno = EIO;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-static int fsync_dir_of(const char *path) {
-    char dir[4096];
-    const char *slash = strrchr(path, '/');
-    if (!slash) snprintf(dir, sizeof dir, ".");
-    else if (slash == path) snprintf(dir, sizeof dir, "/");
-    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    int r = fsync(fd);
-    int e = errno;
-    close(fd);
-    errno = e;
-    return r;
-}
 
 dx_status dx_npy_write(const char *path, const char *descr, const void *data, const int64_t *shape,
                        int ndim, dx_err *err) {
@@ -449,7 +417,7 @@ dx_status dx_npy_write(const char *path, const char *descr, const void *data, co
         return dx_fail(err, DX_EINVAL, "npy write: path too long");
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) return dx_fail(err, DX_EIO, "create %s: %s", tmp, strerror(errno));
-    if (write_all(fd, pre, sizeof pre) || write_all(fd, hdr, (size_t)k) || (nb && write_all(fd, data, nb)) ||
+    if (dx_write_all(fd, pre, sizeof pre) || dx_write_all(fd, hdr, (size_t)k) || (nb && dx_write_all(fd, data, nb)) ||
         fsync(fd))
         goto io_fail;
     if (close(fd)) {
@@ -458,7 +426,7 @@ dx_status dx_npy_write(const char *path, const char *descr, const void *data, co
     }
     fd = -1;
     if (rename(tmp, path)) goto io_fail;
-    if (fsync_dir_of(path)) return dx_fail(err, DX_EIO, "fsync directory of %s: %s", path, strerror(errno));
+    if (dx_fsync_parent_dir(path)) return dx_fail(err, DX_EIO, "fsync directory of %s: %s", path, strerror(errno));
     return DX_OK;
 io_fail:;
     int e = errno;

@@ -7,6 +7,7 @@
  * DX_EFORMAT, never a read past the mapping or an allocation sized by the
  * file's claims (allocations are bounded by the header length, itself
  * bounded by the file size and by 100 MB). */
+#include "core/dx_file.h"
 #include "io/dx_safetensors.h"
 
 #include <cjson/cJSON.h>
@@ -462,40 +463,6 @@ static int cmp_keyed(const void *a, const void *b) {
     return strcmp(((const keyed *)a)->key, ((const keyed *)b)->key);
 }
 
-static int write_all(int fd, const void *buf, size_t n) {
-    const char *p = buf;
-    while (n) {
-        size_t chunk = n > (1u << 30) ? (1u << 30) : n;
-        ssize_t w = write(fd, p, chunk);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        if (w == 0) {
-            errno = EIO;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-/* fsync the directory holding path so the rename itself is durable. */
-static int fsync_dir_of(const char *path) {
-    char dir[4096];
-    const char *slash = strrchr(path, '/');
-    if (!slash) snprintf(dir, sizeof dir, ".");
-    else if (slash == path) snprintf(dir, sizeof dir, "/");
-    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    int r = fsync(fd);
-    int e = errno;
-    close(fd);
-    errno = e;
-    return r;
-}
 
 dx_status dx_st_write(const char *path, const dx_st_entry *e, int n, const char *const *metadata,
                       int n_meta, dx_err *err) {
@@ -616,9 +583,9 @@ dx_status dx_st_write(const char *path, const dx_st_entry *e, int n, const char 
     }
     unsigned char lenb[8];
     for (int i = 0; i < 8; i++) lenb[i] = (unsigned char)((uint64_t)h.len >> (8 * i));
-    if (write_all(fd, lenb, 8) || write_all(fd, h.p, h.len)) goto io_fail;
+    if (dx_write_all(fd, lenb, 8) || dx_write_all(fd, h.p, h.len)) goto io_fail;
     for (int i = 0; i < n; i++)
-        if (off[i + 1] > off[i] && write_all(fd, e[i].data, (size_t)(off[i + 1] - off[i]))) goto io_fail;
+        if (off[i + 1] > off[i] && dx_write_all(fd, e[i].data, (size_t)(off[i + 1] - off[i]))) goto io_fail;
     if (fsync(fd)) goto io_fail;
     if (close(fd)) {
         fd = -1;
@@ -626,7 +593,7 @@ dx_status dx_st_write(const char *path, const dx_st_entry *e, int n, const char 
     }
     fd = -1;
     if (rename(tmp, path)) goto io_fail;
-    if (fsync_dir_of(path)) {
+    if (dx_fsync_parent_dir(path)) {
         /* the file is in place; only the durability of the rename is unknown */
         s = dx_fail(err, DX_EIO, "fsync directory of %s: %s", path, strerror(errno));
         goto done;

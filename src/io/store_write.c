@@ -4,6 +4,7 @@
  * the final name, and the directory is fsynced. Data files first, then
  * nodules.csv, then index.dxs - so the index on disk only ever names complete
  * data files. An exclusive flock on STORE/.lock keeps two ingests apart. */
+#include "core/dx_file.h"
 #include "io/store.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -19,63 +20,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static dx_status fsync_dir(const char *dir, dx_err *err) {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return dx_fail(err, DX_EIO, "open dir %s: %s", dir, strerror(errno));
-    int rc = fsync(fd);
-    close(fd);
-    if (rc) return dx_fail(err, DX_EIO, "fsync dir %s: %s", dir, strerror(errno));
-    return DX_OK;
-}
-
 /* Writes data[0..len) to path atomically (temp + fsync + rename + dir fsync). */
-static dx_status write_atomic(const char *dir, const char *path, const void *data, size_t len, dx_err *err) {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return dx_fail(err, DX_EIO, "create %s: %s", tmp, strerror(errno));
-    const char *p = data;
-    size_t left = len;
-    while (left) {
-        size_t chunk = left > ((size_t)1 << 30) ? ((size_t)1 << 30) : left;
-        ssize_t w = write(fd, p, chunk);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) {
-            int e = errno;
-            close(fd);
-            unlink(tmp);
-            return dx_fail(err, DX_EIO, "write %s: %s", tmp, strerror(e));
-        }
-        p += w;
-        left -= (size_t)w;
-    }
-    if (fsync(fd)) {
-        int e = errno;
-        close(fd);
-        unlink(tmp);
-        return dx_fail(err, DX_EIO, "fsync %s: %s", tmp, strerror(e));
-    }
-    close(fd);
-    if (rename(tmp, path)) {
-        int e = errno;
-        unlink(tmp);
-        return dx_fail(err, DX_EIO, "rename %s -> %s: %s", tmp, path, strerror(e));
-    }
-    return fsync_dir(dir, err);
+static dx_status write_atomic(const char *path, const void *data, size_t len, dx_err *err) {
+    const void *parts[1] = {data};
+    return dx_atomic_write(path, parts, &len, 1, err);
 }
 
-static dx_status mkdir_p(const char *path, dx_err *err) {
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(buf, 0755) && errno != EEXIST) return dx_fail(err, DX_EIO, "mkdir %s: %s", buf, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(buf, 0755) && errno != EEXIST) return dx_fail(err, DX_EIO, "mkdir %s: %s", buf, strerror(errno));
-    return DX_OK;
-}
 
 /* Removes "*.tmp.*" leftovers of an interrupted writer in dir. */
 static void remove_stale_tmp(const char *dir) {
@@ -97,7 +47,7 @@ dx_status dx_store_writer_open(dx_store_writer *w, const char *dir, dx_err *err)
     char sub[4096];
     if (strlen(dir) > 3000) return dx_fail(err, DX_EINVAL, "store path too long");
     snprintf(sub, sizeof sub, "%s/series", dir);
-    dx_status st = mkdir_p(sub, err);
+    dx_status st = dx_mkdirs(sub, err);
     if (st) return st;
     char lock[4096];
     snprintf(lock, sizeof lock, "%s/.lock", dir);
@@ -210,11 +160,11 @@ dx_status dx_store_writer_add(dx_store_writer *w, const dx_volume *v, const uint
     snprintf(sub, sizeof sub, "%s/series", w->dir);
     /* the .hu file is the in-memory array as is: int16 little-endian (x86/ARM hosts) */
     snprintf(path, sizeof path, "%s/%s.hu", sub, rec.stem);
-    dx_status st = write_atomic(sub, path, v->hu, vox * sizeof(int16_t), err);
+    dx_status st = write_atomic(path, v->hu, vox * sizeof(int16_t), err);
     if (st) return st;
     snprintf(path, sizeof path, "%s/%s.mask", sub, rec.stem);
     if (labels) {
-        if ((st = write_atomic(sub, path, labels, vox, err))) return st;
+        if ((st = write_atomic(path, labels, vox, err))) return st;
     } else {
         unlink(path); /* a replaced entry may have had one */
     }
@@ -234,7 +184,7 @@ dx_status dx_store_writer_add(dx_store_writer *w, const dx_volume *v, const uint
     fclose(mf);
     if (!st) {
         snprintf(path, sizeof path, "%s/nodules.csv", w->dir);
-        st = write_atomic(w->dir, path, csv, csv_len, err);
+        st = write_atomic(path, csv, csv_len, err);
     }
     free(csv);
     void *buf = NULL;
@@ -242,7 +192,7 @@ dx_status dx_store_writer_add(dx_store_writer *w, const dx_volume *v, const uint
     if (!st) st = dx_store_index_encode(&nidx, &buf, &len, err);
     if (!st) {
         snprintf(path, sizeof path, "%s/index.dxs", w->dir);
-        st = write_atomic(w->dir, path, buf, len, err);
+        st = write_atomic(path, buf, len, err);
     }
     free(buf);
     if (st) {

@@ -268,7 +268,6 @@ dx_status synth_truth_write(const char *gt_dir, const synth_scan *s, const synth
                             const uint32_t *slice_crc, FILE *csv, dx_err *err);
 
 /* Small helpers. */
-dx_status synth_mkdirs(const char *path, dx_err *err);
 static inline double synth_clamp(double v, double lo, double hi) { return v < lo ? lo : v > hi ? hi : v; }
 
 #endif /* DX_SYNTH_INTERNAL_H */

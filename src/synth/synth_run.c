@@ -18,28 +18,13 @@
 #include <omp.h>
 #endif
 
+#include "core/dx_file.h"
 #include "core/dx_log.h"
 #include "synth/synth.h"
 #include "io/dx_npy.h"
 #include "synth/synth_internal.h"
 
 int dx_synth_default_slices_max(int size) { return size >= 512 ? 96 : size >= 256 ? 80 : 40; }
-
-dx_status synth_mkdirs(const char *path, dx_err *err) {
-    char buf[4096];
-    size_t n = strlen(path);
-    if (n == 0 || n >= sizeof buf) return dx_fail(err, DX_EINVAL, "synth: bad path '%s'", path);
-    memcpy(buf, path, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (buf[i] != '/' && buf[i] != 0) continue;
-        char c = buf[i];
-        buf[i] = 0;
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-            return dx_fail(err, DX_EIO, "mkdir %s: %s", buf, strerror(errno));
-        buf[i] = c;
-    }
-    return DX_OK;
-}
 
 static const char *last5(const char *uid) {
     size_t n = strlen(uid);
@@ -71,8 +56,8 @@ static dx_status one_patient(const dx_synth_config *cfg, int patient, FILE *csv,
                  last5(s.study_uid), s.series_number, last5(s.series_uid));
         snprintf(series_dir, sizeof series_dir, "%s/%s", cfg->out_dir, series_rel);
         snprintf(gt_dir, sizeof gt_dir, "%s/ground_truth/%s", cfg->out_dir, s.patient_id);
-        st = synth_mkdirs(series_dir, err);
-        if (st == DX_OK) st = synth_mkdirs(gt_dir, err);
+        st = dx_mkdirs(series_dir, err);
+        if (st == DX_OK) st = dx_mkdirs(gt_dir, err);
     }
     if (st == DX_OK) {
         vol = malloc(sizeof(int16_t) * (size_t)s.nx * s.ny * s.nz);
@@ -144,7 +129,7 @@ dx_status dx_synth_run(const dx_synth_config *cfg, dx_err *err) {
     if (cfg->slices_max < 0) return dx_fail(err, DX_EINVAL, "synth: slices-max must be >= 0");
     char path[4200];
     snprintf(path, sizeof path, "%s/ground_truth", cfg->out_dir);
-    dx_status st = synth_mkdirs(path, err);
+    dx_status st = dx_mkdirs(path, err);
     if (st) return st;
     snprintf(path, sizeof path, "%s/ground_truth/lesions.csv", cfg->out_dir);
     FILE *csv = fopen(path, "w");

@@ -2,6 +2,8 @@
  * CRC-verified on load with fallback, retention of last K + milestones. */
 #include "train/checkpoint.h"
 
+#include "core/dx_file.h"
+
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
@@ -67,13 +69,6 @@ static int write_all(int fd, const void *buf, size_t n, const dx_ckpt_policy *po
     return 0;
 }
 
-static int fsync_dir(const char *dir) {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd < 0) return -1;
-    int r = fsync(fd);
-    close(fd);
-    return r;
-}
 
 /* Writes bytes to dir/final through a temp file; on failure nothing changes. */
 static dx_status atomic_write(const char *dir, const char *final, const void *const *parts, const size_t *lens,
@@ -92,7 +87,7 @@ static dx_status atomic_write(const char *dir, const char *final, const void *co
     }
     fd = -1;
     if (rename(tmp, dst) != 0) goto fail;
-    if (fsync_dir(dir) != 0) return dx_fail(err, DX_EIO, "fsync %s: %s (the file was renamed)", dir, strerror(errno));
+    if (dx_fsync_dir(dir) != 0) return dx_fail(err, DX_EIO, "fsync %s: %s (the file was renamed)", dir, strerror(errno));
     return DX_OK;
 fail : {
     int e = errno;

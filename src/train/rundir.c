@@ -9,24 +9,6 @@
 #include <time.h>
 #include <unistd.h>
 
-dx_status dx_mkdirs(const char *path, dx_err *err) {
-    char p[1024];
-    if (snprintf(p, sizeof p, "%s", path) >= (int)sizeof p) return dx_fail(err, DX_EINVAL, "path too long: %s", path);
-    for (char *s = p + 1;; s++) {
-        if (*s == '/' || *s == 0) {
-            char c = *s;
-            *s = 0;
-            if (mkdir(p, 0755) != 0 && errno != EEXIST) return dx_fail(err, DX_EIO, "mkdir %s: %s", p, strerror(errno));
-            struct stat st;
-            if (stat(p, &st) != 0 || !S_ISDIR(st.st_mode))
-                return dx_fail(err, DX_EIO, "%s exists and is not a directory", p);
-            *s = c;
-            if (!c) break;
-        }
-    }
-    return DX_OK;
-}
-
 static char *slurp(const char *path) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;

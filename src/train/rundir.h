@@ -11,6 +11,7 @@
 #include <stdio.h>
 
 #include "core/dx_error.h"
+#include "core/dx_file.h" /* dx_mkdirs */
 #include "train/config.h"
 #include "train/tbevents.h"
 
@@ -37,8 +38,6 @@ dx_status dx_rundir_open(dx_rundir *rd, const char *path, const dx_config *cfg, 
 dx_status dx_rundir_log(dx_rundir *rd, int64_t step, const dx_metric *m, int n, dx_err *err);
 void dx_rundir_close(dx_rundir *rd);
 
-/* mkdir -p. */
-dx_status dx_mkdirs(const char *path, dx_err *err);
 
 /* Resident set size of this process in bytes (/proc/self/statm), 0 if unknown. */
 size_t dx_rss_bytes(void);

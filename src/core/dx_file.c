@@ -1,0 +1,100 @@
+/* dx_file.c - see dx_file.h. */
+#include "core/dx_file.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int dx_write_all(int fd, const void *buf, size_t n) {
+    const char *p = buf;
+    while (n) {
+        size_t chunk = n > (1u << 30) ? (1u << 30) : n;
+        ssize_t w = write(fd, p, chunk);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        if (w == 0) {
+            errno = EIO;
+            return -1;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+int dx_fsync_dir(const char *dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    int r = fsync(fd);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return r;
+}
+
+int dx_fsync_parent_dir(const char *path) {
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == path) snprintf(dir, sizeof dir, "/");
+    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    return dx_fsync_dir(dir);
+}
+
+dx_status dx_atomic_write(const char *path, const void *const *parts, const size_t *lens, int n, dx_err *err) {
+    char tmp[4200];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
+        return dx_fail(err, DX_EINVAL, "path too long: %s", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return dx_fail(err, DX_EIO, "create %s: %s", tmp, strerror(errno));
+    for (int i = 0; i < n; i++) {
+        if (dx_write_all(fd, parts[i], lens[i])) {
+            int e = errno;
+            close(fd);
+            unlink(tmp);
+            return dx_fail(err, DX_EIO, "write %s: %s", tmp, strerror(e));
+        }
+    }
+    if (fsync(fd) != 0) {
+        int e = errno;
+        close(fd);
+        unlink(tmp);
+        return dx_fail(err, DX_EIO, "fsync %s: %s", tmp, strerror(e));
+    }
+    if (close(fd) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return dx_fail(err, DX_EIO, "close %s: %s", tmp, strerror(e));
+    }
+    if (rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return dx_fail(err, DX_EIO, "rename %s -> %s: %s", tmp, path, strerror(e));
+    }
+    if (dx_fsync_parent_dir(path) != 0)
+        return dx_fail(err, DX_EIO, "fsync the directory of %s: %s (the file was renamed)", path, strerror(errno));
+    return DX_OK;
+}
+
+dx_status dx_mkdirs(const char *path, dx_err *err) {
+    char p[4096];
+    if (snprintf(p, sizeof p, "%s", path) >= (int)sizeof p) return dx_fail(err, DX_EINVAL, "path too long: %s", path);
+    for (char *s = p + 1;; s++) {
+        if (*s == '/' || *s == 0) {
+            char c = *s;
+            *s = 0;
+            if (mkdir(p, 0755) != 0 && errno != EEXIST) return dx_fail(err, DX_EIO, "mkdir %s: %s", p, strerror(errno));
+            struct stat st;
+            if (stat(p, &st) != 0 || !S_ISDIR(st.st_mode))
+                return dx_fail(err, DX_EIO, "%s exists and is not a directory", p);
+            *s = c;
+            if (!c) break;
+        }
+    }
+    return DX_OK;
+}

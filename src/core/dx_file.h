@@ -1,0 +1,25 @@
+/* dx_file.h - durable file writing, shared by every writer in dinox (npy,
+ * safetensors, the volume store, checkpoints, synth, run directories).
+ *
+ * Atomic replacement = write a temp file in the same directory, fsync it,
+ * rename it over the target, fsync the directory: a reader (or a crash) sees
+ * the old file or the new one, never a mix. */
+#ifndef DX_FILE_H
+#define DX_FILE_H
+
+#include <stddef.h>
+
+#include "core/dx_error.h"
+
+/* write() until done (EINTR retried, 1 GiB chunks); 0 or -1 with errno. */
+int dx_write_all(int fd, const void *buf, size_t n);
+/* fsync a directory / the directory holding path; 0 or -1 with errno. */
+int dx_fsync_dir(const char *dir);
+int dx_fsync_parent_dir(const char *path);
+/* Atomically replaces path with the concatenation of parts[0..n). On any
+ * failure the temp file is removed and path is untouched. */
+dx_status dx_atomic_write(const char *path, const void *const *parts, const size_t *lens, int n, dx_err *err);
+/* mkdir -p (0755); an existing non-directory is an error. */
+dx_status dx_mkdirs(const char *path, dx_err *err);
+
+#endif /* DX_FILE_H */
