@@ -48,7 +48,7 @@ def schedule():
     return {
         "lr": lr,
         "last_layer_lr": [0.0 if s < 2 else lr[s] for s in range(STEPS)],
-        "wd": [0.04] * STEPS,
+        "wd": [0.5] * STEPS,  # large enough that the weight-decay pass-through shows over 10 steps
         "momentum": [0.9] * STEPS,
         "teacher_temp": [0.04 + 0.03 * s / (STEPS - 1) for s in range(STEPS)],
         "w_gram": [1.0] * STEPS,
