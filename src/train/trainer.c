@@ -274,8 +274,12 @@ dx_status dx_train_run(const dx_train_opts *o, dx_train_result *res, dx_err *err
         if ((st = dx_loader_get(loader, step, &batch, err))) goto out;
         const double data_wait = now_s() - t0; /* > 0 only when the loader is behind */
         dx_ibot_masks masks;
-        if ((st = dx_ibot_masks_make(&masks, G, Hp, Hp, cfg.crops.mask_prob, cfg.crops.mask_ratio[0],
-                                     cfg.crops.mask_ratio[1], (uint64_t)cfg.train.seed, (uint64_t)step, err)))
+        /* the config holds floats; recover the decimal the user wrote (0.35f is 0.34999999) so
+         * that int(2B * prob) counts masked crops as DINOv3's Python does */
+        const double mask_prob = round(cfg.crops.mask_prob * 1e6) / 1e6;
+        if ((st = dx_ibot_masks_make(&masks, G, Hp, Hp, mask_prob, round(cfg.crops.mask_ratio[0] * 1e6) / 1e6,
+                                     round(cfg.crops.mask_ratio[1] * 1e6) / 1e6, (uint64_t)cfg.train.seed,
+                                     (uint64_t)step, err)))
             goto out;
         dx_ssl_sched sch;
         dx_train_sched_at(&cfg, step, &sch);
