@@ -217,7 +217,7 @@ int main(void) {
     fclose(mf);
     dx_test_path(path, sizeof path, "docs/config.md");
     char *doc = read_all(path);
-    CHECK(doc && strstr(doc, md), "docs/config.md is stale: regenerate the table with dx_config_write_schema_md");
+    CHECK(doc && strstr(doc, md), "docs/config.md is stale: regenerate the table with `dinox train --schema`");
     if (getenv("DX_WRITE_SCHEMA")) fputs(md, stdout);
     free(doc);
     free(md);

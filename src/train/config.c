@@ -86,6 +86,10 @@ static const key_spec SCHEMA[] = {
     /* ---- Gram anchoring (spec §5) ---- */
     KB("gram.enabled", gram.enabled, "false", "Gram anchoring loss and Gram-teacher crops"),
     KF("gram.weight", gram.weight, "2", 0, 100, "Gram loss weight"),
+    KF("gram.weight_start_epochs", gram.weight_start_epochs, "0", 0, 1e6,
+       "Gram weight is 0 before this epoch (switching the term on mid-run)"),
+    KF("gram.weight_ramp_epochs", gram.weight_ramp_epochs, "0", 0, 1e6,
+       "half-cosine ramp of the Gram weight from 0 to gram.weight after the start (DINOv3: 1000 iterations)"),
     KF("gram.teacher_res_factor", gram.teacher_res_factor, "2", 1, 4, "Gram-teacher crop size = factor x global size"),
     KI("gram.refresh_every", gram.refresh_every, "0", 0, 100000000, "copy the EMA teacher into the Gram teacher every N steps (0 = never)"),
     KI("gram.refresh_first", gram.refresh_first, "0", 0, 100000000, "first step at which a refresh may happen"),

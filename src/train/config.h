@@ -48,6 +48,7 @@ typedef struct dx_config {
     struct {
         int enabled;
         float weight, teacher_res_factor;
+        float weight_start_epochs, weight_ramp_epochs; /* loss_weight_schedule: 0 until start, ramp to weight */
         int refresh_every, refresh_first, refresh_max, img_level;
     } gram;
     struct {

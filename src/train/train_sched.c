@@ -20,7 +20,13 @@ void dx_train_sched_at(const dx_config *c, int64_t it, dx_ssl_sched *out) {
     out->wd = (float)dx_cosine_schedule_at(&wd, it);
     out->momentum = (float)dx_cosine_schedule_at(&mom, it);
     out->teacher_temp = (float)dx_cosine_schedule_at(&temp, it);
-    out->w_gram = c->gram.enabled ? c->gram.weight : 0.0f;
+    out->w_gram = 0.0f;
+    if (c->gram.enabled) {
+        /* DINOv3's gram.loss_weight_schedule: linear_warmup_cosine_decay(0, 0, w, start, ., ramp) */
+        const int64_t Ws = (int64_t)(c->gram.weight_start_epochs * E), Cr = (int64_t)(c->gram.weight_ramp_epochs * E);
+        dx_lwcd_schedule gw = {.start = 0, .peak = 0, .end = c->gram.weight, .warmup = Ws, .total = Ws + Cr, .cosine = Cr};
+        out->w_gram = Ws + Cr > 0 ? (float)dx_lwcd_schedule_at(&gw, it) : c->gram.weight;
+    }
     const int64_t Cl = (int64_t)(c->loss.local_weight_epochs * E);
     if (Cl > 0) {
         dx_lwcd_schedule lw = {.start = c->loss.local_weight_start, .peak = c->loss.local_weight_start,

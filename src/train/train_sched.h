@@ -11,8 +11,9 @@
 /* lr: linear warm-up 0 -> peak (scaled by optim.lr_scaling) then cosine to
  * min_lr; last-layer lr: the same, 0 during the first freeze epochs; wd and
  * EMA momentum: cosine from start to end over the whole run; teacher
- * temperature: linear warm-up then constant; Gram weight: gram.weight when
- * gram.enabled; DINO local weight: cosine from start to end over
+ * temperature: linear warm-up then constant; Gram weight: 0 until
+ * gram.weight_start_epochs, then a half-cosine ramp to gram.weight over
+ * gram.weight_ramp_epochs (DINOv3's loss_weight_schedule); DINO local weight: cosine from start to end over
  * loss.local_weight_epochs (constant start if 0). */
 void dx_train_sched_at(const dx_config *c, int64_t it, dx_ssl_sched *out);
 

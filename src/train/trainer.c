@@ -244,6 +244,15 @@ dx_status dx_train_run(const dx_train_opts *o, dx_train_result *res, dx_err *err
             if (s.gram_w) be->ops->copy(be, s.gram_w, s.w, s.vit.tab.total * sizeof(float));
             DX_INFO("student and teachers initialised from %s", o->init_weights);
         }
+        if (o->gram_init) {
+            if (!s.gram_w) {
+                st = dx_fail(err, DX_EINVAL, "--gram-init needs gram.enabled = true");
+                goto out;
+            }
+            if ((st = dx_weights_load(&s.vit.tab, be, s.gram_w, o->gram_init, "", DX_LOAD_BUFFERS_OPTIONAL, err)))
+                goto out;
+            DX_INFO("Gram teacher initialised from %s", o->gram_init);
+        }
         if ((st = dx_train_save_checkpoint(&s, be, &cfg, rd.ckpt_dir, 0, 0, 0, err))) goto out;
     }
     const int64_t total = dx_config_total_steps(&cfg);
