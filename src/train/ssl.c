@@ -16,7 +16,10 @@ static double flops_vit_fwd(const dx_vit_config *c, int n, int side) {
     return n * dx_vit_flops_per_image(c, side, side);
 }
 
-double dx_ssl_flops_per_step(const dx_ssl_config *c) {
+double dx_ssl_flops_per_step(const dx_ssl_config *cin) {
+    dx_ssl_config cc = *cin; /* heads read the backbone's width, whatever in_dim says */
+    cc.dino_head.in_dim = cc.ibot_head.in_dim = cc.vit.dim;
+    const dx_ssl_config *c = &cc;
     const int B = c->batch, G = c->n_global * B, L = c->n_local * B;
     const int P = (c->global_size / c->vit.patch) * (c->global_size / c->vit.patch);
     double f = 3.0 * (flops_vit_fwd(&c->vit, G, c->global_size) + flops_vit_fwd(&c->vit, L, c->local_size));
