@@ -54,6 +54,19 @@ static inline const char *dx_test_path(char *buf, size_t len, const char *rel) {
     return buf;
 }
 
+/* Whole file into a malloc'ed buffer (one spare byte); 0 on success. */
+static inline int dx_test_read_file(const char *path, unsigned char **buf, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    *buf = malloc((size_t)(n > 0 ? n : 0) + 1);
+    *len = *buf ? fread(*buf, 1, (size_t)n, f) : 0;
+    fclose(f);
+    return *buf && *len == (size_t)n ? 0 : -1;
+}
+
 static inline int dx_test_summary(void) {
     if (dx_test_pass_ + dx_test_fail_ == 0) {
         printf("no checks ran\n");

@@ -22,18 +22,6 @@ static const char *tpath(char *buf, size_t len, const char *name) {
     return buf;
 }
 
-static int read_file(const char *path, unsigned char **buf, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return -1;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    *buf = malloc((size_t)n + 1);
-    *len = fread(*buf, 1, (size_t)n, f);
-    fclose(f);
-    return *len == (size_t)n ? 0 : -1;
-}
-
 /* A file image: magic, version, header length field (2 or 4 bytes), header, data. */
 static unsigned char *make_npy(int major, const char *hdr, const void *data, size_t dlen, size_t *len) {
     size_t h = strlen(hdr), lf = major == 1 ? 2 : 4;
@@ -71,7 +59,7 @@ static void test_round_trip(void) {
             CHECK(s == DX_OK, "write %s: %s", types[ti].descr, err.msg);
             unsigned char *raw;
             size_t len;
-            CHECK(read_file(p, &raw, &len) == 0, "raw");
+            CHECK(dx_test_read_file(p, &raw, &len) == 0, "raw");
             size_t hl = (size_t)raw[8] | (size_t)raw[9] << 8;
             CHECK(memcmp(raw, "\x93NUMPY\x01\x00", 8) == 0, "%s magic and version 1.0", types[ti].descr);
             CHECK((10 + hl) % 64 == 0 && raw[10 + hl - 1] == '\n', "%s: data at %zu, header ends with newline",
@@ -98,7 +86,7 @@ static void test_round_trip(void) {
     CHECK(dx_npy_write(p, "<f4", z, sh, 2, &err) == DX_OK, "write");
     unsigned char *raw;
     size_t len;
-    read_file(p, &raw, &len);
+    dx_test_read_file(p, &raw, &len);
     const char *want = "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }";
     CHECK(len == 128 + 48 && memcmp(raw + 10, want, strlen(want)) == 0, "header text %.60s", (char *)raw + 10);
     int spaces = 1;
@@ -265,7 +253,7 @@ static void test_malformed(void) {
     float v[5] = {1, 2, 3, 4, 5};
     unsigned char *raw;
     size_t len;
-    CHECK(dx_npy_write(p, "<f4", v, sh, 1, &err) == DX_OK && read_file(p, &raw, &len) == 0, "write");
+    CHECK(dx_npy_write(p, "<f4", v, sh, 1, &err) == DX_OK && dx_test_read_file(p, &raw, &len) == 0, "write");
     int refused = 0;
     for (size_t cut = 0; cut < len; cut++) {
         dx_status s = dx_npy_parse_memory(&a, raw, cut, &err);
@@ -381,14 +369,14 @@ static int peer_read(const char *dir) {
         unsigned char *ref;
         size_t rlen;
         snprintf(p, sizeof p, "%s/%s.raw", dir, name);
-        if (read_file(p, &ref, &rlen) == 0) {
+        if (dx_test_read_file(p, &ref, &rlen) == 0) {
             size_t isz = (size_t)atoi(descr + 2);
             CHECK(rlen == a.numel * isz && (rlen == 0 || memcmp(ref, a.data, rlen) == 0), "%s: bytes equal numpy's",
                   name);
             free(ref);
         } else CHECK(0, "missing %s", p);
         snprintf(p, sizeof p, "%s/%s.f32", dir, name);
-        if (read_file(p, &ref, &rlen) == 0) {
+        if (dx_test_read_file(p, &ref, &rlen) == 0) {
             float *fd = NULL;
             int64_t sh[DX_NPY_MAX_DIMS];
             int nd2;

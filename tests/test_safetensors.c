@@ -24,18 +24,6 @@ static const char *tpath(char *buf, size_t len, const char *name) {
     return buf;
 }
 
-static int read_file(const char *path, unsigned char **buf, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return -1;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    *buf = malloc((size_t)n + 1);
-    *len = fread(*buf, 1, (size_t)n, f);
-    fclose(f);
-    return *len == (size_t)n ? 0 : -1;
-}
-
 /* A file image: u64 n | header | data_len bytes of 0xAB. */
 static unsigned char *make_file(const char *hdr, uint64_t n_claim, size_t data_len, size_t *len) {
     size_t h = strlen(hdr);
@@ -173,7 +161,7 @@ static void test_round_trip(void) {
     /* raw layout: header length multiple of 8, key order, data in given order */
     unsigned char *raw;
     size_t len;
-    CHECK(read_file(p, &raw, &len) == 0, "read back raw");
+    CHECK(dx_test_read_file(p, &raw, &len) == 0, "read back raw");
     uint64_t hl = 0;
     for (int i = 7; i >= 0; i--) hl = (hl << 8) | raw[i];
     CHECK(hl % 8 == 0 && 8 + hl <= len, "header length %llu multiple of 8", (unsigned long long)hl);
@@ -415,7 +403,7 @@ static void test_malicious(void) {
     tpath(p, sizeof p, "trunc.safetensors");
     unsigned char *raw;
     size_t rlen;
-    CHECK(dx_st_write(p, &e1, 1, NULL, 0, &err) == DX_OK && read_file(p, &raw, &rlen) == 0, "write for truncation");
+    CHECK(dx_st_write(p, &e1, 1, NULL, 0, &err) == DX_OK && dx_test_read_file(p, &raw, &rlen) == 0, "write for truncation");
     int fails = 0;
     for (size_t cut = 0; cut < rlen; cut++) {
         dx_status s = dx_st_open_memory(&st, raw, cut, &err);
@@ -544,7 +532,7 @@ static int peer_read(const char *dir) {
         unsigned char *ref;
         size_t rlen;
         snprintf(p, sizeof p, "%s/py_%s.ref", dir, name);
-        if (read_file(p, &ref, &rlen)) {
+        if (dx_test_read_file(p, &ref, &rlen)) {
             CHECK(0, "reference %s", p);
             continue;
         }
