@@ -16,6 +16,11 @@ int cmd_report(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 
+struct dx_vit_config;
+/* Applies --patch/--registers/--dim/--depth/--heads (0 or -1 for registers =
+ * keep) to a backbone config; a new --dim also resets the MLP width to 4*dim. */
+void cli_vit_shape_overrides(struct dx_vit_config *c, int patch, int registers, int dim, int depth, int heads);
+
 /* 1 if argv has -h or --help. */
 int cli_wants_help(int argc, char **argv);
 

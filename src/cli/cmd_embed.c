@@ -89,11 +89,7 @@ int cmd_embed(int argc, char **argv) {
     int64_t shape[8];
     int ndim;
     if (dx_vit_config_named(&cfg, arch, &err)) goto fail;
-    if (patch) cfg.patch = patch;
-    if (registers >= 0) cfg.registers = registers;
-    if (dim) { cfg.dim = dim; cfg.ffn_hidden = 4 * dim; }
-    if (depth) cfg.depth = depth;
-    if (heads) cfg.heads = heads;
+    cli_vit_shape_overrides(&cfg, patch, registers, dim, depth, heads);
     if (ffn) {
         if (!strcmp(ffn, "swiglu")) { cfg.ffn = DX_FFN_SWIGLU; cfg.ffn_hidden = dx_swiglu_width(4 * cfg.dim, 8); }
         else if (!strcmp(ffn, "mlp")) cfg.ffn = DX_FFN_MLP;

@@ -190,11 +190,7 @@ int cmd_eval(int argc, char **argv) {
     } else {
         if (dx_vit_config_named(&vc, arch, &err)) goto fail_early;
     }
-    if (patch) vc.patch = patch;
-    if (registers >= 0) vc.registers = registers;
-    if (dim) { vc.dim = dim; vc.ffn_hidden = 4 * dim; }
-    if (depth) vc.depth = depth;
-    if (heads) vc.heads = heads;
+    cli_vit_shape_overrides(&vc, patch, registers, dim, depth, heads);
     if (no25d) o.crop.stack25d = 0;
     if (o.crop.size % vc.patch) {
         fprintf(stderr, "dinox eval: --size %d is not a multiple of the patch size %d\n", o.crop.size, vc.patch);
