@@ -252,14 +252,12 @@ dx_status dx_ssl_step(dx_ssl *s, dx_backend *be, const dx_ssl_batch *batch, int6
 
     /* masks: flat sorted indices into [G*P], weights 1/n_i (collate, spec §6.3) */
     int M = 0;
-    int32_t *midx = NULL;
     float *mw = NULL;
     if (batch->masks) {
-        midx = malloc(sizeof(int32_t) * (size_t)G * P);
         mw = malloc(sizeof(float) * (size_t)G * P);
         int32_t *rows = malloc(sizeof(int32_t) * (size_t)G * P);
-        if (!midx || !mw || !rows) {
-            free(midx); free(mw); free(rows);
+        if (!mw || !rows) {
+            free(mw); free(rows);
             return dx_fail(err, DX_ENOMEM, "mask lists");
         }
         for (int n = 0; n < G; n++) {
@@ -413,7 +411,6 @@ dx_status dx_ssl_step(dx_ssl *s, dx_backend *be, const dx_ssl_batch *batch, int6
             o->ema(be, s->teacher + t->offset, s->w + t->offset, t->numel, sc->momentum);
     }
 done:
-    free(midx);
     free(mw);
     return st;
 }
