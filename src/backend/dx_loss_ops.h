@@ -24,6 +24,9 @@
 
 #include "backend/dx_backend.h"
 
+#define DX_PROB_STATS 3    /* prob_stats: mean row entropy, entropy of the mean row, argmax columns used */
+#define DX_FEATURE_STATS 3 /* feature_stats: mean std over rows, effective rank, mean pairwise cosine */
+
 struct dx_loss_ops {
     const char *name;
 
@@ -101,6 +104,23 @@ struct dx_loss_ops {
     /* dx += (dout - out <out, dout>) / |x|   if |x| > eps, else dout / eps. */
     void (*l2norm_backward)(dx_backend *be, float *dx, const float *x, const float *dout, int M,
                             int D, float eps);
+
+    /* ---- training health (no gradient; scalars to the host, in nats) -----------
+     * prob_stats: rows of P[N,K] are distributions (from_logits = 0) or logits
+     * read as softmax(P/temp) (from_logits = 1). out[0] = mean row entropy,
+     * out[1] = entropy of the mean row, out[2] = number of columns that are
+     * the argmax of at least one row. KL(p || uniform) = ln K - out[0]. */
+    void (*prob_stats)(dx_backend *be, double out[DX_PROB_STATS], const float *P, int N, int K,
+                       float temp, int from_logits);
+    /* feature_stats: x[N,D], rows = samples. out[0] = mean over d of the std
+     * over rows, out[1] = effective rank exp(H(lambda/sum lambda)) of the
+     * centred covariance, out[2] = mean cosine of distinct row pairs. */
+    void (*feature_stats)(dx_backend *be, double out[DX_FEATURE_STATS], const float *x, int N, int D);
+    /* patch_cosine: mean over nimg images of the mean cosine of distinct
+     * patch pairs; image i's patch p is the row x + i*img_stride + p*D. */
+    double (*patch_cosine)(dx_backend *be, const float *x, int nimg, int P, int D, size_t img_stride);
+    /* idx[n] = first argmax_k P[n,k] (int32, backend memory). */
+    void (*row_argmax)(dx_backend *be, int32_t *idx, const float *P, int N, int K);
 };
 
 /* iBOT patch loss, spec §3.2: S, T [M, K] at the masked positions, w[M] =

@@ -21,6 +21,7 @@
 #pragma weak cmd_report
 #pragma weak cmd_demo
 #pragma weak cmd_info
+#pragma weak cmd_batches
 
 typedef struct {
     const char *name;
@@ -41,6 +42,7 @@ static const command *commands(int *n) {
         {"eval", NULL, "frozen-feature probe, segmentation, attention, collapse"},
         {"report", NULL, "HTML report of a run"},
         {"info", NULL, "build, backend and CPU information"},
+        {"batches", NULL, "write a config's training batches as .npy"},
     };
     table[0].fn = cmd_demo;
     table[1].fn = cmd_synth;
@@ -53,6 +55,7 @@ static const command *commands(int *n) {
     table[8].fn = cmd_eval;
     table[9].fn = cmd_report;
     table[10].fn = cmd_info;
+    table[11].fn = cmd_batches;
     *n = (int)(sizeof table / sizeof table[0]);
     return table;
 }

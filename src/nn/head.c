@@ -42,6 +42,7 @@ void dx_head_free(dx_head *h) { dx_table_free(&h->tab); }
 dx_status dx_head_init_weights(const dx_head *h, dx_backend *be, float *w, uint64_t seed, dx_err *err) {
     float *host = calloc(h->tab.total, sizeof(float));
     if (!host) return dx_fail(err, DX_ENOMEM, "head init");
+    const double std = h->cfg.init_std > 0 ? h->cfg.init_std : 0.02;
     for (int i = 0; i < h->tab.n; i++) {
         const dx_tensor_spec *s = &h->tab.t[i];
         if (s->ndim != 2) continue; /* biases stay 0 */
@@ -49,7 +50,7 @@ dx_status dx_head_init_weights(const dx_head *h, dx_backend *be, float *w, uint6
         dx_rng_init(&r, seed, DX_RNG_INIT, 1000000 + (uint64_t)i, 0);
         for (size_t j = 0; j < s->numel; j++) {
             double v;
-            do v = 0.02 * dx_rng_normal(&r); while (fabs(v) > 2.0);
+            do v = std * dx_rng_normal(&r); while (fabs(v) > 2.0);
             host[s->offset + j] = (float)v;
         }
     }
@@ -86,11 +87,14 @@ static size_t layout(const dx_head *h, int R, int with_grad, size_t *off, int co
     }
     TAKE((size_t)R * h->cfg.bottleneck);                   /* u */
     TAKE((size_t)R * h->cfg.prototypes);                   /* logits */
+    const size_t kb = h->cfg.norm_last_layer ? (size_t)h->cfg.prototypes * h->cfg.bottleneck : 0;
+    TAKE(kb);                                              /* wn */
     if (with_grad) {
         TAKE((size_t)R * h->cfg.prototypes);               /* dlogits */
         TAKE((size_t)R * h->cfg.in_dim);                   /* dx */
         TAKE((size_t)R * max_width(h));                    /* dA */
         TAKE((size_t)R * max_width(h));                    /* dB */
+        TAKE(kb);                                          /* dwn */
     }
 #undef TAKE
     return t;
@@ -104,7 +108,7 @@ dx_status dx_head_acts_init(dx_head_acts *a, const dx_head *h, dx_backend *be, i
                             int with_grad, dx_err *err) {
     memset(a, 0, sizeof *a);
     if (max_rows < 1) max_rows = 1;
-    size_t off[4 + 2 * DX_HEAD_MAX_LAYERS + 4];
+    size_t off[4 + 2 * DX_HEAD_MAX_LAYERS + 6];
     size_t total = layout(h, max_rows, with_grad, off, 0);
     a->bytes = total * sizeof(float);
     a->buf = be->ops->alloc(be, a->bytes);
@@ -119,12 +123,15 @@ dx_status dx_head_acts_init(dx_head_acts *a, const dx_head *h, dx_backend *be, i
     }
     a->u = a->buf + off[k++];
     a->logits = a->buf + off[k++];
+    a->wn = a->buf + off[k++];
     if (with_grad) {
         a->dlogits = a->buf + off[k++];
         a->dx = a->buf + off[k++];
         a->dA = a->buf + off[k++];
         a->dB = a->buf + off[k++];
+        a->dwn = a->buf + off[k++];
     }
+    if (!h->cfg.norm_last_layer) a->wn = a->dwn = NULL;
     return DX_OK;
 }
 
@@ -151,7 +158,12 @@ void dx_head_forward(const dx_head *h, dx_backend *be, const float *w, dx_head_a
     }
     const int Bn = h->cfg.bottleneck, K = h->cfg.prototypes;
     be->loss->l2norm_forward(be, a->u, a->pre[h->nlin - 1], rows, Bn, L2_EPS);
-    dx_gemm(be, 0, 1, rows, K, Bn, 1.0f, a->u, Bn, WP(h->last), Bn, 0.0f, a->logits, K);
+    const float *proto = WP(h->last);
+    if (h->cfg.norm_last_layer) {
+        be->loss->l2norm_forward(be, a->wn, proto, K, Bn, L2_EPS);
+        proto = a->wn;
+    }
+    dx_gemm(be, 0, 1, rows, K, Bn, 1.0f, a->u, Bn, proto, Bn, 0.0f, a->logits, K);
 }
 
 void dx_head_backward(const dx_head *h, dx_backend *be, const float *w, float *g, dx_head_acts *a) {
@@ -159,8 +171,15 @@ void dx_head_backward(const dx_head *h, dx_backend *be, const float *w, float *g
     const int R = a->rows, Bn = h->cfg.bottleneck, K = h->cfg.prototypes;
     /* logits = u Wl^T: du = dlogits Wl; dWl += dlogits^T u */
     float *du = a->dA, *dz = a->dB;
-    dx_gemm(be, 0, 0, R, Bn, K, 1.0f, a->dlogits, K, WP(h->last), Bn, 0.0f, du, Bn);
-    dx_gemm(be, 1, 0, K, Bn, R, 1.0f, a->dlogits, K, a->u, Bn, 1.0f, GP(h->last), Bn);
+    if (h->cfg.norm_last_layer) {
+        /* logits = u Wn^T, Wn = normalize_rows(V): dWn = dlogits^T u, then through the row norm into dV */
+        dx_gemm(be, 0, 0, R, Bn, K, 1.0f, a->dlogits, K, a->wn, Bn, 0.0f, du, Bn);
+        dx_gemm(be, 1, 0, K, Bn, R, 1.0f, a->dlogits, K, a->u, Bn, 0.0f, a->dwn, Bn);
+        be->loss->l2norm_backward(be, GP(h->last), WP(h->last), a->dwn, K, Bn, L2_EPS);
+    } else {
+        dx_gemm(be, 0, 0, R, Bn, K, 1.0f, a->dlogits, K, WP(h->last), Bn, 0.0f, du, Bn);
+        dx_gemm(be, 1, 0, K, Bn, R, 1.0f, a->dlogits, K, a->u, Bn, 1.0f, GP(h->last), Bn);
+    }
     o->zero(be, dz, (size_t)R * Bn * sizeof(float));
     be->loss->l2norm_backward(be, dz, a->pre[h->nlin - 1], du, R, Bn, L2_EPS);
     /* dz is d(pre of the last MLP layer); walk the MLP backwards */

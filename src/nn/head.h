@@ -4,6 +4,9 @@
  *   z  = W_last_mlp h + b                              (bottleneck)
  *   u  = z / max(|z|, 1e-12)
  *   logits = W_proto u                                 (no bias, NO weight norm)
+ * or, with norm_last_layer (DINO / DINOv2's weight-normalised prototypes,
+ * weight_g fixed at 1): logits = normalize_rows(W_proto) u, cosine logits in
+ * [-1, 1] whose spread the optimiser cannot shrink (docs/objective.md).
  * Parameter names as DINOv3's DINOHead: mlp.0.*, mlp.2.*, mlp.4.*,
  * last_layer.weight (the linear layers sit at even indices of its Sequential). */
 #ifndef DX_HEAD_H
@@ -17,6 +20,8 @@
 
 typedef struct dx_head_config {
     int in_dim, hidden, bottleneck, prototypes, nlayers;
+    float init_std; /* std of the truncated-normal weight init (0 = DINOv3's 0.02) */
+    int norm_last_layer; /* 1: prototypes L2-normalised per row in forward (DINOv2 weight norm, g = 1) */
 } dx_head_config;
 
 typedef struct dx_head {
@@ -45,6 +50,7 @@ typedef struct dx_head_acts {
     float *dlogits;    /* [rows, K] caller writes (grad mode) */
     float *dx;         /* [rows, in_dim] gradient w.r.t. x after backward */
     float *dA, *dB;    /* scratch [rows, max width] */
+    float *wn, *dwn;   /* norm_last_layer: normalised prototypes [K, bottleneck] and their gradient */
     size_t bytes;
 } dx_head_acts;
 

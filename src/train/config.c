@@ -67,6 +67,9 @@ static const key_spec SCHEMA[] = {
     KI("heads.ibot_k", heads.ibot_k, "65536", 2, 1048576, "iBOT prototypes K"),
     KI("heads.nlayers", heads.nlayers, "3", 1, 8, "MLP layers before the bottleneck"),
     KB("heads.separate", heads.separate, "true", "separate iBOT head (false = share the DINO head)"),
+    KB("heads.norm_last_layer", heads.norm_last_layer, "false",
+       "L2-normalise each prototype in forward (DINO/DINOv2 weight norm, g = 1); DINOv3: false (docs/objective.md)"),
+    KF("heads.init_std", heads.init_std, "0.02", 1e-6, 1, "std of the heads' truncated-normal weight init (DINOv3: 0.02)"),
     /* ---- loss weights (spec §3.5) ---- */
     KF("loss.dino", loss.dino, "1", 0, 100, "DINO (CLS) loss weight"),
     KF("loss.ibot", loss.ibot, "1", 0, 100, "iBOT masked-patch loss weight"),
@@ -83,6 +86,8 @@ static const key_spec SCHEMA[] = {
     KF("teacher.momentum_start", teacher.momentum_start, "0.992", 0, 1, "EMA momentum at step 0 (cosine schedule)"),
     KF("teacher.momentum_end", teacher.momentum_end, "1", 0, 1, "EMA momentum at the end"),
     KI("teacher.sk_iters", teacher.sk_iters, "3", 1, 100, "Sinkhorn-Knopp iterations"),
+    KE("teacher.centering", teacher.centering, "sinkhorn_knopp", "sinkhorn_knopp|softmax",
+       "teacher target centring: DINOv3's Sinkhorn-Knopp, or DINO/DINOv2 softmax centring (centre EMA 0.9)"),
     /* ---- Gram anchoring (spec §5) ---- */
     KB("gram.enabled", gram.enabled, "false", "Gram anchoring loss and Gram-teacher crops"),
     KF("gram.weight", gram.weight, "2", 0, 100, "Gram loss weight"),
@@ -149,6 +154,9 @@ static const key_spec SCHEMA[] = {
     KI("train.keep_last", train.keep_last, "3", 1, 1000, "rolling checkpoints kept"),
     KI("train.milestone_every", train.milestone_every, "0", 0, 100000000, "also keep every checkpoint whose step is a multiple (0 = none)"),
     KI("train.log_every", train.log_every, "10", 1, 1000000, "metrics / progress every N steps"),
+    KI("train.collapse_window", train.collapse_window, "100", 0, 100000000,
+       "collapse alarm: steps after the lr warm-up with the DINO targets uniform before it fires (0 = off)"),
+    KB("train.stop_on_collapse", train.stop_on_collapse, "false", "stop training (exit non-zero) when the collapse alarm fires"),
 };
 #define N_KEYS ((int)(sizeof SCHEMA / sizeof SCHEMA[0]))
 

@@ -35,6 +35,8 @@ typedef struct dx_config {
         int dino_hidden, dino_bottleneck, dino_k;
         int ibot_hidden, ibot_bottleneck, ibot_k;
         int nlayers, separate;
+        float init_std;
+        int norm_last_layer;
     } heads;
     struct {
         float dino, ibot, koleo, student_temp;
@@ -44,6 +46,7 @@ typedef struct dx_config {
         float temp_start, temp_end, temp_warmup_epochs;
         float momentum_start, momentum_end;
         int sk_iters;
+        char centering[32]; /* sinkhorn_knopp | softmax */
     } teacher;
     struct {
         int enabled;
@@ -87,6 +90,7 @@ typedef struct dx_config {
         int ckpt_every_steps;
         float ckpt_every_minutes;
         int keep_last, milestone_every, log_every;
+        int collapse_window, stop_on_collapse;
     } train;
 } dx_config;
 

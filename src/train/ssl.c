@@ -414,3 +414,53 @@ done:
     free(mw);
     return st;
 }
+
+/* Teacher argmax agreement between the two global crops of each image, from
+ * targets [2B, K] crop-major: the fraction of b with argmax T[b] == argmax T[B+b]. */
+static double crop_agreement(dx_backend *be, const float *T, int B, int K) {
+    int32_t *d = be->ops->alloc(be, sizeof(int32_t) * 2 * (size_t)B);
+    int32_t *h = malloc(sizeof(int32_t) * 2 * (size_t)B);
+    double agree = NAN;
+    if (d && h) {
+        be->loss->row_argmax(be, d, T, 2 * B, K);
+        be->ops->download(be, h, d, sizeof(int32_t) * 2 * (size_t)B);
+        agree = 0;
+        for (int b = 0; b < B; b++) agree += h[b] == h[B + b];
+        agree /= B;
+    }
+    if (d) be->ops->free(be, d);
+    free(h);
+    return agree;
+}
+
+void dx_ssl_health_compute(const dx_ssl *s, dx_backend *be, const dx_ssl_sched *sc, int M, dx_ssl_health *h) {
+    const struct dx_loss_ops *lo = be->loss;
+    const dx_ssl_config *c = &s->cfg;
+    const int B = c->batch, G = 2 * B, D = c->vit.dim;
+    const int Kd = c->dino_head.prototypes, Ki = c->ibot_head.prototypes;
+    double st[DX_PROB_STATS], fs[DX_FEATURE_STATS];
+    memset(h, 0, sizeof *h);
+    lo->prob_stats(be, st, s->tgt_dino, G, Kd, 1.0f, 0);
+    h->dino_t_entropy = st[0] / log((double)Kd);
+    h->dino_t_mean_entropy = st[1] / log((double)Kd);
+    h->dino_t_used = st[2];
+    h->dino_t_agree = crop_agreement(be, s->tgt_dino, B, Kd);
+    lo->prob_stats(be, st, s->hd_s.logits, G, Kd, c->student_temp, 1);
+    h->dino_s_kl_uniform = log((double)Kd) - st[0];
+    if (M > 0) {
+        lo->prob_stats(be, st, s->tgt_ibot, M, Ki, 1.0f, 0);
+        h->ibot_t_entropy = st[0] / log((double)Ki);
+        h->ibot_t_used = st[2];
+        lo->prob_stats(be, st, s->hi_s.logits, M, Ki, c->student_temp, 1);
+        h->ibot_s_kl_uniform = log((double)Ki) - st[0];
+    }
+    lo->feature_stats(be, fs, s->hd_t.x, G, D);
+    h->cls_std = fs[0];
+    h->cls_erank = fs[1];
+    h->cls_cos = fs[2];
+    const int T = s->t_glob.T, first = 1 + c->vit.registers;
+    h->patch_cos = lo->patch_cosine(be, s->t_glob.out + (size_t)first * D, G, s->P, D, (size_t)T * D);
+    const dx_tensor_spec *ll = &s->dino.tab.t[s->dino.last];
+    h->last_layer_norm = sqrt(be->ops->sumsq(be, s->w + s->base_dino + ll->offset, ll->numel) / Kd);
+    (void)sc;
+}

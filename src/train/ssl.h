@@ -56,6 +56,24 @@ typedef struct dx_ssl_metrics {
     int nonfinite;  /* 1 if the loss or a gradient was NaN/Inf: no update was applied */
 } dx_ssl_metrics;
 
+/* Training health of the last step (dx_ssl_health), from tensors the step
+ * holds; entropies are in units of ln K (1 = uniform). */
+typedef struct dx_ssl_health {
+    double dino_t_entropy;      /* mean per-sample entropy of the teacher's DINO targets / ln K */
+    double dino_t_mean_entropy; /* entropy of the batch-mean target / ln K */
+    double dino_t_used;         /* prototypes that are the argmax of at least one target */
+    double dino_t_agree;        /* images whose two global crops get the same teacher argmax (fraction) */
+    double dino_s_kl_uniform;   /* KL(student || uniform) in nats, student global crops */
+    double ibot_t_entropy;      /* the same for the iBOT targets (0 when nothing was masked) */
+    double ibot_t_used;
+    double ibot_s_kl_uniform;
+    double cls_std;             /* teacher CLS (pre-head): mean over dims of the std over the batch */
+    double cls_erank;           /* its effective rank (of at most min(2B, D)) */
+    double cls_cos;             /* mean cosine between different images' CLS */
+    double patch_cos;           /* teacher patch tokens: mean cosine of patch pairs within an image */
+    double last_layer_norm;     /* RMS row norm of the student's DINO prototypes */
+} dx_ssl_health;
+
 typedef struct dx_ssl {
     dx_ssl_config cfg;
     dx_vit vit;
@@ -96,5 +114,10 @@ double dx_ssl_flops_per_step(const dx_ssl_config *cfg);
 
 dx_status dx_ssl_step(dx_ssl *s, dx_backend *be, const dx_ssl_batch *batch, int64_t step,
                       const dx_ssl_sched *sched, dx_ssl_metrics *out, dx_err *err);
+
+/* Health statistics of the step just taken (call after dx_ssl_step, before
+ * the next one; costs a few reductions, meant for logged steps). */
+void dx_ssl_health_compute(const dx_ssl *s, dx_backend *be, const dx_ssl_sched *sched, int n_masked,
+                           dx_ssl_health *out);
 
 #endif /* DX_SSL_H */

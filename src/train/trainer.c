@@ -37,9 +37,11 @@ dx_status dx_train_ssl_config(const dx_config *c, dx_ssl_config *s, dx_err *err)
     if (!c->heads.separate)
         return dx_fail(err, DX_EUNSUPPORTED, "heads.separate = false: DINOv3 uses a separate iBOT head");
     s->dino_head = (dx_head_config){.hidden = c->heads.dino_hidden, .bottleneck = c->heads.dino_bottleneck,
-                                    .prototypes = c->heads.dino_k, .nlayers = c->heads.nlayers};
+                                    .prototypes = c->heads.dino_k, .nlayers = c->heads.nlayers,
+                                    .init_std = c->heads.init_std, .norm_last_layer = c->heads.norm_last_layer};
     s->ibot_head = (dx_head_config){.hidden = c->heads.ibot_hidden, .bottleneck = c->heads.ibot_bottleneck,
-                                    .prototypes = c->heads.ibot_k, .nlayers = c->heads.nlayers};
+                                    .prototypes = c->heads.ibot_k, .nlayers = c->heads.nlayers,
+                                    .init_std = c->heads.init_std, .norm_last_layer = c->heads.norm_last_layer};
     s->batch = c->train.batch_size;
     s->n_global = 2;
     s->n_local = c->crops.local_count;
@@ -52,7 +54,7 @@ dx_status dx_train_ssl_config(const dx_config *c, dx_ssl_config *s, dx_err *err)
     s->w_koleo = c->loss.koleo;
     s->w_ibot = c->loss.ibot;
     s->student_temp = c->loss.student_temp;
-    s->centering = DX_CENTER_SINKHORN;
+    s->centering = strcmp(c->teacher.centering, "softmax") == 0 ? DX_CENTER_SOFTMAX : DX_CENTER_SINKHORN;
     s->sk_iters = c->teacher.sk_iters;
     s->clip_grad = c->optim.clip_grad;
     s->beta1 = c->optim.betas[0];
@@ -337,6 +339,8 @@ dx_status dx_train_run(const dx_train_opts *o, dx_train_result *res, dx_err *err
         if (log_now) {
             double elapsed = now_s() - t_start;
             double ips = (step + 1 - start_step) * (double)B / (elapsed > 0 ? elapsed : 1);
+            dx_ssl_health h;
+            dx_ssl_health_compute(&s, be, &sch, m.n_masked, &h);
             dx_metric mt[] = {
                 {"loss/total", m.total}, {"loss/dino_local", m.dino_local}, {"loss/dino_global", m.dino_global},
                 {"loss/koleo", m.koleo}, {"loss/ibot", m.ibot}, {"loss/gram", m.gram},
@@ -346,7 +350,17 @@ dx_status dx_train_run(const dx_train_opts *o, dx_train_result *res, dx_err *err
                 {"grad_norm/ibot_head", m.gnorm_ibot}, {"perf/img_per_s", ips}, {"perf/step_s", last_step_s},
                 {"perf/data_wait_s", data_wait}, {"perf/rss_mb", dx_rss_bytes() / 1e6},
                 {"train/masked_patches", m.n_masked},
-                {"train/nonfinite_steps", (double)nonfinite}};
+                {"train/nonfinite_steps", (double)nonfinite},
+                {"health/dino_teacher_entropy", h.dino_t_entropy},
+                {"health/dino_teacher_mean_entropy", h.dino_t_mean_entropy},
+                {"health/dino_prototypes_used", h.dino_t_used},
+                {"health/dino_crop_agreement", h.dino_t_agree},
+                {"health/dino_student_kl_uniform", h.dino_s_kl_uniform},
+                {"health/ibot_teacher_entropy", h.ibot_t_entropy},
+                {"health/ibot_prototypes_used", h.ibot_t_used},
+                {"health/ibot_student_kl_uniform", h.ibot_s_kl_uniform},
+                {"health/cls_std", h.cls_std}, {"health/cls_erank", h.cls_erank}, {"health/cls_cos", h.cls_cos},
+                {"health/patch_cos", h.patch_cos}, {"health/last_layer_norm", h.last_layer_norm}};
             if ((st = dx_rundir_log(&rd, step, mt, (int)(sizeof mt / sizeof mt[0]), err))) goto out;
             if (!o->quiet) {
                 char line[512];

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "backend/cpu/cpu_health.h" // defines: dx_cpu_prob_stats, dx_cpu_feature_stats, dx_cpu_patch_cosine
 #include "backend/cpu/cpu_loss.h" // defines: dx_cpu_loss_ops, dx_cpu_*_f, dx_cpu_*_d
 #include "backend/cpu/cpu_math.h" // defines: dx_cpu_expf (vectorisable, ~1e-7 relative)
 
@@ -216,6 +217,23 @@ static void op_l2norm_backward(dx_backend *be, float *dx, const float *x, const 
     dx_cpu_l2norm_backward_f(dx, x, dout, M, D, eps);
 }
 
+static void op_prob_stats(dx_backend *be, double out[DX_PROB_STATS], const float *P, int N, int K,
+                          float temp, int from_logits) {
+    dx_cpu_prob_stats(out, P, N, K, temp, from_logits);
+}
+
+static void op_feature_stats(dx_backend *be, double out[DX_FEATURE_STATS], const float *x, int N, int D) {
+    dx_cpu_feature_stats(out, x, N, D);
+}
+
+static double op_patch_cosine(dx_backend *be, const float *x, int nimg, int P, int D, size_t img_stride) {
+    return dx_cpu_patch_cosine(x, nimg, P, D, img_stride);
+}
+
+static void op_row_argmax(dx_backend *be, int32_t *idx, const float *P, int N, int K) {
+    dx_cpu_row_argmax(idx, P, N, K);
+}
+
 static const struct dx_loss_ops cpu_loss_ops = {
     .name = "cpu",
     .sinkhorn_knopp = op_sinkhorn,
@@ -233,6 +251,10 @@ static const struct dx_loss_ops cpu_loss_ops = {
     .resize_bicubic_backward = op_resize_bicubic_backward,
     .l2norm_forward = op_l2norm_forward,
     .l2norm_backward = op_l2norm_backward,
+    .prob_stats = op_prob_stats,
+    .feature_stats = op_feature_stats,
+    .patch_cosine = op_patch_cosine,
+    .row_argmax = op_row_argmax,
 };
 
 const struct dx_loss_ops *dx_cpu_loss_ops(void) { return &cpu_loss_ops; }
