@@ -192,6 +192,25 @@ int main(void) {
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) fd_check_tensor(&s, be, &b, &frozen, names[i], 3);
     (void)cfd;
 
+    /* the same with weight-normalised prototypes (heads.norm_last_layer): the row
+     * normalisation's backward into last_layer.weight and the heads' inputs */
+    {
+        dx_ssl_config cw = c;
+        cw.dino_head.norm_last_layer = cw.ibot_head.norm_last_layer = 1;
+        cw.clip_grad = 0;
+        dx_ssl sw;
+        st = dx_ssl_init(&sw, &cw, be, &err);
+        CHECK(st == DX_OK, "init (norm_last_layer): %s", err.msg);
+        if (!st) {
+            dx_ssl_init_weights(&sw, be, &err);
+            printf("finite differences with normalised prototypes:\n");
+            const char *wn[] = {"dino_head.last_layer.weight", "ibot_head.last_layer.weight", "dino_head.mlp.4.weight",
+                                "backbone.blocks.1.mlp.fc2.weight"};
+            for (size_t i = 0; i < sizeof wn / sizeof wn[0]; i++) fd_check_tensor(&sw, be, &b, &frozen, wn[i], 3);
+            dx_ssl_free(&sw, be);
+        }
+    }
+
     /* determinism: two fresh runs of 3 steps are bit-identical */
     dx_ssl r1, r2;
     dx_ssl_init(&r1, &c, be, &err);

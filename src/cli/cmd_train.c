@@ -98,5 +98,8 @@ int cmd_train(int argc, char **argv) {
     fprintf(stderr, "dinox train: %lld steps, last loss %.4f, %lld non-finite steps skipped, %lld rollbacks%s\n",
             (long long)r.steps_done, r.final_loss, (long long)r.nonfinite_steps, (long long)r.rollbacks,
             r.stopped_early ? " (stopped by signal)" : "");
+    if (r.collapse_alarm)
+        fprintf(stderr, "dinox train: WARNING: the collapse alarm fired at step %lld (the DINO targets were uniform: "
+                        "the run did not learn the objective)\n", (long long)r.collapse_step);
     return 0;
 }

@@ -186,6 +186,13 @@ static void watchdog_step(watchdog *w, int64_t step, double last_step_s) {
     pthread_mutex_unlock(&w->mu);
 }
 
+/* ---- collapse alarm ------------------------------------------------------------ */
+
+int dx_train_collapsed(double teacher_entropy_lnk, double dino_loss, int K) {
+    const double lnk = log((double)K);
+    return teacher_entropy_lnk > 0.98 || fabs(dino_loss - lnk) < 0.005 * lnk;
+}
+
 /* ---- the run ------------------------------------------------------------------- */
 
 static int weights_finite(dx_ssl *s, dx_backend *be) {
@@ -274,6 +281,10 @@ dx_status dx_train_run(const dx_train_opts *o, dx_train_result *res, dx_err *err
 
     double t_start = now_s(), t_last_ckpt = now_s(), last_step_s = 0;
     int64_t start_step = step, streak = 0, last_ckpt_step = step, rollback_allowed_from = 0;
+    /* collapse alarm: armed after the lr warm-up, fires when every logged step of a
+     * train.collapse_window-step stretch looked collapsed */
+    const int64_t warmup_steps = (int64_t)(cfg.optim.warmup_epochs * cfg.train.epoch_length);
+    int64_t collapse_since = -1;
     while (step < end) {
         if (o->stop && *o->stop) {
             res->stopped_early = 1;
@@ -360,13 +371,48 @@ dx_status dx_train_run(const dx_train_opts *o, dx_train_result *res, dx_err *err
                 {"health/ibot_prototypes_used", h.ibot_t_used},
                 {"health/ibot_student_kl_uniform", h.ibot_s_kl_uniform},
                 {"health/cls_std", h.cls_std}, {"health/cls_erank", h.cls_erank}, {"health/cls_cos", h.cls_cos},
-                {"health/patch_cos", h.patch_cos}, {"health/last_layer_norm", h.last_layer_norm}};
-            if ((st = dx_rundir_log(&rd, step, mt, (int)(sizeof mt / sizeof mt[0]), err))) goto out;
+                {"health/patch_cos", h.patch_cos}, {"health/last_layer_norm", h.last_layer_norm},
+                {"health/collapse_alarm", 0}};
+            const int n_mt = (int)(sizeof mt / sizeof mt[0]);
+            const double dino = sc.n_local ? (2.0 * m.dino_global + 16.0 * m.dino_local) / 18.0 : m.dino_global;
+            if (cfg.train.collapse_window > 0 && step >= warmup_steps &&
+                dx_train_collapsed(h.dino_t_entropy, dino, sc.dino_head.prototypes)) {
+                if (collapse_since < 0) collapse_since = step;
+                if (step - collapse_since >= cfg.train.collapse_window) {
+                    mt[n_mt - 1].value = 1;
+                    if (!res->collapse_alarm) {
+                        res->collapse_alarm = 1;
+                        res->collapse_step = step;
+                        DX_WARN("COLLAPSE ALARM at step %lld: for %lld steps the teacher's DINO targets have been "
+                                "uniform (per-sample entropy %.4f ln K, DINO loss %.4f, ln K = %.4f): the heads give "
+                                "no learning signal. See docs/objective.md (Training health) for the causes and the "
+                                "settings that learn%s",
+                                (long long)step, (long long)(step - collapse_since), h.dino_t_entropy, dino,
+                                log((double)sc.dino_head.prototypes),
+                                cfg.train.stop_on_collapse ? "; stopping (train.stop_on_collapse)" : "");
+                    }
+                }
+            } else {
+                collapse_since = -1;
+            }
+            if ((st = dx_rundir_log(&rd, step, mt, n_mt, err))) goto out;
             if (!o->quiet) {
                 char line[512];
                 dx_progress p = {.step = step, .total = total, .elapsed_s = elapsed, .start_step = start_step,
                                  .img_per_s = ips, .lr = sch.lr, .terms = mt, .n_terms = 6};
-                fprintf(stderr, "%s\n", dx_progress_format(line, sizeof line, &p));
+                fprintf(stderr, "%s | teacher H %.3f lnK%s\n", dx_progress_format(line, sizeof line, &p),
+                        h.dino_t_entropy, mt[n_mt - 1].value ? " | COLLAPSED" : "");
+            }
+            if (mt[n_mt - 1].value && cfg.train.stop_on_collapse) {
+                res->stopped_on_collapse = 1;
+                step++;
+                if ((st = dx_train_save_checkpoint(&s, be, &cfg, rd.ckpt_dir, step, gram_refreshes, nonfinite, err)))
+                    goto out;
+                st = dx_fail(err, DX_ENUMERIC,
+                             "stopped at step %lld by the collapse alarm (train.stop_on_collapse): the DINO targets "
+                             "stayed uniform for %d steps after the warm-up; checkpoint written. docs/objective.md "
+                             "lists what to change", (long long)step, cfg.train.collapse_window);
+                goto out;
             }
             if (!weights_finite(&s, be) && step >= rollback_allowed_from) {
                 DX_WARN("step %lld: non-finite weights - rolling back to the last checkpoint", (long long)step);

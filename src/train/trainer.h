@@ -34,7 +34,15 @@ typedef struct dx_train_result {
     int64_t steps_done, last_step, nonfinite_steps, rollbacks;
     double final_loss;
     int stopped_early;              /* by *stop */
+    int collapse_alarm;             /* the collapse alarm fired (docs/objective.md) */
+    int64_t collapse_step;          /* first step at which it fired */
+    int stopped_on_collapse;        /* ... and train.stop_on_collapse ended the run */
 } dx_train_result;
+
+/* The collapse alarm's test of one logged step: the teacher's DINO targets
+ * are uniform (per-sample entropy above 0.98 ln K) or the DINO loss is within
+ * 0.5% of ln K. Exposed for tests. */
+int dx_train_collapsed(double teacher_entropy_lnk, double dino_loss, int K);
 
 dx_status dx_train_run(const dx_train_opts *o, dx_train_result *res, dx_err *err);
 
