@@ -17,7 +17,8 @@ scripts/setup.sh build
 # shared/ next to the clone). DINOX_CHECK_FRESH_DEPS overrides the path.
 root=$(git rev-parse --show-toplevel 2>/dev/null || pwd)
 fresh_deps_tool=""
-for c in "${DINOX_CHECK_FRESH_DEPS:-}" "$root/../shared/tools/check-fresh-deps" /work/shared/tools/check-fresh-deps; do
+for c in "${DINOX_CHECK_FRESH_DEPS:-}" "$root/../shared/tools/check-fresh-deps" "$(pwd)/../shared/tools/check-fresh-deps" \
+         /work/shared/tools/check-fresh-deps; do
   if [ -n "$c" ] && [ -x "$c" ]; then fresh_deps_tool=$c; break; fi
 done
 if [ -z "$fresh_deps_tool" ]; then
