@@ -11,9 +11,10 @@ PKGS=(
   libdnnl-dev libyaml-dev libcjson-dev libpng-dev libxml2-dev libxml2-utils
   libniftiio-dev libnifti2-dev libznz-dev ocl-icd-opencl-dev zlib1g-dev libopenjp2-7-dev libcharls-dev
   libopenmpi-dev openmpi-bin
-  clang libclang-rt-14-dev
-  python3 python3-numpy python3-torch python3-sklearn python3-scipy python3-matplotlib python3-pydicom
+  clang libclang-rt-14-dev libomp-14-dev
+  python3 python3-numpy python3-torch python3-sklearn python3-scipy python3-matplotlib python3-pydicom python3-pil
   dcmtk dicom3tools libgdcm-tools libopenblas0-openmp chromium
+  bc time
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -133,7 +133,8 @@ int main(void) {
         resize_case(80, 90, (dx_box){1, 2, 70, 41}, 24, 56);    /* mixed */
         resize_case(300, 300, (dx_box){0, 0, 300, 300}, 37, 37);
     } else {
-        printf("SKIP resize-vs-PIL: /usr/bin/python3 with PIL+numpy not available\n");
+        CHECK(0, "resize-vs-PIL: " PY " cannot import PIL + numpy (apt-get install python3-pil python3-numpy; "
+                 "scripts/setup.sh does)");
     }
     if (have_py("torch")) {
         blur_case(16, 20, 0.7f);
@@ -142,7 +143,8 @@ int main(void) {
         bilinear_case(40, 30, 20, 15);
         bilinear_case(17, 23, 29, 31);
     } else {
-        printf("SKIP blur/bilinear-vs-torch: /usr/bin/python3 with torch not available\n");
+        CHECK(0, "blur/bilinear-vs-torch: " PY " cannot import torch (apt-get install python3-torch; "
+                 "scripts/setup.sh does)");
     }
 
     /* constant images stay constant (weights normalised), whatever the box */

@@ -3,7 +3,7 @@
  * Without arguments (CTest): self-contained checks - hand-built datasets in
  * every syntax, malformed inputs (truncation, lengths past the end, deep
  * nesting, garbage), HU conversion, and the real CT samples shipped with
- * Debian's python3-pydicom when that package is installed.
+ * Debian's python3-pydicom (scripts/setup.sh installs it; missing is a failure).
  * With arguments it is the dinox side of tests/test_dicom_peers.sh, which
  * compares what we read with pydicom / gdcm / dcmtk:
  *   test_dicom --dump FILE OUT      -> OUT.json (header), OUT.i32 (stored), OUT.i16 (HU)
@@ -768,7 +768,7 @@ static void test_series(void) {
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
 }
 
-/* ---- real CT samples from Debian's python3-pydicom (when installed) ------ */
+/* ---- real CT samples from Debian's python3-pydicom (scripts/setup.sh) ------ */
 
 static const char *pyd(const char *rel, char *buf, size_t n) {
     snprintf(buf, n, "/usr/lib/python3/dist-packages/pydicom/data/test_files/%s", rel);
@@ -779,7 +779,7 @@ static const char *pyd(const char *rel, char *buf, size_t n) {
 static void test_pydicom_samples(void) {
     char p[512];
     if (!pyd("CT_small.dcm", p, sizeof p)) {
-        printf("pydicom samples not installed: skipping real-file checks (test_dicom_peers.sh covers them)\n");
+        CHECK(0, "pydicom's sample CT files are missing (%s): apt-get install python3-pydicom; scripts/setup.sh does", p);
         return;
     }
     dx_dicom_file f;
@@ -813,6 +813,8 @@ static void test_pydicom_samples(void) {
             }
         }
         if (!st) dx_series_list_free(&l);
+    } else {
+        CHECK(0, "pydicom sample %s missing (python3-pydicom)", p);
     }
     if (pyd("dicomdirtests/77654033/CT2", p, sizeof p)) {
         dx_series_list l;
@@ -827,6 +829,8 @@ static void test_pydicom_samples(void) {
         } else {
             CHECK(0, "CT2 scan: %s", err.msg);
         }
+    } else {
+        CHECK(0, "pydicom sample %s missing (python3-pydicom)", p);
     }
 }
 

@@ -6,7 +6,7 @@ set -euo pipefail
 : "${DINOX:?}" "${DINOX_SOURCE_DIR:?}"
 PY=/usr/bin/python3
 if ! $PY -c "import torch" 2>/dev/null; then
-  echo "SKIP: python3-torch not installed"; exit 0
+  echo "FAIL: $PY cannot import torch (apt-get install python3-torch; scripts/setup.sh does)"; exit 1
 fi
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 $PY "$DINOX_SOURCE_DIR/tests/ref/embed_peer.py" --out "$work"

@@ -3,8 +3,8 @@
 # store: synth (12 patients, 128 px) -> ingest -> a tiny training run with
 # checkpoints -> eval --run --track (teacher of the newest checkpoint) and
 # eval --weights of the exported backbone (must give the same numbers) ->
-# report --compare -> headless Chromium renders it (screenshot; skipped with a
-# message if chromium is not installed).
+# report --compare -> headless Chromium renders it (screenshot; a missing
+# chromium is a failure: scripts/setup.sh installs it).
 # Checks: eval.json keys, patient-level split.json, attention PNG geometry,
 # the checkpoint track, a self-contained HTML page.
 set -euo pipefail
@@ -67,6 +67,8 @@ check(b["baselines"]["extra"][0]["probe"]["test_auc"] == b["probe"]["test_auc"] 
       "--also with the same file reproduces the main probe")
 check(a["baselines"]["random_init"]["source"].startswith("random init"), "random-init baseline evaluated")
 check(c["data"]["stack25d"] is False and a["data"]["stack25d"] is True, "--no-25d recorded")
+check(a.get("dinox_version", "").startswith("dinox ") and " (git " in a["dinox_version"],
+      "eval.json records the version: %r" % a.get("dinox_version"))
 # split: patient level
 s = json.load(open("run/eval/split.json"))
 per = {}
@@ -89,7 +91,7 @@ PYEOF
 "$DINOX" report run --compare ev2 ev3
 test -s run/report.html
 $PY - <<'PYEOF'
-import re, sys
+import json, re, sys
 h = open("run/report.html").read()
 bad = [p for p in ("<script", "<link", "src=\"http", "href=\"http", "url(") if p in h]
 print("external references / scripts:", bad or "none")
@@ -97,7 +99,9 @@ svgs = h.count("<svg")
 imgs = h.count("data:image/png;base64,")
 rows = len(re.findall(r"<tr><td>(run|ev2|ev3)</td>", h))
 print("svg charts %d, inline PNGs %d, comparison rows %d" % (svgs, imgs, rows))
-ok = not bad and svgs >= 10 and imgs >= 1 and rows == 3 and "Malignancy probe" in h
+ver = json.load(open("run/eval/eval.json"))["dinox_version"]
+print("report names the version:", ver in h)
+ok = not bad and svgs >= 10 and imgs >= 1 and rows == 3 and "Malignancy probe" in h and ver in h
 sys.exit(0 if ok else 1)
 PYEOF
 
@@ -106,16 +110,22 @@ mkdir empty_run
 "$DINOX" report empty_run
 grep -q "no eval.json" empty_run/report.html
 
-CHROME=$(command -v chromium || command -v chromium-browser || command -v google-chrome || true)
+CHROME=$(command -v chromium || true)
 if [ -z "$CHROME" ]; then
-    echo "SKIP: chromium not installed (apt-get install chromium) - report not rendered"
-    exit 0
+    echo "FAIL: chromium not installed (apt-get install chromium; scripts/setup.sh does) - report not rendered"
+    exit 1
 fi
 export HOME="$work"   # chromium writes a profile under $HOME
 timeout 120 "$CHROME" --headless --no-sandbox --disable-gpu --hide-scrollbars --enable-logging=stderr --v=0 \
-    --window-size=1400,3200 --screenshot="$work/report.png" "file://$work/run/report.html" 2>chrome.log || true
+    --window-size=1400,3200 --screenshot="$work/report.png" "file://$work/run/report.html" 2>chrome.log \
+    || echo "chromium --screenshot exited $?"
 timeout 120 "$CHROME" --headless --no-sandbox --disable-gpu --dump-dom "file://$work/run/report.html" \
-    >dom.html 2>/dev/null || true
+    >dom.html 2>/dev/null || echo "chromium --dump-dom exited $?"
+if [ ! -s "$work/report.png" ] || [ ! -s dom.html ]; then
+    tail -20 chrome.log
+    echo "FAIL: chromium wrote no screenshot or no DOM"
+    exit 1
+fi
 if grep -E "CONSOLE|Uncaught|Not allowed to load" chrome.log; then
     echo "FAIL: console errors while rendering the report"
     exit 1

@@ -7,8 +7,8 @@ set -euo pipefail
 : "${DINOX:?}" "${DINOX_SOURCE_DIR:?}"
 PY=/usr/bin/python3
 if ! $PY -c "import sklearn, torch, numpy" 2>/dev/null; then
-    echo "SKIP: /usr/bin/python3 lacks sklearn/torch/numpy"
-    exit 0
+    echo "FAIL: $PY cannot import sklearn + torch + numpy (apt-get install python3-sklearn python3-torch python3-numpy; scripts/setup.sh does)"
+    exit 1
 fi
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 $PY "$DINOX_SOURCE_DIR/tests/ref/eval_peer.py" "$(readlink -f "$DINOX")" "$work"

@@ -6,7 +6,9 @@
 set -euo pipefail
 : "${DINOX_SOURCE_DIR:?}"
 PY=/usr/bin/python3
-if ! $PY -c "import torch" 2>/dev/null; then echo "SKIP: python3-torch not installed"; exit 0; fi
+if ! $PY -c "import torch" 2>/dev/null; then
+  echo "FAIL: $PY cannot import torch (apt-get install python3-torch; scripts/setup.sh does)"; exit 1
+fi
 cd "$DINOX_SOURCE_DIR/tests/ref"
 $PY selfcheck_ssl_ref.py
 $PY check_ssl_fixture.py --dir "${DINOX_FIXTURE_DIR:-$DINOX_SOURCE_DIR/tests/fixtures}"

@@ -42,6 +42,7 @@ static const command *commands(int *n) {
         {"eval", NULL, "frozen-feature probe, segmentation, attention, collapse"},
         {"report", NULL, "HTML report of a run"},
         {"info", NULL, "build, backend and CPU information"},
+        {"version", NULL, "version, git commit, build and backends (also --version)"},
         {"batches", NULL, "write a config's training batches as .npy"},
     };
     table[0].fn = cmd_demo;
@@ -55,7 +56,8 @@ static const command *commands(int *n) {
     table[8].fn = cmd_eval;
     table[9].fn = cmd_report;
     table[10].fn = cmd_info;
-    table[11].fn = cmd_batches;
+    table[11].fn = cmd_info;
+    table[12].fn = cmd_batches;
     *n = (int)(sizeof table / sizeof table[0]);
     return table;
 }
@@ -90,6 +92,11 @@ int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
         usage(stdout);
         return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
+        static char version[] = "version";
+        argv[1] = version;
+        if (cmd_info) return cmd_info(argc - 1, argv + 1);
     }
     int n;
     const command *c = commands(&n);

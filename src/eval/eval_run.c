@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "core/dx_log.h"
+#include "core/dx_version.h"
 #include "eval/image_out.h"
 #include "eval/metrics.h"
 #include "eval/seghead.h"
@@ -501,6 +502,7 @@ dx_status dx_eval_all(const dx_store *s, const dx_eval_opts *o, dx_backend *be, 
     }
     cJSON_AddItemToObject(root, "attention", att);
 
+    cJSON_AddStringToObject(root, "dinox_version", dx_version_string());
     const dx_vit_config *vc = &main_model->vit.cfg;
     cJSON *mo = cJSON_AddObjectToObject(root, "model");
     cJSON_AddStringToObject(mo, "source", main_model->source);

@@ -26,10 +26,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import loss_ref as R  # noqa: E402
 
-try:
-    import st  # torchref's tiny safetensors writer
-except ImportError:  # pragma: no cover
-    st = None
+import st  # noqa: E402  the tiny safetensors writer next to this file
 
 torch.set_default_dtype(torch.float64)
 
