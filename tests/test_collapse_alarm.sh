@@ -41,6 +41,9 @@ assert max(late) < 0.98, f"new: teacher entropy {max(late)}"
 print("old: alarm from step", fired[0], "; new: teacher entropy <=", round(max(late), 3))
 PYEOF
 
+"$DINOX" report old --out old.html >/dev/null 2>&1 && grep -q "Training collapsed" old.html && ok "report of the old recipe: Training collapsed" || bad "report of the old recipe silent"
+"$DINOX" report new --out new.html >/dev/null 2>&1 && ! grep -q "Training collapsed" new.html && grep -q "no collapse alarm" new.html && ok "report of the demo recipe: no collapse" || bad "report of the demo recipe"
+
 set +e
 "$DINOX" train -c "$C" --store store --out stop "${RUN[@]}" "${OLD[@]}" train.stop_on_collapse=true 2>stop.log
 rc=$?

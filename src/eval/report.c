@@ -206,7 +206,26 @@ static dx_status curves(FILE *f, const char *run_dir, dx_err *err) {
     free(line);
     fclose(in);
     if (!n) fputs("<p class=note>metrics.jsonl has no records yet</p>\n", f);
-    else {
+    /* training health (docs/objective.md): say plainly when the objective did not learn */
+    int alarm_from = -1, ent = -1, dg = -1;
+    for (int k = 0; k < ns; k++) {
+        if (!strcmp(s[k].name, "health/collapse_alarm"))
+            for (int t = 0; t < n && alarm_from < 0; t++)
+                if (s[k].y[t] == 1) alarm_from = t;
+        if (!strcmp(s[k].name, "health/dino_teacher_entropy")) ent = k;
+        if (!strcmp(s[k].name, "loss/dino_global")) dg = k;
+    }
+    if (alarm_from >= 0)
+        fprintf(f, "<p class=alarm><b>Training collapsed.</b> From step %.0f the teacher's DINO targets were uniform "
+                   "(per-sample entropy %.3f ln K at the last logged step): the DINO and iBOT heads gave no learning "
+                   "signal, and the backbone learned from KoLeo%s alone. docs/objective.md explains the causes and the "
+                   "settings that learn.</p>\n",
+                steps[alarm_from], ent >= 0 ? s[ent].y[n - 1] : NAN, "/Gram");
+    else if (ent >= 0 && n)
+        fprintf(f, "<p class=note>training health: teacher target entropy %.3f ln K at the last logged step (1 = "
+                   "uniform); DINO global loss %.4f; no collapse alarm.</p>\n",
+                s[ent].y[n - 1], dg >= 0 ? s[dg].y[n - 1] : NAN);
+    if (n) {
         fprintf(f, "<p class=note>%d logged steps, %d numeric keys</p><div class=grid>\n", n, ns);
         for (int k = 0; k < ns; k++) dx_svg_line_chart(f, s[k].name, steps, s[k].y, n, 330, 200);
         fputs("</div>\n", f);
@@ -372,7 +391,7 @@ static const char CSS[] =
     "body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}"
     "h1{font-size:22px}h2{font-size:18px;border-bottom:1px solid #ccc;padding-bottom:4px;margin-top:28px}"
     "h3{font-size:15px}table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}"
-    "th{background:#f2f2f2}.ci{color:#666}.note{color:#555}.grid{display:flex;flex-wrap:wrap;gap:8px}"
+    "th{background:#f2f2f2}.ci{color:#666}.note{color:#555}.alarm{color:#fff;background:#b00020;padding:8px 12px;border-radius:4px}.grid{display:flex;flex-wrap:wrap;gap:8px}"
     "svg.chart{background:#fff;border:1px solid #ddd}.ttl{font-size:12px;font-weight:600}.ax{font-size:10px;fill:#555}"
     ".frame{fill:none;stroke:#999}.gl{stroke:#e4e4e4}.line{fill:none;stroke:#1f6fb4;stroke-width:1.5}"
     ".dot{fill:#1f6fb4}figure{display:inline-block;margin:6px}figure img{image-rendering:pixelated;max-width:100%}"
