@@ -133,7 +133,7 @@ int main(void) {
 
     const int B = c.batch, G = 2 * B, L = c.n_local * B;
     const int P = (c.global_size / c.vit.patch) * (c.global_size / c.vit.patch);
-    double worst_first = 0, worst_traj = 0;
+    double worst_first = 0, worst_traj = 0, worst_health = 0;
     for (int step = 0; step < 10; step++) {
         char n[64];
 #define STEPT(field, count) (snprintf(n, sizeof n, "step%d." field, step), tensor_f32(&st, n, (count)))
@@ -167,6 +167,29 @@ int main(void) {
             double rel = fabs(gng[i] - gn[i]) / fmax(fabs(gn[i]), 1e-6);
             CHECK(rel <= (step == 0 ? 1e-4 : 1e-3), "step %d gnorm[%d]: %.8g vs %.8g", step, i, gng[i], gn[i]);
         }
+        /* training-health metrics vs the reference's (ssl_ref.health, same order) */
+        float *hr = STEPT("health", 13);
+        if (hr) {
+            dx_ssl_health h;
+            dx_ssl_health_compute(&s, be, &sc, m.n_masked, &h);
+            const double hv[13] = {h.dino_t_entropy, h.dino_t_mean_entropy, h.dino_t_used, h.dino_t_agree,
+                                   h.dino_s_kl_uniform, h.ibot_t_entropy, h.ibot_t_used, h.ibot_s_kl_uniform,
+                                   h.cls_std, h.cls_erank, h.cls_cos, h.patch_cos, h.last_layer_norm};
+            static const char *const hn[13] = {"dino_t_entropy", "dino_t_mean_entropy", "dino_t_used", "dino_t_agree",
+                                               "dino_s_kl_uniform", "ibot_t_entropy", "ibot_t_used", "ibot_s_kl_uniform",
+                                               "cls_std", "cls_erank", "cls_cos", "patch_cos", "last_layer_norm"};
+            for (int i = 0; i < 13; i++) {
+                const int count = i == 2 || i == 3 || i == 6; /* argmax-based: exact */
+                double rel = fabs(hv[i] - hr[i]) / fmax(fabs(hr[i]), 1e-6);
+                if (count) CHECK(hv[i] == hr[i], "step %d health %s: %g vs %g", step, hn[i], hv[i], hr[i]);
+                else CHECK(rel <= (step == 0 ? 1e-4 : 2e-3), "step %d health %s: %.8g vs %.8g (rel %.3g)", step, hn[i],
+                           hv[i], hr[i], rel);
+                if (rel > worst_health) worst_health = rel;
+            }
+            free(hr);
+        } else {
+            CHECK(0, "fixture has no step%d.health (regenerate: tests/ref/gen_ssl_fixtures.py)", step);
+        }
         printf("step %d: total %.6f (ref %.6f) dino_l %.5f dino_g %.5f koleo %.5f ibot %.5f gram %.6f masked %d\n",
                step, m.total, loss[0], m.dino_local, m.dino_global, m.koleo, m.ibot, m.gram, m.n_masked);
         if (step == 0) {
@@ -181,7 +204,8 @@ int main(void) {
         free(gl); free(lc); free(gr); free(loss); free(gn);
 #undef STEPT
     }
-    printf("loss terms: step-1 max relative error %.3g, 10-step trajectory %.3g\n", worst_first, worst_traj);
+    printf("loss terms: step-1 max relative error %.3g, 10-step trajectory %.3g; health metrics %.3g\n", worst_first,
+           worst_traj, worst_health);
     dx_ssl_free(&s, be);
     dx_backend_destroy(be);
     cJSON_Delete(cj);

@@ -198,6 +198,7 @@ def main():
         t["step%d.masks" % s] = b["masks"].contiguous()
         t["step%d.loss" % s] = torch.tensor(losses, dtype=torch.float32)
         t["step%d.gnorm" % s] = torch.tensor(norms, dtype=torch.float32)
+        t["step%d.health" % s] = torch.tensor(S.health(info, student, cfg), dtype=torch.float32)
         if s == 0:
             margin = first_step_margin(info["grads"], cfg)
             for n, v in trainable(student).items():
@@ -215,6 +216,7 @@ def main():
         "sched": json.dumps(sched),
         "loss_order": json.dumps(["total", "dino_local", "dino_global", "koleo", "ibot", "gram"]),
         "gnorm_order": json.dumps(["backbone", "dino_head", "ibot_head"]),
+        "health_order": json.dumps(S.HEALTH_ORDER),
         "trainable": json.dumps([n for n, _ in m32.named_parameters()]),
         "generator": "tests/ref/gen_ssl_fixtures.py seed %d (float64, torch %s)" % (SEED, torch.__version__),
     }

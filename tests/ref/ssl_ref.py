@@ -130,7 +130,8 @@ def ssl_losses(student, teacher, gram_backbone, batch, sched, cfg):
                              w_ibot=cfg["w_ibot"], w_gram=sched["w_gram"],
                              local_weight=sched["lambda_local"], G=2, L=n_local)
     info = {"M": int(flat.sum()), "koleo_nn": (nn0, nn1), "cls": cls.detach(),
-            "T_dino": T_dino, "T_ibot": T_ibot}
+            "T_dino": T_dino, "T_ibot": T_ibot, "S_dino_glob": S_dino[:G].detach(), "S_ibot": S_ibot.detach(),
+            "t_cls": t_tok[:, 0], "t_patch": t_tok[:, R1:]}
     return total, terms, info
 
 
@@ -168,3 +169,52 @@ def ssl_step(student, teacher, gram_backbone, opt, batch, sched, cfg):
     losses = [float(total)] + [float(terms[k]) for k in
                                ("dino_local", "dino_global", "koleo", "ibot", "gram")]
     return losses, norms, info
+
+
+HEALTH_ORDER = ["dino_t_entropy", "dino_t_mean_entropy", "dino_t_used", "dino_t_agree", "dino_s_kl_uniform",
+                "ibot_t_entropy", "ibot_t_used", "ibot_s_kl_uniform", "cls_std", "cls_erank", "cls_cos",
+                "patch_cos", "last_layer_norm"]
+
+
+def health(info, student, cfg):
+    """The training-health metrics of docs/objective.md from the step's tensors, written
+    from their definitions (not from the C code): entropies of the teacher targets in units
+    of ln K, prototypes that are some row's argmax, cross-crop argmax agreement, KL(student
+    || uniform), teacher CLS spread / effective rank / mean cosine, patch cosine, and the
+    RMS row norm of the student's DINO prototypes after the step. Order: HEALTH_ORDER."""
+    def ent(P):
+        P = P / P.sum(-1, keepdim=True)
+        return -(P * torch.where(P > 0, P.log(), torch.zeros_like(P))).sum(-1)
+    def kl_uniform(S, temp):
+        logp = torch.log_softmax(S / temp, -1)
+        return math.log(S.shape[-1]) + (logp.exp() * logp).sum(-1).mean()
+    B = cfg["batch"]
+    T, Ti = info["T_dino"], info["T_ibot"]
+    K, Ki = T.shape[-1], Ti.shape[-1]
+    am = T.argmax(-1)
+    x = info["t_cls"]
+    xc = x - x.mean(0)
+    ev = torch.linalg.eigvalsh(xc @ xc.T).clamp(min=0)
+    p = ev / ev.sum()
+    z = torch.nn.functional.normalize(x, dim=-1)
+    n = z.shape[0]
+    zp = torch.nn.functional.normalize(info["t_patch"], dim=-1)               # [G, P, D]
+    P = zp.shape[1]
+    pc = ((zp.sum(1).pow(2).sum(-1) - P) / (P * (P - 1))).mean()
+    W = student.dino_head.last_layer.weight
+    out = {
+        "dino_t_entropy": ent(T).mean() / math.log(K),
+        "dino_t_mean_entropy": ent(T.mean(0, keepdim=True))[0] / math.log(K),
+        "dino_t_used": torch.unique(am).numel(),
+        "dino_t_agree": (am[:B] == am[B:]).double().mean(),
+        "dino_s_kl_uniform": kl_uniform(info["S_dino_glob"], cfg["student_temp"]),
+        "ibot_t_entropy": ent(Ti).mean() / math.log(Ki),
+        "ibot_t_used": torch.unique(Ti.argmax(-1)).numel(),
+        "ibot_s_kl_uniform": kl_uniform(info["S_ibot"], cfg["student_temp"]),
+        "cls_std": xc.pow(2).mean(0).sqrt().mean(),
+        "cls_erank": torch.exp(-(p[p > 0] * p[p > 0].log()).sum()),
+        "cls_cos": (z.sum(0).pow(2).sum() - n) / (n * (n - 1)),
+        "patch_cos": pc,
+        "last_layer_norm": (W.double().pow(2).sum() / W.shape[0]).sqrt(),
+    }
+    return [float(out[k]) for k in HEALTH_ORDER]
