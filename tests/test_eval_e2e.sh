@@ -69,6 +69,21 @@ check(a["baselines"]["random_init"]["source"].startswith("random init"), "random
 check(c["data"]["stack25d"] is False and a["data"]["stack25d"] is True, "--no-25d recorded")
 check(a.get("dinox_version", "").startswith("dinox ") and " (git " in a["dinox_version"],
       "eval.json records the version: %r" % a.get("dinox_version"))
+# the scientific comparisons: paired differences, features + diameter, attention inside the nodule
+cm = a.get("comparisons", {})
+for k in ("ssl_minus_random_init_auc", "features_plus_diameter_minus_diameter_auc", "ssl_minus_diameter_auc",
+          "attention_in_nodule_ssl_minus_random_init"):
+    d = cm.get(k)
+    check(isinstance(d, dict) and "difference" in d and len(d.get("ci95", [])) == 2 and d.get("n_test", 0) > 0,
+          "comparisons.%s = %r" % (k, {x: d.get(x) for x in ("difference", "ci95", "n_test")} if d else None))
+    if d and d["difference"] is not None and d["ci95"][0] is not None:
+        check(d["ci95"][0] <= d["ci95"][1] and 0 <= d["p_le0"] <= 1, "%s: CI ordered, p in [0, 1]" % k)
+ar = cm.get("attention_in_nodule", {})
+check(isinstance(ar.get("ratio"), (int, float)) and ar["ratio"] > 0 and len(ar.get("per_head", [])) == a["model"]["heads"],
+      "attention_in_nodule ratio %r, %d heads" % (ar.get("ratio"), len(ar.get("per_head", []))))
+check("test_auc" in cm.get("features_plus_diameter_probe", {}), "features + diameter probe")
+v = a.get("verdicts", [])
+check(len(v) >= 4 and all(isinstance(x, str) and len(x) > 20 for x in v), "verdict sentences: %r" % v[:1])
 # split: patient level
 s = json.load(open("run/eval/split.json"))
 per = {}
@@ -138,5 +153,7 @@ print("screenshot %dx%d, %d bytes" % (w, h, len(raw)))
 sys.exit(0 if raw[:8] == b"\x89PNG\r\n\x1a\n" and w == 1400 and len(raw) > 20000 else 1)
 PYEOF
 grep -q "Malignancy probe" dom.html && grep -q "<svg" dom.html
+grep -q "<h3>Verdict</h3>" dom.html && grep -q "Paired comparisons on the same test nodules" dom.html \
+    && grep -q "CLS attention inside the nodule" dom.html
 mkdir -p "${DINOX_BINARY_DIR:-$work}/test_artifacts" && cp "$work/report.png" "${DINOX_BINARY_DIR:-$work}/test_artifacts/eval_report.png"
 echo "report rendered: ${DINOX_BINARY_DIR:-$work}/test_artifacts/eval_report.png"

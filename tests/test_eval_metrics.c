@@ -12,6 +12,7 @@
 
 #include "core/dx_rng.h"
 #include "dx_test.h"
+#include "eval/eval_run.h"
 #include "eval/image_out.h"
 #include "eval/logreg.h"
 #include "eval/metrics.h"
@@ -345,7 +346,54 @@ static void test_image_out(void) {
     free(png);
 }
 
+/* Paired bootstrap of an AUC difference, clustered mean, attention-in-mask ratio. */
+static void test_paired(void) {
+    enum { N = 60 };
+    double good[N], same[N], noise[N];
+    int y[N], g[N];
+    dx_rng r;
+    dx_rng_init(&r, 5, 0, 0, 0);
+    for (int i = 0; i < N; i++) {
+        y[i] = i % 2;
+        g[i] = i / 3; /* 3 nodules per patient */
+        good[i] = y[i] + 0.01 * i / N;   /* perfect ranking */
+        same[i] = good[i];
+        noise[i] = dx_rng_uniform(&r);
+    }
+    dx_err err = {0};
+    dx_paired_diff d, d2;
+    CHECK(dx_auc_diff_bootstrap(good, same, y, g, N, 500, 0.95, 1, &d, &err) == DX_OK, "%s", err.msg);
+    CHECK(d.diff == 0 && d.ci.lo == 0 && d.ci.hi == 0 && d.p_le0 == 1, "identical scorers: diff %g [%g, %g] p %g",
+          d.diff, d.ci.lo, d.ci.hi, d.p_le0);
+    CHECK(dx_auc_diff_bootstrap(good, noise, y, g, N, 500, 0.95, 1, &d, &err) == DX_OK, "%s", err.msg);
+    CHECK_CLOSE(d.diff, 1.0 - dx_auc(noise, y, N), 1e-12, 0, "perfect - random: point difference");
+    CHECK(d.ci.lo > 0 && d.p_le0 == 0, "perfect vs random scorer: CI above 0 ([%g, %g], p %g)", d.ci.lo, d.ci.hi, d.p_le0);
+    CHECK(dx_auc_diff_bootstrap(noise, good, y, g, N, 500, 0.95, 1, &d2, &err) == DX_OK, "%s", err.msg);
+    CHECK(d2.ci.hi < 0 && fabs(d2.diff + d.diff) < 1e-12, "swapped: CI below 0, difference negated");
+    CHECK(dx_auc_diff_bootstrap(good, noise, y, g, N, 500, 0.95, 1, &d2, &err) == DX_OK &&
+              d2.ci.lo == d.ci.lo && d2.ci.hi == d.ci.hi, "same seed: same CI");
+    /* clustered mean: constant values -> CI is that constant */
+    double c[N];
+    for (int i = 0; i < N; i++) c[i] = 2.5;
+    CHECK(dx_mean_bootstrap(c, NULL, g, N, 200, 0.95, 3, &d, &err) == DX_OK && d.diff == 2.5 && d.ci.lo == 2.5 &&
+              d.ci.hi == 2.5, "mean of a constant");
+    CHECK(dx_mean_bootstrap(good, same, g, N, 200, 0.95, 3, &d, &err) == DX_OK && d.diff == 0, "mean of a - a");
+    /* attention ratio: 4x4 patches of 2x2 pixels on an 8x8 crop, mask = the top-left patch (share 1/16) */
+    float att[16];
+    uint8_t mask[64] = {0};
+    mask[0] = mask[1] = mask[8] = mask[9] = 1;
+    for (int p = 0; p < 16; p++) att[p] = 1.0f / 16;
+    CHECK_CLOSE(dx_attention_in_mask_ratio(att, 4, 4, mask, 8), 1.0, 1e-12, 0, "uniform attention = chance");
+    for (int p = 0; p < 16; p++) att[p] = p == 0 ? 0.5f : 0; /* all mass inside; the scale of att does not matter */
+    CHECK_CLOSE(dx_attention_in_mask_ratio(att, 4, 4, mask, 8), 16.0, 1e-12, 0, "all mass inside = 1 / share");
+    mask[1] = mask[9] = 0; /* the patch half covered: share 1/32, inside fraction 1/2 */
+    CHECK_CLOSE(dx_attention_in_mask_ratio(att, 4, 4, mask, 8), 16.0, 1e-12, 0, "partial patch coverage");
+    memset(mask, 0, sizeof mask);
+    CHECK(isnan(dx_attention_in_mask_ratio(att, 4, 4, mask, 8)), "empty mask: NaN");
+}
+
 int main(void) {
+    test_paired();
     test_auc();
     test_bootstrap();
     test_dice_iou();

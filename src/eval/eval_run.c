@@ -208,16 +208,81 @@ done:
     return st;
 }
 
+void dx_model_eval_free(dx_model_eval *r) {
+    free(r->score);
+    free(r->score_fd);
+    free(r->att_ratio);
+    r->score = r->score_fd = r->att_ratio = NULL;
+}
+
+double dx_attention_in_mask_ratio(const float *att, int Hp, int Wp, const uint8_t *mask, int S) {
+    const int ph = S / Hp, pw = S / Wp;
+    double in = 0, tot = 0, share = 0;
+    for (int y = 0; y < Hp; y++)
+        for (int x = 0; x < Wp; x++) {
+            int c = 0;
+            for (int yy = y * ph; yy < (y + 1) * ph; yy++)
+                for (int xx = x * pw; xx < (x + 1) * pw; xx++) c += mask[(size_t)yy * S + xx] != 0;
+            const double frac = (double)c / (ph * pw), a = att[y * Wp + x];
+            in += a * frac;
+            tot += a;
+            share += frac;
+        }
+    share /= (double)Hp * Wp;
+    if (share <= 0 || tot <= 0) return NAN;
+    return in / tot / share;
+}
+
+/* Per-crop attention ratio (mean over heads) and the per-head means over test crops. */
+static void attention_ratios(const dx_eval_set *es, const dx_features *f, dx_model_eval *r) {
+    const int H = f->heads, P = f->P;
+    r->att_heads = H;
+    r->att_n = 0;
+    double hs[64] = {0};
+    for (int i = 0; i < es->n; i++) {
+        r->att_ratio[i] = NAN;
+        if (!f->att) continue;
+        double s = 0, hv[64];
+        int ok = 1;
+        for (int h = 0; h < H; h++) {
+            double v = dx_attention_in_mask_ratio(f->att + ((size_t)i * H + h) * P, f->Hp, f->Wp,
+                                                  es->mask + (size_t)i * es->S * es->S, es->S);
+            if (isnan(v)) { ok = 0; break; }
+            s += v;
+            if (h < 64) hv[h] = v;
+        }
+        if (!ok) continue;
+        r->att_ratio[i] = s / H;
+        if (es->split[i] == DX_SPLIT_TEST) {
+            r->att_n++;
+            for (int h = 0; h < H && h < 64; h++) hs[h] += hv[h];
+        }
+    }
+    for (int h = 0; h < H && h < 64; h++) r->att_ratio_head[h] = r->att_n ? hs[h] / r->att_n : NAN;
+}
+
 static dx_status run_model(const dx_eval_set *es, const dx_eval_opts *o, dx_backend *be, const dx_eval_model *em,
                            int full, dx_model_eval *r, dx_features *keep, dx_err *err) {
     memset(r, 0, sizeof *r);
     snprintf(r->source, sizeof r->source, "%s", em->source);
+    r->score = malloc(sizeof(double) * (size_t)(es->n > 0 ? es->n : 1));
+    r->score_fd = malloc(sizeof(double) * (size_t)(es->n > 0 ? es->n : 1));
+    r->att_ratio = malloc(sizeof(double) * (size_t)(es->n > 0 ? es->n : 1));
+    if (!r->score || !r->score_fd || !r->att_ratio) {
+        dx_model_eval_free(r);
+        return dx_fail(err, DX_ENOMEM, "eval scores");
+    }
     dx_features f, fs = {0};
-    dx_status st = dx_extract_features(em, be, es->img, es->n, es->S, o->batch, 1, keep != NULL, &f, err);
+    dx_status st = dx_extract_features(em, be, es->img, es->n, es->S, o->batch, 1, 1, &f, err);
+    if (st) { dx_model_eval_free(r); return st; }
     if (st) return st;
-    if ((st = dx_extract_features(em, be, es->seg_img, es->n, es->S, o->batch, 1, 0, &fs, err))) { dx_features_free(&f); return st; }
+    if ((st = dx_extract_features(em, be, es->seg_img, es->n, es->S, o->batch, 1, 0, &fs, err))) {
+        dx_features_free(&f);
+        dx_model_eval_free(r);
+        return st;
+    }
     const int n = es->n, D = f.D;
-    double *X = malloc((size_t)n * 2 * D * sizeof *X);
+    double *X = malloc((size_t)n * (2 * D + 1) * sizeof *X);
     float *cat = malloc((size_t)n * 2 * D * sizeof *cat);
     if (!X || !cat) { st = dx_fail(err, DX_ENOMEM, "probe features"); goto done; }
     for (int i = 0; i < n; i++)
@@ -236,6 +301,29 @@ static dx_status run_model(const dx_eval_set *es, const dx_eval_opts *o, dx_back
             goto done;
         if (!isnan(r->probe[t].val_auc) && r->probe[t].val_auc > bestv) { bestv = r->probe[t].val_auc; r->best = t; }
     }
+    /* the chosen features again, keeping their test scores, and with the diameter as one more column:
+     * do the features add information beyond size? */
+    {
+        const int t = r->best, d = t == 2 ? 2 * D : D;
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j <= d; j++)
+                X[(size_t)i * (d + 1) + j] = j == d ? es->diam[i]
+                                             : t == 0 ? f.cls[(size_t)i * D + j]
+                                             : t == 1 ? f.mean[(size_t)i * D + j]
+                                                      : cat[(size_t)i * 2 * D + j];
+        if ((st = dx_probe_run_scored(X, es->y, es->split, es->patient, n, d + 1, C_GRID, N_CGRID, o->n_boot,
+                                      o->seed, &r->probe_fd, r->score_fd, err)))
+            goto done;
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < d; j++) X[(size_t)i * d + j] = t == 0 ? f.cls[(size_t)i * D + j]
+                                                              : t == 1 ? f.mean[(size_t)i * D + j]
+                                                                       : cat[(size_t)i * 2 * D + j];
+        dx_probe_result again;
+        if ((st = dx_probe_run_scored(X, es->y, es->split, es->patient, n, d, C_GRID, N_CGRID, 0, o->seed, &again,
+                                      r->score, err)))
+            goto done;
+    }
+    attention_ratios(es, &f, r);
     r->knn_k = o->knn_k;
     if ((st = run_knn(es, cat, 2 * D, o->knn_k, &r->knn_acc, &r->knn_n_test, err))) goto done;
     if (full && (st = run_seg(es, o, &fs, r, err))) goto done;
@@ -245,6 +333,7 @@ done:
     dx_features_free(&fs);
     if (!st && keep) *keep = f;
     else dx_features_free(&f);
+    if (st) dx_model_eval_free(r);
     return st;
 }
 
@@ -380,6 +469,167 @@ done:
     return st;
 }
 
+/* ---- paired comparisons on the same test nodules ---------------------------- */
+
+/* Labelled test rows with finite values in every given array (NULL = skip). */
+static int test_rows(const dx_eval_set *es, const double *a, const double *b, int *idx) {
+    int m = 0;
+    for (int i = 0; i < es->n; i++)
+        if (es->split[i] == DX_SPLIT_TEST && es->y[i] >= 0 && (!a || isfinite(a[i])) && (!b || isfinite(b[i])))
+            idx[m++] = i;
+    return m;
+}
+
+static cJSON *diff_json(const dx_paired_diff *d, int n, const char *what) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "what", what);
+    add_num(o, "difference", d->diff);
+    add_pair(o, "ci95", d->ci.n_boot ? d->ci.lo : NAN, d->ci.n_boot ? d->ci.hi : NAN);
+    add_num(o, "p_le0", d->ci.n_boot ? d->p_le0 : NAN);
+    cJSON_AddNumberToObject(o, "n_test", n);
+    cJSON_AddNumberToObject(o, "n_boot", d->ci.n_boot);
+    cJSON_AddStringToObject(o, "resampled", "test patients (all their nodules), paired");
+    return o;
+}
+
+/* AUC(a) - AUC(b) or mean(a) - mean(b) over the test rows where both are defined. */
+static dx_status paired(const dx_eval_set *es, const dx_eval_opts *o, const double *a, const double *b, int auc,
+                        const char *what, cJSON *parent, const char *key, dx_err *err) {
+    int *idx = malloc(sizeof(int) * (size_t)(es->n > 0 ? es->n : 1));
+    double *va = malloc(sizeof(double) * (size_t)(es->n > 0 ? es->n : 1)), *vb = malloc(sizeof(double) * (size_t)(es->n > 0 ? es->n : 1));
+    int *y = malloc(sizeof(int) * (size_t)(es->n > 0 ? es->n : 1)), *g = malloc(sizeof(int) * (size_t)(es->n > 0 ? es->n : 1));
+    dx_status st = DX_OK;
+    if (!idx || !va || !vb || !y || !g) { st = dx_fail(err, DX_ENOMEM, "paired"); goto done; }
+    const int m = test_rows(es, a, b, idx);
+    int pos = 0;
+    for (int k = 0; k < m; k++) {
+        va[k] = a[idx[k]];
+        vb[k] = b ? b[idx[k]] : 0;
+        y[k] = es->y[idx[k]];
+        g[k] = es->patient[idx[k]];
+        pos += y[k] == 1;
+    }
+    dx_paired_diff d = {.diff = NAN};
+    if (m >= 2 && o->n_boot >= 2 && (!auc || (pos > 0 && pos < m)))
+        st = auc ? dx_auc_diff_bootstrap(va, vb, y, g, m, o->n_boot, 0.95, o->seed, &d, err)
+                 : dx_mean_bootstrap(va, b ? vb : NULL, g, m, o->n_boot, 0.95, o->seed, &d, err);
+    if (!st) cJSON_AddItemToObject(parent, key, diff_json(&d, m, what));
+done:
+    free(idx); free(va); free(vb); free(y); free(g);
+    return st;
+}
+
+static cJSON *att_json(const dx_model_eval *r, const dx_paired_diff *d, int n) {
+    cJSON *o = diff_json(d, n, "mean over test nodules of the CLS attention mass inside the nodule mask / the mask's "
+                               "share of the crop (last block, mean over heads; 1 = chance)");
+    /* one backbone: the ratio itself, resampled over test patients, no pairing, no sign test */
+    cJSON_DeleteItemFromObject(o, "p_le0");
+    cJSON_ReplaceItemInObject(o, "resampled", cJSON_CreateString("test patients (all their nodules)"));
+    cJSON *ratio = cJSON_DetachItemFromObject(o, "difference");
+    cJSON_AddItemToObject(o, "ratio", ratio);
+    cJSON *h = cJSON_AddArrayToObject(o, "per_head");
+    for (int k = 0; k < r->att_heads && k < 64; k++)
+        cJSON_AddItemToArray(h, isfinite(r->att_ratio_head[k]) ? cJSON_CreateNumber(r->att_ratio_head[k]) : cJSON_CreateNull());
+    return o;
+}
+
+static dx_status paired_comparisons(const dx_eval_set *es, const dx_eval_opts *o, const dx_model_eval *rm,
+                                    const dx_model_eval *rr, const double *size_score, cJSON **out, dx_err *err) {
+    cJSON *c = cJSON_CreateObject();
+    dx_status st = paired(es, o, rm->score, rr ? rr->score : NULL, 1, "test AUC, SSL backbone - random-init backbone",
+                          c, "ssl_minus_random_init_auc", err);
+    if (!rr) cJSON_DeleteItemFromObject(c, "ssl_minus_random_init_auc");
+    if (!st) st = paired(es, o, rm->score_fd, size_score, 1, "test AUC, SSL features + diameter - diameter alone", c,
+                         "features_plus_diameter_minus_diameter_auc", err);
+    if (!st) st = paired(es, o, rm->score, size_score, 1, "test AUC, SSL features - diameter alone", c,
+                         "ssl_minus_diameter_auc", err);
+    cJSON *fd = probe_json(&rm->probe_fd);
+    cJSON_AddItemToObject(c, "features_plus_diameter_probe", fd);
+    /* attention inside the nodule: each backbone alone, and SSL - random init */
+    for (int k = 0; !st && k < (rr ? 2 : 1); k++) {
+        const dx_model_eval *r = k ? rr : rm;
+        int *idx = malloc(sizeof(int) * (size_t)(es->n > 0 ? es->n : 1));
+        double *v = malloc(sizeof(double) * (size_t)(es->n > 0 ? es->n : 1));
+        int *g = malloc(sizeof(int) * (size_t)(es->n > 0 ? es->n : 1));
+        dx_paired_diff d = {.diff = NAN};
+        int m = 0;
+        if (!idx || !v || !g) st = dx_fail(err, DX_ENOMEM, "attention ratio");
+        else {
+            for (int i = 0; i < es->n; i++)
+                if (es->split[i] == DX_SPLIT_TEST && isfinite(r->att_ratio[i])) { v[m] = r->att_ratio[i]; g[m++] = es->patient[i]; }
+            if (m >= 2 && o->n_boot >= 2) st = dx_mean_bootstrap(v, NULL, g, m, o->n_boot, 0.95, o->seed, &d, err);
+        }
+        if (!st) cJSON_AddItemToObject(c, k ? "attention_in_nodule_random_init" : "attention_in_nodule", att_json(r, &d, m));
+        free(idx); free(v); free(g);
+    }
+    if (!st && rr) {
+        /* paired over the test nodules where both have a ratio */
+        int *idx = malloc(sizeof(int) * (size_t)(es->n > 0 ? es->n : 1));
+        double *a = malloc(sizeof(double) * (size_t)(es->n > 0 ? es->n : 1)), *b = malloc(sizeof(double) * (size_t)(es->n > 0 ? es->n : 1));
+        int *g = malloc(sizeof(int) * (size_t)(es->n > 0 ? es->n : 1));
+        dx_paired_diff d = {.diff = NAN};
+        int m = 0;
+        if (!idx || !a || !b || !g) st = dx_fail(err, DX_ENOMEM, "attention ratio");
+        else {
+            for (int i = 0; i < es->n; i++)
+                if (es->split[i] == DX_SPLIT_TEST && isfinite(rm->att_ratio[i]) && isfinite(rr->att_ratio[i])) {
+                    a[m] = rm->att_ratio[i]; b[m] = rr->att_ratio[i]; g[m++] = es->patient[i];
+                }
+            if (m >= 2 && o->n_boot >= 2) st = dx_mean_bootstrap(a, b, g, m, o->n_boot, 0.95, o->seed, &d, err);
+        }
+        if (!st) cJSON_AddItemToObject(c, "attention_in_nodule_ssl_minus_random_init",
+                                       diff_json(&d, m, "attention-in-nodule ratio, SSL - random init"));
+        free(idx); free(a); free(b); free(g);
+    }
+    if (st) { cJSON_Delete(c); return st; }
+    *out = c;
+    return DX_OK;
+}
+
+/* Plain sentences: does the backbone beat its baselines, with the paired CIs. */
+static cJSON *verdicts_json(const cJSON *cmp, const dx_model_eval *rm, const dx_probe_result *size_r,
+                            const dx_model_eval *rr) {
+    cJSON *v = cJSON_CreateArray();
+    char b[512];
+    struct { const char *key, *yes, *no; } q[] = {
+        {"ssl_minus_random_init_auc", "The SSL backbone beats the random-init backbone",
+         "The SSL backbone does not beat the random-init backbone"},
+        {"features_plus_diameter_minus_diameter_auc", "The SSL features add information beyond the nodule diameter",
+         "The SSL features do not add information beyond the nodule diameter"},
+        {"ssl_minus_diameter_auc", "The SSL features alone beat the diameter alone",
+         "The SSL features alone do not beat the diameter alone"},
+        {"attention_in_nodule_ssl_minus_random_init", "The SSL backbone's CLS attention falls on the nodule more than a random-init backbone's",
+         "The SSL backbone's CLS attention does not fall on the nodule more than a random-init backbone's"},
+    };
+    for (size_t k = 0; k < sizeof q / sizeof q[0]; k++) {
+        const cJSON *d = cJSON_GetObjectItemCaseSensitive(cmp, q[k].key);
+        if (!d) continue;
+        const cJSON *ci = cJSON_GetObjectItemCaseSensitive(d, "ci95");
+        double diff = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(d, "difference"));
+        double lo = cJSON_GetNumberValue(cJSON_GetArrayItem(ci, 0)), hi = cJSON_GetNumberValue(cJSON_GetArrayItem(ci, 1));
+        if (!isfinite(diff) || !isfinite(lo)) {
+            snprintf(b, sizeof b, "%s: not measurable here (too few labelled test nodules).", q[k].no);
+        } else {
+            snprintf(b, sizeof b, "%s: difference %+.3f [%+.3f, %+.3f] (95%% paired bootstrap over test patients)%s.",
+                     lo > 0 ? q[k].yes : q[k].no, diff, lo, hi, lo > 0 ? "" : hi < 0 ? "; it is worse" : "; the CI includes 0");
+        }
+        cJSON_AddItemToArray(v, cJSON_CreateString(b));
+    }
+    const cJSON *ar = cJSON_GetObjectItemCaseSensitive(cmp, "attention_in_nodule");
+    if (ar) {
+        const cJSON *ci = cJSON_GetObjectItemCaseSensitive(ar, "ci95");
+        double m = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(ar, "ratio"));
+        double lo = cJSON_GetNumberValue(cJSON_GetArrayItem(ci, 0)), hi = cJSON_GetNumberValue(cJSON_GetArrayItem(ci, 1));
+        if (isfinite(m) && isfinite(lo)) {
+            snprintf(b, sizeof b, "CLS attention inside the nodule: %.2fx chance [%.2f, %.2f]%s.", m, lo, hi,
+                     lo > 1 ? "" : " - not above chance");
+            cJSON_AddItemToArray(v, cJSON_CreateString(b));
+        }
+    }
+    (void)rm; (void)size_r; (void)rr;
+    return v;
+}
+
 static dx_status mkdir_p1(const char *d, dx_err *err) {
     if (mkdir(d, 0777) && errno != EEXIST) return dx_fail(err, DX_EIO, "mkdir %s: %s", d, strerror(errno));
     return DX_OK;
@@ -389,6 +639,8 @@ dx_status dx_eval_all(const dx_store *s, const dx_eval_opts *o, dx_backend *be, 
                       const dx_eval_model *const *extra, int n_extra, const char *out_dir, dx_err *err) {
     dx_eval_set es;
     dx_model_eval rm, rr, *rx = NULL;
+    memset(&rm, 0, sizeof rm);
+    memset(&rr, 0, sizeof rr);
     dx_features fm = {0};
     dx_eval_model rnd = {0};
     int have_rnd = 0;
@@ -417,14 +669,21 @@ dx_status dx_eval_all(const dx_store *s, const dx_eval_opts *o, dx_backend *be, 
     }
     /* size-only baseline: the same probe protocol on the diameter alone */
     dx_probe_result size_r;
-    if ((st = dx_probe_run(es.diam, es.y, es.split, es.patient, es.n, 1, C_GRID, N_CGRID, o->n_boot, o->seed, &size_r, err)))
-        goto done;
+    double *size_score = malloc(sizeof(double) * (size_t)(es.n > 0 ? es.n : 1));
+    if (!size_score) { st = dx_fail(err, DX_ENOMEM, "eval"); goto done; }
+    st = dx_probe_run_scored(es.diam, es.y, es.split, es.patient, es.n, 1, C_GRID, N_CGRID, o->n_boot, o->seed,
+                             &size_r, size_score, err);
+    cJSON *cmp = NULL;
+    if (!st) st = paired_comparisons(&es, o, &rm, have_rnd ? &rr : NULL, size_score, &cmp, err);
+    free(size_score);
+    if (st) goto done;
 
     /* attention overlays: test nodules first, then any */
     char adir[1100];
     snprintf(adir, sizeof adir, "%s/attention", out_dir);
     if ((st = mkdir_p1(adir, err))) goto done;
     root = cJSON_CreateObject();
+    cJSON_AddItemToObject(root, "comparisons", cmp); /* owned by root from here */
     cJSON *att = cJSON_CreateArray();
     int written = 0;
     for (int pass = 0; pass < 2 && written < o->n_attention; pass++)
@@ -464,6 +723,8 @@ dx_status dx_eval_all(const dx_store *s, const dx_eval_opts *o, dx_backend *be, 
     }
     cJSON *ex = cJSON_AddArrayToObject(bl, "extra");
     for (int k = 0; k < n_extra; k++) cJSON_AddItemToArray(ex, model_json(&rx[k]));
+
+    cJSON_AddItemToObject(root, "verdicts", verdicts_json(cmp, &rm, &size_r, have_rnd ? &rr : NULL));
 
     cJSON *knn = cJSON_AddObjectToObject(root, "knn");
     add_num(knn, "test_accuracy", rm.knn_acc);
@@ -543,6 +804,9 @@ done:
     cJSON_Delete(root);
     if (have_rnd) dx_eval_model_free(&rnd, be);
     dx_features_free(&fm);
+    dx_model_eval_free(&rm);
+    dx_model_eval_free(&rr);
+    for (int k = 0; rx && k < n_extra; k++) dx_model_eval_free(&rx[k]);
     free(rx);
     dx_eval_set_free(&es);
     return st;
@@ -577,6 +841,7 @@ dx_status dx_eval_track(const dx_store *s, const dx_eval_opts *o, dx_backend *be
         cJSON_AddItemToArray(arr, e);
         DX_INFO("track: step %lld patch cos %.4f erank %.2f separability %.3f", (long long)steps[i],
                 r.col.patch_cosine, r.col.effective_rank, r.col.separability_auc);
+        dx_model_eval_free(&r);
     }
     if (!st) {
         char path[1100];

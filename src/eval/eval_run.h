@@ -67,7 +67,24 @@ typedef struct dx_model_eval {
     double seg_dice, seg_iou, seg_loss, seg_dice_bin[3];
     int seg_n_train, seg_n_test, seg_n_bin[3];
     dx_collapse col;
+    /* paired comparisons need per-item values (allocated by the run, dx_model_eval_free) */
+    double *score;            /* [n] test decision of the chosen features' probe, NAN elsewhere */
+    dx_probe_result probe_fd; /* chosen features + nodule diameter */
+    double *score_fd;         /* [n] its test decisions */
+    double *att_ratio;        /* [n] CLS attention mass inside the nodule / the mask's share of the crop,
+                                 mean over heads; NAN without a mask */
+    double att_ratio_head[64];/* mean over test nodules, per head (first 64 heads) */
+    int att_heads, att_n;     /* heads, test nodules with a mask */
 } dx_model_eval;
+
+void dx_model_eval_free(dx_model_eval *r);
+
+/* Attention-in-nodule ratio of one crop and head: att[P] (CLS -> patch
+ * probabilities), mask [S, S] on a Hp x Wp patch grid (S divisible): the
+ * attention share of the patches weighted by the fraction of each patch
+ * inside the mask, divided by the mask's share of the crop. 1 = chance,
+ * 1/share = all mass inside; NAN for an empty mask. */
+double dx_attention_in_mask_ratio(const float *att, int Hp, int Wp, const uint8_t *mask, int S);
 
 /* full = 1: also the segmentation head. Features of em are computed here. */
 dx_status dx_eval_model_run(const dx_eval_set *es, const dx_eval_opts *o, dx_backend *be,

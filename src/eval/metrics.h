@@ -29,6 +29,20 @@ typedef struct dx_boot_ci {
 dx_status dx_auc_bootstrap(const double *score, const int *y, const int *group, int n, int n_boot,
                            double level, uint64_t seed, dx_boot_ci *ci, dx_err *err);
 
+/* A paired comparison on the same items: diff = stat(a) - stat(b) on all
+ * items, its clustered-bootstrap percentile CI (the same resampled groups for
+ * both), and p_le0 = the fraction of replicates <= 0 (one-sided). */
+typedef struct dx_paired_diff {
+    double diff, p_le0;
+    dx_boot_ci ci;
+} dx_paired_diff;
+/* AUC(sa) - AUC(sb) over the same labelled items y, resampling groups (patients). */
+dx_status dx_auc_diff_bootstrap(const double *sa, const double *sb, const int *y, const int *group, int n,
+                                int n_boot, double level, uint64_t seed, dx_paired_diff *out, dx_err *err);
+/* mean(a - b) (b NULL: mean(a)) with the same clustered bootstrap. */
+dx_status dx_mean_bootstrap(const double *a, const double *b, const int *group, int n, int n_boot, double level,
+                            uint64_t seed, dx_paired_diff *out, dx_err *err);
+
 /* Binary masks (non-zero = foreground). Both empty -> 1. */
 double dx_dice(const uint8_t *a, const uint8_t *b, int64_t n);
 double dx_iou(const uint8_t *a, const uint8_t *b, int64_t n);

@@ -12,7 +12,15 @@
 dx_status dx_probe_run(const double *X, const int *y, const int *split, const int *group, int n, int d,
                        const double *Cgrid, int nC, int n_boot, uint64_t seed, dx_probe_result *r,
                        dx_err *err) {
+    return dx_probe_run_scored(X, y, split, group, n, d, Cgrid, nC, n_boot, seed, r, NULL, err);
+}
+
+dx_status dx_probe_run_scored(const double *X, const int *y, const int *split, const int *group, int n, int d,
+                              const double *Cgrid, int nC, int n_boot, uint64_t seed, dx_probe_result *r,
+                              double *test_score, dx_err *err) {
     memset(r, 0, sizeof *r);
+    if (test_score)
+        for (int i = 0; i < n; i++) test_score[i] = NAN;
     r->val_auc = r->test_auc = r->ci.lo = r->ci.hi = r->ci.se = NAN;
     int cnt[3] = {0, 0, 0};
     for (int i = 0; i < n; i++)
@@ -58,6 +66,9 @@ dx_status dx_probe_run(const double *X, const int *y, const int *split, const in
     if (nte > 0) {
         dx_logreg_decision(&lr, Z + (size_t)(ntr + nva) * d, nte, sc);
         for (int i = 0; i < nte; i++) r->n_test_pos += yy[ntr + nva + i];
+        if (test_score) /* back to the caller's row order: test rows were appended in index order */
+            for (int i = 0, k = 0; i < n; i++)
+                if (y[i] >= 0 && split[i] == DX_SPLIT_TEST) test_score[i] = sc[k++];
         r->test_auc = dx_auc(sc, yy + ntr + nva, nte);
         if (!isnan(r->test_auc) && n_boot >= 2)
             st = dx_auc_bootstrap(sc, yy + ntr + nva, gg + ntr + nva, nte, n_boot, 0.95, seed, &r->ci, err);

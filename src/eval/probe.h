@@ -23,5 +23,11 @@ typedef struct dx_probe_result {
 dx_status dx_probe_run(const double *X, const int *y, const int *split, const int *group, int n, int d,
                        const double *Cgrid, int nC, int n_boot, uint64_t seed, dx_probe_result *r,
                        dx_err *err);
+/* The same, and test_score[i] (n entries, may be NULL) = the probe's decision
+ * value for every labelled test row i, NAN elsewhere: the per-item scores a
+ * paired comparison of two probes on the same test items needs. */
+dx_status dx_probe_run_scored(const double *X, const int *y, const int *split, const int *group, int n, int d,
+                              const double *Cgrid, int nC, int n_boot, uint64_t seed, dx_probe_result *r,
+                              double *test_score, dx_err *err);
 
 #endif /* DX_EVAL_PROBE_H */

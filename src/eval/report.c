@@ -249,6 +249,52 @@ static void probe_row(FILE *f, const char *name, const cJSON *p) {
             jnum(p, "n_test_malignant"));
 }
 
+/* The scientific question in plain sentences (eval.json "verdicts"), then the
+ * paired differences they rest on. */
+static void paired_table(FILE *f, const cJSON *ev) {
+    const cJSON *v = jget(ev, "verdicts");
+    if (cJSON_IsArray(v) && cJSON_GetArraySize(v)) {
+        fputs("<h3>Verdict</h3>\n<ul class=verdict>\n", f);
+        for (const cJSON *e = v->child; e; e = e->next)
+            if (cJSON_IsString(e)) { fputs("<li>", f); html_esc(f, e->valuestring); fputs("</li>\n", f); }
+        fputs("</ul>\n", f);
+    }
+    static const char *const K[] = {"ssl_minus_random_init_auc", "features_plus_diameter_minus_diameter_auc",
+                                    "ssl_minus_diameter_auc", "attention_in_nodule_ssl_minus_random_init"};
+    int any = 0;
+    for (size_t k = 0; k < sizeof K / sizeof K[0]; k++) {
+        char key[128];
+        snprintf(key, sizeof key, "comparisons.%s", K[k]);
+        const cJSON *d = jget(ev, key);
+        if (!d) continue;
+        if (!any++)
+            fputs("<h3>Paired comparisons on the same test nodules (bootstrap over test patients)</h3>\n<table><tr>"
+                  "<th>comparison</th><th>difference [95% CI]</th><th>P(difference &le; 0)</th><th>n test</th></tr>\n", f);
+        fputs("<tr><td>", f);
+        html_esc(f, jstr(d, "what"));
+        fputs("</td><td>", f);
+        with_ci(f, d, "difference", "ci95");
+        fputs("</td><td>", f);
+        num(f, jnum(d, "p_le0"), 3);
+        fprintf(f, "</td><td>%.0f</td></tr>\n", jnum(d, "n_test"));
+    }
+    if (any) fputs("</table>\n", f);
+    const cJSON *a = jget(ev, "comparisons.attention_in_nodule"), *ar = jget(ev, "comparisons.attention_in_nodule_random_init");
+    if (a) {
+        fputs("<p class=note>CLS attention inside the nodule (mass in the mask / the mask's share of the crop, 1 = chance, "
+              "last block, test nodules): SSL ", f);
+        with_ci(f, a, "ratio", "ci95");
+        if (ar) { fputs(", random init ", f); with_ci(f, ar, "ratio", "ci95"); }
+        const cJSON *h = cJSON_GetObjectItemCaseSensitive(a, "per_head");
+        if (cJSON_IsArray(h)) {
+            fputs("; per head (SSL):", f);
+            int k = 0;
+            for (const cJSON *e = h->child; e; e = e->next, k++) { fprintf(f, " h%d ", k); num(f, cJSON_GetNumberValue(e), 2); }
+        }
+        fputs("</p>\n", f);
+    }
+}
+
 static void eval_tables(FILE *f, const cJSON *ev) {
     fputs("<h2>Evaluation</h2>\n<p class=note>backbone: ", f);
     html_esc(f, jstr(ev, "model.source"));
@@ -281,7 +327,10 @@ static void eval_tables(FILE *f, const cJSON *ev) {
         snprintf(name, sizeof name, "also: %.120s", jstr(e, "source"));
         probe_row(f, name, jget(e, "probe"));
     }
+    if (jget(ev, "comparisons.features_plus_diameter_probe"))
+        probe_row(f, "backbone features + nodule diameter", jget(ev, "comparisons.features_plus_diameter_probe"));
     fputs("</table>\n", f);
+    paired_table(f, ev);
 
     fputs("<h3>k-NN, segmentation, collapse</h3>\n<table><tr><th>metric</th><th>backbone</th><th>random init</th></tr>\n", f);
     struct { const char *label, *k, *kr; int prec; } rows[] = {
