@@ -44,7 +44,8 @@ step "train: Gram anchoring off"
 # of >= 32 mm (0.33 mm/px, a magnification the backbone never saw).
 EV=(--size 64 --crop-min-mm 96)
 step "evaluate both (same store, same patient-level split)"
-"$dinox" eval --store store --run gram_on --out gram_on/eval --track "${EV[@]}"
+# Gram on, with the Gram-off backbone beside it (--also): the paired Gram on - off AUC difference
+"$dinox" eval --store store --run gram_on --out gram_on/eval --track "${EV[@]}" --also gram_off/backbone.safetensors
 "$dinox" eval --store store --run gram_off --out gram_off/eval --track "${EV[@]}"
 step "report"
 "$dinox" report gram_on --compare gram_off/eval --out report.html
@@ -64,5 +65,7 @@ for run in sys.argv[1:]:
           f"size-only {b.get('size_only_auc')}")
     for v in e.get("verdicts", []):
         print("  " + v)
+    for d in e.get("comparisons", {}).get("main_minus_also_auc", []):
+        print(f"  {d['what']}: {d['difference']} CI {d['ci95']} P(<=0) {d['p_le0']}")
 PY
 printf '\ndone in %ds: open %s/report.html\n' $((SECONDS - t0)) "$(pwd)"

@@ -78,6 +78,9 @@ for k in ("ssl_minus_random_init_auc", "features_plus_diameter_minus_diameter_au
           "comparisons.%s = %r" % (k, {x: d.get(x) for x in ("difference", "ci95", "n_test")} if d else None))
     if d and d["difference"] is not None and d["ci95"][0] is not None:
         check(d["ci95"][0] <= d["ci95"][1] and 0 <= d["p_le0"] <= 1, "%s: CI ordered, p in [0, 1]" % k)
+ma = b.get("comparisons", {}).get("main_minus_also_auc", [])
+check(len(ma) == 1 and ma[0]["difference"] in (0, None), "--also with the same file: paired AUC difference %r"
+      % (ma[0]["difference"] if ma else None))
 ar = cm.get("attention_in_nodule", {})
 check(isinstance(ar.get("ratio"), (int, float)) and ar["ratio"] > 0 and len(ar.get("per_head", [])) == a["model"]["heads"],
       "attention_in_nodule ratio %r, %d heads" % (ar.get("ratio"), len(ar.get("per_head", []))))

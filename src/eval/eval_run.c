@@ -534,8 +534,22 @@ static cJSON *att_json(const dx_model_eval *r, const dx_paired_diff *d, int n) {
 }
 
 static dx_status paired_comparisons(const dx_eval_set *es, const dx_eval_opts *o, const dx_model_eval *rm,
-                                    const dx_model_eval *rr, const double *size_score, cJSON **out, dx_err *err) {
+                                    const dx_model_eval *rr, const dx_model_eval *rx, int n_extra,
+                                    const double *size_score, cJSON **out, dx_err *err) {
     cJSON *c = cJSON_CreateObject();
+    /* the main backbone against each --also backbone (e.g. Gram on vs off), same test nodules */
+    cJSON *va = cJSON_AddArrayToObject(c, "main_minus_also_auc");
+    for (int k = 0; k < n_extra; k++) {
+        cJSON *tmp = cJSON_CreateObject();
+        char what[1200];
+        snprintf(what, sizeof what, "test AUC, main backbone - %s", rx[k].source);
+        dx_status s2 = paired(es, o, rm->score, rx[k].score, 1, what, tmp, "d", err);
+        if (s2) { cJSON_Delete(tmp); cJSON_Delete(c); return s2; }
+        cJSON *d = cJSON_DetachItemFromObject(tmp, "d");
+        cJSON_AddStringToObject(d, "also", rx[k].source);
+        cJSON_AddItemToArray(va, d);
+        cJSON_Delete(tmp);
+    }
     dx_status st = paired(es, o, rm->score, rr ? rr->score : NULL, 1, "test AUC, SSL backbone - random-init backbone",
                           c, "ssl_minus_random_init_auc", err);
     if (!rr) cJSON_DeleteItemFromObject(c, "ssl_minus_random_init_auc");
@@ -674,7 +688,7 @@ dx_status dx_eval_all(const dx_store *s, const dx_eval_opts *o, dx_backend *be, 
     st = dx_probe_run_scored(es.diam, es.y, es.split, es.patient, es.n, 1, C_GRID, N_CGRID, o->n_boot, o->seed,
                              &size_r, size_score, err);
     cJSON *cmp = NULL;
-    if (!st) st = paired_comparisons(&es, o, &rm, have_rnd ? &rr : NULL, size_score, &cmp, err);
+    if (!st) st = paired_comparisons(&es, o, &rm, have_rnd ? &rr : NULL, rx, n_extra, size_score, &cmp, err);
     free(size_score);
     if (st) goto done;
 

@@ -249,6 +249,20 @@ static void probe_row(FILE *f, const char *name, const cJSON *p) {
             jnum(p, "n_test_malignant"));
 }
 
+/* One row of the paired-comparison table (the header before the first). */
+static void paired_row(FILE *f, const cJSON *d, int *any) {
+    if (!(*any)++)
+        fputs("<h3>Paired comparisons on the same test nodules (bootstrap over test patients)</h3>\n<table><tr>"
+              "<th>comparison</th><th>difference [95% CI]</th><th>P(difference &le; 0)</th><th>n test</th></tr>\n", f);
+    fputs("<tr><td>", f);
+    html_esc(f, jstr(d, "what"));
+    fputs("</td><td>", f);
+    with_ci(f, d, "difference", "ci95");
+    fputs("</td><td>", f);
+    num(f, jnum(d, "p_le0"), 3);
+    fprintf(f, "</td><td>%.0f</td></tr>\n", jnum(d, "n_test"));
+}
+
 /* The scientific question in plain sentences (eval.json "verdicts"), then the
  * paired differences they rest on. */
 static void paired_table(FILE *f, const cJSON *ev) {
@@ -267,16 +281,11 @@ static void paired_table(FILE *f, const cJSON *ev) {
         snprintf(key, sizeof key, "comparisons.%s", K[k]);
         const cJSON *d = jget(ev, key);
         if (!d) continue;
-        if (!any++)
-            fputs("<h3>Paired comparisons on the same test nodules (bootstrap over test patients)</h3>\n<table><tr>"
-                  "<th>comparison</th><th>difference [95% CI]</th><th>P(difference &le; 0)</th><th>n test</th></tr>\n", f);
-        fputs("<tr><td>", f);
-        html_esc(f, jstr(d, "what"));
-        fputs("</td><td>", f);
-        with_ci(f, d, "difference", "ci95");
-        fputs("</td><td>", f);
-        num(f, jnum(d, "p_le0"), 3);
-        fprintf(f, "</td><td>%.0f</td></tr>\n", jnum(d, "n_test"));
+        paired_row(f, d, &any);
+    }
+    const cJSON *al = jget(ev, "comparisons.main_minus_also_auc");
+    for (const cJSON *d = cJSON_IsArray(al) ? al->child : NULL; d; d = d->next) {
+        paired_row(f, d, &any);
     }
     if (any) fputs("</table>\n", f);
     const cJSON *a = jget(ev, "comparisons.attention_in_nodule"), *ar = jget(ev, "comparisons.attention_in_nodule_random_init");
