@@ -107,6 +107,11 @@ sys.exit(1 if fails else 0)
 PYEOF
 
 "$DINOX" report run --compare ev2 ev3
+# a compared evaluation with its own checkpoint track: the tracks side by side
+cp run/eval/collapse_track.json ev2/
+"$DINOX" report run --compare ev2 --out cmp_track.html
+grep -q "Collapse diagnostics over training, side by side" cmp_track.html
+[ "$(grep -o 'patch_cosine: ev2' cmp_track.html | wc -l)" -ge 1 ]
 test -s run/report.html
 $PY - <<'PYEOF'
 import json, re, sys

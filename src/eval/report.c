@@ -389,24 +389,65 @@ static void attention(FILE *f, const cJSON *ev, const char *eval_dir) {
     }
 }
 
-static void track(FILE *f, const char *eval_dir) {
+static const char *const TRACK_KEYS[] = {"patch_cosine", "effective_rank", "separability_auc", "probe_test_auc",
+                                         "knn_test_accuracy"};
+#define N_TRACK_KEYS ((int)(sizeof TRACK_KEYS / sizeof TRACK_KEYS[0]))
+
+/* One chart of a collapse_track.json key over checkpoints; 0 if the dir has no track. */
+static int track_chart(FILE *f, const char *eval_dir, const char *key, const char *title) {
     char path[2048];
     snprintf(path, sizeof path, "%s/collapse_track.json", eval_dir);
     cJSON *t = load_json(path);
-    if (!cJSON_IsArray(t) || !cJSON_GetArraySize(t)) { cJSON_Delete(t); return; }
-    int n = cJSON_GetArraySize(t);
+    if (!cJSON_IsArray(t) || !cJSON_GetArraySize(t)) { cJSON_Delete(t); return 0; }
+    int n = cJSON_GetArraySize(t), i = 0;
     double *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y);
-    static const char *const K[] = {"patch_cosine", "effective_rank", "separability_auc", "probe_test_auc", "knn_test_accuracy"};
-    fprintf(f, "<h2>Collapse diagnostics over training</h2>\n<p class=note>%d checkpoints (EMA teacher)</p><div class=grid>\n", n);
-    for (size_t k = 0; k < sizeof K / sizeof K[0]; k++) {
-        int i = 0;
-        for (const cJSON *e = t->child; e; e = e->next, i++) { x[i] = jnum(e, "step"); y[i] = jnum(e, K[k]); }
-        dx_svg_line_chart(f, K[k], x, y, n, 330, 200);
+    if (x && y) {
+        for (const cJSON *e = t->child; e; e = e->next, i++) { x[i] = jnum(e, "step"); y[i] = jnum(e, key); }
+        dx_svg_line_chart(f, title, x, y, n, 330, 200);
     }
-    fputs("</div>\n", f);
     free(x);
     free(y);
     cJSON_Delete(t);
+    return 1;
+}
+
+/* The diagnostics over checkpoints; with --compare, each key's charts of every
+ * evaluation side by side (e.g. Gram on vs off: does Gram anchoring keep the patch
+ * features from becoming alike as training goes on?). */
+static void track(FILE *f, const char *eval_dir, const char *const *compare, int n_compare) {
+    char path[2048];
+    snprintf(path, sizeof path, "%s/collapse_track.json", eval_dir);
+    cJSON *t = load_json(path);
+    int have = cJSON_IsArray(t) && cJSON_GetArraySize(t);
+    int n = have ? cJSON_GetArraySize(t) : 0;
+    cJSON_Delete(t);
+    int others = 0;
+    for (int c = 0; c < n_compare; c++) {
+        snprintf(path, sizeof path, "%s/collapse_track.json", compare[c]);
+        cJSON *u = load_json(path);
+        others += cJSON_IsArray(u) && cJSON_GetArraySize(u);
+        cJSON_Delete(u);
+    }
+    if (!have && !others) return;
+    if (!others) {
+        fprintf(f, "<h2>Collapse diagnostics over training</h2>\n<p class=note>%d checkpoints (EMA teacher)</p><div class=grid>\n", n);
+        for (int k = 0; k < N_TRACK_KEYS; k++) track_chart(f, eval_dir, TRACK_KEYS[k], TRACK_KEYS[k]);
+        fputs("</div>\n", f);
+        return;
+    }
+    fputs("<h2>Collapse diagnostics over training, side by side</h2>\n<p class=note>EMA teacher at every checkpoint; "
+          "one row per diagnostic, one chart per evaluation</p>\n", f);
+    char title[512];
+    for (int k = 0; k < N_TRACK_KEYS; k++) {
+        fputs("<div class=grid>\n", f);
+        snprintf(title, sizeof title, "%s: %.200s", TRACK_KEYS[k], eval_dir);
+        track_chart(f, eval_dir, TRACK_KEYS[k], title);
+        for (int c = 0; c < n_compare; c++) {
+            snprintf(title, sizeof title, "%s: %.200s", TRACK_KEYS[k], compare[c]);
+            track_chart(f, compare[c], TRACK_KEYS[k], title);
+        }
+        fputs("</div>\n", f);
+    }
 }
 
 /* The ablation keys of the run an evaluation came from, if its config is found. */
@@ -482,7 +523,7 @@ dx_status dx_report_write(const dx_report_opts *o, dx_err *err) {
             html_esc(f, eval_dir);
             fputs(" (run <code>dinox eval --store STORE --run RUN_DIR --out RUN_DIR/eval</code>)</p>\n", f);
         }
-        track(f, eval_dir);
+        track(f, eval_dir, o->compare, o->n_compare);
         if (o->n_compare > 0) {
             fputs("<h2>Comparison</h2>\n<table><tr><th>evaluation</th><th>Gram</th><th>window</th><th>input</th>"
                   "<th>probe test AUC [95% CI]</th><th>size-only AUC</th><th>random-init AUC</th><th>k-NN acc</th>"
