@@ -27,7 +27,7 @@ step "synthetic chest CT: $patients patients, 128x128"
 # Gram stage = last third of the run, its teacher the EMA teacher at that step
 g0=$((epochs * 2 / 3)); gstep=$((g0 * 100))
 RUN=(train.epochs=$epochs gram.weight_start_epochs=$g0 gram.refresh_first=$gstep gram.refresh_every=$gstep
-     train.ckpt_every_steps=$((epochs * 25)) train.log_every=20)
+     train.ckpt_every_steps=$((epochs * 25)) train.milestone_every=$((epochs * 25)) train.log_every=20)
 step "train: Gram anchoring on ($epochs x 100 steps, Gram from step $gstep)"
 [ -f gram_on/checkpoints/latest ] && [ -f gram_on/backbone.safetensors ] || {
   rm -rf gram_on
