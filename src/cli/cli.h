@@ -22,6 +22,15 @@ struct dx_vit_config;
  * keep) to a backbone config; a new --dim also resets the MLP width to 4*dim. */
 void cli_vit_shape_overrides(struct dx_vit_config *c, int patch, int registers, int dim, int depth, int heads);
 
+#include <signal.h>
+/* SIGINT/SIGTERM become a stop request: blocked in the caller (call it before
+ * any thread exists, so that every thread inherits the mask) and taken by one
+ * thread with sigwait(), which sets *flag on the first and exits with 128+sig
+ * on the second. 0 on success. */
+int cli_stop_signals_start(volatile sig_atomic_t *flag);
+/* The first stop signal received, 0 if none. */
+int cli_stop_signal_received(void);
+
 /* 1 if argv has -h or --help. */
 int cli_wants_help(int argc, char **argv);
 

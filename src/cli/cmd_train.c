@@ -1,8 +1,8 @@
 /* cmd_train.c - `dinox train`: DINOv3 pre-training from a volume store.
- * SIGINT / SIGTERM request a checkpoint and a clean exit (the only global
- * state here is the signal flag, which lives in the CLI, not the library). */
+ * SIGINT / SIGTERM request a checkpoint and an exit with 128+signal (the
+ * only global state is the stop flag, which lives in the CLI, not the
+ * library; cli_signal.c says why no handler interrupts a step). */
 #include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,11 +12,6 @@
 #include "train/trainer.h"
 
 static volatile sig_atomic_t g_stop = 0;
-
-static void on_signal(int sig) {
-    (void)sig;
-    g_stop = 1;
-}
 
 static void train_usage(FILE *f) {
     fprintf(f,
@@ -76,18 +71,26 @@ int cmd_train(int argc, char **argv) {
         }
     o.overrides = (const char *const *)(argv + optind);
     o.n_overrides = argc - optind;
-    if (!o.store || (!out && !resume) || (out && resume) || (!resume && !o.config_path)) {
+    const char *problem = !o.store              ? "missing --store STORE"
+                          : !out && !resume       ? "missing --out RUN_DIR (a new run) or --resume RUN_DIR"
+                          : out && resume         ? "--out and --resume exclude each other"
+                          : !resume && !o.config_path ? "missing -c CONFIG"
+                          : resume && o.config_path
+                              ? "--resume continues RUN_DIR/config.yaml; -c is not used with it (give changes as "
+                                "key=value overrides: they are applied and recorded in RUN_DIR/config.resume.yaml)"
+                              : NULL;
+    if (problem) {
+        fprintf(stderr, "dinox train: %s\n\n", problem);
         train_usage(stderr);
         return 2;
     }
     o.run_dir = resume ? resume : out;
     o.resume = resume != NULL;
     o.stop = &g_stop;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    if (cli_stop_signals_start(&g_stop) != 0) {
+        fprintf(stderr, "dinox train: cannot set up the SIGINT/SIGTERM stop thread\n");
+        return 1;
+    }
     dx_err err = {0};
     dx_train_result r;
     dx_status st = dx_train_run(&o, &r, &err);
@@ -97,9 +100,12 @@ int cmd_train(int argc, char **argv) {
     }
     fprintf(stderr, "dinox train: %lld steps, last loss %.4f, %lld non-finite steps skipped, %lld rollbacks%s\n",
             (long long)r.steps_done, r.final_loss, (long long)r.nonfinite_steps, (long long)r.rollbacks,
-            r.stopped_early ? " (stopped by signal)" : "");
+            r.stopped_early ? " (stopped by signal, checkpoint written)" : "");
     if (r.collapse_alarm)
         fprintf(stderr, "dinox train: WARNING: the collapse alarm fired at step %lld (the DINO targets were uniform: "
                         "the run did not learn the objective)\n", (long long)r.collapse_step);
+    /* stopped by a signal: exit as the signal would have (128+n), as tools do, so that a
+     * scheduler or script sees that the run did not finish - but after the checkpoint */
+    if (r.stopped_early) return 128 + (cli_stop_signal_received() ? cli_stop_signal_received() : SIGTERM);
     return 0;
 }

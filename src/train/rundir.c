@@ -1,8 +1,11 @@
 /* rundir.c - run directory files, metrics log and progress line (see rundir.h). */
 #include "train/rundir.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <sys/file.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -28,12 +31,80 @@ static char *slurp(const char *path) {
     return b;
 }
 
+static dx_status open_files(dx_rundir *rd, const char *path, const dx_config *cfg, int resume, dx_err *err);
+
+dx_status dx_rundir_check_new(const char *path, dx_err *err) {
+    DIR *d = opendir(path);
+    if (!d) {
+        if (errno == ENOENT) return DX_OK;
+        return dx_fail(err, errno == ENOTDIR ? DX_EINVAL : DX_EIO, "run directory %s: %s", path, strerror(errno));
+    }
+    int n = 0, ckpts = 0, run_files = 0;
+    const char *example = NULL;
+    char first[256] = "";
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        const char *e = de->d_name;
+        if (!strcmp(e, ".") || !strcmp(e, "..") || !strcmp(e, ".lock")) continue;
+        if (!n++) snprintf(first, sizeof first, "%s", e);
+        if (!strcmp(e, "config.yaml") || !strcmp(e, "metrics.jsonl") || !strncmp(e, "events.out.tfevents.", 20))
+            run_files++, example = e;
+        if (!strcmp(e, "checkpoints")) ckpts = 1;
+    }
+    closedir(d);
+    if (n == 0) return DX_OK;
+    if (run_files || ckpts)
+        return dx_fail(err, DX_EINVAL,
+                       "%s already holds a training run (%s%s): nothing was changed. Continue it with "
+                       "`dinox train --resume %s --store STORE`, or give a new --out",
+                       path, example ? example : "checkpoints/", example && ckpts ? ", checkpoints/" : "", path);
+    return dx_fail(err, DX_EINVAL, "%s is not empty (%s, %d entries): a new run needs a new or empty directory", path,
+                   first, n);
+}
+
+static dx_status lock_dir(dx_rundir *rd, dx_err *err) {
+    char f[1200];
+    snprintf(f, sizeof f, "%s/.lock", rd->path);
+    int fd = open(f, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return dx_fail(err, DX_EIO, "open %s: %s", f, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        char pid[32] = "", who[48] = "";
+        ssize_t k = pread(fd, pid, sizeof pid - 1, 0);
+        if (k > 0) pid[k] = 0, pid[strcspn(pid, "\n")] = 0;
+        if (pid[0]) snprintf(who, sizeof who, " (pid %s)", pid);
+        close(fd);
+        return dx_fail(err, DX_EINVAL, "run directory %s is in use by another dinox process%s: one run per directory",
+                       rd->path, who);
+    }
+    /* the holder's pid, for the message above (the lock, not the file, is the truth) */
+    char pid[32];
+    int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) == 0) (void)!pwrite(fd, pid, (size_t)len, 0);
+    rd->lock_fd = fd;
+    return DX_OK;
+}
+
 dx_status dx_rundir_open(dx_rundir *rd, const char *path, const dx_config *cfg, int resume, dx_err *err) {
     memset(rd, 0, sizeof *rd);
+    rd->lock_fd = -1;
     snprintf(rd->path, sizeof rd->path, "%s", path);
     snprintf(rd->ckpt_dir, sizeof rd->ckpt_dir, "%s/checkpoints", path);
-    dx_status s = dx_mkdirs(rd->ckpt_dir, err);
+    dx_status s = dx_mkdirs(path, err);
     if (s) return s;
+    if ((s = lock_dir(rd, err))) return s;
+    if (!resume && (s = dx_rundir_check_new(path, err))) goto fail;
+    if ((s = dx_mkdirs(rd->ckpt_dir, err))) goto fail;
+    s = open_files(rd, path, cfg, resume, err);
+    if (s) goto fail;
+    return DX_OK;
+fail:
+    close(rd->lock_fd);
+    rd->lock_fd = -1;
+    return s;
+}
+
+static dx_status open_files(dx_rundir *rd, const char *path, const dx_config *cfg, int resume, dx_err *err) {
+    dx_status s;
     char f[1200];
     if (cfg) {
         snprintf(f, sizeof f, "%s/config.yaml", path);
@@ -108,6 +179,8 @@ void dx_rundir_close(dx_rundir *rd) {
     if (rd->metrics) fclose(rd->metrics);
     rd->metrics = NULL;
     dx_tb_close(&rd->tb);
+    if (rd->lock_fd >= 0) close(rd->lock_fd); /* releases the flock */
+    rd->lock_fd = -1;
 }
 
 size_t dx_rss_bytes(void) {

@@ -25,12 +25,22 @@ typedef struct dx_rundir {
     char ckpt_dir[1100];
     FILE *metrics;
     dx_tb_writer tb;
+    int lock_fd;      /* RUN_DIR/.lock, flock()ed for the life of the run; -1 = none */
 } dx_rundir;
 
-/* Creates path (and parents) and path/checkpoints, writes config.yaml
- * (when cfg is non-NULL; on resume the existing file is kept as
- * config.yaml and a differing new one is written as config.resume.yaml),
- * opens metrics.jsonl for appending and a new TensorBoard event file. */
+/* A new run may only start in a directory that does not exist or is empty
+ * (a stale .lock aside): an existing run is never overwritten or mixed with
+ * a new one; it is continued with --resume. Read-only, so that a command can
+ * refuse before it writes anything. */
+dx_status dx_rundir_check_new(const char *path, dx_err *err);
+
+/* Creates path (and parents), takes its lock (a second training on the same
+ * directory is refused, naming the holder's pid), checks a new run's
+ * directory again under the lock (dx_rundir_check_new), creates
+ * path/checkpoints, writes config.yaml (when cfg is non-NULL; on resume the
+ * existing file is kept as config.yaml and a differing new one is written
+ * as config.resume.yaml), opens metrics.jsonl for appending and a new
+ * TensorBoard event file. */
 dx_status dx_rundir_open(dx_rundir *rd, const char *path, const dx_config *cfg, int resume, dx_err *err);
 /* Appends {"step": step, "time": unix seconds, name: value, ...,
  * "mem/rss_mb": resident MB} to metrics.jsonl (non-finite values as null)

@@ -210,6 +210,8 @@ dx_status dx_train_run(const dx_train_opts *o, dx_train_result *res, dx_err *err
         snprintf(path, sizeof path, "%s/config.yaml", o->run_dir);
         cfg_path = path;
     }
+    /* a new run never touches an existing one: refuse before anything is read or written */
+    if (!o->resume && (st = dx_rundir_check_new(o->run_dir, err))) return st;
     if ((st = dx_config_resolve(&cfg, cfg_path, o->overrides, o->n_overrides, err))) return st;
     dx_ssl_config sc;
     if ((st = dx_train_ssl_config(&cfg, &sc, err))) return st;
@@ -236,13 +238,11 @@ dx_status dx_train_run(const dx_train_opts *o, dx_train_result *res, dx_err *err
     if ((st = dx_backend_create(&be, o->backend ? o->backend : "cpu", cfg.train.threads, err))) goto out;
     if ((st = dx_ssl_init(&s, &sc, be, err))) goto out;
     ssl_ready = 1;
-    if ((st = dx_rundir_open(&rd, o->run_dir, &cfg, o->resume, err))) goto out;
-    rd_open = 1;
 
+    /* every input of a new run is read and checked before the run directory is
+     * created, so that a rejected --init or --gram-init leaves nothing behind */
     int64_t step = 0, gram_refreshes = 0, nonfinite = 0;
-    if (o->resume) {
-        if ((st = dx_train_load_checkpoint(&s, be, rd.ckpt_dir, &step, &gram_refreshes, &nonfinite, err))) goto out;
-    } else {
+    if (!o->resume) {
         if ((st = dx_ssl_init_weights(&s, be, err))) goto out;
         if (o->init_weights) {
             /* continual pre-training: backbone from released weights into student,
@@ -262,6 +262,17 @@ dx_status dx_train_run(const dx_train_opts *o, dx_train_result *res, dx_err *err
                 goto out;
             DX_INFO("Gram teacher initialised from %s", o->gram_init);
         }
+        if (!weights_finite(&s, be) || (s.gram_w && be->ops->nonfinite(be, s.gram_w, s.vit.tab.total))) {
+            st = dx_fail(err, DX_ENUMERIC, "the initial weights hold NaN or Inf values (%s): nothing to train from",
+                         o->init_weights || o->gram_init ? "check --init / --gram-init" : "initialisation");
+            goto out;
+        }
+    }
+    if ((st = dx_rundir_open(&rd, o->run_dir, &cfg, o->resume, err))) goto out;
+    rd_open = 1;
+    if (o->resume) {
+        if ((st = dx_train_load_checkpoint(&s, be, rd.ckpt_dir, &step, &gram_refreshes, &nonfinite, err))) goto out;
+    } else {
         if ((st = dx_train_save_checkpoint(&s, be, &cfg, rd.ckpt_dir, 0, 0, 0, err))) goto out;
     }
     const int64_t total = dx_config_total_steps(&cfg);
@@ -439,6 +450,14 @@ dx_status dx_train_run(const dx_train_opts *o, dx_train_result *res, dx_err *err
                 t_last_ckpt = now_s();
             }
         }
+    }
+    if (res->steps_done == 0 && res->nonfinite_steps > 0) {
+        /* every step failed: no checkpoint that looks like progress, and an error for the caller */
+        st = dx_fail(err, DX_ENUMERIC,
+                     "no usable step: %lld non-finite steps skipped, %lld rollbacks; the last good checkpoint is "
+                     "step %lld (docs/training.md: non-finite steps)",
+                     (long long)res->nonfinite_steps, (long long)res->rollbacks, (long long)last_ckpt_step);
+        goto out;
     }
     if (step > last_ckpt_step || res->stopped_early) {
         if ((st = dx_train_save_checkpoint(&s, be, &cfg, rd.ckpt_dir, step, gram_refreshes, nonfinite, err))) goto out;
