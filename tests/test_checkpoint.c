@@ -1,3 +1,4 @@
+#define _GNU_SOURCE
 /* test_checkpoint.c - checkpoint files: round trip of tensors and state,
  * the file read back by an independent reader (Python json + zlib + numpy),
  * retention (last K + milestones), `latest` pointer, fallback past a corrupt,
@@ -258,6 +259,37 @@ int main(void) {
     strcpy(ent[1].name, ent[0].name);
     CHECK(dx_ckpt_save(d2, 8, NULL, ent, 2, &p1, &e) == DX_EINVAL && strstr(e.msg, "duplicate"), "duplicate names");
     CHECK(dx_ckpt_save("/nonexistent/dir", 1, NULL, ent, 1, &p1, &e) == DX_EIO, "bad dir: %s", e.msg);
+
+    /* a flipped byte in the metadata (the training state string, offset 100 as in
+     * issue 13, a tensor name): the header CRC rejects the file and the
+     * previous checkpoint is used */
+    {
+        const char *state = "{\"next_step\":12,\"adam_t\":12,\"gram_refreshes\":0}";
+        n = dx_ckpt_entries_from_table(ent, 16, "student", &tab, w);
+        CHECK(dx_ckpt_save(d2, 11, state, ent, n, &p1, &e) == DX_OK, "save 11");
+        dx_ckpt_policy p2 = {.keep_last = 2};
+        CHECK(dx_ckpt_save(d2, 12, state, ent, n, &p2, &e) == DX_OK, "save 12");
+        char p12[512];
+        snprintf(p12, sizeof p12, "%s/ckpt-0000000012.safetensors", d2);
+        FILE *f = fopen(p12, "rb");
+        char head[4096] = {0};
+        size_t got = fread(head, 1, sizeof head - 1, f);
+        fclose(f);
+        const char *at_state = memmem(head, got, "next_step", 9), *at_name = memmem(head, got, "student.", 8);
+        CHECK(at_state && at_name, "found the state and a tensor name in the header");
+        long offs[3] = {100, at_state ? (long)(at_state - head) + 2 : 100, at_name ? (long)(at_name - head) + 9 : 100};
+        for (int k = 0; k < 3; k++) {
+            flip_byte(p12, offs[k]);
+            CHECK(dx_ckpt_open(&ck, p12, &e) == DX_EFORMAT && strstr(e.msg, "header CRC"),
+                  "metadata byte %ld flipped: rejected (%s)", offs[k], e.msg);
+            CHECK(dx_ckpt_open_latest(&ck, d2, &e) == DX_OK && ck.step == 11 && strcmp(ck.state_json, state) == 0,
+                  "metadata byte %ld flipped: falls back to step 11 (got %lld)", offs[k], (long long)ck.step);
+            dx_ckpt_close(&ck);
+            flip_byte(p12, offs[k]); /* restore: XOR again */
+            CHECK(dx_ckpt_open(&ck, p12, &e) == DX_OK, "restored file loads again: %s", e.msg);
+            dx_ckpt_close(&ck);
+        }
+    }
 
     /* when a save is due */
     CHECK(dx_ckpt_due(99, 300, 100, 0, 0, 0) && !dx_ckpt_due(98, 300, 100, 0, 0, 0), "every 100 steps");

@@ -49,6 +49,39 @@ static uLong crc_of(uLong crc, const void *p, size_t n) {
     return crc;
 }
 
+/* Header CRC: the 8 hex digits after "hdr_crc32":" in the raw header. The
+ * tensor CRC covers only the data, so without it a flipped byte in the state
+ * string loaded as "unreadable training state" with no fallback to the
+ * previous checkpoint. Checkpoints from before it have no field (accepted). */
+#define HDR_CRC_KEY "hdr_crc32"
+static char *header_crc_slot(char *h, size_t n) {
+    static const char pat[] = "\"" HDR_CRC_KEY "\":\"";
+    const size_t pl = sizeof pat - 1;
+    for (size_t i = 0; i + pl + 8 <= n; i++)
+        if (memcmp(h + i, pat, pl) == 0) return h + i + pl;
+    return NULL;
+}
+
+/* 1 = matches or absent (older file), 0 = corrupt header. */
+static int header_crc_ok(const unsigned char *raw, size_t n) {
+    char *h = malloc(n ? n : 1);
+    if (!h) return 0;
+    memcpy(h, raw, n);
+    char *slot = header_crc_slot(h, n);
+    int ok = 1;
+    if (slot) {
+        char want[9];
+        memcpy(want, slot, 8);
+        want[8] = 0;
+        memset(slot, '0', 8);
+        char got[16];
+        snprintf(got, sizeof got, "%08lx", (unsigned long)crc_of(crc32(0L, Z_NULL, 0), h, n));
+        ok = strcmp(got, want) == 0;
+    }
+    free(h);
+    return ok;
+}
+
 static ssize_t plain_write(int fd, const void *buf, size_t n, void *user) { return write(fd, buf, n); }
 
 static int write_all(int fd, const void *buf, size_t n, const dx_ckpt_policy *pol) {
@@ -170,6 +203,9 @@ dx_status dx_ckpt_save(const char *dir, int64_t step, const char *state_json, co
     cJSON_AddStringToObject(meta, "state", state_json ? state_json : "{}");
     cJSON_AddStringToObject(meta, "crc32", cbuf);
     cJSON_AddStringToObject(meta, "data_bytes", dbuf);
+    /* the header's own CRC (state, step, names, shapes, offsets): written as zeros,
+     * computed over the padded header, then filled in; see header_crc_ok() */
+    cJSON_AddStringToObject(meta, HDR_CRC_KEY, "00000000");
     char *js = cJSON_PrintUnformatted(h);
     cJSON_Delete(h);
     if (!js) return dx_fail(err, DX_ENOMEM, "checkpoint: header encoding failed");
@@ -183,6 +219,14 @@ dx_status dx_ckpt_save(const char *dir, int64_t step, const char *state_json, co
     memcpy(hdr + 8, js, jl);
     memset(hdr + 8 + jl, ' ', hl - jl);
     free(js);
+    char *slot = header_crc_slot(hdr + 8, hl);
+    if (!slot) {
+        free(hdr);
+        return dx_fail(err, DX_EINVAL, "checkpoint: header CRC field not found");
+    }
+    char hc[9];
+    snprintf(hc, sizeof hc, "%08lx", (unsigned long)crc_of(crc32(0L, Z_NULL, 0), hdr + 8, hl));
+    memcpy(slot, hc, 8);
 
     const void **parts = malloc(sizeof(void *) * (n + 1));
     size_t *lens = malloc(sizeof(size_t) * (n + 1));
@@ -272,6 +316,7 @@ dx_status dx_ckpt_open(dx_ckpt *ck, const char *path, dx_err *err) {
     uint64_t hl = 0;
     for (int i = 0; i < 8; i++) hl |= (uint64_t)b[i] << (8 * i);
     if (hl > len - 8 || hl > (100u << 20)) return bad(ck, err, path, "header length past the end (truncated?)");
+    if (!header_crc_ok(b + 8, (size_t)hl)) return bad(ck, err, path, "header CRC-32 mismatch (corrupt metadata)");
     char *js = malloc(hl + 1);
     if (!js) return bad(ck, err, path, "out of memory");
     memcpy(js, b + 8, hl);
