@@ -31,6 +31,36 @@ int cli_stop_signals_start(volatile sig_atomic_t *flag);
 /* The first stop signal received, 0 if none. */
 int cli_stop_signal_received(void);
 
+struct option;
+/* Strict numeric options (cli_num.c): the whole argument must be a number in
+ * [lo, hi]; otherwise a message naming `dinox CMD: --option` and the range is
+ * printed and -1 returned (the caller exits 2). c is getopt's return value,
+ * looked up in opts for the option's name. */
+int cli_int(const char *cmd, const struct option *opts, int c, const char *arg, long long lo, long long hi,
+            long long *out);
+int cli_u64(const char *cmd, const struct option *opts, int c, const char *arg, unsigned long long *out);
+int cli_double(const char *cmd, const struct option *opts, int c, const char *arg, double lo, double hi,
+               double *out);
+/* In a getopt switch: parse optarg into dst or return 2 from the command. */
+#define CLI_INT(cmd, dst, lo, hi)                                                                                 \
+    do {                                                                                                          \
+        long long v_;                                                                                             \
+        if (cli_int(cmd, opts, c, optarg, lo, hi, &v_)) return 2;                                                 \
+        (dst) = v_;                                                                                               \
+    } while (0)
+#define CLI_U64(cmd, dst)                                                                                         \
+    do {                                                                                                          \
+        unsigned long long v_;                                                                                    \
+        if (cli_u64(cmd, opts, c, optarg, &v_)) return 2;                                                         \
+        (dst) = v_;                                                                                               \
+    } while (0)
+#define CLI_DOUBLE(cmd, dst, lo, hi)                                                                              \
+    do {                                                                                                          \
+        double v_;                                                                                                \
+        if (cli_double(cmd, opts, c, optarg, lo, hi, &v_)) return 2;                                              \
+        (dst) = v_;                                                                                               \
+    } while (0)
+
 /* 1 if argv has -h or --help. */
 int cli_wants_help(int argc, char **argv);
 

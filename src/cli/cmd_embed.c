@@ -11,6 +11,7 @@
 
 #include "backend/dx_backend.h"
 #include "cli/cli.h"
+#include "core/dx_file.h"
 #include "io/dx_npy.h"
 #include "io/weights.h"
 #include "nn/vit.h"
@@ -60,23 +61,30 @@ int cmd_embed(int argc, char **argv) {
         case O_IN: input = optarg; break;
         case O_OUT: output = optarg; break;
         case O_ARCH: arch = optarg; break;
-        case O_PATCH: patch = atoi(optarg); break;
-        case O_REG: registers = atoi(optarg); break;
-        case O_DIM: dim = atoi(optarg); break;
-        case O_DEPTH: depth = atoi(optarg); break;
-        case O_HEADS: heads = atoi(optarg); break;
+        case O_PATCH: CLI_INT("embed", patch, 1, 1024); break;
+        case O_REG: CLI_INT("embed", registers, 0, 1024); break;
+        case O_DIM: CLI_INT("embed", dim, 1, 1 << 16); break;
+        case O_DEPTH: CLI_INT("embed", depth, 1, 1024); break;
+        case O_HEADS: CLI_INT("embed", heads, 1, 1024); break;
         case O_FFN: ffn = optarg; break;
-        case O_FFNH: ffn_hidden = atoi(optarg); break;
-        case O_EPS: ln_eps = strtof(optarg, NULL); break;
+        case O_FFNH: CLI_INT("embed", ffn_hidden, 1, 1 << 20); break;
+        case O_EPS: CLI_DOUBLE("embed", ln_eps, 1e-12, 1); break;
         case O_NOMASK: no_mask_k_bias = 1; break;
-        case O_BATCH: batch = atoi(optarg); break;
-        case O_THREADS: threads = atoi(optarg); break;
+        case O_BATCH: CLI_INT("embed", batch, 1, 1 << 20); break;
+        case O_THREADS: CLI_INT("embed", threads, 0, 4096); break;
         case 'h': case O_HELP: embed_usage(stdout); return 0;
         default: embed_usage(stderr); return 2;
         }
     }
-    if (!weights || !input || !output || batch <= 0) {
+    if (!weights || !input || !output) {
+        fprintf(stderr, "dinox embed: missing %s\n\n",
+                !weights ? "--weights W.safetensors" : !input ? "--input X.npy" : "--output OUT.npy");
         embed_usage(stderr);
+        return 2;
+    }
+    if (dx_same_file(output, weights) || dx_same_file(output, input)) {
+        fprintf(stderr, "dinox embed: --output %s is the same file as --%s: refusing to replace an input\n", output,
+                dx_same_file(output, weights) ? "weights" : "input");
         return 2;
     }
     dx_err err = {0};

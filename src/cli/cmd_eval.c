@@ -54,7 +54,7 @@ static void eval_usage(FILE *f) {
             "  --malignant-above M  median malignancy > M is malignant (3); in between: excluded\n"
             "  --val F --test F   patient fractions of the split (0.2, 0.2)\n"
             "  --seed N           split / bootstrap seed (0)\n"
-            "  --boot N           bootstrap replicates (1000)\n"
+            "  --boot N           bootstrap replicates, 100 .. 1000000 (1000)\n"
             "  --knn-k K          k of the cosine k-NN (20)\n"
             "  --seg-steps N      Adam steps of the segmentation head (300); --seg-lr LR (0.05)\n"
             "  --seg-min-mm M --seg-mult K  segmentation crops: side = max(M, K x diameter) (12, 2),\n"
@@ -120,43 +120,43 @@ int cmd_eval(int argc, char **argv) {
         case O_CKPT: ckpt = optarg; break;
         case O_CONFIG: config = optarg; break;
         case O_ARCH: arch = optarg; break;
-        case O_PATCH: patch = atoi(optarg); break;
-        case O_REG: registers = atoi(optarg); break;
-        case O_DIM: dim = atoi(optarg); break;
-        case O_DEPTH: depth = atoi(optarg); break;
-        case O_HEADS: heads = atoi(optarg); break;
+        case O_PATCH: CLI_INT("eval", patch, 1, 1024); break;
+        case O_REG: CLI_INT("eval", registers, 0, 1024); break;
+        case O_DIM: CLI_INT("eval", dim, 1, 1 << 16); break;
+        case O_DEPTH: CLI_INT("eval", depth, 1, 1024); break;
+        case O_HEADS: CLI_INT("eval", heads, 1, 1024); break;
         case O_ALSO:
             if (n_also == 4) { fprintf(stderr, "dinox eval: at most 4 --also\n"); return 2; }
             also[n_also++] = optarg;
             break;
         case O_NORND: o.random_baseline = 0; break;
-        case O_RSEED: o.random_init_seed = strtoull(optarg, NULL, 10); break;
+        case O_RSEED: CLI_U64("eval", o.random_init_seed); break;
         case O_TRACK: track = 1; break;
         case O_TRACKONLY: track = track_only = 1; break;
-        case O_SIZE: o.crop.size = atoi(optarg); break;
-        case O_CMIN: o.crop.min_side_mm = atof(optarg); break;
-        case O_CMULT: o.crop.diam_mult = atof(optarg); break;
+        case O_SIZE: CLI_INT("eval", o.crop.size, 8, 4096); break;
+        case O_CMIN: CLI_DOUBLE("eval", o.crop.min_side_mm, 1, 1000); break;
+        case O_CMULT: CLI_DOUBLE("eval", o.crop.diam_mult, 0.1, 100); break;
         case O_WIN:
             if (parse_window(optarg, &o.crop.win_width, &o.crop.win_level)) { fprintf(stderr, "dinox eval: --window W,L\n"); return 2; }
             break;
         case O_NO25D: no25d = 1; break;
-        case O_MINR: o.min_readers = atoi(optarg); break;
-        case O_BEN: o.benign_below = atof(optarg); break;
-        case O_MAL: o.malignant_above = atof(optarg); break;
-        case O_VAL: o.f_val = atof(optarg); break;
-        case O_TEST: o.f_test = atof(optarg); break;
-        case O_SEED: o.seed = strtoull(optarg, NULL, 10); break;
-        case O_BOOT: o.n_boot = atoi(optarg); break;
-        case O_KNN: o.knn_k = atoi(optarg); break;
-        case O_SEGN: o.seg_steps = atoi(optarg); break;
-        case O_SEGLR: o.seg_lr = atof(optarg); break;
-        case O_ATT: o.n_attention = atoi(optarg); break;
-        case O_BATCH: o.batch = atoi(optarg); break;
-        case O_THREADS: threads = atoi(optarg); break;
+        case O_MINR: CLI_INT("eval", o.min_readers, 1, 100); break;
+        case O_BEN: CLI_DOUBLE("eval", o.benign_below, 1, 5); break;
+        case O_MAL: CLI_DOUBLE("eval", o.malignant_above, 1, 5); break;
+        case O_VAL: CLI_DOUBLE("eval", o.f_val, 0, 0.9); break;
+        case O_TEST: CLI_DOUBLE("eval", o.f_test, 0.01, 0.9); break;
+        case O_SEED: CLI_U64("eval", o.seed); break;
+        case O_BOOT: CLI_INT("eval", o.n_boot, 100, 1000000); break;
+        case O_KNN: CLI_INT("eval", o.knn_k, 1, 10000); break;
+        case O_SEGN: CLI_INT("eval", o.seg_steps, 0, 10000000); break;
+        case O_SEGLR: CLI_DOUBLE("eval", o.seg_lr, 1e-12, 100); break;
+        case O_ATT: CLI_INT("eval", o.n_attention, 0, 10000); break;
+        case O_BATCH: CLI_INT("eval", o.batch, 1, 1 << 20); break;
+        case O_THREADS: CLI_INT("eval", threads, 0, 4096); break;
         case O_OUT: out = optarg; break;
         case O_SELFTEST: selftest_in = optarg; break;
-        case O_SEGMIN: o.seg_min_side_mm = atof(optarg); break;
-        case O_SEGMULT: o.seg_diam_mult = atof(optarg); break;
+        case O_SEGMIN: CLI_DOUBLE("eval", o.seg_min_side_mm, 1, 1000); break;
+        case O_SEGMULT: CLI_DOUBLE("eval", o.seg_diam_mult, 0.1, 100); break;
         case 'v': verbose = 1; break;
         case 'h': case O_HELP: eval_usage(stdout); return 0;
         default: eval_usage(stderr); return 2;
@@ -169,8 +169,12 @@ int cmd_eval(int argc, char **argv) {
         if (dx_eval_peer_compute(selftest_in, out, &err)) { fprintf(stderr, "dinox eval: %s\n", err.msg); return 1; }
         return 0;
     }
-    if (!store_dir || !out || (!weights && !run && !ckpt) || o.crop.size <= 0 || o.n_boot < 0 || o.knn_k <= 0 ||
-        o.batch <= 0 || (track && !run)) {
+    if (!store_dir || !out || (!weights && !run && !ckpt) || (track && !run)) {
+        fprintf(stderr, "dinox eval: %s\n\n",
+                !store_dir ? "missing --store STORE"
+                : !out     ? "missing --out DIR"
+                : track    ? "--track needs --run RUN_DIR (its checkpoints are the track)"
+                           : "missing the backbone: --run RUN_DIR, --checkpoint CKPT or --weights W.safetensors");
         eval_usage(stderr);
         return 2;
     }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "core/dx_file.h"
 #include "io/weights.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
@@ -39,6 +40,8 @@ int cmd_export(int argc, char **argv) {
         }
     }
     if (optind != argc - 1 || !out) {
+        fprintf(stderr, "dinox export: %s\n\n",
+                optind == argc ? "missing RUN_DIR" : optind < argc - 1 ? "one RUN_DIR only" : "missing --out W.safetensors");
         export_usage(stderr);
         return 2;
     }
@@ -68,6 +71,12 @@ int cmd_export(int argc, char **argv) {
         goto fail;
     }
     have_ck = 1;
+    /* the output never replaces a checkpoint nor lands where retention deletes files */
+    if (dx_same_file(out, ck.path) || dx_in_dir(out, ckdir)) {
+        dx_fail(&err, DX_EINVAL, "--out %s is inside %s: a checkpoint would be replaced; write the backbone "
+                "elsewhere (e.g. %s/backbone.safetensors)", out, ckdir, run);
+        goto fail;
+    }
     w = calloc(m.tab.total, sizeof(float));
     if (!w) { dx_fail(&err, DX_ENOMEM, "export buffer"); goto fail; }
     if (dx_ckpt_load_table(&ck, student ? "student.backbone" : "teacher.backbone", &m.tab, w, &err)) goto fail;

@@ -185,15 +185,11 @@ int cmd_ingest(int argc, char **argv) {
                 return 2;
             }
             break;
-        case O_TOL: copt.tol = atof(optarg); break;
-        case O_MAXPN: copt.max_per_cluster = atoi(optarg); break;
+        case O_TOL: CLI_DOUBLE("ingest", copt.tol, 0, 1000); break;
+        case O_MAXPN: CLI_INT("ingest", copt.max_per_cluster, 1, 1000); break;
         case O_SAME: copt.one_per_reader = 0; break;
         case O_CLEVEL:
-            copt.clevel = atof(optarg);
-            if (!(copt.clevel > 0 && copt.clevel <= 1)) {
-                fprintf(stderr, "ingest: --clevel must be in (0, 1]\n");
-                return 2;
-            }
+            CLI_DOUBLE("ingest", copt.clevel, 1e-6, 1);
             break;
         case O_NOPROG: no_progress = 1; break;
         case 'v': verbose = 1; break;
@@ -201,6 +197,9 @@ int cmd_ingest(int argc, char **argv) {
         }
     }
     if (optind != argc - 1 || !out) {
+        fprintf(stderr, "dinox ingest: %s\n\n",
+                optind == argc ? "missing the input folder (DICOM tree or NIfTI files)"
+                : optind < argc - 1 ? "one input folder only" : "missing --out STORE");
         ingest_usage(stderr);
         return 2;
     }

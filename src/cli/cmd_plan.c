@@ -16,7 +16,9 @@ static void plan_usage(FILE *f) {
             "the predicted peak, the largest batch that fits the device, FLOPs per image (all crops,\n"
             "student forward+backward, EMA and Gram teachers, heads) and the estimated time per\n"
             "epoch and for the whole run. 'cpu' measures this machine's GEMM peak first.\n"
-            "Memory is modelled as the fp32 allocations the current backends make.\n");
+            "Memory is modelled as the fp32 allocations the current backends make.\n"
+            "Exit status: 0 the config fits, 3 it does not (the batch is above the largest that fits),\n"
+            "1 an error, 2 a usage error.\n");
 }
 
 static void gb(const char *what, double bytes) { printf("  %-34s %10.3f GB\n", what, bytes / 1e9); }
@@ -42,16 +44,17 @@ int cmd_plan(int argc, char **argv) {
         switch (c) {
         case 'c': config = optarg; break;
         case O_DEV: device = optarg; break;
-        case O_MEM: mem_gb = atof(optarg); break;
-        case O_TF: tflops = atof(optarg); break;
-        case O_BW: bw = atof(optarg); break;
-        case O_EFF: eff = atof(optarg); break;
+        case O_MEM: CLI_DOUBLE("plan", mem_gb, 0.001, 1e6); break;
+        case O_TF: CLI_DOUBLE("plan", tflops, 1e-6, 1e6); break;
+        case O_BW: CLI_DOUBLE("plan", bw, 1e-3, 1e7); break;
+        case O_EFF: CLI_DOUBLE("plan", eff, 1e-3, 1); break;
         case O_JSON: json = 1; break;
         case 'h': case O_HELP: plan_usage(stdout); return 0;
         default: plan_usage(stderr); return 2;
         }
     }
     if (!config) {
+        fprintf(stderr, "dinox plan: missing -c CONFIG\n\n");
         plan_usage(stderr);
         return 2;
     }
@@ -80,7 +83,7 @@ int cmd_plan(int argc, char **argv) {
                d.name, p.params, p.grads, p.adam, p.teacher, p.gram_teacher, p.acts, p.acts_per_image, p.loader,
                p.staging, p.runtime, p.total, p.batch, p.max_batch, p.flops_per_image, p.step_s, p.epoch_s,
                p.run_s);
-        return 0;
+        return p.max_batch < p.batch ? 3 : 0;
     }
     printf("plan for %s on %s (%.0f GB, %.1f TFLOPS x %.2f, %.0f GB/s)\n", config, d.name, d.mem_bytes / 1e9,
            d.flops / 1e12, d.efficiency, d.bw_bytes_s / 1e9);
@@ -106,7 +109,7 @@ int cmd_plan(int argc, char **argv) {
     printf("time: %.3f s per step, %s per epoch (%lld steps), %s for the run (%lld steps)\n", p.step_s, b,
            (long long)p.epoch_length, c, (long long)p.steps);
     (void)a;
-    return 0;
+    return p.max_batch < p.batch ? 3 : 0; /* scripts can test whether the config fits */
 fail:
     fprintf(stderr, "dinox plan: %s\n", err.msg);
     return 1;

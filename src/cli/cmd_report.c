@@ -49,10 +49,20 @@ int cmd_report(int argc, char **argv) {
         default: report_usage(stderr); free(cmp); return 2;
         }
     }
-    if (!run && !eval) { report_usage(stderr); free(cmp); return 2; }
+    if (!run && !eval) {
+        fprintf(stderr, "dinox report: missing RUN_DIR (or --eval EVAL_DIR --out REPORT.html)\n\n");
+        report_usage(stderr);
+        free(cmp);
+        return 2;
+    }
     char def[2048];
     if (!out) {
-        if (!run) { report_usage(stderr); free(cmp); return 2; }
+        if (!run) {
+            fprintf(stderr, "dinox report: --eval without RUN_DIR needs --out REPORT.html\n\n");
+            report_usage(stderr);
+            free(cmp);
+            return 2;
+        }
         snprintf(def, sizeof def, "%s/report.html", run);
         out = def;
     }

@@ -173,6 +173,7 @@ int cmd_store(int argc, char **argv) {
         }
     }
     if (!dir) {
+        fprintf(stderr, "dinox store %s: missing STORE\n\n", verb);
         store_usage(stderr);
         return 2;
     }

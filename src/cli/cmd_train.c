@@ -55,7 +55,7 @@ int cmd_train(int argc, char **argv) {
         case O_OUT: out = optarg; break;
         case O_RESUME: resume = optarg; break;
         case O_INIT: o.init_weights = optarg; break;
-        case O_STOP: o.stop_at = atoll(optarg); break;
+        case O_STOP: CLI_INT("train", o.stop_at, 1, (long long)1 << 62); break;
         case O_QUIET: o.quiet = 1; break;
         case O_GRAMINIT: o.gram_init = optarg; break;
         case O_SCHEMA: dx_config_write_schema_md(stdout); return 0;

@@ -98,3 +98,20 @@ dx_status dx_mkdirs(const char *path, dx_err *err) {
     }
     return DX_OK;
 }
+
+int dx_same_file(const char *a, const char *b) {
+    struct stat x, y;
+    return a && b && stat(a, &x) == 0 && stat(b, &y) == 0 && x.st_dev == y.st_dev && x.st_ino == y.st_ino;
+}
+
+int dx_in_dir(const char *path, const char *dir) {
+    char parent[4096];
+    size_t n = strlen(path);
+    if (n >= sizeof parent) return 0;
+    memcpy(parent, path, n + 1);
+    char *slash = strrchr(parent, '/');
+    if (!slash) snprintf(parent, sizeof parent, ".");
+    else if (slash == parent) parent[1] = 0;
+    else *slash = 0;
+    return dx_same_file(parent, dir);
+}

@@ -19,6 +19,11 @@ int dx_fsync_parent_dir(const char *path);
 /* Atomically replaces path with the concatenation of parts[0..n). On any
  * failure the temp file is removed and path is untouched. */
 dx_status dx_atomic_write(const char *path, const void *const *parts, const size_t *lens, int n, dx_err *err);
+/* 1 if both paths exist and name the same file (device and inode: links and
+ * different spellings of one path included), else 0. */
+int dx_same_file(const char *a, const char *b);
+/* 1 if path's parent directory is the directory dir (same device and inode). */
+int dx_in_dir(const char *path, const char *dir);
 /* mkdir -p (0755); an existing non-directory is an error. */
 dx_status dx_mkdirs(const char *path, dx_err *err);
 

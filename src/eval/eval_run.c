@@ -8,7 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include "core/dx_file.h"
 #include "core/dx_log.h"
 #include "core/dx_version.h"
 #include "eval/image_out.h"
@@ -392,18 +394,15 @@ static cJSON *model_json(const dx_model_eval *r) {
 static dx_status write_json(cJSON *root, const char *path, dx_err *err) {
     char *txt = cJSON_Print(root);
     if (!txt) return dx_fail(err, DX_ENOMEM, "json");
-    char tmp[1200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) { free(txt); return dx_fail(err, DX_EIO, "open %s: %s", tmp, strerror(errno)); }
-    int bad = fputs(txt, f) < 0 || fputc('\n', f) == EOF;
-    bad |= fclose(f) != 0;
+    const void *parts[2] = {txt, "\n"};
+    size_t lens[2] = {strlen(txt), 1};
+    dx_status st = dx_atomic_write(path, parts, lens, 2, err);
     free(txt);
-    if (bad || rename(tmp, path)) return dx_fail(err, DX_EIO, "write %s", path);
-    return DX_OK;
+    return st;
 }
 
-static dx_status write_split(const dx_eval_set *es, const dx_store *s, const dx_eval_opts *o, const char *dir, dx_err *err) {
+/* The patient-level split of this evaluation; written with eval.json at the end. */
+static cJSON *split_json(const dx_eval_set *es, const dx_store *s, const dx_eval_opts *o) {
     static const char *const SN[3] = {"train", "val", "test"};
     cJSON *root = cJSON_CreateObject();
     cJSON_AddNumberToObject(root, "seed", (double)o->seed);
@@ -426,11 +425,7 @@ static dx_status write_split(const dx_eval_set *es, const dx_store *s, const dx_
         cJSON_AddStringToObject(e, "split", SN[es->split[i]]);
         cJSON_AddItemToArray(nod, e);
     }
-    char path[1100];
-    snprintf(path, sizeof path, "%s/split.json", dir);
-    dx_status st = write_json(root, path, err);
-    cJSON_Delete(root);
-    return st;
+    return root;
 }
 
 /* Strip [CT | mean over heads | head 0 .. H-1] of one crop, each tile S x S
@@ -658,14 +653,23 @@ dx_status dx_eval_all(const dx_store *s, const dx_eval_opts *o, dx_backend *be, 
     dx_features fm = {0};
     dx_eval_model rnd = {0};
     int have_rnd = 0;
-    cJSON *root = NULL;
+    cJSON *root = NULL, *split = NULL;
     dx_status st;
     if ((st = mkdir_p1(out_dir, err))) return st;
+    /* results of an earlier evaluation in out_dir go first and the new split.json and
+     * eval.json are written together at the end: an evaluation killed half-way leaves
+     * no eval.json, never one that belongs to another split */
+    char path[1100];
+    static const char *const OLD[] = {"eval.json", "split.json"};
+    for (int k = 0; k < 2; k++) {
+        snprintf(path, sizeof path, "%s/%s", out_dir, OLD[k]);
+        if (unlink(path) != 0 && errno != ENOENT) return dx_fail(err, DX_EIO, "remove %s: %s", path, strerror(errno));
+    }
     if ((st = dx_eval_set_build(&es, s, o, err))) return st;
     int nl = 0, nm = 0;
     for (int i = 0; i < es.n; i++) { nl += es.y[i] >= 0; nm += es.y[i] == 1; }
     DX_INFO("eval: %d nodules (%d labelled, %d malignant), %d patients, crops %dx%d", es.n, nl, nm, es.n_patients, es.S, es.S);
-    if ((st = write_split(&es, s, o, out_dir, err))) goto done;
+    if (!(split = split_json(&es, s, o))) { st = dx_fail(err, DX_ENOMEM, "eval: split"); goto done; }
     rx = calloc((size_t)(n_extra ? n_extra : 1), sizeof *rx);
     if (!rx) { st = dx_fail(err, DX_ENOMEM, "eval"); goto done; }
 
@@ -806,7 +810,8 @@ dx_status dx_eval_all(const dx_store *s, const dx_eval_opts *o, dx_backend *be, 
     add_pair(da, "benign_below_malignant_above", o->benign_below, o->malignant_above);
     cJSON_AddNumberToObject(da, "seed", (double)o->seed);
 
-    char path[1100];
+    snprintf(path, sizeof path, "%s/split.json", out_dir);
+    if ((st = write_json(split, path, err))) goto done;
     snprintf(path, sizeof path, "%s/eval.json", out_dir);
     st = write_json(root, path, err);
     if (!st)
@@ -816,6 +821,7 @@ dx_status dx_eval_all(const dx_store *s, const dx_eval_opts *o, dx_backend *be, 
                 rm.col.patch_cosine, rm.col.effective_rank, path);
 done:
     cJSON_Delete(root);
+    cJSON_Delete(split);
     if (have_rnd) dx_eval_model_free(&rnd, be);
     dx_features_free(&fm);
     dx_model_eval_free(&rm);

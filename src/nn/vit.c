@@ -316,9 +316,11 @@ dx_status dx_vit_acts_init(dx_vit_acts *a, const dx_vit *m, dx_backend *be, int 
     a->k = calloc(2 * (size_t)m->cfg.depth, sizeof *a->k);
     a->rope_aug = calloc(4 * (size_t)m->cfg.depth, sizeof *a->rope_aug);
     if (!a->buf || !a->mask || !a->idx || !a->k || !a->rope_aug) {
+        const double mb = a->bytes / 1e6; /* read before the free clears it */
         dx_vit_acts_free(a, be);
-        return dx_fail(err, DX_ENOMEM, "activations for %d crops of %dx%d (%.1f MB)", N, H, W,
-                       a->bytes / 1e6);
+        return dx_fail(err, DX_ENOMEM,
+                       "cannot allocate %.1f MB of activations for %d crops of %dx%d: lower train.batch_size or "
+                       "crops.local_count, or see `dinox plan` for what fits", mb, N, H, W);
     }
     a->out = a->buf + a->tab.t[dx_table_find(&a->tab, "out")].offset;
     a->dout = with_grad ? a->buf + a->tab.t[dx_table_find(&a->tab, "dout")].offset : NULL;

@@ -454,6 +454,28 @@ dx_status dx_config_load_file(dx_config *c, const char *path, dx_err *err) {
     if (!buf) return dx_fail(err, DX_ENOMEM, "config %s: too large or out of memory", path);
     if (rerr) { free(buf); return dx_fail(err, DX_EIO, "read config %s failed", path); }
     buf[n] = 0;
+    /* libyaml stops at a NUL, so a binary or damaged file read as an empty config and
+     * trained the defaults; an empty file is refused for the same reason */
+    const char *nul = memchr(buf, 0, n);
+    if (nul) {
+        size_t line = 1;
+        for (const char *q = buf; q < nul; q++) line += *q == '\n';
+        const size_t at = (size_t)(nul - buf);
+        free(buf);
+        return dx_fail(err, DX_EFORMAT, "config %s:%zu: NUL byte at offset %zu: not a YAML text file", path, line, at);
+    }
+    int has_content = 0;
+    for (const char *q = buf; *q && !has_content;) {
+        while (*q == ' ' || *q == '\t' || *q == '\r') q++;
+        if (*q && *q != '\n' && *q != '#') has_content = 1;
+        while (*q && *q != '\n') q++;
+        if (*q) q++;
+    }
+    if (!has_content) {
+        free(buf);
+        return dx_fail(err, DX_EINVAL, "config %s is empty (only blanks or comments): it would train the defaults; "
+                       "start from configs/demo.yaml or configs/vits16_lidc.yaml", path);
+    }
     dx_status s = dx_config_load_string(c, buf, path, err);
     free(buf);
     return s;
