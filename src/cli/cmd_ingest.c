@@ -130,10 +130,12 @@ typedef struct {
     int series;
     const char *path;
     char uid[DX_UID_MAX];
+    char patient_id[DX_UID_MAX];
 } work_item;
 
 /* 1 if the series must be (re)written: not stored yet, --force, or stored
- * without a mask while LIDC reads for it are now in the input. */
+ * without a mask while LIDC reads for it are now in the input. uid is the
+ * store key (dx_store_writer_key). */
 static int needs_work(const dx_store_writer *w, const char *uid, int force, int has_xml) {
     if (force) return 1;
     for (int i = 0; i < w->idx.n_series; i++)
@@ -281,15 +283,21 @@ int cmd_ingest(int argc, char **argv) {
     for (int i = 0; i < list.n_series; i++) {
         work[nw].kind = 0, work[nw].series = i;
         snprintf(work[nw].uid, DX_UID_MAX, "%s", list.series[i].series_uid);
+        snprintf(work[nw].patient_id, DX_UID_MAX, "%s", list.series[i].patient_id);
         nw++;
     }
     for (int i = 0; i < nnifti; i++) {
         work[nw].kind = 1, work[nw].path = niftis[i];
         nifti_uid(niftis[i], work[nw].uid);
+        snprintf(work[nw].patient_id, DX_UID_MAX, "%s", work[nw].uid); /* as stored: see below */
         nw++;
     }
     int todo = 0;
-    for (int i = 0; i < nw; i++) todo += needs_work(&w, work[i].uid, force, xml_index(xmls, nxml, work[i].uid) >= 0);
+    char key[DX_UID_MAX];
+    for (int i = 0; i < nw; i++) {
+        dx_store_writer_key(&w, work[i].patient_id, work[i].uid, key);
+        todo += needs_work(&w, key, force, xml_index(xmls, nxml, work[i].uid) >= 0);
+    }
     fprintf(stderr, "ingest: %d series (%d DICOM, %d NIfTI), %d LIDC XML files for %d series; %d to add\n", nw,
             list.n_series, nnifti, xml_files, nxml, todo);
 
@@ -302,11 +310,17 @@ int cmd_ingest(int argc, char **argv) {
         work_item *it = &work[i];
         int xi = xml_index(xmls, nxml, it->uid);
         if (xi >= 0) xmls[xi].used = 1;
-        if (!needs_work(&w, it->uid, force, xi >= 0)) {
+        /* A UID another patient holds in the store gets its own key: both are kept. */
+        int other = dx_store_writer_key(&w, it->patient_id, it->uid, key);
+        if (!needs_work(&w, key, force, xi >= 0)) {
             already++;
             continue;
         }
-        if (!force && dx_store_writer_has(&w, it->uid))
+        if (other >= 0)
+            DX_WARN("SeriesInstanceUID %s is used by two patients: stored for PatientID '%s', now found for "
+                    "PatientID '%s'; keeping both, this one as %s", it->uid, w.idx.series[other].patient_id,
+                    it->patient_id, key);
+        if (!force && dx_store_writer_has(&w, key))
             DX_INFO("series %s: stored without annotations, LIDC reads found now: re-ingesting", it->uid);
         dx_volume v;
         memset(&v, 0, sizeof v);
@@ -361,7 +375,10 @@ int cmd_ingest(int argc, char **argv) {
                 for (int r = 0; r < nrows; r++) n_nodules += rows[r].kind == DX_NOD_NODULE;
             }
         }
-        if (!st) st = dx_store_writer_add(&w, &v, labels, rows, nrows, flags, &err);
+        if (!st) {
+            snprintf(v.series_uid, sizeof v.series_uid, "%s", key);
+            st = dx_store_writer_add(&w, &v, labels, rows, nrows, flags, &err);
+        }
         if (st) {
             DX_ERROR("series %s: %s", it->uid, err.msg);
             skip_add(&series_skips, "write/annotation error", src);
