@@ -208,15 +208,9 @@ int cmd_ingest(int argc, char **argv) {
     }
     const char *root = argv[optind];
     dx_err err = {0};
-    dx_store_writer w;
-    if (dx_store_writer_open(&w, out, &err)) {
-        fprintf(stderr, "ingest: %s\n", err.msg);
-        return 1;
-    }
     dx_series_list list;
     if (dx_dicom_scan(root, &list, &err)) {
         fprintf(stderr, "ingest: %s\n", err.msg);
-        dx_store_writer_close(&w);
         return 1;
     }
 
@@ -271,6 +265,27 @@ int cmd_ingest(int argc, char **argv) {
         }
         skip_add(&file_skips, list.skipped[i].reason, p);
         if (verbose) DX_INFO("skip %s: %s", p, list.skipped[i].reason);
+    }
+
+    /* Nothing to ingest: fail before the store is opened (opening creates it),
+     * rather than leave a store without an index behind. */
+    dx_store_writer w;
+    int rc_open = 0;
+    if (list.n_series + nnifti == 0) {
+        fprintf(stderr, "ingest: no DICOM series or NIfTI volumes found under %s\n", root);
+        skip_print(&xml_skips, "XML files");
+        skip_print(&file_skips, "files");
+        rc_open = 1;
+    } else if (dx_store_writer_open(&w, out, &err)) {
+        fprintf(stderr, "ingest: %s\n", err.msg);
+        rc_open = 1;
+    }
+    if (rc_open) {
+        for (int j = 0; j < nxml; j++) dx_lidc_read_free(&xmls[j].read);
+        free(xmls), free(niftis);
+        free(file_skips.r), free(xml_skips.r);
+        dx_series_list_free(&list);
+        return rc_open;
     }
 
     int nwork = list.n_series + nnifti;
