@@ -304,7 +304,7 @@ int cmd_ingest(int argc, char **argv) {
     for (int i = 0; i < nnifti; i++) {
         work[nw].kind = 1, work[nw].path = niftis[i];
         nifti_uid(niftis[i], work[nw].uid);
-        snprintf(work[nw].patient_id, DX_UID_MAX, "%s", work[nw].uid); /* as stored: see below */
+        snprintf(work[nw].patient_id, DX_UID_MAX, "%s", work[nw].uid); /* no PatientID in NIfTI: stored as the name */
         nw++;
     }
     int todo = 0;

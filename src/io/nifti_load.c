@@ -65,6 +65,13 @@ static uint32_t u32_at(const uint8_t *p, int swap) {
     return v;
 }
 
+static int i16_at(const uint8_t *p, int swap) {
+    int16_t v;
+    uint8_t b[2] = {swap ? p[1] : p[0], swap ? p[0] : p[1]};
+    memcpy(&v, b, 2);
+    return v;
+}
+
 /* A decoded header: libniftiio's image (no data) plus what we need to find
  * and check the voxel bytes. */
 typedef struct nii_header {
@@ -87,6 +94,18 @@ static dx_status parse_header(const uint8_t *h, size_t len, const char *name, ni
     if (sz == NII_HDR) swap = 0;
     else if (u32_at(h, 1) == NII_HDR) swap = 1;
     else return dx_fail(err, DX_EFORMAT, "%s: not a NIfTI-1/ANALYZE image (sizeof_hdr %u, want 348)", name, sz);
+    /* What libniftiio would refuse (with a line on stderr each time) is
+     * refused here first, with a message naming the file. */
+    int dim[8], dt;
+    for (int i = 0; i < 8; i++) dim[i] = i16_at(h + 40 + 2 * i, swap);
+    dt = i16_at(h + 70, swap);
+    if (dim[0] < 1 || dim[0] > 7)
+        return dx_fail(err, DX_EFORMAT, "%s: dim[0] = %d (the number of dimensions must be 1..7)", name, dim[0]);
+    for (int i = 1; i <= dim[0]; i++)
+        if (dim[i] < 1) return dx_fail(err, DX_EFORMAT, "%s: dim[%d] = %d (must be >= 1)", name, i, dim[i]);
+    if (!bytes_per_voxel(dt))
+        return dx_fail(err, DX_EUNSUPPORTED, "%s: voxel type %s (%d) is not supported", name,
+                       nifti_datatype_string(dt), dt);
     struct nifti_1_header nh;
     memcpy(&nh, h, sizeof nh);
     nifti_image *nim = nifti_convert_nhdr2nim(nh, name); /* swaps its copy of the header itself */
