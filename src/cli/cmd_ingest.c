@@ -130,10 +130,12 @@ typedef struct {
     int series;
     const char *path;
     char uid[DX_UID_MAX];
+    char patient_id[DX_UID_MAX];
 } work_item;
 
 /* 1 if the series must be (re)written: not stored yet, --force, or stored
- * without a mask while LIDC reads for it are now in the input. */
+ * without a mask while LIDC reads for it are now in the input. uid is the
+ * store key (dx_store_writer_key). */
 static int needs_work(const dx_store_writer *w, const char *uid, int force, int has_xml) {
     if (force) return 1;
     for (int i = 0; i < w->idx.n_series; i++)
@@ -205,15 +207,9 @@ int cmd_ingest(int argc, char **argv) {
     }
     const char *root = argv[optind];
     dx_err err = {0};
-    dx_store_writer w;
-    if (dx_store_writer_open(&w, out, &err)) {
-        fprintf(stderr, "ingest: %s\n", err.msg);
-        return 1;
-    }
     dx_series_list list;
     if (dx_dicom_scan(root, &list, &err)) {
         fprintf(stderr, "ingest: %s\n", err.msg);
-        dx_store_writer_close(&w);
         return 1;
     }
 
@@ -270,6 +266,27 @@ int cmd_ingest(int argc, char **argv) {
         if (verbose) DX_INFO("skip %s: %s", p, list.skipped[i].reason);
     }
 
+    /* Nothing to ingest: fail before the store is opened (opening creates it),
+     * rather than leave a store without an index behind. */
+    dx_store_writer w;
+    int rc_open = 0;
+    if (list.n_series + nnifti == 0) {
+        fprintf(stderr, "ingest: no DICOM series or NIfTI volumes found under %s\n", root);
+        skip_print(&xml_skips, "XML files");
+        skip_print(&file_skips, "files");
+        rc_open = 1;
+    } else if (dx_store_writer_open(&w, out, &err)) {
+        fprintf(stderr, "ingest: %s\n", err.msg);
+        rc_open = 1;
+    }
+    if (rc_open) {
+        for (int j = 0; j < nxml; j++) dx_lidc_read_free(&xmls[j].read);
+        free(xmls), free(niftis);
+        free(file_skips.r), free(xml_skips.r);
+        dx_series_list_free(&list);
+        return rc_open;
+    }
+
     int nwork = list.n_series + nnifti;
     work_item *work = calloc((size_t)nwork + 1, sizeof *work);
     if (!work) {
@@ -280,15 +297,21 @@ int cmd_ingest(int argc, char **argv) {
     for (int i = 0; i < list.n_series; i++) {
         work[nw].kind = 0, work[nw].series = i;
         snprintf(work[nw].uid, DX_UID_MAX, "%s", list.series[i].series_uid);
+        snprintf(work[nw].patient_id, DX_UID_MAX, "%s", list.series[i].patient_id);
         nw++;
     }
     for (int i = 0; i < nnifti; i++) {
         work[nw].kind = 1, work[nw].path = niftis[i];
         nifti_uid(niftis[i], work[nw].uid);
+        snprintf(work[nw].patient_id, DX_UID_MAX, "%s", work[nw].uid); /* no PatientID in NIfTI: stored as the name */
         nw++;
     }
     int todo = 0;
-    for (int i = 0; i < nw; i++) todo += needs_work(&w, work[i].uid, force, xml_index(xmls, nxml, work[i].uid) >= 0);
+    char key[DX_UID_MAX];
+    for (int i = 0; i < nw; i++) {
+        dx_store_writer_key(&w, work[i].patient_id, work[i].uid, key);
+        todo += needs_work(&w, key, force, xml_index(xmls, nxml, work[i].uid) >= 0);
+    }
     fprintf(stderr, "ingest: %d series (%d DICOM, %d NIfTI), %d LIDC XML files for %d series; %d to add\n", nw,
             list.n_series, nnifti, xml_files, nxml, todo);
 
@@ -301,11 +324,17 @@ int cmd_ingest(int argc, char **argv) {
         work_item *it = &work[i];
         int xi = xml_index(xmls, nxml, it->uid);
         if (xi >= 0) xmls[xi].used = 1;
-        if (!needs_work(&w, it->uid, force, xi >= 0)) {
+        /* A UID another patient holds in the store gets its own key: both are kept. */
+        int other = dx_store_writer_key(&w, it->patient_id, it->uid, key);
+        if (!needs_work(&w, key, force, xi >= 0)) {
             already++;
             continue;
         }
-        if (!force && dx_store_writer_has(&w, it->uid))
+        if (other >= 0)
+            DX_WARN("SeriesInstanceUID %s is used by two patients: stored for PatientID '%s', now found for "
+                    "PatientID '%s'; keeping both, this one as %s", it->uid, w.idx.series[other].patient_id,
+                    it->patient_id, key);
+        if (!force && dx_store_writer_has(&w, key))
             DX_INFO("series %s: stored without annotations, LIDC reads found now: re-ingesting", it->uid);
         dx_volume v;
         memset(&v, 0, sizeof v);
@@ -360,7 +389,10 @@ int cmd_ingest(int argc, char **argv) {
                 for (int r = 0; r < nrows; r++) n_nodules += rows[r].kind == DX_NOD_NODULE;
             }
         }
-        if (!st) st = dx_store_writer_add(&w, &v, labels, rows, nrows, flags, &err);
+        if (!st) {
+            snprintf(v.series_uid, sizeof v.series_uid, "%s", key);
+            st = dx_store_writer_add(&w, &v, labels, rows, nrows, flags, &err);
+        }
         if (st) {
             DX_ERROR("series %s: %s", it->uid, err.msg);
             skip_add(&series_skips, "write/annotation error", src);

@@ -16,7 +16,9 @@ static void synth_usage(FILE *f) {
             "  DIR/LIDC-IDRI-NNNN/<study>/<series>/1-NNN.dcm + NNN.xml (LIDC reader XML)\n"
             "  DIR/ground_truth/  (true masks, centroids, latent malignancy; not for training)\n\n"
             "options:\n"
-            "  --out DIR          output directory (created)\n"
+            "  --out DIR          output directory (created; an existing one must be empty)\n"
+            "  --force            write into a non-empty DIR anyway (patients already there get\n"
+            "                     a second study; ground_truth/lesions.csv is replaced)\n"
             "  --patients N       number of patients (1..9999)\n"
             "  --seed S           seed; same seed -> byte-identical output\n"
             "  --first N          number of the first patient (default 1)\n"
@@ -53,6 +55,7 @@ int cmd_synth(int argc, char **argv) {
         long n;
         if (!strcmp(a, "--explicit-vr")) { cfg.explicit_vr = 1; continue; }
         if (!strcmp(a, "--gt-volume")) { cfg.gt_volume = 1; continue; }
+        if (!strcmp(a, "--force")) { cfg.force = 1; continue; }
         if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) { dx_log_set_level(DX_LOG_INFO); continue; }
         if (!v) {
             fprintf(stderr, "dinox synth: unknown option or missing value: %s\n", a);

@@ -153,15 +153,20 @@ dx_status dx_series_load(const dx_series *s, dx_volume *vol, dx_series_report *r
 
 /* ---- NIfTI ------------------------------------------------------------- */
 
-/* Loads a NIfTI-1 or NIfTI-2 image (.nii, .nii.gz, .hdr/.img) with values in
- * HU (scl_slope/scl_inter applied, rounded, clamped to [DX_HU_MIN, DX_HU_MAX];
+/* Loads a NIfTI-1 image (.nii, .nii.gz, .hdr/.img; NIfTI-2 is DX_EUNSUPPORTED)
+ * with values in HU (scl_slope/scl_inter applied, rounded, clamped to [DX_HU_MIN, DX_HU_MAX];
  * NaN -> DX_HU_PAD). Geometry from sform (if sform_code > 0) else qform else
  * pixdim, converted from RAS to LPS. The voxel grid is kept as stored (i -> x,
  * j -> y, k -> z) and direction holds the unit columns of the LPS affine, so the
  * dx_volume geometry formula reproduces the file's affine exactly. If the k
  * axis runs against row x col, slices are flipped so that normal = row x col
  * (dx_volume's convention). Only 3-D scalar images (dim[4] <= 1). sop_uids and
- * slice_z stay NULL. */
+ * slice_z stay NULL. Every voxel byte the header announces (from vox_offset)
+ * must be in the file: a truncated file or gzip stream, or a vox_offset past
+ * the data or above 2^30, is DX_EFORMAT (never a zero-filled volume). */
 dx_status dx_nifti_load(const char *path, dx_volume *vol, dx_err *err);
+/* The same for a single-file .nii held in memory (uncompressed; what the
+ * fuzzer drives). name appears in error messages (NULL: "NIfTI buffer"). */
+dx_status dx_nifti_load_memory(const void *buf, size_t len, const char *name, dx_volume *vol, dx_err *err);
 
 #endif /* DX_DICOM_H */

@@ -1,12 +1,16 @@
 /* series_scan.c - walks a directory tree, reads DICOM headers only, and groups
  * CT image files into series by (PatientID, StudyInstanceUID,
  * SeriesInstanceUID) read from the headers - never by folder or file name.
- * Files that are not kept are listed with the reason (dx_dicom_scan). */
+ * Files that are not kept are listed with the reason (dx_dicom_scan).
+ * Links are followed, but every directory and file is visited once: the walk
+ * keeps the (st_dev, st_ino) of what it has seen, so symlink loops end and a
+ * slice reached through two names is read once. */
 #include "io/dx_dicom.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,14 +20,24 @@
 
 #define CT_IMAGE_STORAGE "1.2.840.10008.5.1.4.1.1.2"
 #define ENHANCED_CT_STORAGE "1.2.840.10008.5.1.4.1.1.2.1"
-#define MAX_DIR_DEPTH 64
+#define MAX_DIR_DEPTH 64 /* a bound on recursion; loops are cut by the visited set */
 
 typedef struct kept {
     dx_series_slice sl;
     char patient_id[DX_UID_MAX], study_uid[DX_UID_MAX], series_uid[DX_UID_MAX], ts[DX_UID_MAX];
 } kept;
 
+/* What identifies a directory or file whatever path (symlink, hard link)
+ * reaches it. */
+typedef struct file_id {
+    dev_t dev;
+    ino_t ino;
+    int used;
+} file_id;
+
 typedef struct scan_state {
+    file_id *seen; /* open-addressing hash set, cap_seen a power of two */
+    size_t n_seen, cap_seen;
     kept *kept;
     int n_kept, cap_kept;
     dx_scan_skip *skipped;
@@ -35,6 +49,39 @@ static char *dup_str(const char *s) {
     char *d = malloc(n);
     if (d) memcpy(d, s, n);
     return d;
+}
+
+static size_t id_hash(dev_t dev, ino_t ino, size_t cap) {
+    uint64_t h = ((uint64_t)dev * 0x9E3779B97F4A7C15ull) ^ ((uint64_t)ino * 0xC2B2AE3D27D4EB4Full);
+    return (size_t)(h ^ (h >> 29)) & (cap - 1);
+}
+
+/* 1 if sb's (dev, inode) is new (and is now recorded), 0 if seen before,
+ * -1 if the set cannot grow. */
+static int seen_add(scan_state *s, const struct stat *sb, dx_err *err) {
+    if (2 * (s->n_seen + 1) > s->cap_seen) {
+        size_t cap = s->cap_seen ? 2 * s->cap_seen : 256;
+        file_id *t = calloc(cap, sizeof *t);
+        if (!t) {
+            dx_fail(err, DX_ENOMEM, "scan: visited set");
+            return -1;
+        }
+        for (size_t i = 0; i < s->cap_seen; i++) {
+            if (!s->seen[i].used) continue;
+            size_t j = id_hash(s->seen[i].dev, s->seen[i].ino, cap);
+            while (t[j].used) j = (j + 1) & (cap - 1);
+            t[j] = s->seen[i];
+        }
+        free(s->seen);
+        s->seen = t;
+        s->cap_seen = cap;
+    }
+    size_t j = id_hash(sb->st_dev, sb->st_ino, s->cap_seen);
+    for (; s->seen[j].used; j = (j + 1) & (s->cap_seen - 1))
+        if (s->seen[j].dev == sb->st_dev && s->seen[j].ino == sb->st_ino) return 0;
+    s->seen[j] = (file_id){sb->st_dev, sb->st_ino, 1};
+    s->n_seen++;
+    return 1;
 }
 
 static dx_status add_skip(scan_state *s, const char *path, const char *reason, const char *detail, dx_err *err) {
@@ -134,7 +181,7 @@ static dx_status visit_file(scan_state *s, const char *path, dx_err *err) {
 static int cmp_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 static dx_status visit_dir(scan_state *s, const char *dir, int depth, dx_err *err) {
-    if (depth > MAX_DIR_DEPTH) return add_skip(s, dir, "directory nesting too deep (symlink loop?)", NULL, err);
+    if (depth > MAX_DIR_DEPTH) return add_skip(s, dir, "directory nesting deeper than 64 levels", NULL, err);
     DIR *d = opendir(dir);
     if (!d) return add_skip(s, dir, "cannot open directory", strerror(errno), err);
     /* Sorted names make the scan (and its skip list) reproducible. */
@@ -170,9 +217,14 @@ static dx_status visit_dir(scan_state *s, const char *dir, int depth, dx_err *er
         }
         snprintf(path, len, "%s/%s", dir, names[i]);
         struct stat sb;
+        int fresh = 1;
         if (stat(path, &sb) != 0)
             st = add_skip(s, path, "cannot stat", strerror(errno), err);
-        else if (S_ISDIR(sb.st_mode))
+        else if ((S_ISDIR(sb.st_mode) || S_ISREG(sb.st_mode)) && (fresh = seen_add(s, &sb, err)) <= 0) {
+            /* not a skip-list entry: ingest would take a listed .nii/.xml as input */
+            if (fresh < 0) st = DX_ENOMEM;
+            else DX_DEBUG("dicom scan: %s: already visited under another name", path);
+        } else if (S_ISDIR(sb.st_mode))
             st = visit_dir(s, path, depth + 1, err);
         else if (S_ISREG(sb.st_mode))
             st = visit_file(s, path, err);
@@ -203,7 +255,9 @@ dx_status dx_dicom_scan(const char *root, dx_series_list *out, dx_err *err) {
     struct stat sb;
     if (stat(root, &sb) != 0) return dx_fail(err, DX_EIO, "%s: %s", root, strerror(errno));
     scan_state s = {0};
-    dx_status st = S_ISDIR(sb.st_mode) ? visit_dir(&s, root, 0, err) : visit_file(&s, root, err);
+    dx_status st = seen_add(&s, &sb, err) < 0      ? DX_ENOMEM
+                   : S_ISDIR(sb.st_mode) ? visit_dir(&s, root, 0, err)
+                                         : visit_file(&s, root, err);
     if (!st && s.n_kept) {
         qsort(s.kept, (size_t)s.n_kept, sizeof *s.kept, cmp_kept);
         int n_series = 1;
@@ -232,6 +286,7 @@ dx_status dx_dicom_scan(const char *root, dx_series_list *out, dx_err *err) {
     }
     for (int i = 0; i < s.n_kept; i++) free(s.kept[i].sl.path);
     free(s.kept);
+    free(s.seen);
     out->skipped = s.skipped;
     out->n_skipped = s.n_skipped;
     if (st) dx_series_list_free(out);

@@ -121,6 +121,14 @@ typedef struct dx_store_writer {
  * loads the existing index. A corrupt index is an error (never overwritten). */
 dx_status dx_store_writer_open(dx_store_writer *w, const char *dir, dx_err *err);
 int dx_store_writer_has(const dx_store_writer *w, const char *series_uid);
+/* The key (the series_uid to store under) for the series series_uid of
+ * patient_id: series_uid itself, unless the store holds that UID for another
+ * PatientID; then "<series_uid, cut to 47 chars>#<16 hex digits of FNV-1a-64
+ * of series_uid NUL patient_id>", so two patients sharing a UID never replace
+ * each other. Returns the index of the entry of the other patient on such a
+ * clash, else -1. The same (patient, UID) always gets the same key. */
+int dx_store_writer_key(const dx_store_writer *w, const char *patient_id, const char *series_uid,
+                        char key[DX_UID_MAX]);
 /* Writes v (its hu, geometry and IDs), labels ([nz][ny][nx] or NULL) and the
  * series' nodule rows (flags: DX_STORE_FLAG_*), then commits a new index (and nodules.csv). Replaces
  * an existing entry with the same series UID. */

@@ -92,6 +92,30 @@ int dx_store_writer_has(const dx_store_writer *w, const char *series_uid) {
     return 0;
 }
 
+#define KEY_UID_CHARS 47 /* + '#' + 16 hex digits = DX_UID_MAX - 1 */
+
+int dx_store_writer_key(const dx_store_writer *w, const char *patient_id, const char *series_uid,
+                        char key[DX_UID_MAX]) {
+    int other = -1;
+    for (int i = 0; i < w->idx.n_series; i++) {
+        const dx_store_series *s = &w->idx.series[i];
+        if (strcmp(s->series_uid, series_uid)) continue;
+        if (!strcmp(s->patient_id, patient_id)) other = -1; /* stored for this patient: plain key */
+        else other = i;
+        break; /* series UIDs are unique in an index */
+    }
+    if (other < 0) {
+        snprintf(key, DX_UID_MAX, "%s", series_uid);
+        return -1;
+    }
+    uint64_t h = 1469598103934665603ull;
+    for (const unsigned char *p = (const unsigned char *)series_uid; *p; p++) h = (h ^ *p) * 1099511628211ull;
+    h *= 1099511628211ull; /* the NUL between the two strings */
+    for (const unsigned char *p = (const unsigned char *)patient_id; *p; p++) h = (h ^ *p) * 1099511628211ull;
+    snprintf(key, DX_UID_MAX, "%.*s#%016llx", KEY_UID_CHARS, series_uid, (unsigned long long)h);
+    return other;
+}
+
 /* New index = old minus any entry for v's UID, plus v's record and rows. */
 static dx_status build_index(const dx_store_index *old, const dx_store_series *rec, const dx_nodule_info *rows,
                              int nrows, dx_store_index *out, dx_err *err) {

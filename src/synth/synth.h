@@ -24,12 +24,16 @@ typedef struct dx_synth_config {
     int slices_max;     /* cap on slices per series; 0 = default for the size */
     int threads;        /* OpenMP threads, 0 = runtime default */
     int gt_volume;      /* 1: also write ground_truth/<pid>/hu.npy (int16 HU) + labels.npy (z,y,x) */
+    int force;          /* 1: write into a non-empty out_dir (else refused) */
 } dx_synth_config;
 
 /* Default slice cap for a matrix size (keeps the demo sizes small). */
 int dx_synth_default_slices_max(int size);
 
-/* Writes cfg->n_patients scans under cfg->out_dir (created if missing). */
+/* Writes cfg->n_patients scans under cfg->out_dir (created if missing). An
+ * out_dir that already holds files is refused (DX_EINVAL) unless cfg->force:
+ * writing into it would add a second study to its patients and replace
+ * ground_truth/lesions.csv. */
 dx_status dx_synth_run(const dx_synth_config *cfg, dx_err *err);
 
 #endif /* DX_SYNTH_H */

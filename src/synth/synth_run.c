@@ -6,6 +6,7 @@
  * Tree: OUT/LIDC-IDRI-NNNN/01-01-2000-NA-NA-<5 of study UID>/
  *         <SeriesNumber>.000000-NA-<5 of series UID>/1-NNN.dcm + NNN.xml
  *       OUT/ground_truth/lesions.csv, OUT/ground_truth/LIDC-IDRI-NNNN/... */
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,6 +119,28 @@ static dx_status one_patient(const dx_synth_config *cfg, int patient, FILE *csv,
     return st;
 }
 
+/* out_dir may be missing or an empty directory; anything else only with force. */
+static dx_status check_out_dir(const char *dir, int force, dx_err *err) {
+    struct stat sb;
+    if (stat(dir, &sb) != 0) {
+        if (errno == ENOENT) return DX_OK;
+        return dx_fail(err, DX_EIO, "synth: %s: %s", dir, strerror(errno));
+    }
+    if (!S_ISDIR(sb.st_mode)) return dx_fail(err, DX_EINVAL, "synth: %s exists and is not a directory", dir);
+    if (force) return DX_OK;
+    DIR *d = opendir(dir);
+    if (!d) return dx_fail(err, DX_EIO, "synth: %s: %s", dir, strerror(errno));
+    int used = 0;
+    for (struct dirent *e; !used && (e = readdir(d));) used = strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+    closedir(d);
+    if (used)
+        return dx_fail(err, DX_EINVAL,
+                       "synth: output directory %s is not empty (writing into it would add a second study to its "
+                       "patients and replace ground_truth/lesions.csv); choose a new directory, or pass --force to "
+                       "write into it anyway", dir);
+    return DX_OK;
+}
+
 dx_status dx_synth_run(const dx_synth_config *cfg, dx_err *err) {
     if (!cfg || !cfg->out_dir || !cfg->out_dir[0]) return dx_fail(err, DX_EINVAL, "synth: no output directory");
     if (cfg->size != 512 && cfg->size != 256 && cfg->size != 128)
@@ -127,9 +150,11 @@ dx_status dx_synth_run(const dx_synth_config *cfg, dx_err *err) {
     int first = cfg->first_patient > 0 ? cfg->first_patient : 1;
     if (first + cfg->n_patients - 1 > 9999) return dx_fail(err, DX_EINVAL, "synth: patient numbers exceed 9999");
     if (cfg->slices_max < 0) return dx_fail(err, DX_EINVAL, "synth: slices-max must be >= 0");
+    dx_status st = check_out_dir(cfg->out_dir, cfg->force, err);
+    if (st) return st;
     char path[4200];
     snprintf(path, sizeof path, "%s/ground_truth", cfg->out_dir);
-    dx_status st = dx_mkdirs(path, err);
+    st = dx_mkdirs(path, err);
     if (st) return st;
     snprintf(path, sizeof path, "%s/ground_truth/lesions.csv", cfg->out_dir);
     FILE *csv = fopen(path, "w");

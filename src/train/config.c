@@ -632,11 +632,30 @@ static void value_text(const dx_config *c, const key_spec *k, char *buf, size_t 
     case T_BOOL: snprintf(buf, len, "%s", *(const int *)base ? "true" : "false"); break;
     case T_ENUM: snprintf(buf, len, "%s", base); break;
     case T_STR: {
+        /* YAML double-quoted: escape whatever would not read back as itself -
+         * quote, backslash, C0/C1 controls (a raw newline is folded, others are
+         * refused by the parser), the line breaks U+2028/2029 and the
+         * non-characters U+FEFF, U+FFFE, U+FFFF. Values are UTF-8 (libyaml). */
         size_t o = 0;
         buf[o++] = '"';
-        for (const char *p = base; *p && o + 3 < len; p++) {
-            if (*p == '"' || *p == '\\') buf[o++] = '\\';
-            buf[o++] = *p;
+        for (const unsigned char *p = (const unsigned char *)base; *p && o + 8 < len; p++) {
+            if (*p == '"' || *p == '\\') {
+                buf[o++] = '\\';
+                buf[o++] = (char)*p;
+            } else if (*p < 0x20 || *p == 0x7f) {
+                o += (size_t)snprintf(buf + o, len - o, "\\x%02x", *p);
+            } else if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
+                o += (size_t)snprintf(buf + o, len - o, "\\x%02x", p[1]);
+                p++;
+            } else if ((p[0] == 0xe2 && p[1] == 0x80 && (p[2] == 0xa8 || p[2] == 0xa9)) ||
+                       (p[0] == 0xef && p[1] == 0xbb && p[2] == 0xbf) ||
+                       (p[0] == 0xef && p[1] == 0xbf && (p[2] == 0xbe || p[2] == 0xbf))) {
+                unsigned cp = (unsigned)(p[0] & 0x0f) << 12 | (unsigned)(p[1] & 0x3f) << 6 | (p[2] & 0x3fu);
+                o += (size_t)snprintf(buf + o, len - o, "\\u%04x", cp);
+                p += 2;
+            } else {
+                buf[o++] = (char)*p;
+            }
         }
         buf[o++] = '"';
         buf[o] = 0;
@@ -682,7 +701,7 @@ dx_status dx_config_dump(const dx_config *c, FILE *f, dx_err *err) {
             section[sl] = 0;
             fprintf(f, "%s:\n", section);
         }
-        char v[1024];
+        char v[2048]; /* a 255-byte string of escaped controls is 1022 */
         value_text(c, k, v, sizeof v);
         fprintf(f, "  %s: %s  # %s\n", dot + 1, v, k->help);
     }
