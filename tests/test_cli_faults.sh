@@ -56,9 +56,14 @@ expect2 "missing --out" "$DINOX" export run
 "$DINOX" plan -c "$C" --mem-gb 0.05 --tflops 1 >plan.txt 2>&1; rc=$?
 [ $rc -eq 3 ] && grep -q "DOES NOT FIT" plan.txt || bad "plan of a config that does not fit: exit $rc"
 "$DINOX" plan -c "$C" --mem-gb 64 --tflops 1 >/dev/null 2>&1 || bad "plan of a config that fits: exit $?"
-( ulimit -v 3000000; "$DINOX" train --quiet -c "$C" --store store --out big train.batch_size=2000 train.threads=1 ) 2>big.txt
-grep -q "cannot allocate [1-9][0-9.]* MB of activations" big.txt || { bad "allocation failure message"; cat big.txt; }
-grep -q "(0.0 MB)" big.txt && bad "allocation failure says 0.0 MB"
+if ldd "$DINOX" | grep -q libasan; then
+  # AddressSanitizer reserves terabytes of shadow memory: it cannot start under ulimit -v
+  echo "6. allocation-failure message: not checked under AddressSanitizer (ulimit -v); the Release run checks it"
+else
+  ( ulimit -v 3000000; "$DINOX" train --quiet -c "$C" --store store --out big train.batch_size=2000 train.threads=1 ) 2>big.txt
+  grep -q "cannot allocate [1-9][0-9.]* MB of activations" big.txt || { bad "allocation failure message"; cat big.txt; }
+  grep -q "(0.0 MB)" big.txt && bad "allocation failure says 0.0 MB"
+fi
 echo "6. plan exit status and allocation message"
 
 # 11. outputs that would replace inputs

@@ -40,15 +40,14 @@ dx_status dx_rundir_check_new(const char *path, dx_err *err) {
         return dx_fail(err, errno == ENOTDIR ? DX_EINVAL : DX_EIO, "run directory %s: %s", path, strerror(errno));
     }
     int n = 0, ckpts = 0, run_files = 0;
-    const char *example = NULL;
-    char first[256] = "";
+    char first[256] = "", example[256] = ""; /* copies: readdir's names die with closedir */
     struct dirent *de;
     while ((de = readdir(d))) {
         const char *e = de->d_name;
         if (!strcmp(e, ".") || !strcmp(e, "..") || !strcmp(e, ".lock")) continue;
         if (!n++) snprintf(first, sizeof first, "%s", e);
         if (!strcmp(e, "config.yaml") || !strcmp(e, "metrics.jsonl") || !strncmp(e, "events.out.tfevents.", 20))
-            run_files++, example = e;
+            run_files++, snprintf(example, sizeof example, "%s", e);
         if (!strcmp(e, "checkpoints")) ckpts = 1;
     }
     closedir(d);
@@ -57,7 +56,7 @@ dx_status dx_rundir_check_new(const char *path, dx_err *err) {
         return dx_fail(err, DX_EINVAL,
                        "%s already holds a training run (%s%s): nothing was changed. Continue it with "
                        "`dinox train --resume %s --store STORE`, or give a new --out",
-                       path, example ? example : "checkpoints/", example && ckpts ? ", checkpoints/" : "", path);
+                       path, example[0] ? example : "checkpoints/", example[0] && ckpts ? ", checkpoints/" : "", path);
     return dx_fail(err, DX_EINVAL, "%s is not empty (%s, %d entries): a new run needs a new or empty directory", path,
                    first, n);
 }
