@@ -27,7 +27,10 @@ train() { "$DINOX" train --quiet "$@" "${SET[@]}" train.epoch_length=$N; }
 train -c "$DINOX_SOURCE_DIR/configs/demo.yaml" --store store --out A train.ckpt_every_steps=3 2>/dev/null
 
 # B: kill -9 at a random point after the first checkpoint beyond step 0
-train -c "$DINOX_SOURCE_DIR/configs/demo.yaml" --store store --out B train.ckpt_every_steps=3 2>/dev/null &
+# run dinox itself in the background, not the shell function: $! must be dinox's pid, or the
+# kill below hits a subshell while dinox goes on (and the run directory lock refuses the resume)
+"$DINOX" train --quiet -c "$DINOX_SOURCE_DIR/configs/demo.yaml" --store store --out B "${SET[@]}" train.epoch_length=$N \
+    train.ckpt_every_steps=3 2>/dev/null &
 pid=$!
 while [ ! -e B/checkpoints/ckpt-0000000003.safetensors ] && kill -0 $pid 2>/dev/null; do sleep 0.05; done
 sleep "0.$((RANDOM % 9))"
