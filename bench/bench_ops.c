@@ -73,7 +73,7 @@ int main(int argc, char **argv) {
     int nth = argc > 1 ? atoi(argv[1]) : 0;
     dx_backend *be;
     dx_err err;
-    if (dx_backend_create(&be, "cpu", nth, &err) != DX_OK) {
+    if (dx_backend_create(&be, &(dx_backend_params){.nthreads = nth}, &err) != DX_OK) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }

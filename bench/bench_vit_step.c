@@ -95,6 +95,9 @@ static void run_config(dx_backend *be, const char *name, const char *arch, const
     float *w = be->ops->alloc(be, bytes), *g = be->ops->alloc(be, bytes);
     float *am = be->ops->alloc(be, bytes), *av = be->ops->alloc(be, bytes);
     dx_vit_init_weights(&m, be, w, 1, &err);
+    dx_segment *seg = NULL;
+    int nseg = 0;
+    if (dx_optim_segments(be, &m.tab, &seg, &nseg, &err)) { fprintf(stderr, "%s\n", err.msg); return; }
     dx_vit_acts acts[4];
     float *img[4];
     double flop = 0;
@@ -119,7 +122,7 @@ static void run_config(dx_backend *be, const char *name, const char *arch, const
             dx_vit_forward(&m, be, w, &acts[i], img[i], NULL, &run, &err);
             dx_vit_backward(&m, be, w, g, &acts[i], &err);
         }
-        dx_adamw_step(be, &m.tab, w, g, am, av, &hp, s + 1);
+        dx_adamw_step(be, seg, nseg, w, g, am, av, &hp, s + 1);
         be->ops->sync(be);
         if (s >= warmup) t[s - warmup] = now() - t0;
     }
@@ -137,6 +140,7 @@ static void run_config(dx_backend *be, const char *name, const char *arch, const
         be->ops->free(be, img[i]);
     }
     be->ops->free(be, w);
+    be->ops->free(be, seg);
     be->ops->free(be, g);
     be->ops->free(be, am);
     be->ops->free(be, av);
@@ -224,7 +228,7 @@ int main(int argc, char **argv) {
     if (steps < 1) steps = 1;
     dx_err err;
     dx_backend *be;
-    if (dx_backend_create(&be, "cpu", threads, &err)) {
+    if (dx_backend_create(&be, &(dx_backend_params){.nthreads = threads}, &err)) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }

@@ -72,7 +72,7 @@ static double check_one(dx_backend *be, int ta, int tb, int M, int N, int K, flo
 int main(void) {
     dx_err err = {0};
     dx_backend *be = NULL;
-    CHECK(dx_backend_create(&be, "cpu", 2, &err) == DX_OK, "create: %s", err.msg);
+    CHECK(dx_backend_create(&be, &(dx_backend_params){.nthreads = 2}, &err) == DX_OK, "create: %s", err.msg);
     if (!be) return dx_test_summary();
     dx_rng_init(&rng, 7, DX_RNG_TEST, 2, 0);
     for (int ta = 0; ta < 2; ta++)

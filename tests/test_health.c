@@ -208,7 +208,7 @@ static void test_ssl_health(dx_backend *be, int fixed) {
 int main(void) {
     dx_err err = {0};
     dx_backend *be = NULL;
-    if (dx_backend_create(&be, "cpu", 2, &err)) {
+    if (dx_backend_create(&be, &(dx_backend_params){.nthreads = 2}, &err)) {
         fprintf(stderr, "backend: %s\n", err.msg);
         return 1;
     }

@@ -187,7 +187,7 @@ static void test_sinkhorn(void) {
 
         /* double: reference to 1e-10, rows sum to 1, invariance to a constant shift */
         double *zd = f2d(z, NK), *od = malloc(sizeof(double) * NK), *os = malloc(sizeof(double) * NK);
-        dx_cpu_sinkhorn_d(od, zd, N, K, temp, 3);
+        dx_cpu_sinkhorn_knopp_f64(od, zd, N, K, temp, 3);
         e = max_rel_d(od, ref, NK, 1e-12);
         CHECK(e <= TOL_D, "%s double vs torch: %.3g", cases[c].name, e);
         for (int i = 0; i < N; i++) {
@@ -196,7 +196,7 @@ static void test_sinkhorn(void) {
             CHECK(fabs(s - 1) <= 1e-13, "%s double row %d sums to %.17g", cases[c].name, i, s);
         }
         for (size_t i = 0; i < NK; i++) zd[i] += 3.75; /* exact in double */
-        dx_cpu_sinkhorn_d(os, zd, N, K, temp, 3);
+        dx_cpu_sinkhorn_knopp_f64(os, zd, N, K, temp, 3);
         e = max_rel_d(os, od, NK, 1e-12);
         CHECK(e <= 1e-11, "%s constant shift changes SK by %.3g", cases[c].name, e);
 
@@ -218,7 +218,7 @@ static void test_sinkhorn(void) {
         size_t n;
         float *z = getf("sk1.logits", &n);
         double *zd = f2d(z, n), *od = malloc(sizeof(double) * n);
-        dx_cpu_sinkhorn_d(od, zd, 4, 8, 0.07, 2000);
+        dx_cpu_sinkhorn_knopp_f64(od, zd, 4, 8, 0.07, 2000);
         double worst = 0;
         for (int k = 0; k < 8; k++) {
             double s = 0;
@@ -257,7 +257,7 @@ typedef struct {
 
 static double ce_f(const double *S, void *v) {
     ce_ctx *c = v;
-    return dx_cpu_ce_forward_d(NULL, S, c->T, c->w, c->N, c->K, c->temp);
+    return dx_cpu_ce_forward_f64(NULL, S, c->T, c->w, c->N, c->K, c->temp);
 }
 
 static void test_ce(void) {
@@ -280,7 +280,7 @@ static void test_ce(void) {
     double *Sd = f2d(S, n), *Td = f2d(T, n), *wd = f2d(w, N), *gd = calloc(n, sizeof(double));
     ce_ctx c = {.T = Td, .w = wd, .N = N, .K = K, .temp = temp};
     CHECK_CLOSE(ce_f(Sd, &c), loss, 0, TOL_D, "CE weighted sum (double)");
-    dx_cpu_ce_backward_d(gd, Sd, Td, wd, N, K, temp, 1.0);
+    dx_cpu_ce_backward_f64(gd, Sd, Td, wd, N, K, temp, 1.0);
     CHECK(max_rel_d(gd, grad, n, 1e-12) <= TOL_D, "CE gradient (double) vs torch");
     check_fd("ce (T not normalised)", ce_f, &c, Sd, gd, n);
     free(S), free(T), free(w), free(rows), free(grad), free(dS), free(Sd), free(Td), free(wd), free(gd);
@@ -290,7 +290,7 @@ static void test_ce(void) {
 
 static double dino_f(const double *S, void *v) {
     ce_ctx *c = v;
-    return dx_cpu_dino_forward_d(S, c->ns, c->T, c->nt, c->B, c->K, c->temp, c->ignore);
+    return dx_cpu_dino_forward_f64(S, c->ns, c->T, c->nt, c->B, c->K, c->temp, c->ignore);
 }
 
 static void dino_case(const char *pre, int ns, int nt, int ignore, const char *lkey,
@@ -314,7 +314,7 @@ static void dino_case(const char *pre, int ns, int nt, int ignore, const char *l
     double *Sd = f2d(S, n), *Td = f2d(T, nT), *gd = calloc(n, sizeof(double));
     ce_ctx c = {.T = Td, .K = K, .ns = ns, .nt = nt, .B = B, .ignore = ignore, .temp = 0.1};
     CHECK_CLOSE(dino_f(Sd, &c), loss, 0, TOL_D, lkey);
-    dx_cpu_dino_backward_d(gd, Sd, ns, Td, nt, B, K, 0.1, ignore, 1.0);
+    dx_cpu_dino_backward_f64(gd, Sd, ns, Td, nt, B, K, 0.1, ignore, 1.0);
     CHECK(max_rel_d(gd, grad, n, 1e-12) <= TOL_D, "%s double gradient vs torch", gkey);
     check_fd(gkey, dino_f, &c, Sd, gd, n);
     free(S), free(T), free(grad), free(dS), free(Sd), free(Td), free(gd);
@@ -343,7 +343,7 @@ static void test_dino_ibot(void) {
     double *Sd = f2d(S, n), *Td = f2d(T, n), *wd = f2d(w, M), *gd = calloc(n, sizeof(double));
     ce_ctx c = {.T = Td, .w = wd, .N = M, .K = K, .temp = 0.1};
     CHECK_CLOSE(ce_f(Sd, &c) / 4, loss, 0, TOL_D, "iBOT loss (double)");
-    dx_cpu_ce_backward_d(gd, Sd, Td, wd, M, K, 0.1, 0.25);
+    dx_cpu_ce_backward_f64(gd, Sd, Td, wd, M, K, 0.1, 0.25);
     CHECK(max_rel_d(gd, grad, n, 1e-12) <= TOL_D, "iBOT gradient (double)");
     free(S), free(T), free(w), free(grad), free(dS), free(Sd), free(Td), free(wd), free(gd);
 }
@@ -409,9 +409,9 @@ static void test_koleo(void) {
 
         double *xd = f2d(x, n), *gd = calloc(n, sizeof(double));
         int32_t nnd[8];
-        double Ld = dx_cpu_koleo_forward_d(nnd, xd, B, D);
+        double Ld = dx_cpu_koleo_forward_f64(nnd, xd, B, D);
         CHECK_CLOSE(Ld, loss, 0, TOL_D, pre[k]);
-        dx_cpu_koleo_backward_d(gd, xd, nnd, B, D, 1.0);
+        dx_cpu_koleo_backward_f64(gd, xd, nnd, B, D, 1.0);
         /* the duplicate pair's gradient is ~1e8: relative check only */
         /* duplicate pair: +-2e6 contributions of the two rows cancel, so
          * judge against that scale (floor 1) rather than the tiny remainder */
@@ -441,7 +441,7 @@ static double gram_f(const double *xs, void *v) {
     gram_ctx *c = v;
     size_t n = (size_t)c->nimg * c->P * c->D;
     double *a = malloc(sizeof(double) * n), *b = malloc(sizeof(double) * n);
-    double L = dx_cpu_gram_forward_d(a, b, xs, c->xt, c->nimg, c->P, c->D, c->lvl);
+    double L = dx_cpu_gram_forward_f64(a, b, xs, c->xt, c->nimg, c->P, c->D, c->lvl);
     free(a), free(b);
     return L;
 }
@@ -469,9 +469,9 @@ static void test_gram(void) {
         double *xsd = f2d(xs, n), *xtd = f2d(xt, n), *gd = calloc(n, sizeof(double));
         double *shd = malloc(sizeof(double) * n), *thd = malloc(sizeof(double) * n);
         gram_ctx c = {.xt = xtd, .nimg = nimg, .P = P, .D = D, .lvl = lvl};
-        CHECK_CLOSE(dx_cpu_gram_forward_d(shd, thd, xsd, xtd, nimg, P, D, lvl), loss, 0, TOL_D,
+        CHECK_CLOSE(dx_cpu_gram_forward_f64(shd, thd, xsd, xtd, nimg, P, D, lvl), loss, 0, TOL_D,
                     key);
-        dx_cpu_gram_backward_d(gd, xsd, shd, thd, nimg, P, D, lvl, 1.0);
+        dx_cpu_gram_backward_f64(gd, xsd, shd, thd, nimg, P, D, lvl, 1.0);
         CHECK(max_rel_d(gd, grad, n, 1e-12) <= TOL_D, "gram %s double gradient", names[lvl]);
         check_fd(lvl ? "gram img_level" : "gram batch", gram_f, &c, xsd, gd, n);
         free(grad), free(sh), free(th), free(dx), free(xsd), free(xtd), free(gd), free(shd),
@@ -498,8 +498,8 @@ static void test_gram(void) {
         for (int lvl = 0; lvl < 2; lvl++) {
             int G = lvl ? Pp : ni * Pp;
             memset(gd, 0, sizeof(double) * nn);
-            double Ld = dx_cpu_gram_forward_d(ahd, bhd, ad, bd, ni, Pp, Dd, lvl);
-            dx_cpu_gram_backward_d(gd, ad, ahd, bhd, ni, Pp, Dd, lvl, 0.7);
+            double Ld = dx_cpu_gram_forward_f64(ahd, bhd, ad, bd, ni, Pp, Dd, lvl);
+            dx_cpu_gram_backward_f64(gd, ad, ahd, bhd, ni, Pp, Dd, lvl, 0.7);
             double Lo = BE->loss->gram_forward(BE, ah, bh, a, b, ni, Pp, Dd, lvl);
             CHECK_CLOSE(Lo, Ld, 0, TOL_LOSS, "gram op (GEMM) vs double kernel");
             size_t budgets[4] = {(size_t)2 * G * G, (size_t)G * G, (size_t)7 * G, 1};
@@ -563,9 +563,9 @@ static void test_resize(void) {
         /* double: to 1e-10, and backward = exact adjoint: <A x, r> == <x, A^T r> */
         double *xd = f2d(xc, ni), *rd = f2d(rc, no), *od = malloc(sizeof(double) * no);
         double *gd = calloc(ni, sizeof(double));
-        dx_cpu_resize_bicubic_d(od, xd, 1, Hi, Hi, Ho, Ho, C);
+        dx_cpu_resize_bicubic_f64(od, xd, 1, Hi, Hi, Ho, Ho, C);
         CHECK(max_rel_d(od, refc, no, 1e-3) <= TOL_D, "%s double resize", cases[k].name);
-        dx_cpu_resize_bicubic_backward_d(gd, rd, 1, Hi, Hi, Ho, Ho, C);
+        dx_cpu_resize_bicubic_backward_f64(gd, rd, 1, Hi, Hi, Ho, Ho, C);
         double a = 0, b = 0;
         for (size_t i = 0; i < no; i++) a += od[i] * rd[i];
         for (size_t i = 0; i < ni; i++) b += xd[i] * gd[i];
@@ -593,7 +593,7 @@ static double l2_f(const double *x, void *v) {
     l2_ctx *c = v;
     size_t n = (size_t)c->M * c->D;
     double *o = malloc(sizeof(double) * n), s = 0;
-    dx_cpu_l2norm_forward_d(o, x, c->M, c->D, 1e-12);
+    dx_cpu_l2norm_forward_f64(o, x, c->M, c->D, 1e-12);
     for (size_t i = 0; i < n; i++) s += o[i] * c->dout[i];
     free(o);
     return s;
@@ -612,7 +612,7 @@ static void test_l2norm(void) {
     CHECK(max_rel_fd(dx, gref, n, 1e-6) <= TOL_GRAD, "l2norm backward vs torch: %.3g",
           max_rel_fd(dx, gref, n, 1e-6));
     double *xd = f2d(x, n), *dd = f2d(dout, n), *gd = calloc(n, sizeof(double));
-    dx_cpu_l2norm_backward_d(gd, xd, dd, M, D, 1e-12);
+    dx_cpu_l2norm_backward_f64(gd, xd, dd, M, D, 1e-12);
     CHECK(max_rel_d(gd, gref, n, 1e-12) <= TOL_D, "l2norm backward (double)");
     /* FD on the rows above eps (row 3's scale 1e-14 is below any useful h) */
     l2_ctx c = {.dout = dd, .M = 3, .D = D};
@@ -641,16 +641,16 @@ static void test_large(void) {
         sd[i] = s[i], zd[i] = z[i];
     }
     BE->loss->sinkhorn_knopp(BE, t, z, N, K, 0.04f, 3);
-    dx_cpu_sinkhorn_d(td, zd, N, K, 0.04, 3);
+    dx_cpu_sinkhorn_knopp_f64(td, zd, N, K, 0.04, 3);
     double e = max_rel_fd(t, td, NK, 1e-8);
     CHECK(e <= TOL_GRAD, "SK 8 x 65536, temp 0.04: fp32 vs double %.3g", e);
     /* both CEs use the double targets rounded to float, so only the CE differs */
     for (size_t i = 0; i < NK; i++) t[i] = (float)td[i], td[i] = t[i];
     double L = BE->loss->ce_forward(BE, NULL, s, t, NULL, N, K, 0.1f);
-    double Ld = dx_cpu_ce_forward_d(NULL, sd, td, NULL, N, K, 0.1);
+    double Ld = dx_cpu_ce_forward_f64(NULL, sd, td, NULL, N, K, 0.1);
     CHECK_CLOSE(L, Ld, 0, TOL_LOSS, "CE 8 x 65536 fp32 vs double");
     BE->loss->ce_backward(BE, g, s, t, NULL, N, K, 0.1f, 1.0f);
-    dx_cpu_ce_backward_d(gd, sd, td, NULL, N, K, 0.1, 1.0);
+    dx_cpu_ce_backward_f64(gd, sd, td, NULL, N, K, 0.1, 1.0);
     double eg = grad_err(g, gd, NK);
     CHECK(eg <= TOL_GRAD, "CE gradient 8 x 65536 fp32 vs double %.3g", eg);
     printf("  8 x 65536: SK fp32 rel err %.2e, CE %.9g vs %.9g, gradient %.2e\n", e, L, Ld, eg);
@@ -701,7 +701,7 @@ int main(void) {
         fprintf(stderr, "open %s: %s\n", path, err.msg);
         return 1;
     }
-    if (dx_backend_create(&BE, "cpu", 2, &err)) {
+    if (dx_backend_create(&BE, &(dx_backend_params){.nthreads = 2}, &err)) {
         fprintf(stderr, "backend: %s\n", err.msg);
         return 1;
     }

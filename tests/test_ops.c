@@ -724,7 +724,7 @@ static void test_thread_determinism(void) {
 
 int main(void) {
     dx_err err = {0};
-    CHECK(dx_backend_create(&be, "cpu", 2, &err) == DX_OK, "create: %s", err.msg);
+    CHECK(dx_backend_create(&be, &(dx_backend_params){.nthreads = 2}, &err) == DX_OK, "create: %s", err.msg);
     if (!be) return dx_test_summary();
     /* every ops member is set */
     {

@@ -120,7 +120,7 @@ int main(void) {
     c.patch_embed_lr_mult = 0.2f;
 
     dx_backend *be;
-    dx_backend_create(&be, "cpu", 0, &err);
+    dx_backend_create(&be, &(dx_backend_params){.nthreads = 0}, &err);
     dx_ssl s;
     dx_status rc = dx_ssl_init(&s, &c, be, &err);
     CHECK(rc == DX_OK, "ssl init: %s", err.msg);

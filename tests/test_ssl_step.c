@@ -127,7 +127,7 @@ static void fd_check_tensor(dx_ssl *s, dx_backend *be, const dx_ssl_batch *b, co
 int main(void) {
     dx_err err;
     dx_backend *be;
-    if (dx_backend_create(&be, "cpu", 0, &err)) {
+    if (dx_backend_create(&be, &(dx_backend_params){.nthreads = 0}, &err)) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }

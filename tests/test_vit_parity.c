@@ -231,7 +231,10 @@ static void run_fixture(dx_backend *be, const char *path, int mode) {
     dx_adamw hp = {.lr = 1e-3f, .last_layer_lr = 1e-3f, .wd = 0.05f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f};
     be->ops->zero(be, am, bytes);
     be->ops->zero(be, av, bytes);
-    for (int t = 1; t <= 3; t++) {
+    dx_segment *seg = NULL;
+    int nseg = 0;
+    CHECK(dx_optim_segments(be, &m.tab, &seg, &nseg, &err) == DX_OK, "segments: %s", err.msg);
+    for (int t = 1; t <= 3 && seg; t++) {
         be->ops->zero(be, g, bytes);
         for (int gi = 0; gi < ngroups; gi++) {
             dx_vit_forward(&m, be, w, &acts[gi], img[gi], mask[gi], &runs[gi], &err);
@@ -239,12 +242,13 @@ static void run_fixture(dx_backend *be, const char *path, int mode) {
             be->ops->upload(be, acts[gi].dout, probe[gi], n * sizeof(float));
             dx_vit_backward(&m, be, w, g, &acts[gi], &err);
         }
-        dx_adamw_step(be, &m.tab, w, g, am, av, &hp, t);
+        dx_adamw_step(be, seg, nseg, w, g, am, av, &hp, t);
         char prefix[32];
         snprintf(prefix, sizeof prefix, "adamw%d.", t);
         double e = compare_table(&m, be, w, &st, prefix, "adamw");
         printf("  after AdamW step %d: parameters max normwise error %.3g\n", t, e);
     }
+    if (seg) be->ops->free(be, seg);
 
 cleanup:
     for (int gi = 0; gi < ngroups; gi++) {
@@ -266,7 +270,7 @@ out:
 int main(void) {
     dx_err err;
     dx_backend *be;
-    if (dx_backend_create(&be, "cpu", 0, &err)) {
+    if (dx_backend_create(&be, &(dx_backend_params){.nthreads = 0}, &err)) {
         fprintf(stderr, "backend: %s\n", err.msg);
         return 1;
     }

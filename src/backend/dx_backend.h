@@ -5,9 +5,21 @@
  * The CPU backend (src/backend/cpu) is the fp32 reference; a GPU backend fills
  * the same table with device kernels. Ops know nothing about models.
  *
+ * The device contract (docs/backend.md, "The device contract"):
+ *  - every tensor argument of an op is backend memory from ops->alloc. The
+ *    only host pointers an op takes are small launch-parameter arrays and
+ *    scalar results, marked (host) in their comment; nothing else, ever.
+ *  - ops are queued in call order on the backend's one stream; they may run
+ *    after the call returns. A host value of a tensor exists only after
+ *    download (or an op marked "to host"), which waits for every earlier op.
+ *  - upload and download are BLOCKING: when upload returns, the host source
+ *    may be freed or reused; when download returns, the host copy is
+ *    complete. sync waits for all queued work (needed only for timing).
+ *  - host_alloc gives host memory the backend can transfer from fastest
+ *    (page-locked on a GPU); the loader's batch slots use it.
+ *
  * Conventions (all ops):
  *  - fp32, row-major, contiguous unless a leading dimension is given.
- *  - every pointer argument is backend memory, except those marked (host).
  *  - *_backward ops ACCUMULATE (+=) into every gradient they write, so a
  *    tensor read by two consumers needs no special handling; callers zero the
  *    gradient buffers once per step.
@@ -23,6 +35,15 @@
 
 typedef struct dx_backend dx_backend;
 
+/* One trainable tensor of a flat buffer, for the multi-tensor ops. */
+typedef struct dx_segment {
+    uint64_t offset, n; /* floats */
+    float lr_mult, wd_mult;
+    int32_t group;      /* 0: base lr, 1: last-layer lr (frozen while 0) */
+    int32_t pad_;
+} dx_segment;
+
+
 typedef struct dx_backend_ops {
     const char *name;
     void (*destroy)(dx_backend *be);
@@ -35,6 +56,9 @@ typedef struct dx_backend_ops {
     void (*copy)(dx_backend *be, void *dst, const void *src, size_t bytes);
     void (*zero)(dx_backend *be, void *dst, size_t bytes);
     void (*sync)(dx_backend *be);
+    /* (host) staging memory for transfers: 64-B aligned, zero-filled, NULL on failure */
+    void *(*host_alloc)(dx_backend *be, size_t bytes);
+    void (*host_free)(dx_backend *be, void *p);
 
     /* ---- GEMM: the one matrix-multiply entry point -------------------------
      * C[M,N] = alpha * op(A) @ op(B) + beta * C, op(X) = X or X^T.
@@ -148,7 +172,37 @@ typedef struct dx_backend_ops {
                   float beta1, float beta2, float eps, float wd, int t);
     /* teacher = m * teacher + (1 - m) * student */
     void (*ema)(dx_backend *be, float *teacher, const float *student, size_t n, float m);
+
+    /* ---- multi-tensor optimizer: one call per step over the flat buffers ----
+     * seg[nseg] (backend memory, uploaded once): the trainable tensors of a
+     * table. Segment i covers [offset, offset + n) of p, g, m, v; its lr is
+     * (group ? last_layer_lr : lr) * lr_mult and its wd is wd * wd_mult, both
+     * rounded to float as adamw's arguments would be, so the result is bit-
+     * identical to one adamw call per tensor. */
+    void (*adamw_multi)(dx_backend *be, float *p, const float *g, float *m, float *v,
+                        const struct dx_segment *seg, int nseg, float lr, float last_layer_lr,
+                        float wd, float beta1, float beta2, float eps, int t);
+    /* ema over every segment of seg (teacher and student share the layout) */
+    void (*ema_multi)(dx_backend *be, float *teacher, const float *student,
+                      const struct dx_segment *seg, int nseg, float m);
 } dx_backend_ops;
+
+/* Every member of dx_backend_ops after `name`, in order: test_backend_ops
+ * fails when one has no test case, and the static assert below fails when a
+ * member is added without its name here. */
+#define DX_BACKEND_OP_NAMES(X)                                                                  \
+    X(destroy) X(alloc) X(free) X(upload) X(download) X(copy) X(zero) X(sync) X(host_alloc)     \
+    X(host_free) X(gemm) X(bias_forward) X(bias_backward) X(layernorm_forward)                  \
+    X(layernorm_backward) X(gelu_forward) X(gelu_backward) X(swiglu_forward)                    \
+    X(swiglu_backward) X(softmax_forward) X(softmax_backward) X(attention_forward)              \
+    X(attention_backward) X(rope_tables) X(rope_forward) X(rope_backward) X(residual_forward)   \
+    X(residual_backward) X(gather_rows) X(scatter_add_rows) X(im2col) X(col2im)                 \
+    X(tokens_forward) X(tokens_backward) X(scale) X(axpy) X(sumsq) X(nonfinite) X(adamw) X(ema) \
+    X(adamw_multi) X(ema_multi)
+#define DX_OP_COUNT_ONE_(op) +1
+_Static_assert(sizeof(dx_backend_ops) ==
+                   (1 DX_BACKEND_OP_NAMES(DX_OP_COUNT_ONE_)) * sizeof(void (*)(void)),
+               "DX_BACKEND_OP_NAMES must list every member of dx_backend_ops");
 
 struct dx_loss_ops; /* DINOv3 objective kernels: backend/dx_loss_ops.h */
 
@@ -157,10 +211,18 @@ struct dx_backend {
     const struct dx_loss_ops *loss;
     void *impl;   /* backend private state */
     int nthreads;
+    int device;   /* device index within the backend (0 on the CPU) */
 };
 
-/* Creates a backend by name ("cpu"). */
-dx_status dx_backend_create(dx_backend **out, const char *name, int nthreads, dx_err *err);
+/* What to create: backend/registry.c turns it into a backend. */
+typedef struct dx_backend_params {
+    const char *name; /* a registry name ("cpu", "cuda", "hip"); NULL = the default */
+    int device;       /* device index within that backend */
+    int nthreads;     /* host threads (OpenMP); 0 = the runtime's default */
+} dx_backend_params;
+
+/* Creates a backend from the registry (backend/registry.c). */
+dx_status dx_backend_create(dx_backend **out, const dx_backend_params *p, dx_err *err);
 void dx_backend_destroy(dx_backend *be);
 
 /* The one GEMM wrapper model code calls (single matrix). */

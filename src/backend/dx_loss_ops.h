@@ -123,6 +123,16 @@ struct dx_loss_ops {
     void (*row_argmax)(dx_backend *be, int32_t *idx, const float *P, int N, int K);
 };
 
+/* Every member of struct dx_loss_ops after `name` (see DX_BACKEND_OP_NAMES). */
+#define DX_LOSS_OP_NAMES(X)                                                                     \
+    X(sinkhorn_knopp) X(softmax_center) X(row_mean) X(ce_forward) X(ce_backward) X(dino_forward) \
+    X(dino_backward) X(koleo_forward) X(koleo_backward) X(gram_forward) X(gram_backward)        \
+    X(resize_bicubic) X(resize_bicubic_backward) X(l2norm_forward) X(l2norm_backward)           \
+    X(prob_stats) X(feature_stats) X(patch_cosine) X(row_argmax)
+_Static_assert(sizeof(struct dx_loss_ops) ==
+                   (1 DX_LOSS_OP_NAMES(DX_OP_COUNT_ONE_)) * sizeof(void (*)(void)),
+               "DX_LOSS_OP_NAMES must list every member of struct dx_loss_ops");
+
 /* iBOT patch loss, spec §3.2: S, T [M, K] at the masked positions, w[M] =
  * 1/n_i (masks_weight from the collate), n_crops = 2B (ALL global crops).
  * L = sum_j w_j CE_j / n_crops. */

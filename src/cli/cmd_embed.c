@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/registry.h"
 #include "backend/dx_backend.h"
 #include "cli/cli.h"
 #include "core/dx_file.h"
@@ -34,17 +35,19 @@ static void embed_usage(FILE *f) {
             "  --ln-eps E         LayerNorm eps (1e-5)\n"
             "  --no-mask-k-bias   the file's qkv bias applies to keys too\n"
             "  --batch B          images per forward pass (8)\n"
-            "  --threads T        CPU threads (default: all)\n");
+            "  --threads T        CPU threads (default: all)\n"
+            "  --device DEV       cpu, cuda[:N] or hip[:N] (default cpu; `dinox doctor` lists them)\n");
 }
 
 int cmd_embed(int argc, char **argv) {
     const char *weights = NULL, *input = NULL, *output = NULL, *arch = "vit_small";
+    const char *device = NULL;
     int patch = 0, registers = -1, dim = 0, depth = 0, heads = 0, ffn_hidden = 0, batch = 8, threads = 0;
     int no_mask_k_bias = 0;
     const char *ffn = NULL;
     float ln_eps = 0;
     enum { O_W = 1000, O_IN, O_OUT, O_ARCH, O_PATCH, O_REG, O_DIM, O_DEPTH, O_HEADS, O_FFN, O_FFNH,
-           O_EPS, O_NOMASK, O_BATCH, O_THREADS, O_HELP };
+           O_EPS, O_NOMASK, O_BATCH, O_THREADS, O_HELP, O_DEVICE };
     static const struct option opts[] = {
         {"weights", required_argument, 0, O_W}, {"input", required_argument, 0, O_IN},
         {"output", required_argument, 0, O_OUT}, {"arch", required_argument, 0, O_ARCH},
@@ -53,7 +56,8 @@ int cmd_embed(int argc, char **argv) {
         {"heads", required_argument, 0, O_HEADS}, {"ffn", required_argument, 0, O_FFN},
         {"ffn-hidden", required_argument, 0, O_FFNH}, {"ln-eps", required_argument, 0, O_EPS},
         {"no-mask-k-bias", no_argument, 0, O_NOMASK}, {"batch", required_argument, 0, O_BATCH},
-        {"threads", required_argument, 0, O_THREADS}, {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
+        {"threads", required_argument, 0, O_THREADS}, {"help", no_argument, 0, O_HELP},
+        {"device", required_argument, 0, O_DEVICE}, {0, 0, 0, 0}};
     optind = 1;
     for (int c; (c = getopt_long(argc, argv, "h", opts, NULL)) != -1;) {
         switch (c) {
@@ -72,6 +76,7 @@ int cmd_embed(int argc, char **argv) {
         case O_NOMASK: no_mask_k_bias = 1; break;
         case O_BATCH: CLI_INT("embed", batch, 1, 1 << 20); break;
         case O_THREADS: CLI_INT("embed", threads, 0, 4096); break;
+        case O_DEVICE: device = optarg; break;
         case 'h': case O_HELP: embed_usage(stdout); return 0;
         default: embed_usage(stderr); return 2;
         }
@@ -107,7 +112,7 @@ int cmd_embed(int argc, char **argv) {
     if (ln_eps > 0) cfg.ln_eps = ln_eps;
     if (no_mask_k_bias) cfg.mask_k_bias = 0;
 
-    if (dx_backend_create(&be, "cpu", threads, &err)) goto fail;
+    if (dx_backend_open(&be, device, threads, &err)) goto fail;
     if (dx_vit_init(&m, &cfg, &err)) goto fail;
     have_model = 1;
     w = be->ops->alloc(be, m.tab.total * sizeof(float));

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "backend/registry.h"
 #include "backend/dx_backend.h"
 #include "cli/cli.h"
 #include "core/dx_log.h"
@@ -61,6 +62,7 @@ static void eval_usage(FILE *f) {
             "                     so a nodule spans about half the crop (several patches)\n"
             "  --attention N      attention overlays to write (4)\n"
             "  --batch B          images per forward pass (16); --threads T CPU threads\n"
+            "  --device DEV       cpu, cuda[:N] or hip[:N] (default cpu; `dinox doctor` lists them)\n"
             "  -v                 progress messages\n");
 }
 
@@ -81,6 +83,7 @@ int cmd_eval(int argc, char **argv) {
     const char *store_dir = NULL, *weights = NULL, *run = NULL, *ckpt = NULL, *config = NULL, *out = NULL;
     const char *arch = "vit_small", *prefix = "", *also[4];
     const char *selftest_in = NULL;
+    const char *device = NULL;
     int n_also = 0, patch = 0, registers = -1, dim = 0, depth = 0, heads = 0, threads = 0, track = 0, track_only = 0;
     int no25d = 0, verbose = 0;
     dx_eval_opts o;
@@ -88,7 +91,7 @@ int cmd_eval(int argc, char **argv) {
     enum { O_STORE = 1000, O_W, O_PREFIX, O_RUN, O_CKPT, O_CONFIG, O_ARCH, O_PATCH, O_REG, O_DIM, O_DEPTH, O_HEADS,
            O_ALSO, O_NORND, O_RSEED, O_TRACK, O_TRACKONLY, O_SIZE, O_CMIN, O_CMULT, O_WIN, O_NO25D, O_MINR, O_BEN,
            O_MAL, O_VAL, O_TEST, O_SEED, O_BOOT, O_KNN, O_SEGN, O_SEGLR, O_ATT, O_BATCH, O_THREADS, O_OUT,
-           O_SELFTEST, O_SEGMIN, O_SEGMULT, O_HELP };
+           O_SELFTEST, O_SEGMIN, O_SEGMULT, O_HELP, O_DEVICE };
     static const struct option opts[] = {
         {"store", required_argument, 0, O_STORE}, {"weights", required_argument, 0, O_W},
         {"prefix", required_argument, 0, O_PREFIX}, {"run", required_argument, 0, O_RUN},
@@ -109,7 +112,8 @@ int cmd_eval(int argc, char **argv) {
         {"attention", required_argument, 0, O_ATT}, {"batch", required_argument, 0, O_BATCH},
         {"threads", required_argument, 0, O_THREADS}, {"out", required_argument, 0, O_OUT},
         {"selftest", required_argument, 0, O_SELFTEST}, {"seg-min-mm", required_argument, 0, O_SEGMIN},
-        {"seg-mult", required_argument, 0, O_SEGMULT}, {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
+        {"seg-mult", required_argument, 0, O_SEGMULT}, {"help", no_argument, 0, O_HELP},
+        {"device", required_argument, 0, O_DEVICE}, {0, 0, 0, 0}};
     optind = 1;
     for (int c; (c = getopt_long(argc, argv, "hv", opts, NULL)) != -1;) {
         switch (c) {
@@ -153,6 +157,7 @@ int cmd_eval(int argc, char **argv) {
         case O_ATT: CLI_INT("eval", o.n_attention, 0, 10000); break;
         case O_BATCH: CLI_INT("eval", o.batch, 1, 1 << 20); break;
         case O_THREADS: CLI_INT("eval", threads, 0, 4096); break;
+        case O_DEVICE: device = optarg; break;
         case O_OUT: out = optarg; break;
         case O_SELFTEST: selftest_in = optarg; break;
         case O_SEGMIN: CLI_DOUBLE("eval", o.seg_min_side_mm, 1, 1000); break;
@@ -221,7 +226,7 @@ int cmd_eval(int argc, char **argv) {
     int have_store = 0, n_loaded = 0, have_main = 0;
     dx_eval_model main_m, extra[4];
     const dx_eval_model *extra_p[4];
-    if (dx_backend_create(&be, "cpu", threads, &err)) goto fail;
+    if (dx_backend_open(&be, device, threads, &err)) goto fail;
     if (dx_store_open(&store, store_dir, &err)) goto fail;
     have_store = 1;
     if (!track_only) {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/registry.h"
 #include "cli/cli.h"
 #include "core/dx_file.h"
 #include "io/weights.h"
@@ -81,7 +82,7 @@ int cmd_export(int argc, char **argv) {
     if (!w) { dx_fail(&err, DX_ENOMEM, "export buffer"); goto fail; }
     if (dx_ckpt_load_table(&ck, student ? "student.backbone" : "teacher.backbone", &m.tab, w, &err)) goto fail;
     dx_backend *be;
-    if (dx_backend_create(&be, "cpu", 1, &err)) goto fail;
+    if (dx_backend_open(&be, NULL, 1, &err)) goto fail;
     char step[32], meta_arch[64];
     snprintf(step, sizeof step, "%lld", (long long)ck.step);
     snprintf(meta_arch, sizeof meta_arch, "%s", sc.vit.arch);

@@ -30,6 +30,7 @@ static void train_usage(FILE *f) {
             "  --gram-init W.safetensors  Gram teacher from this backbone (e.g. the previous stage's\n"
             "                      EMA teacher from `dinox export`) instead of the student's init\n"
             "  --stop-at N         stop (with a checkpoint) when step N is reached\n"
+            "  --device DEV        cpu, cuda[:N] or hip[:N] (overrides model.backend)\n"
             "  --quiet             no progress line\n"
             "  --schema            print every config key (markdown table, docs/config.md) and exit\n"
             "  key=value           dotted config overrides, e.g. optim.lr=2e-4 train.batch_size=32\n"
@@ -40,13 +41,14 @@ static void train_usage(FILE *f) {
 int cmd_train(int argc, char **argv) {
     dx_train_opts o = {0};
     const char *out = NULL, *resume = NULL;
-    enum { O_STORE = 1000, O_OUT, O_RESUME, O_INIT, O_STOP, O_QUIET, O_SCHEMA, O_GRAMINIT, O_HELP };
+    enum { O_STORE = 1000, O_OUT, O_RESUME, O_INIT, O_STOP, O_QUIET, O_SCHEMA, O_GRAMINIT, O_HELP, O_DEVICE };
     static const struct option opts[] = {
         {"config", required_argument, 0, 'c'}, {"store", required_argument, 0, O_STORE},
         {"out", required_argument, 0, O_OUT},   {"resume", required_argument, 0, O_RESUME},
         {"init", required_argument, 0, O_INIT}, {"stop-at", required_argument, 0, O_STOP},
         {"quiet", no_argument, 0, O_QUIET},     {"schema", no_argument, 0, O_SCHEMA},
-        {"gram-init", required_argument, 0, O_GRAMINIT}, {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
+        {"gram-init", required_argument, 0, O_GRAMINIT}, {"help", no_argument, 0, O_HELP},
+        {"device", required_argument, 0, O_DEVICE}, {0, 0, 0, 0}};
     optind = 1;
     for (int c; (c = getopt_long(argc, argv, "+c:h", opts, NULL)) != -1;) {
         switch (c) {
@@ -58,6 +60,7 @@ int cmd_train(int argc, char **argv) {
         case O_STOP: CLI_INT("train", o.stop_at, 1, (long long)1 << 62); break;
         case O_QUIET: o.quiet = 1; break;
         case O_GRAMINIT: o.gram_init = optarg; break;
+        case O_DEVICE: o.device = optarg; break;
         case O_SCHEMA: dx_config_write_schema_md(stdout); return 0;
         case 'h': case O_HELP: train_usage(stdout); return 0;
         default: train_usage(stderr); return 2;

@@ -1,4 +1,5 @@
 /* peer_io.c - evaluation statistics on peer-written .npy inputs (peer_io.h). */
+#include "backend/registry.h"
 #include "eval/peer_io.h"
 
 #include <cjson/cJSON.h>
@@ -126,7 +127,7 @@ dx_status dx_eval_peer_compute(const char *in, const char *out_json, dx_err *err
         double e1 = NAN, e2 = NAN;
         dx_backend *be = NULL;
         st = dx_effective_rank(a.d, (int)a.shape[0], (int)a.shape[1], &e1, err);
-        if (!st) st = dx_backend_create(&be, "cpu", 0, err);
+        if (!st) st = dx_backend_open(&be, NULL, 0, err);
         if (!st) st = dx_effective_rank_be(be, a.d, a.shape[0], (int)a.shape[1], &e2, err);
         if (be) dx_backend_destroy(be);
         free(a.d);

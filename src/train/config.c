@@ -16,6 +16,7 @@
 #include <strings.h>
 #include <yaml.h>
 
+#include "backend/registry.h"
 #include "core/dx_log.h"
 
 typedef enum { T_INT, T_I64, T_FLOAT, T_BOOL, T_STR, T_ENUM, T_FLOAT2, T_WINDOWS } key_type;
@@ -45,6 +46,7 @@ static const key_spec SCHEMA[] = {
     /* ---- model (spec §1) ---- */
     KE("model.arch", model.arch, "vit_small", "vit_tiny|vit_small|vit_base|vit_large|vit_giant|custom",
        "backbone size preset (spec §1.1); custom needs dim/depth/heads"),
+    KS("model.backend", model.backend, "cpu", "compute device: cpu, cuda[:N] or hip[:N] (`--device` overrides; `dinox doctor` lists them)"),
     KI("model.patch", model.patch, "16", 2, 64, "patch size in pixels"),
     KI("model.registers", model.registers, "4", 0, 64, "register (storage) tokens"),
     KI("model.dim", model.dim, "0", 0, 8192, "embedding dim override (0 = the arch's); dim % (4*heads) == 0"),
@@ -569,6 +571,8 @@ dx_status dx_config_validate(const dx_config *c, dx_err *err) {
     dx_vit_config v;
     dx_status s = dx_config_vit(c, &v, err);
     if (s) return s;
+    dx_backend_params bp = {0};
+    if ((s = dx_backend_parse_device(c->model.backend, &bp, err))) return s;
     int p = c->model.patch;
     if (c->crops.global_size % p)
         return dx_fail(err, DX_EINVAL, "crops.global_size = %d is not a multiple of model.patch = %d",

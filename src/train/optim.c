@@ -1,6 +1,7 @@
 /* optim.c - see optim.h. */
 #include "train/optim.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "train/schedule.h"
@@ -21,14 +22,32 @@ void dx_table_set_param_groups(dx_table *tab, const char *backbone_prefix, int d
     }
 }
 
-void dx_adamw_step(dx_backend *be, const dx_table *tab, float *w, const float *g, float *m, float *v,
-                   const dx_adamw *hp, int t) {
+dx_status dx_optim_segments(dx_backend *be, const dx_table *tab, dx_segment **seg, int *nseg, dx_err *err) {
+    *seg = NULL;
+    *nseg = 0;
+    dx_segment *h = calloc(tab->n ? (size_t)tab->n : 1, sizeof *h);
+    if (!h) return dx_fail(err, DX_ENOMEM, "optimizer segments");
+    int n = 0;
     for (int i = 0; i < tab->n; i++) {
         const dx_tensor_spec *s = &tab->t[i];
         if (s->flags & DX_TF_BUFFER) continue;
-        float lr = ((s->flags & DX_TF_LAST_LAYER) ? hp->last_layer_lr : hp->lr) * s->lr_mult;
-        float wd = hp->wd * s->wd_mult;
-        be->ops->adamw(be, w + s->offset, g + s->offset, m + s->offset, v + s->offset, s->numel, lr,
-                       hp->beta1, hp->beta2, hp->eps, wd, t);
+        h[n++] = (dx_segment){.offset = s->offset, .n = s->numel, .lr_mult = s->lr_mult, .wd_mult = s->wd_mult,
+                              .group = (s->flags & DX_TF_LAST_LAYER) ? 1 : 0};
     }
+    dx_segment *d = be->ops->alloc(be, (n ? (size_t)n : 1) * sizeof *d);
+    if (!d) {
+        free(h);
+        return dx_fail(err, DX_ENOMEM, "optimizer segments (%d)", n);
+    }
+    be->ops->upload(be, d, h, (size_t)n * sizeof *h); /* blocking: h may go */
+    free(h);
+    *seg = d;
+    *nseg = n;
+    return DX_OK;
+}
+
+void dx_adamw_step(dx_backend *be, const dx_segment *seg, int nseg, float *w, const float *g, float *m,
+                   float *v, const dx_adamw *hp, int t) {
+    be->ops->adamw_multi(be, w, g, m, v, seg, nseg, hp->lr, hp->last_layer_lr, hp->wd, hp->beta1, hp->beta2,
+                         hp->eps, t);
 }

@@ -21,8 +21,13 @@ typedef struct dx_adamw {
 void dx_table_set_param_groups(dx_table *tab, const char *backbone_prefix, int depth, float decay,
                                float patch_embed_mult);
 
-/* One step t (>= 1) over every trainable tensor of tab: w, g, m, v share its layout. */
-void dx_adamw_step(dx_backend *be, const dx_table *tab, float *w, const float *g, float *m, float *v,
-                   const dx_adamw *hp, int t);
+/* The trainable tensors of tab (buffers left out) as the segment table of
+ * the multi-tensor ops, in backend memory (free with be->ops->free). */
+dx_status dx_optim_segments(dx_backend *be, const dx_table *tab, dx_segment **seg, int *nseg, dx_err *err);
+
+/* One step t (>= 1) over every segment: w, g, m, v share the table's layout.
+ * One backend call (adamw_multi), bit-identical to one adamw per tensor. */
+void dx_adamw_step(dx_backend *be, const dx_segment *seg, int nseg, float *w, const float *g, float *m,
+                   float *v, const dx_adamw *hp, int t);
 
 #endif /* DX_OPTIM_H */

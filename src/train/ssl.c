@@ -100,6 +100,7 @@ dx_status dx_ssl_init(dx_ssl *s, const dx_ssl_config *cfg_in, dx_backend *be, dx
     if (c->use_gram) s->gram_w = be->ops->alloc(be, BV(s) * sizeof(float));
     if (!s->w || !s->g || !s->m || !s->v || !s->teacher || (c->use_gram && !s->gram_w))
         return dx_fail(err, DX_ENOMEM, "ssl state (%zu floats x 5)", s->tab.total);
+    if ((st = dx_optim_segments(be, &s->tab, &s->seg, &s->nseg, err))) return st;
 
     const int B = c->batch, G = 2 * B, L = c->n_local * B, D = c->vit.dim, p = c->vit.patch;
     if ((st = dx_vit_acts_init(&s->s_glob, &s->vit, be, G, c->global_size, c->global_size, 1, err))) return st;
@@ -160,7 +161,7 @@ dx_status dx_ssl_init(dx_ssl *s, const dx_ssl_config *cfg_in, dx_backend *be, dx
 }
 
 void dx_ssl_free(dx_ssl *s, dx_backend *be) {
-    void *bufs[] = {s->w, s->g, s->m, s->v, s->teacher, s->gram_w, s->center_dino, s->center_ibot,
+    void *bufs[] = {s->seg, s->w, s->g, s->m, s->v, s->teacher, s->gram_w, s->center_dino, s->center_ibot,
                     s->img_glob, s->img_loc, s->img_gram, s->tgt_dino, s->tgt_ibot, s->mask_w, s->xs,
                     s->xt, s->xs_hat, s->xt_hat, s->dxs, s->xt_big, s->dkoleo, s->idx_cls_glob,
                     s->idx_cls_loc, s->idx_patch, s->idx_patch_gram, s->idx_masked, s->koleo_nn};
@@ -404,12 +405,8 @@ dx_status dx_ssl_step(dx_ssl *s, dx_backend *be, const dx_ssl_batch *batch, int6
     dx_adamw hp = {.lr = sc->lr, .last_layer_lr = sc->last_layer_lr, .wd = sc->wd,
                    .beta1 = c->beta1, .beta2 = c->beta2, .eps = c->eps};
     s->adam_t++;
-    dx_adamw_step(be, &s->tab, s->w, s->g, s->m, s->v, &hp, (int)s->adam_t);
-    for (int i = 0; i < s->tab.n; i++) {
-        const dx_tensor_spec *t = &s->tab.t[i];
-        if (!(t->flags & DX_TF_BUFFER))
-            o->ema(be, s->teacher + t->offset, s->w + t->offset, t->numel, sc->momentum);
-    }
+    dx_adamw_step(be, s->seg, s->nseg, s->w, s->g, s->m, s->v, &hp, (int)s->adam_t);
+    o->ema_multi(be, s->teacher, s->w, s->seg, s->nseg, sc->momentum);
 done:
     free(mw);
     return st;

@@ -83,6 +83,8 @@ typedef struct dx_ssl {
     float *w, *g, *m, *v, *teacher;  /* [tab.total] backend memory */
     float *gram_w;                   /* [vit.tab.total] Gram teacher backbone (use_gram) */
     int64_t adam_t;                  /* AdamW steps taken */
+    dx_segment *seg;                 /* trainable tensors of tab, backend memory (optim.h) */
+    int nseg;
     float *center_dino, *center_ibot;/* softmax centring (DX_CENTER_SOFTMAX) */
     int center_init;
     /* activations and scratch */

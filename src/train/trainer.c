@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backend/registry.h"
 #include "core/dx_log.h"
 #include "data/loader.h"
 #include "data/masking.h"
@@ -235,7 +236,9 @@ dx_status dx_train_run(const dx_train_opts *o, dx_train_result *res, dx_err *err
     int rd_open = 0, ssl_ready = 0;
     watchdog wd = {.running = 0};
     if ((st = dx_loader_create(&loader, &src, &lo, err))) goto out;
-    if ((st = dx_backend_create(&be, o->backend ? o->backend : "cpu", cfg.train.threads, err))) goto out;
+    dx_backend_params bp = {.nthreads = cfg.train.threads};
+    if ((st = dx_backend_parse_device(o->device ? o->device : cfg.model.backend, &bp, err))) goto out;
+    if ((st = dx_backend_create(&be, &bp, err))) goto out;
     if ((st = dx_ssl_init(&s, &sc, be, err))) goto out;
     ssl_ready = 1;
 

@@ -9,6 +9,7 @@
 #include "backend/cpu/cpu_backend.h"
 
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,6 +40,9 @@ static void cpu_zero(dx_backend *be, void *dst, size_t bytes) {
     if (bytes) memset(dst, 0, bytes);
 }
 static void cpu_sync(dx_backend *be) { (void)be; /* host ops complete on return */ }
+/* no page locking on the CPU: staging memory is ordinary aligned memory */
+static void *cpu_host_alloc(dx_backend *be, size_t bytes) { return cpu_alloc(be, bytes); }
+static void cpu_host_free(dx_backend *be, void *p) { free(p); }
 
 /* ---- compute: thin wrappers over the float kernels ---- */
 
@@ -47,40 +51,15 @@ static void cpu_gemm(dx_backend *be, int ta, int tb, int M, int N, int K, float 
                      int64_t sa, int64_t sb, int64_t sc) {
     dx_cpu_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, batch, sa, sb, sc);
 }
-static void cpu_bias_forward(dx_backend *be, float *y, const float *b, const float *mask, int M, int N) {
-    dx_cpu_bias_forward_f32(y, b, mask, M, N);
-}
-static void cpu_bias_backward(dx_backend *be, float *db, const float *dy, const float *mask, int M, int N) {
-    dx_cpu_bias_backward_f32(db, dy, mask, M, N);
-}
-static void cpu_layernorm_forward(dx_backend *be, float *out, float *mean, float *rstd, const float *x,
-                                  const float *w, const float *b, int M, int C, float eps) {
-    dx_cpu_layernorm_forward_f32(out, mean, rstd, x, w, b, M, C, eps);
-}
-static void cpu_layernorm_backward(dx_backend *be, float *dx, float *dw, float *db, const float *dout,
-                                   const float *x, const float *w, const float *mean,
-                                   const float *rstd, int M, int C) {
-    dx_cpu_layernorm_backward_f32(dx, dw, db, dout, x, w, mean, rstd, M, C);
-}
-static void cpu_gelu_forward(dx_backend *be, float *out, const float *x, size_t n) {
-    dx_cpu_gelu_forward_f32(out, x, n);
-}
-static void cpu_gelu_backward(dx_backend *be, float *dx, const float *x, const float *dout, size_t n) {
-    dx_cpu_gelu_backward_f32(dx, x, dout, n);
-}
-static void cpu_swiglu_forward(dx_backend *be, float *out, const float *h, int M, int F) {
-    dx_cpu_swiglu_forward_f32(out, h, M, F);
-}
-static void cpu_swiglu_backward(dx_backend *be, float *dh, const float *h, const float *dout, int M, int F) {
-    dx_cpu_swiglu_backward_f32(dh, h, dout, M, F);
-}
-static void cpu_softmax_forward(dx_backend *be, float *out, const float *x, int M, int N, float scale) {
-    dx_cpu_softmax_forward_f32(out, x, M, N, scale);
-}
-static void cpu_softmax_backward(dx_backend *be, float *dx, const float *out, const float *dout, int M,
-                                 int N, float scale) {
-    dx_cpu_softmax_backward_f32(dx, out, dout, M, N, scale);
-}
+/* cpu_<op>(be, ...) -> dx_cpu_<op>_f32(...), for every kernel of the list */
+#define DX_UNPAREN(...) __VA_ARGS__
+#define real float
+#define CPU_WRAP(op, params, args) \
+    static void cpu_##op(dx_backend *be, DX_UNPAREN params) { (void)be; dx_cpu_##op##_f32 args; }
+DX_CPU_KERNELS_TABLE(CPU_WRAP)
+#undef CPU_WRAP
+#undef real
+
 static void cpu_attention_forward(dx_backend *be, float *out, float *att, const float *qkv, int N,
                                   int T, int H, int Dh, float scale) {
     dx_cpu_attention_forward_gemm(out, att, qkv, N, T, H, Dh, scale);
@@ -88,52 +67,6 @@ static void cpu_attention_forward(dx_backend *be, float *out, float *att, const 
 static void cpu_attention_backward(dx_backend *be, float *dqkv, const float *dout, const float *qkv,
                                    const float *att, int N, int T, int H, int Dh, float scale) {
     dx_cpu_attention_backward_gemm(dqkv, dout, qkv, att, N, T, H, Dh, scale);
-}
-static void cpu_rope_tables(dx_backend *be, float *sin_t, float *cos_t, const float *periods, int Hp,
-                            int Wp, int Dh, float shift_y, float shift_x, float scale_y, float scale_x) {
-    dx_cpu_rope_tables_f32(sin_t, cos_t, periods, Hp, Wp, Dh, shift_y, shift_x, scale_y, scale_x);
-}
-static void cpu_rope_forward(dx_backend *be, float *qkv, const float *sin_t, const float *cos_t, int N,
-                             int T, int H, int Dh, int prefix) {
-    dx_cpu_rope_forward_f32(qkv, sin_t, cos_t, N, T, H, Dh, prefix);
-}
-static void cpu_rope_backward(dx_backend *be, float *dqkv, const float *sin_t, const float *cos_t, int N,
-                              int T, int H, int Dh, int prefix) {
-    dx_cpu_rope_backward_f32(dqkv, sin_t, cos_t, N, T, H, Dh, prefix);
-}
-static void cpu_residual_forward(dx_backend *be, float *out, const float *x, const float *y,
-                                 const float *gamma, const int32_t *idx, int nsamples, int k, int T,
-                                 int C, float scale) {
-    dx_cpu_residual_forward_f32(out, x, y, gamma, idx, nsamples, k, T, C, scale);
-}
-static void cpu_residual_backward(dx_backend *be, float *dx, float *dy, float *dgamma, const float *dout,
-                                  const float *y, const float *gamma, const int32_t *idx, int nsamples,
-                                  int k, int T, int C, float scale) {
-    dx_cpu_residual_backward_f32(dx, dy, dgamma, dout, y, gamma, idx, nsamples, k, T, C, scale);
-}
-static void cpu_gather_rows(dx_backend *be, float *dst, const float *src, const int32_t *idx, int k,
-                            size_t row) {
-    dx_cpu_gather_rows_f32(dst, src, idx, k, row);
-}
-static void cpu_scatter_add_rows(dx_backend *be, float *dsrc, const float *ddst, const int32_t *idx,
-                                 int k, size_t row) {
-    dx_cpu_scatter_add_rows_f32(dsrc, ddst, idx, k, row);
-}
-static void cpu_im2col(dx_backend *be, float *cols, const float *img, int N, int Cin, int H, int W, int p) {
-    dx_cpu_im2col_f32(cols, img, N, Cin, H, W, p);
-}
-static void cpu_col2im(dx_backend *be, float *dimg, const float *dcols, int N, int Cin, int H, int W, int p) {
-    dx_cpu_col2im_f32(dimg, dcols, N, Cin, H, W, p);
-}
-static void cpu_tokens_forward(dx_backend *be, float *tokens, const float *patches, const float *cls,
-                               const float *reg, const float *mask_token, const uint8_t *mask, int N,
-                               int P, int R, int D) {
-    dx_cpu_tokens_forward_f32(tokens, patches, cls, reg, mask_token, mask, N, P, R, D);
-}
-static void cpu_tokens_backward(dx_backend *be, float *dpatches, float *dcls, float *dreg,
-                                float *dmask_token, const float *dtokens, const uint8_t *mask, int N,
-                                int P, int R, int D) {
-    dx_cpu_tokens_backward_f32(dpatches, dcls, dreg, dmask_token, dtokens, mask, N, P, R, D);
 }
 static void cpu_scale(dx_backend *be, float *x, float s, size_t n) { dx_cpu_scale_f32(x, s, n); }
 static void cpu_axpy(dx_backend *be, float *y, float a, const float *x, size_t n) {
@@ -148,6 +81,24 @@ static void cpu_adamw(dx_backend *be, float *p, const float *g, float *m, float 
 static void cpu_ema(dx_backend *be, float *teacher, const float *student, size_t n, float m) {
     dx_cpu_ema_f32(teacher, student, n, m);
 }
+/* Per segment, the same float arithmetic as one adamw call per tensor
+ * (optim.c's former loop), so the results are bit-identical. */
+static void cpu_adamw_multi(dx_backend *be, float *p, const float *g, float *m, float *v,
+                            const dx_segment *seg, int nseg, float lr, float last_layer_lr, float wd,
+                            float beta1, float beta2, float eps, int t) {
+    for (int i = 0; i < nseg; i++) {
+        const dx_segment *s = &seg[i];
+        float slr = (s->group ? last_layer_lr : lr) * s->lr_mult;
+        float swd = wd * s->wd_mult;
+        dx_cpu_adamw_f32(p + s->offset, g + s->offset, m + s->offset, v + s->offset, (size_t)s->n, slr,
+                         beta1, beta2, eps, swd, t);
+    }
+}
+static void cpu_ema_multi(dx_backend *be, float *teacher, const float *student, const dx_segment *seg,
+                          int nseg, float m) {
+    for (int i = 0; i < nseg; i++)
+        dx_cpu_ema_f32(teacher + seg[i].offset, student + seg[i].offset, (size_t)seg[i].n, m);
+}
 
 static const dx_backend_ops cpu_ops = {
     .name = "cpu",
@@ -159,40 +110,27 @@ static const dx_backend_ops cpu_ops = {
     .copy = cpu_copy,
     .zero = cpu_zero,
     .sync = cpu_sync,
+    .host_alloc = cpu_host_alloc,
+    .host_free = cpu_host_free,
     .gemm = cpu_gemm,
-    .bias_forward = cpu_bias_forward,
-    .bias_backward = cpu_bias_backward,
-    .layernorm_forward = cpu_layernorm_forward,
-    .layernorm_backward = cpu_layernorm_backward,
-    .gelu_forward = cpu_gelu_forward,
-    .gelu_backward = cpu_gelu_backward,
-    .swiglu_forward = cpu_swiglu_forward,
-    .swiglu_backward = cpu_swiglu_backward,
-    .softmax_forward = cpu_softmax_forward,
-    .softmax_backward = cpu_softmax_backward,
+#define CPU_ENTRY(op, params, args) .op = cpu_##op,
+    DX_CPU_KERNELS_TABLE(CPU_ENTRY)
+#undef CPU_ENTRY
     .attention_forward = cpu_attention_forward,
     .attention_backward = cpu_attention_backward,
-    .rope_tables = cpu_rope_tables,
-    .rope_forward = cpu_rope_forward,
-    .rope_backward = cpu_rope_backward,
-    .residual_forward = cpu_residual_forward,
-    .residual_backward = cpu_residual_backward,
-    .gather_rows = cpu_gather_rows,
-    .scatter_add_rows = cpu_scatter_add_rows,
-    .im2col = cpu_im2col,
-    .col2im = cpu_col2im,
-    .tokens_forward = cpu_tokens_forward,
-    .tokens_backward = cpu_tokens_backward,
     .scale = cpu_scale,
     .axpy = cpu_axpy,
     .sumsq = cpu_sumsq,
     .nonfinite = cpu_nonfinite,
     .adamw = cpu_adamw,
     .ema = cpu_ema,
+    .adamw_multi = cpu_adamw_multi,
+    .ema_multi = cpu_ema_multi,
 };
 
-dx_status dx_cpu_backend_create(dx_backend **out, int nthreads, dx_err *err) {
+dx_status dx_cpu_backend_create(dx_backend **out, const dx_backend_params *p, dx_err *err) {
     *out = NULL;
+    int nthreads = p ? p->nthreads : 0;
     dx_backend *be = calloc(1, sizeof *be);
     if (!be) return dx_fail(err, DX_ENOMEM, "cpu backend: out of memory");
     if (nthreads > 0) omp_set_num_threads(nthreads);
@@ -205,3 +143,70 @@ dx_status dx_cpu_backend_create(dx_backend **out, int nthreads, dx_err *err) {
 }
 
 void dx_cpu_backend_destroy(dx_backend *be) { free(be); }
+
+int dx_cpu_device_count(char *why, size_t why_len) {
+    (void)why, (void)why_len;
+    return 1;
+}
+
+/* first "key : value" line of /proc/cpuinfo with this key */
+static int cpuinfo_field(const char *key, char *val, size_t len) {
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return 0;
+    char line[4096];
+    int found = 0;
+    size_t kl = strlen(key);
+    while (!found && fgets(line, sizeof line, f)) {
+        if (strncmp(line, key, kl) || (line[kl] != ' ' && line[kl] != '\t' && line[kl] != ':')) continue;
+        char *c = strchr(line, ':');
+        if (!c) continue;
+        c++;
+        while (*c == ' ') c++;
+        c[strcspn(c, "\n")] = 0;
+        snprintf(val, len, "%s", c);
+        found = 1;
+    }
+    fclose(f);
+    return found;
+}
+
+static int has_flag(const char *flags, const char *flag) {
+    size_t n = strlen(flag);
+    for (const char *p = flags; (p = strstr(p, flag)); p += n)
+        if ((p == flags || p[-1] == ' ') && (p[n] == ' ' || p[n] == 0)) return 1;
+    return 0;
+}
+
+dx_status dx_cpu_device_info(int device, dx_device_info *info, dx_err *err) {
+    memset(info, 0, sizeof *info);
+    if (device != 0) return dx_fail(err, DX_EINVAL, "cpu: only device 0 exists");
+    if (!cpuinfo_field("model name", info->name, sizeof info->name))
+        snprintf(info->name, sizeof info->name, "unknown CPU");
+    static char flags[8192];
+    flags[0] = 0;
+    cpuinfo_field("flags", flags, sizeof flags);
+#if defined(__x86_64__)
+    snprintf(info->arch, sizeof info->arch, "x86-64");
+    static const char *isa[] = {"avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16"};
+    for (size_t i = 0; i < sizeof isa / sizeof isa[0]; i++)
+        if (has_flag(flags, isa[i])) {
+            size_t u = strlen(info->notes);
+            snprintf(info->notes + u, sizeof info->notes - u, "%s%s", u ? " " : "", isa[i]);
+        }
+#elif defined(__aarch64__)
+    snprintf(info->arch, sizeof info->arch, "aarch64");
+#else
+    snprintf(info->arch, sizeof info->arch, "unknown");
+#endif
+    FILE *m = fopen("/proc/meminfo", "r");
+    if (m) {
+        char line[256];
+        unsigned long long kb = 0;
+        while (fgets(line, sizeof line, m))
+            if (sscanf(line, "MemTotal: %llu kB", &kb) == 1) break;
+        fclose(m);
+        info->mem_bytes = (uint64_t)kb * 1024;
+    }
+    info->unified = 1;
+    return DX_OK;
+}

@@ -12,83 +12,91 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* ---- float (backend) ---- */
-void dx_cpu_bias_forward_f32(float *y, const float *b, const float *mask, int M, int N);
-void dx_cpu_bias_backward_f32(float *db, const float *dy, const float *mask, int M, int N);
-void dx_cpu_layernorm_forward_f32(float *out, float *mean, float *rstd, const float *x, const float *w,
-                                   const float *b, int M, int C, float eps);
-void dx_cpu_layernorm_backward_f32(float *dx, float *dw, float *db, const float *dout, const float *x,
-                                    const float *w, const float *mean, const float *rstd, int M, int C);
-void dx_cpu_gelu_forward_f32(float *out, const float *x, size_t n);
-void dx_cpu_gelu_backward_f32(float *dx, const float *x, const float *dout, size_t n);
-void dx_cpu_swiglu_forward_f32(float *out, const float *h, int M, int F);
-void dx_cpu_swiglu_backward_f32(float *dh, const float *h, const float *dout, int M, int F);
-void dx_cpu_softmax_forward_f32(float *out, const float *x, int M, int N, float scale);
-void dx_cpu_softmax_backward_f32(float *dx, const float *out, const float *dout, int M, int N,
-                                  float scale);
-void dx_cpu_attention_forward_f32(float *out, float *att, const float *qkv, int N, int T, int H,
-                                   int Dh, float scale);
-void dx_cpu_attention_backward_f32(float *dqkv, const float *dout, const float *qkv, const float *att,
-                                    int N, int T, int H, int Dh, float scale);
-void dx_cpu_rope_tables_f32(float *sin_t, float *cos_t, const float *periods, int Hp, int Wp, int Dh,
-                             float shift_y, float shift_x, float scale_y, float scale_x);
-void dx_cpu_rope_forward_f32(float *qkv, const float *sin_t, const float *cos_t, int N, int T, int H,
-                              int Dh, int prefix);
-void dx_cpu_rope_backward_f32(float *dqkv, const float *sin_t, const float *cos_t, int N, int T, int H,
-                               int Dh, int prefix);
-void dx_cpu_residual_forward_f32(float *out, const float *x, const float *y, const float *gamma,
-                                  const int32_t *idx, int nsamples, int k, int T, int C, float scale);
-void dx_cpu_residual_backward_f32(float *dx, float *dy, float *dgamma, const float *dout, const float *y,
-                                   const float *gamma, const int32_t *idx, int nsamples, int k, int T,
-                                   int C, float scale);
-void dx_cpu_gather_rows_f32(float *dst, const float *src, const int32_t *idx, int k, size_t row);
-void dx_cpu_scatter_add_rows_f32(float *dsrc, const float *ddst, const int32_t *idx, int k, size_t row);
-void dx_cpu_im2col_f32(float *cols, const float *img, int N, int Cin, int H, int W, int p);
-void dx_cpu_col2im_f32(float *dimg, const float *dcols, int N, int Cin, int H, int W, int p);
-void dx_cpu_tokens_forward_f32(float *tokens, const float *patches, const float *cls, const float *reg,
-                                const float *mask_token, const uint8_t *mask, int N, int P, int R,
-                                int D);
-void dx_cpu_tokens_backward_f32(float *dpatches, float *dcls, float *dreg, float *dmask_token,
-                                 const float *dtokens, const uint8_t *mask, int N, int P, int R, int D);
+/* ---- the kernel list ------------------------------------------------------
+ * X(op, (parameters in `real`), (arguments)): one entry per kernel written in
+ * cpu_kernels.inc. It generates the _f32 and _f64 prototypes below and, in
+ * cpu_backend.c, the ops-table wrapper cpu_<op> and the table entry, so that
+ * the op's name is the same from `be->ops-><op>` to `dx_cpu_<op>_f32`.
+ * DX_CPU_KERNELS_TABLE: the ones the table calls as they are;
+ * DX_CPU_KERNELS_OTHER: written in both precisions, but the table runs a
+ * different float implementation (the GEMM-based attention). */
+#define DX_CPU_KERNELS_TABLE(X)                                                                   \
+    X(bias_forward, (real *y, const real *b, const real *mask, int M, int N), (y, b, mask, M, N)) \
+    X(bias_backward, (real *db, const real *dy, const real *mask, int M, int N),                  \
+      (db, dy, mask, M, N))                                                                       \
+    X(layernorm_forward,                                                                          \
+      (real *out, real *mean, real *rstd, const real *x, const real *w, const real *b, int M,     \
+       int C, real eps),                                                                          \
+      (out, mean, rstd, x, w, b, M, C, eps))                                                      \
+    X(layernorm_backward,                                                                         \
+      (real *dx, real *dw, real *db, const real *dout, const real *x, const real *w,              \
+       const real *mean, const real *rstd, int M, int C),                                         \
+      (dx, dw, db, dout, x, w, mean, rstd, M, C))                                                 \
+    X(gelu_forward, (real *out, const real *x, size_t n), (out, x, n))                            \
+    X(gelu_backward, (real *dx, const real *x, const real *dout, size_t n), (dx, x, dout, n))     \
+    X(swiglu_forward, (real *out, const real *h, int M, int F), (out, h, M, F))                   \
+    X(swiglu_backward, (real *dh, const real *h, const real *dout, int M, int F),                 \
+      (dh, h, dout, M, F))                                                                        \
+    X(softmax_forward, (real *out, const real *x, int M, int N, real scale), (out, x, M, N, scale)) \
+    X(softmax_backward, (real *dx, const real *out, const real *dout, int M, int N, real scale), \
+      (dx, out, dout, M, N, scale))                                                               \
+    X(rope_tables,                                                                                \
+      (real *sin_t, real *cos_t, const real *periods, int Hp, int Wp, int Dh, real shift_y,       \
+       real shift_x, real scale_y, real scale_x),                                                 \
+      (sin_t, cos_t, periods, Hp, Wp, Dh, shift_y, shift_x, scale_y, scale_x))                    \
+    X(rope_forward,                                                                               \
+      (real *qkv, const real *sin_t, const real *cos_t, int N, int T, int H, int Dh, int prefix), \
+      (qkv, sin_t, cos_t, N, T, H, Dh, prefix))                                                   \
+    X(rope_backward,                                                                              \
+      (real *dqkv, const real *sin_t, const real *cos_t, int N, int T, int H, int Dh, int prefix), \
+      (dqkv, sin_t, cos_t, N, T, H, Dh, prefix))                                                  \
+    X(residual_forward,                                                                           \
+      (real *out, const real *x, const real *y, const real *gamma, const int32_t *idx,            \
+       int nsamples, int k, int T, int C, real scale),                                            \
+      (out, x, y, gamma, idx, nsamples, k, T, C, scale))                                          \
+    X(residual_backward,                                                                          \
+      (real *dx, real *dy, real *dgamma, const real *dout, const real *y, const real *gamma,      \
+       const int32_t *idx, int nsamples, int k, int T, int C, real scale),                        \
+      (dx, dy, dgamma, dout, y, gamma, idx, nsamples, k, T, C, scale))                            \
+    X(gather_rows, (real *dst, const real *src, const int32_t *idx, int k, size_t row),           \
+      (dst, src, idx, k, row))                                                                    \
+    X(scatter_add_rows, (real *dsrc, const real *ddst, const int32_t *idx, int k, size_t row),    \
+      (dsrc, ddst, idx, k, row))                                                                  \
+    X(im2col, (real *cols, const real *img, int N, int Cin, int H, int W, int p),                 \
+      (cols, img, N, Cin, H, W, p))                                                               \
+    X(col2im, (real *dimg, const real *dcols, int N, int Cin, int H, int W, int p),               \
+      (dimg, dcols, N, Cin, H, W, p))                                                             \
+    X(tokens_forward,                                                                             \
+      (real *tokens, const real *patches, const real *cls, const real *reg,                       \
+       const real *mask_token, const uint8_t *mask, int N, int P, int R, int D),                  \
+      (tokens, patches, cls, reg, mask_token, mask, N, P, R, D))                                  \
+    X(tokens_backward,                                                                            \
+      (real *dpatches, real *dcls, real *dreg, real *dmask_token, const real *dtokens,            \
+       const uint8_t *mask, int N, int P, int R, int D),                                          \
+      (dpatches, dcls, dreg, dmask_token, dtokens, mask, N, P, R, D))
 
-/* ---- double (tests) ---- */
-void dx_cpu_bias_forward_f64(double *y, const double *b, const double *mask, int M, int N);
-void dx_cpu_bias_backward_f64(double *db, const double *dy, const double *mask, int M, int N);
-void dx_cpu_layernorm_forward_f64(double *out, double *mean, double *rstd, const double *x, const double *w,
-                                   const double *b, int M, int C, double eps);
-void dx_cpu_layernorm_backward_f64(double *dx, double *dw, double *db, const double *dout, const double *x,
-                                    const double *w, const double *mean, const double *rstd, int M, int C);
-void dx_cpu_gelu_forward_f64(double *out, const double *x, size_t n);
-void dx_cpu_gelu_backward_f64(double *dx, const double *x, const double *dout, size_t n);
-void dx_cpu_swiglu_forward_f64(double *out, const double *h, int M, int F);
-void dx_cpu_swiglu_backward_f64(double *dh, const double *h, const double *dout, int M, int F);
-void dx_cpu_softmax_forward_f64(double *out, const double *x, int M, int N, double scale);
-void dx_cpu_softmax_backward_f64(double *dx, const double *out, const double *dout, int M, int N,
-                                  double scale);
-void dx_cpu_attention_forward_f64(double *out, double *att, const double *qkv, int N, int T, int H,
-                                   int Dh, double scale);
-void dx_cpu_attention_backward_f64(double *dqkv, const double *dout, const double *qkv, const double *att,
-                                    int N, int T, int H, int Dh, double scale);
-void dx_cpu_rope_tables_f64(double *sin_t, double *cos_t, const double *periods, int Hp, int Wp, int Dh,
-                             double shift_y, double shift_x, double scale_y, double scale_x);
-void dx_cpu_rope_forward_f64(double *qkv, const double *sin_t, const double *cos_t, int N, int T, int H,
-                              int Dh, int prefix);
-void dx_cpu_rope_backward_f64(double *dqkv, const double *sin_t, const double *cos_t, int N, int T, int H,
-                               int Dh, int prefix);
-void dx_cpu_residual_forward_f64(double *out, const double *x, const double *y, const double *gamma,
-                                  const int32_t *idx, int nsamples, int k, int T, int C, double scale);
-void dx_cpu_residual_backward_f64(double *dx, double *dy, double *dgamma, const double *dout, const double *y,
-                                   const double *gamma, const int32_t *idx, int nsamples, int k, int T,
-                                   int C, double scale);
-void dx_cpu_gather_rows_f64(double *dst, const double *src, const int32_t *idx, int k, size_t row);
-void dx_cpu_scatter_add_rows_f64(double *dsrc, const double *ddst, const int32_t *idx, int k, size_t row);
-void dx_cpu_im2col_f64(double *cols, const double *img, int N, int Cin, int H, int W, int p);
-void dx_cpu_col2im_f64(double *dimg, const double *dcols, int N, int Cin, int H, int W, int p);
-void dx_cpu_tokens_forward_f64(double *tokens, const double *patches, const double *cls, const double *reg,
-                                const double *mask_token, const uint8_t *mask, int N, int P, int R,
-                                int D);
-void dx_cpu_tokens_backward_f64(double *dpatches, double *dcls, double *dreg, double *dmask_token,
-                                 const double *dtokens, const uint8_t *mask, int N, int P, int R, int D);
+#define DX_CPU_KERNELS_OTHER(X)                                                                   \
+    X(attention_forward,                                                                          \
+      (real *out, real *att, const real *qkv, int N, int T, int H, int Dh, real scale),           \
+      (out, att, qkv, N, T, H, Dh, scale))                                                        \
+    X(attention_backward,                                                                         \
+      (real *dqkv, const real *dout, const real *qkv, const real *att, int N, int T, int H,       \
+       int Dh, real scale),                                                                       \
+      (dqkv, dout, qkv, att, N, T, H, Dh, scale))
+
+#define DX_CPU_KERNEL_DECLARE_F32(op, params, args) void dx_cpu_##op##_f32 params;
+#define DX_CPU_KERNEL_DECLARE_F64(op, params, args) void dx_cpu_##op##_f64 params;
+
+/* `real` is spelled out at each expansion, so the two lists give float and
+ * double prototypes (and cpu_kernels.inc defines `real` itself afterwards). */
+#define real float
+DX_CPU_KERNELS_TABLE(DX_CPU_KERNEL_DECLARE_F32)
+DX_CPU_KERNELS_OTHER(DX_CPU_KERNEL_DECLARE_F32)
+#undef real
+#define real double
+DX_CPU_KERNELS_TABLE(DX_CPU_KERNEL_DECLARE_F64)
+DX_CPU_KERNELS_OTHER(DX_CPU_KERNEL_DECLARE_F64)
+#undef real
 
 /* ---- GEMM (cpu_gemm.c) ----
  * C[M,N] = alpha op(A) op(B) + beta C, row-major, batch > 1 strided. oneDNN

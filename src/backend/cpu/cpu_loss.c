@@ -8,71 +8,71 @@
 #include <stdlib.h>
 
 #include "backend/cpu/cpu_health.h" // defines: dx_cpu_prob_stats, dx_cpu_feature_stats, dx_cpu_patch_cosine
-#include "backend/cpu/cpu_loss.h" // defines: dx_cpu_loss_ops, dx_cpu_*_f, dx_cpu_*_d
+#include "backend/cpu/cpu_loss.h" // defines: dx_cpu_loss_ops, dx_cpu_*_f32, dx_cpu_*_f64
 #include "backend/cpu/cpu_math.h" // defines: dx_cpu_expf (vectorisable, ~1e-7 relative)
 
 #define DX_PRAGMA_(x) _Pragma(#x)
-#define R float
-#define S f
-#define R_EXP dx_cpu_expf
-#define R_SIMD(...) DX_PRAGMA_(omp simd __VA_ARGS__)
-#include "backend/cpu/cpu_loss_impl.h"
-#undef R
-#undef S
-#undef R_EXP
-#undef R_SIMD
+#define real float
+#define SFX(name) name##_f32
+#define REXP dx_cpu_expf
+#define RSIMD(...) DX_PRAGMA_(omp simd __VA_ARGS__)
+#include "backend/cpu/cpu_loss.inc"
+#undef real
+#undef SFX
+#undef REXP
+#undef RSIMD
 
-#define R double
-#define S d
-#define R_EXP exp
-#define R_SIMD(...)
-#include "backend/cpu/cpu_loss_impl.h"
-#undef R
-#undef S
-#undef R_EXP
-#undef R_SIMD
+#define real double
+#define SFX(name) name##_f64
+#define REXP exp
+#define RSIMD(...)
+#include "backend/cpu/cpu_loss.inc"
+#undef real
+#undef SFX
+#undef REXP
+#undef RSIMD
 
-static void op_sinkhorn(dx_backend *be, float *out, const float *logits, int N, int K, float temp,
+static void cpu_sinkhorn_knopp(dx_backend *be, float *out, const float *logits, int N, int K, float temp,
                         int n_iter) {
-    dx_cpu_sinkhorn_f(out, logits, N, K, temp, n_iter);
+    dx_cpu_sinkhorn_knopp_f32(out, logits, N, K, temp, n_iter);
 }
 
-static void op_softmax_center(dx_backend *be, float *out, const float *logits,
+static void cpu_softmax_center(dx_backend *be, float *out, const float *logits,
                               const float *center, int N, int K, float temp) {
-    dx_cpu_softmax_center_f(out, logits, center, N, K, temp);
+    dx_cpu_softmax_center_f32(out, logits, center, N, K, temp);
 }
 
-static void op_row_mean(dx_backend *be, float *mean, const float *x, int N, int K) {
-    dx_cpu_row_mean_f(mean, x, N, K);
+static void cpu_row_mean(dx_backend *be, float *mean, const float *x, int N, int K) {
+    dx_cpu_row_mean_f32(mean, x, N, K);
 }
 
-static double op_ce_forward(dx_backend *be, float *row_loss, const float *S_, const float *T,
+static double cpu_ce_forward(dx_backend *be, float *row_loss, const float *S_, const float *T,
                             const float *w, int N, int K, float temp) {
-    return dx_cpu_ce_forward_f(row_loss, S_, T, w, N, K, temp);
+    return dx_cpu_ce_forward_f32(row_loss, S_, T, w, N, K, temp);
 }
 
-static void op_ce_backward(dx_backend *be, float *dS, const float *S_, const float *T,
+static void cpu_ce_backward(dx_backend *be, float *dS, const float *S_, const float *T,
                            const float *w, int N, int K, float temp, float scale) {
-    dx_cpu_ce_backward_f(dS, S_, T, w, N, K, temp, scale);
+    dx_cpu_ce_backward_f32(dS, S_, T, w, N, K, temp, scale);
 }
 
-static double op_dino_forward(dx_backend *be, const float *S_, int ns, const float *T, int nt,
+static double cpu_dino_forward(dx_backend *be, const float *S_, int ns, const float *T, int nt,
                               int B, int K, float temp, int ignore_diag) {
-    return dx_cpu_dino_forward_f(S_, ns, T, nt, B, K, temp, ignore_diag);
+    return dx_cpu_dino_forward_f32(S_, ns, T, nt, B, K, temp, ignore_diag);
 }
 
-static void op_dino_backward(dx_backend *be, float *dS, const float *S_, int ns, const float *T,
+static void cpu_dino_backward(dx_backend *be, float *dS, const float *S_, int ns, const float *T,
                              int nt, int B, int K, float temp, int ignore_diag, float scale) {
-    dx_cpu_dino_backward_f(dS, S_, ns, T, nt, B, K, temp, ignore_diag, scale);
+    dx_cpu_dino_backward_f32(dS, S_, ns, T, nt, B, K, temp, ignore_diag, scale);
 }
 
-static double op_koleo_forward(dx_backend *be, int32_t *nn, const float *x, int B, int D) {
-    return dx_cpu_koleo_forward_f(nn, x, B, D);
+static double cpu_koleo_forward(dx_backend *be, int32_t *nn, const float *x, int B, int D) {
+    return dx_cpu_koleo_forward_f32(nn, x, B, D);
 }
 
-static void op_koleo_backward(dx_backend *be, float *dx, const float *x, const int32_t *nn, int B,
+static void cpu_koleo_backward(dx_backend *be, float *dx, const float *x, const int32_t *nn, int B,
                               int D, float scale) {
-    dx_cpu_koleo_backward_f(dx, x, nn, B, D, scale);
+    dx_cpu_koleo_backward_f32(dx, x, nn, B, D, scale);
 }
 
 /* Gram loss through the backend GEMM. The Gram matrices are formed block by
@@ -164,7 +164,7 @@ double dx_cpu_gram_gemm(dx_backend *be, float *dxs, const float *xs, const float
             }
             for (int b = 0; b < ng; b++) {
                 size_t row0 = (size_t)(g0 + b) * G + r0;
-                dx_cpu_l2norm_backward_f(dxs + row0 * D, xs + row0 * D, dz + (size_t)b * rb * D, rb,
+                dx_cpu_l2norm_backward_f32(dxs + row0 * D, xs + row0 * D, dz + (size_t)b * rb * D, rb,
                                          D, 1e-12);
             }
         }
@@ -177,84 +177,84 @@ done:
 
 #define GRAM_BUDGET ((size_t)4 << 20) /* floats per scratch Gram block (16 MB) */
 
-static double op_gram_forward(dx_backend *be, float *xs_hat, float *xt_hat, const float *xs,
+static double cpu_gram_forward(dx_backend *be, float *xs_hat, float *xt_hat, const float *xs,
                               const float *xt, int nimg, int P, int D, int img_level) {
     if (!be || !be->ops || !be->ops->gemm)
-        return dx_cpu_gram_forward_f(xs_hat, xt_hat, xs, xt, nimg, P, D, img_level);
-    dx_cpu_l2norm_forward_f(xs_hat, xs, nimg * P, D, 1e-12);
-    dx_cpu_l2norm_forward_f(xt_hat, xt, nimg * P, D, 1e-12);
+        return dx_cpu_gram_forward_f32(xs_hat, xt_hat, xs, xt, nimg, P, D, img_level);
+    dx_cpu_l2norm_forward_f32(xs_hat, xs, nimg * P, D, 1e-12);
+    dx_cpu_l2norm_forward_f32(xt_hat, xt, nimg * P, D, 1e-12);
     return dx_cpu_gram_gemm(be, NULL, NULL, xs_hat, xt_hat, nimg, P, D, img_level, 1.0f,
                             GRAM_BUDGET);
 }
 
-static void op_gram_backward(dx_backend *be, float *dxs, const float *xs, const float *xs_hat,
+static void cpu_gram_backward(dx_backend *be, float *dxs, const float *xs, const float *xs_hat,
                              const float *xt_hat, int nimg, int P, int D, int img_level,
                              float scale) {
     if (!be || !be->ops || !be->ops->gemm) {
-        dx_cpu_gram_backward_f(dxs, xs, xs_hat, xt_hat, nimg, P, D, img_level, scale);
+        dx_cpu_gram_backward_f32(dxs, xs, xs_hat, xt_hat, nimg, P, D, img_level, scale);
         return;
     }
     dx_cpu_gram_gemm(be, dxs, xs, xs_hat, xt_hat, nimg, P, D, img_level, scale, GRAM_BUDGET);
 }
 
-static void op_resize_bicubic(dx_backend *be, float *out, const float *in, int nimg, int Hin,
+static void cpu_resize_bicubic(dx_backend *be, float *out, const float *in, int nimg, int Hin,
                               int Win, int Hout, int Wout, int C) {
-    dx_cpu_resize_bicubic_f(out, in, nimg, Hin, Win, Hout, Wout, C);
+    dx_cpu_resize_bicubic_f32(out, in, nimg, Hin, Win, Hout, Wout, C);
 }
 
-static void op_resize_bicubic_backward(dx_backend *be, float *din, const float *dout, int nimg,
+static void cpu_resize_bicubic_backward(dx_backend *be, float *din, const float *dout, int nimg,
                                        int Hin, int Win, int Hout, int Wout, int C) {
-    dx_cpu_resize_bicubic_backward_f(din, dout, nimg, Hin, Win, Hout, Wout, C);
+    dx_cpu_resize_bicubic_backward_f32(din, dout, nimg, Hin, Win, Hout, Wout, C);
 }
 
-static void op_l2norm_forward(dx_backend *be, float *out, const float *x, int M, int D,
+static void cpu_l2norm_forward(dx_backend *be, float *out, const float *x, int M, int D,
                               float eps) {
-    dx_cpu_l2norm_forward_f(out, x, M, D, eps);
+    dx_cpu_l2norm_forward_f32(out, x, M, D, eps);
 }
 
-static void op_l2norm_backward(dx_backend *be, float *dx, const float *x, const float *dout,
+static void cpu_l2norm_backward(dx_backend *be, float *dx, const float *x, const float *dout,
                                int M, int D, float eps) {
-    dx_cpu_l2norm_backward_f(dx, x, dout, M, D, eps);
+    dx_cpu_l2norm_backward_f32(dx, x, dout, M, D, eps);
 }
 
-static void op_prob_stats(dx_backend *be, double out[DX_PROB_STATS], const float *P, int N, int K,
+static void cpu_prob_stats(dx_backend *be, double out[DX_PROB_STATS], const float *P, int N, int K,
                           float temp, int from_logits) {
     dx_cpu_prob_stats(out, P, N, K, temp, from_logits);
 }
 
-static void op_feature_stats(dx_backend *be, double out[DX_FEATURE_STATS], const float *x, int N, int D) {
+static void cpu_feature_stats(dx_backend *be, double out[DX_FEATURE_STATS], const float *x, int N, int D) {
     dx_cpu_feature_stats(out, x, N, D);
 }
 
-static double op_patch_cosine(dx_backend *be, const float *x, int nimg, int P, int D, size_t img_stride) {
+static double cpu_patch_cosine(dx_backend *be, const float *x, int nimg, int P, int D, size_t img_stride) {
     return dx_cpu_patch_cosine(x, nimg, P, D, img_stride);
 }
 
-static void op_row_argmax(dx_backend *be, int32_t *idx, const float *P, int N, int K) {
+static void cpu_row_argmax(dx_backend *be, int32_t *idx, const float *P, int N, int K) {
     dx_cpu_row_argmax(idx, P, N, K);
 }
 
 static const struct dx_loss_ops cpu_loss_ops = {
     .name = "cpu",
-    .sinkhorn_knopp = op_sinkhorn,
-    .softmax_center = op_softmax_center,
-    .row_mean = op_row_mean,
-    .ce_forward = op_ce_forward,
-    .ce_backward = op_ce_backward,
-    .dino_forward = op_dino_forward,
-    .dino_backward = op_dino_backward,
-    .koleo_forward = op_koleo_forward,
-    .koleo_backward = op_koleo_backward,
-    .gram_forward = op_gram_forward,
-    .gram_backward = op_gram_backward,
-    .resize_bicubic = op_resize_bicubic,
-    .resize_bicubic_backward = op_resize_bicubic_backward,
-    .l2norm_forward = op_l2norm_forward,
-    .l2norm_backward = op_l2norm_backward,
-    .prob_stats = op_prob_stats,
-    .feature_stats = op_feature_stats,
-    .patch_cosine = op_patch_cosine,
-    .row_argmax = op_row_argmax,
+    .sinkhorn_knopp = cpu_sinkhorn_knopp,
+    .softmax_center = cpu_softmax_center,
+    .row_mean = cpu_row_mean,
+    .ce_forward = cpu_ce_forward,
+    .ce_backward = cpu_ce_backward,
+    .dino_forward = cpu_dino_forward,
+    .dino_backward = cpu_dino_backward,
+    .koleo_forward = cpu_koleo_forward,
+    .koleo_backward = cpu_koleo_backward,
+    .gram_forward = cpu_gram_forward,
+    .gram_backward = cpu_gram_backward,
+    .resize_bicubic = cpu_resize_bicubic,
+    .resize_bicubic_backward = cpu_resize_bicubic_backward,
+    .l2norm_forward = cpu_l2norm_forward,
+    .l2norm_backward = cpu_l2norm_backward,
+    .prob_stats = cpu_prob_stats,
+    .feature_stats = cpu_feature_stats,
+    .patch_cosine = cpu_patch_cosine,
+    .row_argmax = cpu_row_argmax,
 };
 
 const struct dx_loss_ops *dx_cpu_loss_ops(void) { return &cpu_loss_ops; }
