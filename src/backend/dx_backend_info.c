@@ -1,6 +1,8 @@
 /* dx_backend_info.c - backends, oneDNN and OpenMP as this process sees them. */
 #include "backend/dx_backend_info.h"
 
+#include "backend/registry.h"
+
 #include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <oneapi/dnnl/dnnl_debug.h>
@@ -20,7 +22,17 @@ static const char *runtime_name(unsigned r) {
 
 void dx_backend_info_get(dx_backend_info *info) {
     memset(info, 0, sizeof *info);
-    info->backends = "cpu"; /* dx_backend.c's registry */
+    /* the registry's compiled-in entries, space separated */
+    static char names[64];
+    names[0] = 0;
+    int n;
+    const dx_backend_entry *e = dx_backend_registry(&n);
+    for (int i = 0; i < n; i++)
+        if (e[i].compiled) {
+            size_t u = strlen(names);
+            snprintf(names + u, sizeof names - u, "%s%s", u ? " " : "", e[i].name);
+        }
+    info->backends = names;
     const dnnl_version_t *v = dnnl_version();
     snprintf(info->onednn, sizeof info->onednn, "%d.%d.%d (git %.12s, CPU runtime %s)", v->major, v->minor,
              v->patch, v->hash && v->hash[0] ? v->hash : "unknown", runtime_name(v->cpu_runtime));

@@ -16,6 +16,7 @@ int cmd_report(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_batches(int argc, char **argv);
+int cmd_doctor(int argc, char **argv);
 
 struct dx_vit_config;
 /* Applies --patch/--registers/--dim/--depth/--heads (0 or -1 for registers =

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "backend/dx_backend_info.h"
+#include "backend/registry.h"
 #include "cli/cli.h"
 #include "core/dx_version.h"
 
@@ -17,23 +18,6 @@ static void info_usage(FILE *f) {
             "Prints the version, git commit, build type and options, compiler, the compute\n"
             "backends compiled in, the oneDNN version and the ISA its kernels use on this\n"
             "machine, and the OpenMP threads (OMP_NUM_THREADS). `info` adds the CPU.\n");
-}
-
-/* "model name" of the first CPU in /proc/cpuinfo, or "unknown". */
-static void cpu_model(char *buf, size_t n) {
-    snprintf(buf, n, "unknown");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f) return;
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
-        char *colon = strchr(line, ':');
-        if (strncmp(line, "model name", 10) || !colon) continue;
-        colon += 1 + (colon[1] == ' ');
-        colon[strcspn(colon, "\n")] = 0;
-        snprintf(buf, n, "%s", colon);
-        break;
-    }
-    fclose(f);
 }
 
 int cmd_info(int argc, char **argv) {
@@ -53,9 +37,11 @@ int cmd_info(int argc, char **argv) {
     printf("OpenMP:      %d threads (%d processors)\n", be.omp_max_threads, be.omp_procs);
     printf("codecs:      %s\n", be.codecs);
     if (!strcmp(argv[0], "info")) {
-        char model[256];
-        cpu_model(model, sizeof model);
-        printf("CPU:         %s, %ld online\n", model, sysconf(_SC_NPROCESSORS_ONLN));
+        dx_device_info cpu;
+        dx_err err = {0};
+        const dx_backend_entry *e = dx_backend_find(NULL);
+        if (!e || e->device_info(0, &cpu, &err)) snprintf(cpu.name, sizeof cpu.name, "unknown");
+        printf("CPU:         %s, %ld online\n", cpu.name, sysconf(_SC_NPROCESSORS_ONLN));
     }
     return 0;
 }

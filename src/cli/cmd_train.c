@@ -30,7 +30,7 @@ static void train_usage(FILE *f) {
             "  --gram-init W.safetensors  Gram teacher from this backbone (e.g. the previous stage's\n"
             "                      EMA teacher from `dinox export`) instead of the student's init\n"
             "  --stop-at N         stop (with a checkpoint) when step N is reached\n"
-            "  --device DEV        cpu, cuda[:N] or hip[:N] (overrides model.backend)\n"
+            "  --device DEV        cpu, cuda[:N] or hip[:N]: the same as model.backend=DEV\n"
             "  --quiet             no progress line\n"
             "  --schema            print every config key (markdown table, docs/config.md) and exit\n"
             "  key=value           dotted config overrides, e.g. optim.lr=2e-4 train.batch_size=32\n"
@@ -40,7 +40,7 @@ static void train_usage(FILE *f) {
 
 int cmd_train(int argc, char **argv) {
     dx_train_opts o = {0};
-    const char *out = NULL, *resume = NULL;
+    const char *out = NULL, *resume = NULL, *device = NULL;
     enum { O_STORE = 1000, O_OUT, O_RESUME, O_INIT, O_STOP, O_QUIET, O_SCHEMA, O_GRAMINIT, O_HELP, O_DEVICE };
     static const struct option opts[] = {
         {"config", required_argument, 0, 'c'}, {"store", required_argument, 0, O_STORE},
@@ -60,7 +60,7 @@ int cmd_train(int argc, char **argv) {
         case O_STOP: CLI_INT("train", o.stop_at, 1, (long long)1 << 62); break;
         case O_QUIET: o.quiet = 1; break;
         case O_GRAMINIT: o.gram_init = optarg; break;
-        case O_DEVICE: o.device = optarg; break;
+        case O_DEVICE: device = optarg; break;
         case O_SCHEMA: dx_config_write_schema_md(stdout); return 0;
         case 'h': case O_HELP: train_usage(stdout); return 0;
         default: train_usage(stderr); return 2;
@@ -72,8 +72,17 @@ int cmd_train(int argc, char **argv) {
             fprintf(stderr, "dinox train: '%s' is not a key=value override\n", argv[i]);
             return 2;
         }
-    o.overrides = (const char *const *)(argv + optind);
+    /* --device is model.backend=DEV, last so it wins, and recorded with the run */
+    static char device_kv[96];
+    const char **ov = calloc((size_t)(argc - optind) + 1, sizeof *ov);
+    if (!ov) { fprintf(stderr, "dinox train: out of memory\n"); return 1; }
+    for (int i = optind; i < argc; i++) ov[i - optind] = argv[i];
     o.n_overrides = argc - optind;
+    if (device) {
+        snprintf(device_kv, sizeof device_kv, "model.backend=%s", device);
+        ov[o.n_overrides++] = device_kv;
+    }
+    o.overrides = ov;
     const char *problem = !o.store              ? "missing --store STORE"
                           : !out && !resume       ? "missing --out RUN_DIR (a new run) or --resume RUN_DIR"
                           : out && resume         ? "--out and --resume exclude each other"
@@ -85,6 +94,7 @@ int cmd_train(int argc, char **argv) {
     if (problem) {
         fprintf(stderr, "dinox train: %s\n\n", problem);
         train_usage(stderr);
+        free(ov);
         return 2;
     }
     o.run_dir = resume ? resume : out;
@@ -92,11 +102,13 @@ int cmd_train(int argc, char **argv) {
     o.stop = &g_stop;
     if (cli_stop_signals_start(&g_stop) != 0) {
         fprintf(stderr, "dinox train: cannot set up the SIGINT/SIGTERM stop thread\n");
+        free(ov);
         return 1;
     }
     dx_err err = {0};
     dx_train_result r;
     dx_status st = dx_train_run(&o, &r, &err);
+    free(ov);
     if (st) {
         fprintf(stderr, "dinox train: %s\n", err.msg);
         return 1;

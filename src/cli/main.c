@@ -22,6 +22,7 @@
 #pragma weak cmd_demo
 #pragma weak cmd_info
 #pragma weak cmd_batches
+#pragma weak cmd_doctor
 
 typedef struct {
     const char *name;
@@ -44,6 +45,7 @@ static const command *commands(int *n) {
         {"info", NULL, "build, backend and CPU information"},
         {"version", NULL, "version, git commit, build and backends (also --version)"},
         {"batches", NULL, "write a config's training batches as .npy"},
+        {"doctor", NULL, "can this machine run dinox: CPU, GPUs, libraries, environment"},
     };
     table[0].fn = cmd_demo;
     table[1].fn = cmd_synth;
@@ -58,6 +60,7 @@ static const command *commands(int *n) {
     table[10].fn = cmd_info;
     table[11].fn = cmd_info;
     table[12].fn = cmd_batches;
+    table[13].fn = cmd_doctor;
     *n = (int)(sizeof table / sizeof table[0]);
     return table;
 }

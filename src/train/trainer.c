@@ -237,7 +237,7 @@ dx_status dx_train_run(const dx_train_opts *o, dx_train_result *res, dx_err *err
     watchdog wd = {.running = 0};
     if ((st = dx_loader_create(&loader, &src, &lo, err))) goto out;
     dx_backend_params bp = {.nthreads = cfg.train.threads};
-    if ((st = dx_backend_parse_device(o->device ? o->device : cfg.model.backend, &bp, err))) goto out;
+    if ((st = dx_backend_parse_device(cfg.model.backend, &bp, err))) goto out;
     if ((st = dx_backend_create(&be, &bp, err))) goto out;
     if ((st = dx_ssl_init(&s, &sc, be, err))) goto out;
     ssl_ready = 1;

@@ -25,7 +25,6 @@ typedef struct dx_train_opts {
     const char *init_weights;       /* continual pre-training: backbone safetensors (DINOv3 names) */
     const char *gram_init;          /* Gram teacher backbone (spec §5.2 gram.ckpt), new runs only */
     int64_t stop_at;                /* > 0: stop (with a checkpoint) once this step is reached */
-    const char *device;             /* device spec overriding model.backend (NULL = the config's) */
     volatile sig_atomic_t *stop;    /* set asynchronously to request a checkpoint and exit */
     int quiet;                      /* no progress line */
 } dx_train_opts;

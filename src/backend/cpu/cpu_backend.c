@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "backend/cpu/cpu_kernels.h"
+#include "backend/dx_backend_info.h"
 #include "backend/cpu/cpu_loss.h"
 #include "backend/cpu/cpu_vec.h"
 
@@ -208,5 +209,8 @@ dx_status dx_cpu_device_info(int device, dx_device_info *info, dx_err *err) {
         info->mem_bytes = (uint64_t)kb * 1024;
     }
     info->unified = 1;
+    dx_backend_info bi;
+    dx_backend_info_get(&bi);
+    snprintf(info->runtime, sizeof info->runtime, "oneDNN %.40s", bi.onednn);
     return DX_OK;
 }
