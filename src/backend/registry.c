@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/checked.h"
 #include "backend/cpu/cpu_backend.h"
 
 static const dx_backend_entry entries[] = {
@@ -104,7 +105,12 @@ dx_status dx_backend_create(dx_backend **out, const dx_backend_params *p, dx_err
         return dx_fail(err, DX_EUNSUPPORTED, "backend '%s': no device %d (%d present%s%s)", e->name, p->device, n,
                        why[0] ? ": " : "", why);
     dx_status st = e->create(out, p, err);
-    if (!st) (*out)->device = p->device;
+    if (st) return st;
+    (*out)->device = p->device;
+    if (dx_backend_checking_requested() && (st = dx_backend_checked_wrap(out, err))) {
+        dx_backend_destroy(*out);
+        *out = NULL;
+    }
     return st;
 }
 
