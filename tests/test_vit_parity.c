@@ -173,7 +173,9 @@ static void run_fixture(dx_backend *be, const char *path, int mode) {
         const dx_st_tensor *mk = dx_st_find(&st, name);
         if (mk) {
             CHECK(mk->dtype == DX_ST_U8 && mk->numel == (size_t)N * acts[gi].P, "mask%d dtype/shape", gi);
-            mask[gi] = mk->data;
+            uint8_t *dm = be->ops->alloc(be, mk->numel); /* the model takes the mask in backend memory */
+            be->ops->upload(be, dm, mk->data, mk->numel);
+            mask[gi] = dm;
         }
         snprintf(name, sizeof name, "input.r%d", gi);
         const dx_st_tensor *r = need(&st, name);
@@ -254,6 +256,7 @@ cleanup:
     for (int gi = 0; gi < ngroups; gi++) {
         dx_vit_acts_free(&acts[gi], be);
         be->ops->free(be, img[gi]);
+        if (mask[gi]) be->ops->free(be, (void *)mask[gi]);
         free(probe[gi]);
     }
     be->ops->free(be, w);

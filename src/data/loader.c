@@ -101,9 +101,13 @@ dx_status dx_batch_alloc(dx_batch *b, const dx_loader_opts *o, dx_err *err) {
     b->B = o->batch_size, b->n_local = o->n_local;
     b->S = o->global_size, b->s = o->local_size, b->G = o->gram_size;
     size_t B = (size_t)b->B;
-    b->global = malloc(sizeof(float) * 2 * B * 3 * b->S * b->S);
-    if (b->n_local) b->local = malloc(sizeof(float) * b->n_local * B * 3 * b->s * b->s);
-    if (b->G) b->gram = malloc(sizeof(float) * 2 * B * 3 * b->G * b->G);
+    b->pixel_free = o->pixel_alloc ? o->pixel_free : NULL;
+    b->pixel_ctx = o->pixel_ctx;
+#define PIXELS(bytes) (o->pixel_alloc ? o->pixel_alloc(o->pixel_ctx, bytes) : malloc(bytes))
+    b->global = PIXELS(sizeof(float) * 2 * B * 3 * b->S * b->S);
+    if (b->n_local) b->local = PIXELS(sizeof(float) * b->n_local * B * 3 * b->s * b->s);
+    if (b->G) b->gram = PIXELS(sizeof(float) * 2 * B * 3 * b->G * b->G);
+#undef PIXELS
     b->series = malloc(sizeof(int32_t) * B);
     b->z = malloc(sizeof(int32_t) * B);
     if (!b->global || (b->n_local && !b->local) || (b->G && !b->gram) || !b->series || !b->z) {
@@ -114,9 +118,12 @@ dx_status dx_batch_alloc(dx_batch *b, const dx_loader_opts *o, dx_err *err) {
 }
 
 void dx_batch_free(dx_batch *b) {
-    free(b->global);
-    free(b->local);
-    free(b->gram);
+    float *px[3] = {b->global, b->local, b->gram};
+    for (int i = 0; i < 3; i++) {
+        if (!px[i]) continue;
+        if (b->pixel_free) b->pixel_free(b->pixel_ctx, px[i]);
+        else free(px[i]);
+    }
     free(b->series);
     free(b->z);
     memset(b, 0, sizeof *b);

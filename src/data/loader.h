@@ -75,6 +75,12 @@ typedef struct dx_loader_opts {
     int gram_size;                  /* 0 = no Gram-teacher crops */
     int threads;                    /* 0 = produce in the caller's thread */
     int prefetch;                   /* batches in flight (>= 1) */
+    /* Memory for the pixel arrays of the batch slots (the data a trainer
+     * uploads): a trainer passes its backend's host_alloc so that transfers
+     * come from page-locked memory on a GPU. NULL = malloc / free. */
+    void *(*pixel_alloc)(void *ctx, size_t bytes);
+    void (*pixel_free)(void *ctx, void *p);
+    void *pixel_ctx;
 } dx_loader_opts;
 
 /* DINOv3-like defaults for a global/local size (see docs/data-pipeline.md). */
@@ -87,6 +93,8 @@ typedef struct dx_batch {
     float *local;             /* [n_local*B, 3, s, s] crop-major, or NULL */
     float *gram;              /* [2B, 3, G, G] or NULL */
     int32_t *series, *z;      /* [B] where sample b was read */
+    void (*pixel_free)(void *ctx, void *p); /* how global/local/gram are freed (NULL = free) */
+    void *pixel_ctx;
 } dx_batch;
 
 typedef struct dx_loader dx_loader;

@@ -159,13 +159,24 @@ dx_status dx_extract_features(const dx_eval_model *em, dx_backend *be, const flo
     if (want_att) f->att = malloc((size_t)n * Hh * P * sizeof(float));
     const int B = batch < n ? batch : n;
     const size_t img_elems = (size_t)3 * S * S, tok = (size_t)T * D;
-    float *out = malloc((size_t)B * tok * sizeof(float)), *row = malloc((size_t)T * sizeof(float));
+    /* the CLS query rows of the last block's attention, gathered on the device
+     * and read back in one transfer per batch: [B*H, T] */
+    float *out = malloc((size_t)B * tok * sizeof(float));
+    float *rows = want_att ? malloc((size_t)B * Hh * T * sizeof(float)) : NULL;
+    int32_t *ridx = want_att ? malloc((size_t)B * Hh * sizeof(int32_t)) : NULL;
+    float *drows = want_att ? be->ops->alloc(be, (size_t)B * Hh * T * sizeof(float)) : NULL;
+    int32_t *dridx = want_att ? be->ops->alloc(be, (size_t)B * Hh * sizeof(int32_t)) : NULL;
     float *dimg = be->ops->alloc(be, (size_t)B * img_elems * sizeof(float));
     dx_vit_acts acts = {0};
     dx_status st = DX_OK;
-    if (!f->cls || !f->mean || (want_patch && !f->patch) || (want_att && !f->att) || !out || !row || !dimg) {
+    if (!f->cls || !f->mean || (want_patch && !f->patch) || (want_att && !f->att) || !out || !dimg ||
+        (want_att && (!rows || !ridx || !drows || !dridx))) {
         st = dx_fail(err, DX_ENOMEM, "features for %d images", n);
         goto done;
+    }
+    if (want_att) {
+        for (int i = 0; i < B * Hh; i++) ridx[i] = i * T; /* row 0 of each (image, head) T x T block */
+        be->ops->upload(be, dridx, ridx, (size_t)B * Hh * sizeof(int32_t));
     }
     char attname[64];
     snprintf(attname, sizeof attname, "blocks.%d.att", c->depth - 1);
@@ -192,19 +203,20 @@ dx_status dx_extract_features(const dx_eval_model *em, dx_backend *be, const flo
             int ai = dx_table_find(&acts.tab, attname);
             if (ai < 0) { st = dx_fail(err, DX_ENOTFOUND, "activation %s", attname); goto done; }
             const float *att = acts.buf + acts.tab.t[ai].offset; /* [nb, H, T, T] */
-            for (int i = 0; i < nb; i++)
-                for (int h = 0; h < Hh; h++) {
-                    /* only the CLS query row is needed */
-                    be->ops->download(be, row, att + (((size_t)i * Hh + h) * T) * T, (size_t)T * sizeof(float));
-                    memcpy(f->att + ((size_t)(n0 + i) * Hh + h) * P, row + 1 + R, (size_t)P * sizeof(float));
-                }
+            be->ops->gather_rows(be, drows, att, dridx, nb * Hh, (size_t)T);
+            be->ops->download(be, rows, drows, (size_t)nb * Hh * T * sizeof(float));
+            for (int r = 0; r < nb * Hh; r++)
+                memcpy(f->att + ((size_t)n0 * Hh + r) * P, rows + (size_t)r * T + 1 + R, (size_t)P * sizeof(float));
         }
     }
 done:
     if (acts.buf) dx_vit_acts_free(&acts, be);
     if (dimg) be->ops->free(be, dimg);
+    if (drows) be->ops->free(be, drows);
+    if (dridx) be->ops->free(be, dridx);
     free(out);
-    free(row);
+    free(rows);
+    free(ridx);
     if (st) dx_features_free(f);
     return st;
 }

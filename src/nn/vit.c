@@ -311,11 +311,10 @@ dx_status dx_vit_acts_init(dx_vit_acts *a, const dx_vit *m, dx_backend *be, int 
     }
     a->bytes = a->tab.total * sizeof(float);
     a->buf = be->ops->alloc(be, a->bytes);
-    a->mask = be->ops->alloc(be, (size_t)N * a->P);
     a->idx = be->ops->alloc(be, sizeof(int32_t) * 2 * m->cfg.depth * (size_t)N);
     a->k = calloc(2 * (size_t)m->cfg.depth, sizeof *a->k);
     a->rope_aug = calloc(4 * (size_t)m->cfg.depth, sizeof *a->rope_aug);
-    if (!a->buf || !a->mask || !a->idx || !a->k || !a->rope_aug) {
+    if (!a->buf || !a->idx || !a->k || !a->rope_aug) {
         const double mb = a->bytes / 1e6; /* read before the free clears it */
         dx_vit_acts_free(a, be);
         return dx_fail(err, DX_ENOMEM,
@@ -329,7 +328,6 @@ dx_status dx_vit_acts_init(dx_vit_acts *a, const dx_vit *m, dx_backend *be, int 
 
 void dx_vit_acts_free(dx_vit_acts *a, dx_backend *be) {
     if (a->buf) be->ops->free(be, a->buf);
-    if (a->mask) be->ops->free(be, a->mask);
     if (a->idx) be->ops->free(be, a->idx);
     free(a->k);
     free(a->rope_aug);
@@ -424,7 +422,7 @@ static void draw_train_randomness(const dx_vit *m, dx_backend *be, dx_vit_acts *
 }
 
 dx_status dx_vit_forward(const dx_vit *m, dx_backend *be, const float *w, dx_vit_acts *a,
-                         const float *img, const uint8_t *mask_host, const dx_vit_run *run,
+                         const float *img, const uint8_t *mask, const dx_vit_run *run,
                          dx_err *err) {
     const dx_backend_ops *o = be->ops;
     const dx_vit_config *c = &m->cfg;
@@ -441,8 +439,8 @@ dx_status dx_vit_forward(const dx_vit *m, dx_backend *be, const float *w, dx_vit
     float *cols = act(a, "cols"), *patches = act(a, "patches");
     o->im2col(be, cols, img, N, c->in_chans, a->H, a->W, p);
     linear_forward(be, patches, cols, WP(m->pe_w), WP(m->pe_b), NULL, N * P, K, D);
-    a->has_mask = mask_host != NULL;
-    if (mask_host) o->upload(be, a->mask, mask_host, (size_t)N * P);
+    a->has_mask = mask != NULL;
+    a->mask = mask;
     o->tokens_forward(be, bact(a, 0, A_X), patches, WP(m->cls), WP(m->reg), WP(m->mask_token),
                       a->has_mask ? a->mask : NULL, N, P, R, D);
 

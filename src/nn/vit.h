@@ -76,7 +76,7 @@ typedef struct dx_vit_acts {
     int with_grad;      /* scratch for backward allocated */
     dx_table tab;       /* named activation tensors */
     float *buf;         /* one allocation (backend memory) */
-    uint8_t *mask;      /* [N, P] backend memory, used when has_mask */
+    const uint8_t *mask; /* [N, P] backend memory borrowed from dx_vit_forward's caller, or NULL */
     int32_t *idx;       /* [2*depth, N] stochastic-depth subsets (backend memory) */
     int has_mask;
     int *k;             /* [2*depth] host: subset sizes used by the last forward (N = no drop) */
@@ -106,10 +106,11 @@ typedef struct dx_vit_run {
     const float *rope_aug;
 } dx_vit_run;
 
-/* img: [N, 3, H, W] backend memory. mask_host: [N, P] uint8 (1 = masked) or NULL.
+/* img: [N, 3, H, W] backend memory. mask: [N, P] uint8 backend memory (1 = masked)
+ * or NULL; it is borrowed, and must stay unchanged until dx_vit_backward.
  * Result in a->out. */
 dx_status dx_vit_forward(const dx_vit *m, dx_backend *be, const float *w, dx_vit_acts *a,
-                         const float *img, const uint8_t *mask_host, const dx_vit_run *run,
+                         const float *img, const uint8_t *mask, const dx_vit_run *run,
                          dx_err *err);
 /* Accumulates parameter gradients into g from a->dout (backend memory, [N,T,D]). */
 dx_status dx_vit_backward(const dx_vit *m, dx_backend *be, const float *w, float *g,

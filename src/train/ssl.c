@@ -123,10 +123,11 @@ dx_status dx_ssl_init(dx_ssl *s, const dx_ssl_config *cfg_in, dx_backend *be, dx
     s->tgt_dino = be->ops->alloc(be, (size_t)G * Kd * sizeof(float));
     s->tgt_ibot = be->ops->alloc(be, (size_t)G * P * Ki * sizeof(float));
     s->mask_w = be->ops->alloc(be, (size_t)G * P * sizeof(float));
+    s->mask_dev = be->ops->alloc(be, (size_t)G * P); /* the iBOT masks, uploaded once per step */
     s->center_dino = be->ops->alloc(be, (size_t)Kd * sizeof(float) * 2);
     s->center_ibot = be->ops->alloc(be, (size_t)Ki * sizeof(float) * 2);
     s->dkoleo = be->ops->alloc(be, (size_t)G * D * sizeof(float));
-    s->koleo_nn = be->ops->alloc(be, (size_t)B * sizeof(int32_t));
+    s->koleo_nn = be->ops->alloc(be, (size_t)G * sizeof(int32_t)); /* per global crop, kept for backward */
     if (c->use_gram) {
         s->xs = be->ops->alloc(be, GPD);
         s->xt = be->ops->alloc(be, GPD);
@@ -154,7 +155,7 @@ dx_status dx_ssl_init(dx_ssl *s, const dx_ssl_config *cfg_in, dx_backend *be, dx
     free(h);
     s->idx_masked = be->ops->alloc(be, (size_t)G * P * sizeof(int32_t));
     if (!s->img_glob || (L && !s->img_loc) || !s->tgt_dino || !s->tgt_ibot || !s->mask_w || !s->idx_masked ||
-        !s->idx_cls_glob || !s->idx_patch || !s->dkoleo || !s->koleo_nn ||
+        !s->idx_cls_glob || !s->idx_patch || !s->dkoleo || !s->koleo_nn || !s->mask_dev ||
         (c->use_gram && (!s->xs || !s->xt || !s->xs_hat || !s->xt_hat || !s->dxs || !s->xt_big)))
         return dx_fail(err, DX_ENOMEM, "ssl scratch buffers");
     return DX_OK;
@@ -164,7 +165,7 @@ void dx_ssl_free(dx_ssl *s, dx_backend *be) {
     void *bufs[] = {s->seg, s->w, s->g, s->m, s->v, s->teacher, s->gram_w, s->center_dino, s->center_ibot,
                     s->img_glob, s->img_loc, s->img_gram, s->tgt_dino, s->tgt_ibot, s->mask_w, s->xs,
                     s->xt, s->xs_hat, s->xt_hat, s->dxs, s->xt_big, s->dkoleo, s->idx_cls_glob,
-                    s->idx_cls_loc, s->idx_patch, s->idx_patch_gram, s->idx_masked, s->koleo_nn};
+                    s->idx_cls_loc, s->idx_patch, s->idx_patch_gram, s->idx_masked, s->koleo_nn, s->mask_dev};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (bufs[i]) be->ops->free(be, bufs[i]);
     dx_vit_acts *va[] = {&s->s_glob, &s->s_loc, &s->t_glob, &s->g_glob};
@@ -271,6 +272,7 @@ dx_status dx_ssl_step(dx_ssl *s, dx_backend *be, const dx_ssl_batch *batch, int6
                     M++;
                 }
         }
+        o->upload(be, s->mask_dev, batch->masks, (size_t)G * P);
         if (M) {
             o->upload(be, s->idx_masked, rows, sizeof(int32_t) * M);
             o->upload(be, s->mask_w, mw, sizeof(float) * M);
@@ -293,7 +295,8 @@ dx_status dx_ssl_step(dx_ssl *s, dx_backend *be, const dx_ssl_batch *batch, int6
 
     /* ---- student: masked global crops, local crops, train mode -------------- */
     dx_vit_run tr = {.train = 1, .seed = c->seed, .step = (uint64_t)step, .group = 0};
-    if ((st = dx_vit_forward(&s->vit, be, s->w, &s->s_glob, s->img_glob, batch->masks, &tr, err))) goto done;
+    if ((st = dx_vit_forward(&s->vit, be, s->w, &s->s_glob, s->img_glob, batch->masks ? s->mask_dev : NULL, &tr,
+                              err))) goto done;
     if (L) {
         tr.group = 1;
         if ((st = dx_vit_forward(&s->vit, be, s->w, &s->s_loc, s->img_loc, NULL, &tr, err))) goto done;
@@ -349,7 +352,7 @@ dx_status dx_ssl_step(dx_ssl *s, dx_backend *be, const dx_ssl_batch *batch, int6
     if (L) out->dino_local = lo->dino_forward(be, S_loc, c->n_local, s->tgt_dino, 2, B, Kd, ts, 0);
     out->dino_global = lo->dino_forward(be, S_glob, 2, s->tgt_dino, 2, B, Kd, ts, 1);
     for (int cr = 0; cr < 2; cr++) /* KoLeo per global crop on the pre-head CLS */
-        out->koleo += 0.5 * lo->koleo_forward(be, s->koleo_nn, s->hd_s.x + (size_t)cr * B * D, B, D);
+        out->koleo += 0.5 * lo->koleo_forward(be, s->koleo_nn + (size_t)cr * B, s->hd_s.x + (size_t)cr * B * D, B, D);
     if (M) out->ibot = dx_ibot_loss_forward(be, s->hi_s.logits, s->tgt_ibot, s->mask_w, M, Ki, ts, G);
     if (c->use_gram)
         out->gram = lo->gram_forward(be, s->xs_hat, s->xt_hat, s->xs, s->xt, G, P, D, c->gram_img_level);
@@ -372,11 +375,9 @@ dx_status dx_ssl_step(dx_ssl *s, dx_backend *be, const dx_ssl_batch *batch, int6
     dx_head_backward(&s->dino, be, wd_, gd, &s->hd_s);
     /* KoLeo */
     o->zero(be, s->dkoleo, (size_t)G * D * sizeof(float));
-    for (int cr = 0; cr < 2; cr++) {
-        lo->koleo_forward(be, s->koleo_nn, s->hd_s.x + (size_t)cr * B * D, B, D); /* NN of this crop */
-        lo->koleo_backward(be, s->dkoleo + (size_t)cr * B * D, s->hd_s.x + (size_t)cr * B * D, s->koleo_nn, B, D,
-                           (float)coef.koleo * 0.5f); /* the term is coef * mean over the 2 crops */
-    }
+    for (int cr = 0; cr < 2; cr++) /* the neighbours found by the forward; the term is coef * mean over 2 crops */
+        lo->koleo_backward(be, s->dkoleo + (size_t)cr * B * D, s->hd_s.x + (size_t)cr * B * D,
+                           s->koleo_nn + (size_t)cr * B, B, D, (float)coef.koleo * 0.5f);
     o->axpy(be, s->hd_s.dx, 1.0f, s->dkoleo, (size_t)G * D);
     o->scatter_add_rows(be, s->s_glob.dout, s->hd_s.dx, s->idx_cls_glob, G, (size_t)D);
     if (L) o->scatter_add_rows(be, s->s_loc.dout, s->hd_s.dx + (size_t)G * D, s->idx_cls_loc, L, (size_t)D);

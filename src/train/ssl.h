@@ -93,6 +93,7 @@ typedef struct dx_ssl {
     float *img_glob, *img_loc, *img_gram;    /* device copies of the crops */
     float *tgt_dino, *tgt_ibot, *mask_w;     /* targets [2B,K], [M,K]; weights [M] */
     float *xs, *xt, *xs_hat, *xt_hat, *dxs, *xt_big, *dkoleo; /* Gram / KoLeo scratch */
+    uint8_t *mask_dev;                       /* [2B, P] this step's iBOT masks */
     int32_t *idx_cls_glob, *idx_cls_loc, *idx_patch, *idx_patch_gram, *idx_masked, *koleo_nn;
     int P, Pg;
 } dx_ssl;

@@ -69,6 +69,11 @@ dx_status dx_train_ssl_config(const dx_config *c, dx_ssl_config *s, dx_err *err)
 
 /* ---- checkpoints ------------------------------------------------------------ */
 
+static void *pixel_alloc(void *be, size_t bytes) {
+    return ((dx_backend *)be)->ops->host_alloc(be, bytes);
+}
+static void pixel_free(void *be, void *p) { ((dx_backend *)be)->ops->host_free(be, p); }
+
 /* Host staging of one backend buffer (a copy on the CPU backend). */
 static float *stage(dx_backend *be, const float *dev, size_t n) {
     float *h = malloc((n ? n : 1) * sizeof(float));
@@ -235,10 +240,14 @@ dx_status dx_train_run(const dx_train_opts *o, dx_train_result *res, dx_err *err
     memset(&rd, 0, sizeof rd);
     int rd_open = 0, ssl_ready = 0;
     watchdog wd = {.running = 0};
-    if ((st = dx_loader_create(&loader, &src, &lo, err))) goto out;
     dx_backend_params bp = {.nthreads = cfg.train.threads};
     if ((st = dx_backend_parse_device(cfg.model.backend, &bp, err))) goto out;
     if ((st = dx_backend_create(&be, &bp, err))) goto out;
+    /* the batch slots are what gets uploaded: the backend's staging memory */
+    lo.pixel_alloc = pixel_alloc;
+    lo.pixel_free = pixel_free;
+    lo.pixel_ctx = be;
+    if ((st = dx_loader_create(&loader, &src, &lo, err))) goto out;
     if ((st = dx_ssl_init(&s, &sc, be, err))) goto out;
     ssl_ready = 1;
 
@@ -479,8 +488,8 @@ out:
     }
     if (rd_open) dx_rundir_close(&rd);
     if (ssl_ready) dx_ssl_free(&s, be);
+    if (loader) dx_loader_free(loader); /* its batch slots are the backend's staging memory */
     if (be) dx_backend_destroy(be);
-    if (loader) dx_loader_free(loader);
     dx_store_close(&store);
     return st;
 }
