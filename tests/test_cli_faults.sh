@@ -7,21 +7,10 @@
 #   the checkpoints are refused (inputs unchanged); a config with a NUL byte
 #   or no settings is refused; an evaluation killed half-way never leaves an
 #   eval.json that belongs to another split.json.
-set -uo pipefail
-: "${DINOX:?}" "${DINOX_SOURCE_DIR:?}"
-PY=/usr/bin/python3
-DINOX=$(readlink -f "$DINOX")
-work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-cd "$work"
-fail=0
-bad() { echo "FAIL: $*"; fail=1; }
-C="$DINOX_SOURCE_DIR/configs/demo.yaml"
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 "$DINOX" synth --out synth --patients 8 --size 128 --seed 1 >/dev/null 2>&1
 "$DINOX" ingest synth --out store >/dev/null 2>&1 || { echo "ingest failed"; exit 1; }
-SET=(model.dim=32 model.depth=2 model.heads=2 model.registers=2 heads.dino_hidden=32 heads.dino_bottleneck=16
-     heads.dino_k=64 heads.ibot_hidden=32 heads.ibot_bottleneck=16 heads.ibot_k=64 train.batch_size=4
-     crops.local_count=2 crops.global_size=32 crops.local_size=16 train.epochs=1 train.log_every=1
-     train.threads=2 train.epoch_length=6)
+SET=("${TINY[@]}" train.threads=2 train.epoch_length=6)
 "$DINOX" train --quiet -c "$C" --store store --out run "${SET[@]}" 2>/dev/null || { echo "train failed"; exit 1; }
 "$DINOX" export run --out w.safetensors 2>/dev/null || { echo "export failed"; exit 1; }
 

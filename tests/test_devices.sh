@@ -5,14 +5,7 @@
 #   the same verdicts; --device / model.backend accept cpu and cpu:0, refuse a
 #   backend that is not built, an unknown one and a bad index, naming the
 #   problem, before any output is written.
-set -uo pipefail
-: "${DINOX:?}" "${DINOX_SOURCE_DIR:?}"
-PY=/usr/bin/python3
-DINOX=$(readlink -f "$DINOX")
-work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-cd "$work"
-fail=0
-bad() { echo "FAIL: $*"; fail=1; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 "$DINOX" doctor >doctor.txt 2>&1; rc=$?
 [ $rc -eq 0 ] || bad "doctor exit $rc"
@@ -46,13 +39,9 @@ PYEOF
 "$DINOX" doctor --bogus >/dev/null 2>&1; [ $? -eq 2 ] || bad "doctor --bogus should exit 2"
 
 # device selection: the same refusal from every command that runs a backbone
-C="$DINOX_SOURCE_DIR/configs/demo.yaml"
 "$DINOX" synth --out synth --patients 4 --size 128 --seed 3 >/dev/null 2>&1
 "$DINOX" ingest synth --out store >/dev/null 2>&1 || { echo "ingest failed"; exit 1; }
-SET=(model.dim=32 model.depth=2 model.heads=2 model.registers=2 heads.dino_hidden=32 heads.dino_bottleneck=16
-     heads.dino_k=64 heads.ibot_hidden=32 heads.ibot_bottleneck=16 heads.ibot_k=64 train.batch_size=4
-     crops.local_count=2 crops.global_size=32 crops.local_size=16 train.epochs=1 train.log_every=1
-     train.threads=2 train.epoch_length=3)
+SET=("${TINY[@]}" train.threads=2 train.epoch_length=3)
 refuse() { # WANT OUTDIR command...
   local want=$1 dir=$2; shift 2
   local msg; msg=$("$@" 2>&1 >/dev/null); local rc=$?

@@ -7,20 +7,10 @@
 #     first finishes with a clean metrics.jsonl;
 #  3. --init with NaN weights fails (non-zero exit) and writes no run;
 #  4. --resume with -c is refused; a missing option is named.
-set -uo pipefail
-: "${DINOX:?}" "${DINOX_SOURCE_DIR:?}"
-PY=/usr/bin/python3
-DINOX=$(readlink -f "$DINOX")
-work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-cd "$work"
-fail=0
-bad() { echo "FAIL: $*"; fail=1; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 "$DINOX" synth --out synth --patients 2 --size 128 --seed 5 --slices-max 24 >/dev/null 2>&1
 "$DINOX" ingest synth --out store >/dev/null 2>&1 || { echo "ingest failed"; exit 1; }
-C="$DINOX_SOURCE_DIR/configs/demo.yaml"
-SET=(model.dim=32 model.depth=2 model.heads=2 model.registers=2 heads.dino_hidden=32 heads.dino_bottleneck=16
-     heads.dino_k=64 heads.ibot_hidden=32 heads.ibot_bottleneck=16 heads.ibot_k=64 train.batch_size=4
-     crops.local_count=2 crops.global_size=32 crops.local_size=16 train.epochs=1 train.log_every=1 train.threads=1)
+SET=("${TINY[@]}" train.threads=1)
 train() { "$DINOX" train --quiet "$@" "${SET[@]}"; }
 
 train -c "$C" --store store --out RUN train.epoch_length=8 2>/dev/null || { echo "first run failed"; exit 1; }

@@ -1,0 +1,18 @@
+# common.sh - sourced by the end-to-end test scripts: the checks' prelude and
+# the tiny model that trains in seconds.
+#   DINOX, DINOX_SOURCE_DIR (from CTest) must be set; after sourcing, the
+#   script runs in a fresh temporary directory that is removed on exit,
+#   `bad MSG` records a failure in $fail, and TINY holds the overrides of a
+#   2-block, 32-wide ViT with 64-prototype heads and 32/16 px crops.
+set -uo pipefail
+: "${DINOX:?}" "${DINOX_SOURCE_DIR:?}"
+PY=/usr/bin/python3
+DINOX=$(readlink -f "$DINOX")
+work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+cd "$work"
+fail=0
+bad() { echo "FAIL: $*"; fail=1; }
+C="$DINOX_SOURCE_DIR/configs/demo.yaml"
+TINY=(model.dim=32 model.depth=2 model.heads=2 model.registers=2 heads.dino_hidden=32 heads.dino_bottleneck=16
+      heads.dino_k=64 heads.ibot_hidden=32 heads.ibot_bottleneck=16 heads.ibot_k=64 train.batch_size=4
+      crops.local_count=2 crops.global_size=32 crops.local_size=16 train.epochs=1 train.log_every=1)
