@@ -49,7 +49,11 @@ if ldd "$DINOX" | grep -q libasan; then
   # AddressSanitizer reserves terabytes of shadow memory: it cannot start under ulimit -v
   echo "6. allocation-failure message: not checked under AddressSanitizer (ulimit -v); the Release run checks it"
 else
-  ( ulimit -v 3000000; "$DINOX" train --quiet -c "$C" --store store --out big train.batch_size=2000 train.threads=1 ) 2>big.txt
+  # the memory plan refuses it first, naming the limit; with --force the allocation fails with its real size
+  ( ulimit -v 3000000; "$DINOX" train --quiet -c "$C" --store store --out big train.batch_size=2000 train.threads=1 ) 2>plan.txt
+  grep -q "does not fit.*(ulimit -v" plan.txt || { bad "plan refusal under ulimit -v"; cat plan.txt; }
+  [ ! -e big ] || bad "the plan refusal left a run directory"
+  ( ulimit -v 3000000; "$DINOX" train --quiet --force -c "$C" --store store --out big train.batch_size=2000 train.threads=1 ) 2>big.txt
   grep -q "cannot allocate [1-9][0-9.]* MB of activations" big.txt || { bad "allocation failure message"; cat big.txt; }
   grep -q "(0.0 MB)" big.txt && bad "allocation failure says 0.0 MB"
 fi

@@ -32,6 +32,7 @@ static void train_usage(FILE *f) {
             "  --stop-at N         stop (with a checkpoint) when step N is reached\n"
             "  --device DEV        cpu, cuda[:N] or hip[:N]: the same as model.backend=DEV\n"
             "  --quiet             no progress line\n"
+            "  --force             run even when the memory plan says the config does not fit\n"
             "  --schema            print every config key (markdown table, docs/config.md) and exit\n"
             "  key=value           dotted config overrides, e.g. optim.lr=2e-4 train.batch_size=32\n"
             "                      (docs/config.md lists every key)\n"
@@ -41,14 +42,14 @@ static void train_usage(FILE *f) {
 int cmd_train(int argc, char **argv) {
     dx_train_opts o = {0};
     const char *out = NULL, *resume = NULL, *device = NULL;
-    enum { O_STORE = 1000, O_OUT, O_RESUME, O_INIT, O_STOP, O_QUIET, O_SCHEMA, O_GRAMINIT, O_HELP, O_DEVICE };
+    enum { O_STORE = 1000, O_OUT, O_RESUME, O_INIT, O_STOP, O_QUIET, O_SCHEMA, O_GRAMINIT, O_HELP, O_DEVICE, O_FORCE };
     static const struct option opts[] = {
         {"config", required_argument, 0, 'c'}, {"store", required_argument, 0, O_STORE},
         {"out", required_argument, 0, O_OUT},   {"resume", required_argument, 0, O_RESUME},
         {"init", required_argument, 0, O_INIT}, {"stop-at", required_argument, 0, O_STOP},
         {"quiet", no_argument, 0, O_QUIET},     {"schema", no_argument, 0, O_SCHEMA},
         {"gram-init", required_argument, 0, O_GRAMINIT}, {"help", no_argument, 0, O_HELP},
-        {"device", required_argument, 0, O_DEVICE}, {0, 0, 0, 0}};
+        {"device", required_argument, 0, O_DEVICE}, {"force", no_argument, 0, O_FORCE}, {0, 0, 0, 0}};
     optind = 1;
     for (int c; (c = getopt_long(argc, argv, "+c:h", opts, NULL)) != -1;) {
         switch (c) {
@@ -61,6 +62,7 @@ int cmd_train(int argc, char **argv) {
         case O_QUIET: o.quiet = 1; break;
         case O_GRAMINIT: o.gram_init = optarg; break;
         case O_DEVICE: device = optarg; break;
+        case O_FORCE: o.force = 1; break;
         case O_SCHEMA: dx_config_write_schema_md(stdout); return 0;
         case 'h': case O_HELP: train_usage(stdout); return 0;
         default: train_usage(stderr); return 2;

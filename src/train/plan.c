@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "backend/dx_backend.h"
@@ -88,6 +89,62 @@ dx_status dx_device_get(const char *name, int threads, dx_device *d, dx_err *err
                                        "--mem-gb/--tflops/--bw-gbs)", name);
     }
     return DX_OK;
+}
+
+double dx_host_mem_usable(const char **what) {
+    double best = 0;
+    const char *w = "MemAvailable";
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (f) {
+        char line[256];
+        double kb;
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "MemAvailable: %lf kB", &kb) == 1) { best = kb * 1024.0; break; }
+        fclose(f);
+    }
+    /* cgroup v2: a container's or a Slurm job's limit */
+    double max = 0, cur = 0;
+    FILE *m = fopen("/sys/fs/cgroup/memory.max", "r"), *c = fopen("/sys/fs/cgroup/memory.current", "r");
+    if (m && c && fscanf(m, "%lf", &max) == 1 && fscanf(c, "%lf", &cur) == 1 && max > cur &&
+        (best == 0 || max - cur < best)) {
+        best = max - cur;
+        w = "cgroup memory.max";
+    }
+    if (m) fclose(m);
+    if (c) fclose(c);
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && (best == 0 || (double)rl.rlim_cur < best)) {
+        best = (double)rl.rlim_cur;
+        w = "ulimit -v";
+    }
+    if (what) *what = w;
+    return best;
+}
+
+dx_status dx_plan_check_fits(const dx_config *c, double mem_bytes, const char *mem_what, dx_err *err) {
+    if (mem_bytes <= 0) return DX_OK; /* nothing known: do not guess */
+    dx_device d = {.mem_bytes = mem_bytes};
+    snprintf(d.name, sizeof d.name, "this machine");
+    dx_plan p;
+    dx_status st = dx_plan_compute(c, &d, &p, err);
+    if (st) return st;
+    /* the same 8% margin as max_batch: allocator slack and fragmentation */
+    if ((double)p.total <= 0.92 * mem_bytes) return DX_OK;
+    const double G = 1e9;
+    char fix[200];
+    if (p.max_batch >= 1)
+        snprintf(fix, sizeof fix, "The largest batch that fits is %d: set train.batch_size=%d", p.max_batch, p.max_batch);
+    else
+        snprintf(fix, sizeof fix, "Not even batch 1 fits: use a smaller model.arch or crops");
+    return dx_fail(err, DX_ENOMEM,
+                   "the memory plan says this config does not fit: it needs %.2f GB at its peak, %.2f GB usable "
+                   "(%s, with an 8%% margin: %.2f GB). Breakdown: parameters %.2f, gradients %.2f, AdamW %.2f, "
+                   "EMA teacher %.2f, Gram teacher %.2f, activations %.2f (batch %d, %.1f MB per image), loader "
+                   "%.2f, checkpoint staging %.2f, runtime %.2f GB. %s, or lower crops.local_count / the crop sizes "
+                   "(`dinox plan -c CONFIG` shows the plan; --force runs anyway)",
+                   p.total / G, mem_bytes / G, mem_what ? mem_what : "?", 0.92 * mem_bytes / G, p.params / G,
+                   p.grads / G, p.adam / G, p.teacher / G, p.gram_teacher / G, p.acts / G, p.batch,
+                   p.acts_per_image / 1e6, p.loader / G, p.staging / G, p.runtime / G, fix);
 }
 
 dx_status dx_plan_compute(const dx_config *c, const dx_device *d, dx_plan *p, dx_err *err) {

@@ -39,4 +39,15 @@ typedef struct dx_plan {
 
 dx_status dx_plan_compute(const dx_config *c, const dx_device *d, dx_plan *p, dx_err *err);
 
+/* Memory this process can use now on the host: the least of MemAvailable,
+ * the cgroup's memory.max - memory.current and RLIMIT_AS (ulimit -v);
+ * *what names the limit that decided ("MemAvailable", "cgroup memory.max",
+ * "ulimit -v"). 0 when nothing can be read. */
+double dx_host_mem_usable(const char **what);
+
+/* The check `dinox train` runs before allocating: DX_OK when the plan's peak
+ * fits in mem_bytes; otherwise DX_ENOMEM with the breakdown, the largest
+ * batch that fits and what to change in err. */
+dx_status dx_plan_check_fits(const dx_config *c, double mem_bytes, const char *mem_what, dx_err *err);
+
 #endif /* DX_PLAN_H */

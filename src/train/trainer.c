@@ -19,6 +19,7 @@
 #include "io/store.h"
 #include "io/weights.h"
 #include "train/checkpoint.h"
+#include "train/plan.h"
 #include "train/rundir.h"
 #include "train/train_sched.h"
 
@@ -221,6 +222,13 @@ dx_status dx_train_run(const dx_train_opts *o, dx_train_result *res, dx_err *err
     if ((st = dx_config_resolve(&cfg, cfg_path, o->overrides, o->n_overrides, err))) return st;
     dx_ssl_config sc;
     if ((st = dx_train_ssl_config(&cfg, &sc, err))) return st;
+    /* the memory plan, before anything large is allocated (the CPU backend's
+     * memory is the host's; a GPU backend will report its device's) */
+    if (!o->force) {
+        const char *what = NULL;
+        double usable = dx_host_mem_usable(&what);
+        if ((st = dx_plan_check_fits(&cfg, usable, what, err))) return st;
+    }
 
     dx_store store;
     if ((st = dx_store_open(&store, o->store, err))) return st;

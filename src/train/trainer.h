@@ -27,6 +27,7 @@ typedef struct dx_train_opts {
     int64_t stop_at;                /* > 0: stop (with a checkpoint) once this step is reached */
     volatile sig_atomic_t *stop;    /* set asynchronously to request a checkpoint and exit */
     int quiet;                      /* no progress line */
+    int force;                      /* run even when the memory plan says the config does not fit */
 } dx_train_opts;
 
 typedef struct dx_train_result {

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# test_train_plan.sh - `dinox train` runs the memory plan before allocating
+# (issue 16): a config whose plan exceeds the usable memory exits non-zero at
+# once with the plan's breakdown and the largest batch that fits, creating no
+# run directory, on a new run and on a resume; the batch it names does fit
+# (dinox plan agrees); a config that fits trains.
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+"$DINOX" synth --out synth --patients 2 --size 128 --seed 4 --slices-max 24 >/dev/null 2>&1
+"$DINOX" ingest synth --out store >/dev/null 2>&1 || { echo "ingest failed"; exit 1; }
+SET=("${TINY[@]}" train.threads=1 train.epoch_length=2)
+# a model that certainly does not fit in this machine's memory: ViT-L at 512 px, batch 4096
+HUGE=(model.arch=vit_large crops.global_size=512 crops.local_size=112 train.batch_size=4096)
+start=$(date +%s)
+"$DINOX" train --quiet -c "$C" --store store --out huge "${SET[@]}" "${HUGE[@]}" 2>huge.txt; rc=$?
+[ $rc -ne 0 ] || bad "a config that does not fit was accepted"
+grep -q "the memory plan says this config does not fit" huge.txt || bad "no plan message: $(cat huge.txt)"
+for part in parameters gradients AdamW "EMA teacher" activations "per image" loader "checkpoint staging"; do
+  grep -q "$part" huge.txt || bad "the refusal lacks the '$part' line of the breakdown"
+done
+[ ! -e huge ] || bad "the refusal created the run directory"
+[ $(( $(date +%s) - start )) -lt 60 ] || bad "the refusal came late (it must come before allocating)"
+best=$(sed -n 's/.*The largest batch that fits is \([0-9]*\).*/\1/p' huge.txt)
+if [ -n "$best" ]; then
+  # the batch the refusal names must be one the planner accepts for the same memory
+  mem=$(sed -n 's/.*needs [0-9.]* GB at its peak, \([0-9.]*\) GB usable.*/\1/p' huge.txt)
+  "$DINOX" plan -c "$C" --mem-gb "$mem" --tflops 1 "${SET[@]}" "${HUGE[@]}" train.batch_size="$best" >/dev/null 2>&1 ||
+    bad "dinox plan says batch $best does not fit in $mem GB either"
+  "$DINOX" plan -c "$C" --mem-gb "$mem" --tflops 1 "${SET[@]}" "${HUGE[@]}" train.batch_size=$((best + 1)) >/dev/null 2>&1 &&
+    bad "batch $((best + 1)) also fits: the named batch is not the largest"
+else
+  grep -q "Not even batch 1 fits" huge.txt || bad "no largest batch in the refusal"
+fi
+# a run that fits trains; its resume with a batch that does not fit is refused before touching it
+"$DINOX" train --quiet -c "$C" --store store --out run "${SET[@]}" 2>/dev/null || bad "the tiny config did not train"
+before=$(sha256sum run/checkpoints/* | sha256sum)
+"$DINOX" train --quiet --resume run --store store train.batch_size=65536 crops.local_count=8 2>resume.txt; rc=$?
+[ $rc -ne 0 ] && grep -q "does not fit" resume.txt || bad "resume with a batch that does not fit: exit $rc, $(cat resume.txt)"
+[ "$before" = "$(sha256sum run/checkpoints/* | sha256sum)" ] || bad "the refused resume changed the checkpoints"
+[ $fail -eq 0 ] && echo "test_train_plan: all checks passed"
+exit $fail
