@@ -1,7 +1,9 @@
 /* test_gemm.c - the CPU backend's GEMM against naive double loops: all four
  * transpose combinations, padded leading dimensions, alpha/beta (including
  * beta = 0 over a NaN-filled C, which must not propagate), the batched
- * strided form, and one ViT-sized product that runs multi-threaded. */
+ * strided form, and one ViT-sized product that runs multi-threaded. Every
+ * operand is backend memory (alloc + upload; the result is downloaded), so the
+ * program runs unchanged against any backend. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -15,6 +17,14 @@ static dx_rng rng;
 
 static void fill(float *x, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] = (float)dx_rng_normal(&rng);
+}
+
+/* backend copy of n host floats */
+static float *dev(dx_backend *be, const float *h, size_t n) {
+    float *d = be->ops->alloc(be, sizeof(float) * (n ? n : 1));
+    if (!d) abort();
+    be->ops->upload(be, d, h, sizeof(float) * n);
+    return d;
 }
 
 /* reference: C = alpha op(A) op(B) + beta C, accumulated in double */
@@ -47,8 +57,12 @@ static double check_one(dx_backend *be, int ta, int tb, int M, int N, int K, flo
     if (nan_c)
         for (size_t i = 0; i < sc * batch; i++) C[i] = NAN;
     memcpy(C0, C, sizeof(float) * sc * batch);
-    be->ops->gemm(be, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, batch, (int64_t)sa,
+    /* the op runs on backend memory: upload, gemm, download */
+    float *dA = dev(be, A, sa * batch), *dB = dev(be, B, sb * batch), *dC = dev(be, C, sc * batch);
+    be->ops->gemm(be, ta, tb, M, N, K, alpha, dA, lda, dB, ldb, beta, dC, ldc, batch, (int64_t)sa,
                   (int64_t)sb, (int64_t)sc);
+    be->ops->download(be, C, dC, sizeof(float) * sc * batch);
+    be->ops->free(be, dA), be->ops->free(be, dB), be->ops->free(be, dC);
     double worst = 0;
     for (int bi = 0; bi < batch; bi++) {
         const float *Ab = A + bi * sa, *Bb = B + bi * sb, *Cb = C + bi * sc, *C0b = C0 + bi * sc;
@@ -97,7 +111,10 @@ int main(void) {
     /* K = 0: C = beta C */
     {
         float A[4] = {0}, B[4] = {0}, C[4] = {1, 2, 3, 4};
-        be->ops->gemm(be, 0, 0, 2, 2, 0, 1.0f, A, 1, B, 2, 0.5f, C, 2, 1, 0, 0, 0);
+        float *dA = dev(be, A, 4), *dB = dev(be, B, 4), *dC = dev(be, C, 4);
+        be->ops->gemm(be, 0, 0, 2, 2, 0, 1.0f, dA, 1, dB, 2, 0.5f, dC, 2, 1, 0, 0, 0);
+        be->ops->download(be, C, dC, sizeof C);
+        be->ops->free(be, dA), be->ops->free(be, dB), be->ops->free(be, dC);
         CHECK(C[0] == 0.5f && C[3] == 2.0f, "K = 0 scales C by beta");
     }
     dx_backend_destroy(be);
