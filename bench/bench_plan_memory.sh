@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench_plan_memory.sh - `dinox plan`'s memory prediction vs the measured peak
 # resident memory of `dinox train` (3 steps, so that a checkpoint is written),
-# for several CPU configurations. Prints one line per config and the error.
+# for several CPU configurations (with and without activation checkpointing). Prints one line per config and the error.
 # usage: bench/bench_plan_memory.sh [BUILD_DIR]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -14,7 +14,8 @@ demo=$root/configs/demo.yaml
 configs=(
   "demo|$demo|"
   "demo-b32-gram|$demo|train.batch_size=32 gram.enabled=true"
-  "vit_small-112|$demo|model.arch=vit_small model.dim=0 model.depth=0 model.heads=0 model.patch=16 crops.global_size=112 crops.local_size=48 train.batch_size=8 heads.dino_k=8192 heads.ibot_k=8192 heads.dino_hidden=2048 heads.ibot_hidden=2048 heads.dino_bottleneck=256 heads.ibot_bottleneck=256"
+  "vit_small-112|$demo|model.arch=vit_small model.dim=0 model.depth=0 model.heads=0 model.patch=16 crops.global_size=112 crops.local_size=48 train.batch_size=8 heads.dino_k=8192 heads.ibot_k=8192 heads.dino_hidden=2048 heads.ibot_hidden=2048 heads.dino_bottleneck=256 heads.ibot_bottleneck=256 gram.teacher_res_factor=2"
+  "vit_small-112-ckpt|$demo|model.arch=vit_small model.dim=0 model.depth=0 model.heads=0 model.patch=16 crops.global_size=112 crops.local_size=48 train.batch_size=8 heads.dino_k=8192 heads.ibot_k=8192 heads.dino_hidden=2048 heads.ibot_hidden=2048 heads.dino_bottleneck=256 heads.ibot_bottleneck=256 gram.teacher_res_factor=2 train.checkpointing=block"
 )
 printf '%-16s %12s %12s %8s\n' config predicted_MB measured_MB error
 for c in "${configs[@]}"; do

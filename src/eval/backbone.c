@@ -178,8 +178,6 @@ dx_status dx_extract_features(const dx_eval_model *em, dx_backend *be, const flo
         for (int i = 0; i < B * Hh; i++) ridx[i] = i * T; /* row 0 of each (image, head) T x T block */
         be->ops->upload(be, dridx, ridx, (size_t)B * Hh * sizeof(int32_t));
     }
-    char attname[64];
-    snprintf(attname, sizeof attname, "blocks.%d.att", c->depth - 1);
     for (int n0 = 0; n0 < n; n0 += B) {
         int nb = n - n0 < B ? n - n0 : B;
         if (!acts.buf || nb != acts.N) {
@@ -200,9 +198,7 @@ dx_status dx_extract_features(const dx_eval_model *em, dx_backend *be, const flo
                 memcpy(f->patch + (size_t)(n0 + i) * P * D, o + (size_t)(1 + R) * D, (size_t)P * D * sizeof(float));
         }
         if (want_att) {
-            int ai = dx_table_find(&acts.tab, attname);
-            if (ai < 0) { st = dx_fail(err, DX_ENOTFOUND, "activation %s", attname); goto done; }
-            const float *att = acts.buf + acts.tab.t[ai].offset; /* [nb, H, T, T] */
+            const float *att = dx_vit_acts_last_attention(&acts, &em->vit); /* [nb, H, T, T] */
             be->ops->gather_rows(be, drows, att, dridx, nb * Hh, (size_t)T);
             be->ops->download(be, rows, drows, (size_t)nb * Hh * T * sizeof(float));
             for (int r = 0; r < nb * Hh; r++)

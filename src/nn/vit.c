@@ -232,8 +232,10 @@ static const char *const A_NAMES[A_COUNT] = {
     "x", "xa", "ln1", "mean1", "rstd1", "qkv", "att", "attn", "y1", "xm", "xb", "ln2", "mean2",
     "rstd2", "h", "act", "y2", "rope_sin", "rope_cos"};
 
-static int build_acts_table(dx_table *t, const dx_vit *m, int N, int H, int W, int with_grad,
+static int build_acts_table(dx_table *t, const dx_vit *m, int N, int H, int W, unsigned flags,
                             dx_err *err) {
+    const int with_grad = (flags & DX_ACTS_GRAD) != 0;
+    const int shared = !with_grad || (flags & DX_ACTS_RECOMPUTE);
     const dx_vit_config *c = &m->cfg;
     const int64_t D = c->dim, Hh = c->heads, Dh = D / Hh, p = c->patch;
     const int64_t Hp = H / p, Wp = W / p, P = Hp * Wp, T = 1 + c->registers + P, M = N * T;
@@ -249,6 +251,7 @@ static int build_acts_table(dx_table *t, const dx_vit *m, int N, int H, int W, i
         for (int k = 0; k < A_COUNT; k++) {
             if (l == c->depth && k != A_X) continue; /* x.depth = final pre-norm stream */
             if ((k == A_XA || k == A_XB) && !with_grad) continue;
+            if (shared && l > 0 && k != A_X) continue; /* every block uses blocks.0's internals */
             int64_t sz = 0;
             switch (k) {
             case A_X: case A_XA: case A_LN1: case A_ATTN: case A_Y1: case A_XM: case A_XB:
@@ -284,9 +287,9 @@ static int build_acts_table(dx_table *t, const dx_vit *m, int N, int H, int W, i
     return bad;
 }
 
-size_t dx_vit_acts_bytes(const dx_vit *m, int N, int H, int W, int with_grad) {
+size_t dx_vit_acts_bytes(const dx_vit *m, int N, int H, int W, unsigned flags) {
     dx_table t;
-    if (build_acts_table(&t, m, N, H, W, with_grad, NULL)) {
+    if (build_acts_table(&t, m, N, H, W, flags, NULL)) {
         dx_table_free(&t);
         return 0;
     }
@@ -296,7 +299,8 @@ size_t dx_vit_acts_bytes(const dx_vit *m, int N, int H, int W, int with_grad) {
 }
 
 dx_status dx_vit_acts_init(dx_vit_acts *a, const dx_vit *m, dx_backend *be, int N, int H, int W,
-                           int with_grad, dx_err *err) {
+                           unsigned flags, dx_err *err) {
+    const int with_grad = (flags & DX_ACTS_GRAD) != 0;
     memset(a, 0, sizeof *a);
     const int p = m->cfg.patch;
     if (N <= 0 || H < p || W < p)
@@ -305,7 +309,9 @@ dx_status dx_vit_acts_init(dx_vit_acts *a, const dx_vit *m, dx_backend *be, int 
     a->Hp = H / p; a->Wp = W / p; a->P = a->Hp * a->Wp;
     a->T = 1 + m->cfg.registers + a->P;
     a->with_grad = with_grad;
-    if (build_acts_table(&a->tab, m, N, H, W, with_grad, err)) {
+    a->recompute = with_grad && (flags & DX_ACTS_RECOMPUTE);
+    a->shared = !with_grad || a->recompute;
+    if (build_acts_table(&a->tab, m, N, H, W, flags, err)) {
         dx_table_free(&a->tab);
         return err ? err->code : DX_EINVAL;
     }
@@ -340,10 +346,15 @@ static float *act(const dx_vit_acts *a, const char *name) {
     int i = dx_table_find(&a->tab, name);
     return i < 0 ? NULL : a->buf + a->tab.t[i].offset;
 }
+/* block l's activation k; with shared internals only the stream x is per block */
 static float *bact(const dx_vit_acts *a, int l, int k) {
     char n[DX_NAME_MAX];
-    snprintf(n, sizeof n, "blocks.%d.%s", l, A_NAMES[k]);
+    snprintf(n, sizeof n, "blocks.%d.%s", a->shared && k != A_X ? 0 : l, A_NAMES[k]);
     return act(a, n);
+}
+
+const float *dx_vit_acts_last_attention(const dx_vit_acts *a, const dx_vit *m) {
+    return bact(a, m->cfg.depth - 1, A_ATT);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -421,15 +432,64 @@ static void draw_train_randomness(const dx_vit *m, dx_backend *be, dx_vit_acts *
     }
 }
 
+/* Block l of the forward, from a's stream x_l to x_{l+1}, with the subsets and
+ * RoPE draws already in a (forward and recompute run the very same ops). */
+static void block_forward(const dx_vit *m, dx_backend *be, const float *w, dx_vit_acts *a, int l) {
+    const dx_backend_ops *o = be->ops;
+    const dx_vit_config *c = &m->cfg;
+    const int N = a->N, T = a->T, R = c->registers, D = c->dim, Hh = c->heads;
+    const int Dh = D / Hh;
+    const int swiglu = c->ffn == DX_FFN_SWIGLU, F = c->ffn_hidden, hw = swiglu ? 2 * F : F;
+    const float scale = 1.0f / sqrtf((float)Dh);
+    const dx_vit_block_ids *b = &m->blk[l];
+    float *x = bact(a, l, A_X), *xm = bact(a, l, A_XM), *xo = bact(a, l + 1, A_X);
+    /* attention branch on a batch subset (stochastic depth) or on all samples */
+    int k1 = a->k[2 * l];
+    const int32_t *idx1 = k1 < N ? a->idx + (size_t)(2 * l) * N : NULL;
+    const float *xin = x;
+    if (idx1) {
+        o->gather_rows(be, bact(a, l, A_XA), x, idx1, k1, (size_t)T * D);
+        xin = bact(a, l, A_XA);
+    }
+    int M1 = k1 * T;
+    float *ln1 = bact(a, l, A_LN1), *qkv = bact(a, l, A_QKV), *attn = bact(a, l, A_ATTN);
+    float *sin_t = bact(a, l, A_SIN), *cos_t = bact(a, l, A_COS), *y1 = bact(a, l, A_Y1);
+    o->layernorm_forward(be, ln1, bact(a, l, A_MEAN1), bact(a, l, A_RSTD1), xin, WP(b->norm1_w),
+                         WP(b->norm1_b), M1, D, c->ln_eps);
+    linear_forward(be, qkv, ln1, WP(b->qkv_w), WP(b->qkv_b), WP(b->qkv_mask), M1, D, 3 * D);
+    const float *aug = a->rope_aug + 4 * l;
+    o->rope_tables(be, sin_t, cos_t, WP(m->periods), a->Hp, a->Wp, Dh, aug[0], aug[1], aug[2], aug[3]);
+    o->rope_forward(be, qkv, sin_t, cos_t, k1, T, Hh, Dh, 1 + R);
+    o->attention_forward(be, attn, bact(a, l, A_ATT), qkv, k1, T, Hh, Dh, scale);
+    linear_forward(be, y1, attn, WP(b->proj_w), WP(b->proj_b), NULL, M1, D, D);
+    o->residual_forward(be, xm, x, y1, WP(b->ls1), idx1, N, k1, T, D, (float)N / k1);
+
+    /* FFN branch, subset drawn on the updated stream */
+    int k2 = a->k[2 * l + 1];
+    const int32_t *idx2 = k2 < N ? a->idx + (size_t)(2 * l + 1) * N : NULL;
+    const float *xin2 = xm;
+    if (idx2) {
+        o->gather_rows(be, bact(a, l, A_XB), xm, idx2, k2, (size_t)T * D);
+        xin2 = bact(a, l, A_XB);
+    }
+    int M2 = k2 * T;
+    float *ln2 = bact(a, l, A_LN2), *h = bact(a, l, A_H), *ac = bact(a, l, A_ACT), *y2 = bact(a, l, A_Y2);
+    o->layernorm_forward(be, ln2, bact(a, l, A_MEAN2), bact(a, l, A_RSTD2), xin2, WP(b->norm2_w),
+                         WP(b->norm2_b), M2, D, c->ln_eps);
+    linear_forward(be, h, ln2, WP(b->fc1_w), WP(b->fc1_b), NULL, M2, D, hw);
+    if (swiglu) o->swiglu_forward(be, ac, h, M2, F);
+    else o->gelu_forward(be, ac, h, (size_t)M2 * F);
+    linear_forward(be, y2, ac, WP(b->fc2_w), WP(b->fc2_b), NULL, M2, F, D);
+    o->residual_forward(be, xo, xm, y2, WP(b->ls2), idx2, N, k2, T, D, (float)N / k2);
+}
+
 dx_status dx_vit_forward(const dx_vit *m, dx_backend *be, const float *w, dx_vit_acts *a,
                          const float *img, const uint8_t *mask, const dx_vit_run *run,
                          dx_err *err) {
     const dx_backend_ops *o = be->ops;
     const dx_vit_config *c = &m->cfg;
-    const int N = a->N, P = a->P, T = a->T, R = c->registers, D = c->dim, Hh = c->heads;
-    const int Dh = D / Hh, p = c->patch, L = c->depth, K = c->in_chans * p * p;
-    const int swiglu = c->ffn == DX_FFN_SWIGLU, F = c->ffn_hidden, hw = swiglu ? 2 * F : F;
-    const float scale = 1.0f / sqrtf((float)Dh);
+    const int N = a->N, P = a->P, T = a->T, R = c->registers, D = c->dim;
+    const int p = c->patch, L = c->depth, K = c->in_chans * p * p;
     dx_vit_run eval_run = {0};
     if (!run) run = &eval_run;
     if (run->train && !a->with_grad && (c->drop_path > 0 || run->subsets))
@@ -445,48 +505,7 @@ dx_status dx_vit_forward(const dx_vit *m, dx_backend *be, const float *w, dx_vit
                       a->has_mask ? a->mask : NULL, N, P, R, D);
 
     draw_train_randomness(m, be, a, run);
-    for (int l = 0; l < L; l++) {
-        const dx_vit_block_ids *b = &m->blk[l];
-        float *x = bact(a, l, A_X), *xm = bact(a, l, A_XM), *xo = bact(a, l + 1, A_X);
-        /* attention branch on a batch subset (stochastic depth) or on all samples */
-        int k1 = a->k[2 * l];
-        const int32_t *idx1 = k1 < N ? a->idx + (size_t)(2 * l) * N : NULL;
-        const float *xin = x;
-        if (idx1) {
-            o->gather_rows(be, bact(a, l, A_XA), x, idx1, k1, (size_t)T * D);
-            xin = bact(a, l, A_XA);
-        }
-        int M1 = k1 * T;
-        float *ln1 = bact(a, l, A_LN1), *qkv = bact(a, l, A_QKV), *attn = bact(a, l, A_ATTN);
-        float *sin_t = bact(a, l, A_SIN), *cos_t = bact(a, l, A_COS), *y1 = bact(a, l, A_Y1);
-        o->layernorm_forward(be, ln1, bact(a, l, A_MEAN1), bact(a, l, A_RSTD1), xin, WP(b->norm1_w),
-                             WP(b->norm1_b), M1, D, c->ln_eps);
-        linear_forward(be, qkv, ln1, WP(b->qkv_w), WP(b->qkv_b), WP(b->qkv_mask), M1, D, 3 * D);
-        const float *aug = a->rope_aug + 4 * l;
-        o->rope_tables(be, sin_t, cos_t, WP(m->periods), a->Hp, a->Wp, Dh, aug[0], aug[1], aug[2], aug[3]);
-        o->rope_forward(be, qkv, sin_t, cos_t, k1, T, Hh, Dh, 1 + R);
-        o->attention_forward(be, attn, bact(a, l, A_ATT), qkv, k1, T, Hh, Dh, scale);
-        linear_forward(be, y1, attn, WP(b->proj_w), WP(b->proj_b), NULL, M1, D, D);
-        o->residual_forward(be, xm, x, y1, WP(b->ls1), idx1, N, k1, T, D, (float)N / k1);
-
-        /* FFN branch, subset drawn on the updated stream */
-        int k2 = a->k[2 * l + 1];
-        const int32_t *idx2 = k2 < N ? a->idx + (size_t)(2 * l + 1) * N : NULL;
-        const float *xin2 = xm;
-        if (idx2) {
-            o->gather_rows(be, bact(a, l, A_XB), xm, idx2, k2, (size_t)T * D);
-            xin2 = bact(a, l, A_XB);
-        }
-        int M2 = k2 * T;
-        float *ln2 = bact(a, l, A_LN2), *h = bact(a, l, A_H), *ac = bact(a, l, A_ACT), *y2 = bact(a, l, A_Y2);
-        o->layernorm_forward(be, ln2, bact(a, l, A_MEAN2), bact(a, l, A_RSTD2), xin2, WP(b->norm2_w),
-                             WP(b->norm2_b), M2, D, c->ln_eps);
-        linear_forward(be, h, ln2, WP(b->fc1_w), WP(b->fc1_b), NULL, M2, D, hw);
-        if (swiglu) o->swiglu_forward(be, ac, h, M2, F);
-        else o->gelu_forward(be, ac, h, (size_t)M2 * F);
-        linear_forward(be, y2, ac, WP(b->fc2_w), WP(b->fc2_b), NULL, M2, F, D);
-        o->residual_forward(be, xo, xm, y2, WP(b->ls2), idx2, N, k2, T, D, (float)N / k2);
-    }
+    for (int l = 0; l < L; l++) block_forward(m, be, w, a, l);
     o->layernorm_forward(be, a->out, act(a, "norm_mean"), act(a, "norm_rstd"), bact(a, L, A_X),
                          WP(m->norm_w), WP(m->norm_b), N * T, D, c->ln_eps);
     return DX_OK;
@@ -515,6 +534,7 @@ dx_status dx_vit_backward(const dx_vit *m, dx_backend *be, const float *w, float
                           act(a, "norm_mean"), act(a, "norm_rstd"), MT, D);
     for (int l = L - 1; l >= 0; l--) {
         const dx_vit_block_ids *b = &m->blk[l];
+        if (a->recompute) block_forward(m, be, w, a, l); /* the block's internals, again */
         /* FFN branch: dA = d(x_{l+1}) -> dB = d(xm) */
         int k2 = a->k[2 * l + 1];
         const int32_t *idx2 = k2 < N ? a->idx + (size_t)(2 * l + 1) * N : NULL;

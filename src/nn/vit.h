@@ -70,10 +70,25 @@ dx_status dx_vit_init_weights(const dx_vit *m, dx_backend *be, float *w, uint64_
 /* Forward FLOPs of one image of H x W (matmuls + attention), for benchmarks. */
 double dx_vit_flops_per_image(const dx_vit_config *cfg, int H, int W);
 
-/* ---- activations of one crop group --------------------------------------- */
+/* ---- activations of one crop group ---------------------------------------
+ * Flags of dx_vit_acts_init:
+ *   DX_ACTS_GRAD       keep what backward needs (student); without it (teacher,
+ *                      evaluation) every block runs in one shared set of block
+ *                      buffers and only the last block's internals remain.
+ *   DX_ACTS_RECOMPUTE  activation checkpointing ("block"): keep only each
+ *                      block's input stream; dx_vit_backward recomputes the
+ *                      block's internals into one shared set, with the same
+ *                      stochastic-depth subsets and RoPE draws, so gradients are
+ *                      bit-identical to keeping everything (about one extra
+ *                      forward per step). */
+#define DX_ACTS_GRAD 1u
+#define DX_ACTS_RECOMPUTE 2u
+
 typedef struct dx_vit_acts {
     int N, H, W, Hp, Wp, P, T;
     int with_grad;      /* scratch for backward allocated */
+    int shared;         /* block internals in one shared set (no grad, or recompute) */
+    int recompute;      /* DX_ACTS_RECOMPUTE */
     dx_table tab;       /* named activation tensors */
     float *buf;         /* one allocation (backend memory) */
     const uint8_t *mask; /* [N, P] backend memory borrowed from dx_vit_forward's caller, or NULL */
@@ -87,10 +102,12 @@ typedef struct dx_vit_acts {
 } dx_vit_acts;
 
 dx_status dx_vit_acts_init(dx_vit_acts *a, const dx_vit *m, dx_backend *be, int N, int H, int W,
-                           int with_grad, dx_err *err);
+                           unsigned flags, dx_err *err);
 void dx_vit_acts_free(dx_vit_acts *a, dx_backend *be);
 /* Bytes dx_vit_acts_init would allocate (memory planner). */
-size_t dx_vit_acts_bytes(const dx_vit *m, int N, int H, int W, int with_grad);
+size_t dx_vit_acts_bytes(const dx_vit *m, int N, int H, int W, unsigned flags);
+/* The attention probabilities [N, H, T, T] of the last block, after a forward. */
+const float *dx_vit_acts_last_attention(const dx_vit_acts *a, const dx_vit *m);
 
 /* How a forward pass is run. */
 typedef struct dx_vit_run {

@@ -158,6 +158,8 @@ static const key_spec SCHEMA[] = {
     KI("train.log_every", train.log_every, "10", 1, 1000000, "metrics / progress every N steps"),
     KI("train.collapse_window", train.collapse_window, "100", 0, 100000000,
        "collapse alarm: steps after the lr warm-up with the DINO targets uniform before it fires (0 = off)"),
+    KE("train.checkpointing", train.checkpointing, "none", "none|block",
+       "activation checkpointing: block = keep each block's input, recompute the block in backward (bit-identical gradients, ~1/3 more compute, far less memory)"),
     KB("train.stop_on_collapse", train.stop_on_collapse, "false", "stop training (exit non-zero) when the collapse alarm fires"),
 };
 #define N_KEYS ((int)(sizeof SCHEMA / sizeof SCHEMA[0]))

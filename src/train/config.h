@@ -92,6 +92,7 @@ typedef struct dx_config {
         float ckpt_every_minutes;
         int keep_last, milestone_every, log_every;
         int collapse_window, stop_on_collapse;
+        char checkpointing[16]; /* activation checkpointing: none | block */
     } train;
 } dx_config;
 

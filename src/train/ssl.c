@@ -44,8 +44,9 @@ dx_status dx_ssl_plan_bytes(const dx_ssl_config *c, size_t *state, size_t *acts,
     const int S = c->global_size, s = c->local_size, Sg = c->gram_size ? c->gram_size : S;
     const size_t P = (size_t)(S / p) * (S / p), Pg = (size_t)(Sg / p) * (Sg / p);
     *state = (5 * tab + (c->use_gram ? vit.tab.total : 0)) * f;
-    size_t a = dx_vit_acts_bytes(&vit, G, S, S, 1) + dx_vit_acts_bytes(&vit, G, S, S, 0);
-    if (L) a += dx_vit_acts_bytes(&vit, L, s, s, 1);
+    const unsigned sf = DX_ACTS_GRAD | (c->recompute ? DX_ACTS_RECOMPUTE : 0u);
+    size_t a = dx_vit_acts_bytes(&vit, G, S, S, sf) + dx_vit_acts_bytes(&vit, G, S, S, 0);
+    if (L) a += dx_vit_acts_bytes(&vit, L, s, s, sf);
     if (c->use_gram) a += dx_vit_acts_bytes(&vit, G, Sg, Sg, 0);
     a += dx_head_acts_bytes(&dino, G + L, 1) + dx_head_acts_bytes(&dino, G, 0);
     a += dx_head_acts_bytes(&ibot, (int)(G * P), 1) + dx_head_acts_bytes(&ibot, (int)(G * P), 0);
@@ -103,8 +104,9 @@ dx_status dx_ssl_init(dx_ssl *s, const dx_ssl_config *cfg_in, dx_backend *be, dx
     if ((st = dx_optim_segments(be, &s->tab, &s->seg, &s->nseg, err))) return st;
 
     const int B = c->batch, G = 2 * B, L = c->n_local * B, D = c->vit.dim, p = c->vit.patch;
-    if ((st = dx_vit_acts_init(&s->s_glob, &s->vit, be, G, c->global_size, c->global_size, 1, err))) return st;
-    if (L > 0 && (st = dx_vit_acts_init(&s->s_loc, &s->vit, be, L, c->local_size, c->local_size, 1, err))) return st;
+    const unsigned sf = DX_ACTS_GRAD | (c->recompute ? DX_ACTS_RECOMPUTE : 0u); /* student */
+    if ((st = dx_vit_acts_init(&s->s_glob, &s->vit, be, G, c->global_size, c->global_size, sf, err))) return st;
+    if (L > 0 && (st = dx_vit_acts_init(&s->s_loc, &s->vit, be, L, c->local_size, c->local_size, sf, err))) return st;
     if ((st = dx_vit_acts_init(&s->t_glob, &s->vit, be, G, c->global_size, c->global_size, 0, err))) return st;
     if (c->use_gram && (st = dx_vit_acts_init(&s->g_glob, &s->vit, be, G, c->gram_size, c->gram_size, 0, err)))
         return st;

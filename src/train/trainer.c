@@ -50,6 +50,7 @@ dx_status dx_train_ssl_config(const dx_config *c, dx_ssl_config *s, dx_err *err)
     s->global_size = c->crops.global_size;
     s->local_size = c->crops.local_size;
     s->use_gram = c->gram.enabled;
+    s->recompute = strcmp(c->train.checkpointing, "block") == 0;
     s->gram_img_level = c->gram.img_level;
     s->gram_size = c->gram.enabled ? (int)lroundf(c->crops.global_size * c->gram.teacher_res_factor) : 0;
     s->w_dino = c->loss.dino;
