@@ -14,7 +14,7 @@
 #include "cli/cli.h"
 #include "core/dx_file.h"
 #include "io/dx_npy.h"
-#include "io/weights.h"
+#include "nn/weights.h"
 #include "nn/vit.h"
 
 static void embed_usage(FILE *f) {

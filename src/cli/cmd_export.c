@@ -9,7 +9,7 @@
 #include "backend/registry.h"
 #include "cli/cli.h"
 #include "core/dx_file.h"
-#include "io/weights.h"
+#include "nn/weights.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
 

@@ -17,7 +17,7 @@
 #include "data/masking.h"
 #include "data/store_source.h"
 #include "io/store.h"
-#include "io/weights.h"
+#include "nn/weights.h"
 #include "train/checkpoint.h"
 #include "train/rundir.h"
 #include "train/train_sched.h"
