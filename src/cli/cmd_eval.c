@@ -15,7 +15,7 @@
 #include "core/dx_log.h"
 #include "eval/eval_run.h"
 #include "eval/peer_io.h"
-#include "train/checkpoint.h"
+#include "io/checkpoint.h"
 #include "train/config.h"
 
 static void eval_usage(FILE *f) {

@@ -10,7 +10,7 @@
 #include "cli/cli.h"
 #include "core/dx_file.h"
 #include "nn/weights.h"
-#include "train/checkpoint.h"
+#include "io/checkpoint.h"
 #include "train/trainer.h"
 
 static void export_usage(FILE *f) {

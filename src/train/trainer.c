@@ -18,7 +18,7 @@
 #include "data/store_source.h"
 #include "io/store.h"
 #include "nn/weights.h"
-#include "train/checkpoint.h"
+#include "io/checkpoint.h"
 #include "train/rundir.h"
 #include "train/train_sched.h"
 
