@@ -102,7 +102,7 @@ int cmd_embed(int argc, char **argv) {
     int64_t shape[8];
     int ndim;
     if (dx_vit_config_named(&cfg, arch, &err)) goto fail;
-    cli_vit_shape_overrides(&cfg, patch, registers, dim, depth, heads);
+    dx_vit_config_override_shape(&cfg, patch, registers, dim, depth, heads);
     if (ffn) {
         if (!strcmp(ffn, "swiglu")) { cfg.ffn = DX_FFN_SWIGLU; cfg.ffn_hidden = dx_swiglu_width(4 * cfg.dim, 8); }
         else if (!strcmp(ffn, "mlp")) cfg.ffn = DX_FFN_MLP;
