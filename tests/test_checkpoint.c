@@ -16,7 +16,7 @@
 #include "core/dx_log.h"
 #include "core/dx_table.h"
 #include "dx_test.h"
-#include "train/checkpoint.h"
+#include "io/checkpoint.h"
 
 static int exists(const char *dir, const char *name) {
     char p[512];

@@ -12,7 +12,7 @@
 #include "backend/dx_backend.h"
 #include "dx_test.h"
 #include "io/dx_safetensors.h"
-#include "io/weights.h"
+#include "nn/weights.h"
 #include "train/ssl.h"
 
 static double normwise_err(const float *a, const float *ref, size_t n) {

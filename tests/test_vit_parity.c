@@ -18,7 +18,7 @@
 #include "backend/dx_backend.h"
 #include "dx_test.h"
 #include "io/dx_safetensors.h"
-#include "io/weights.h"
+#include "nn/weights.h"
 #include "nn/vit.h"
 #include "train/optim.h"
 

@@ -18,11 +18,6 @@ int cmd_info(int argc, char **argv);
 int cmd_batches(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
 
-struct dx_vit_config;
-/* Applies --patch/--registers/--dim/--depth/--heads (0 or -1 for registers =
- * keep) to a backbone config; a new --dim also resets the MLP width to 4*dim. */
-void cli_vit_shape_overrides(struct dx_vit_config *c, int patch, int registers, int dim, int depth, int heads);
-
 #include <signal.h>
 /* SIGINT/SIGTERM become a stop request: blocked in the caller (call it before
  * any thread exists, so that every thread inherits the mask) and taken by one

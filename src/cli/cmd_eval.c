@@ -1,22 +1,18 @@
 /* cmd_eval.c - `dinox eval`: frozen-feature evaluation of a backbone on a
  * volume store (malignancy probe + baselines, k-NN, segmentation head,
  * attention maps, collapse diagnostics; optionally over all checkpoints of a
- * run). The work is src/eval/eval_run.c; this file parses options and picks
- * the weights. */
+ * run). The work is dx_eval_job_run (src/eval/eval_job.c: configuration,
+ * weights, backend, store) on top of src/eval/eval_run.c; this file parses
+ * options into a dx_eval_job. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
-#include "backend/registry.h"
-#include "backend/dx_backend.h"
 #include "cli/cli.h"
 #include "core/dx_log.h"
-#include "eval/eval_run.h"
+#include "eval/eval_job.h"
 #include "eval/peer_io.h"
-#include "train/checkpoint.h"
-#include "train/config.h"
 
 static void eval_usage(FILE *f) {
     fprintf(f,
@@ -74,20 +70,12 @@ static int parse_window(const char *s, float *w, float *l) {
     return *end || !(*w > 0) ? -1 : 0;
 }
 
-static int file_exists(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
-}
-
 int cmd_eval(int argc, char **argv) {
-    const char *store_dir = NULL, *weights = NULL, *run = NULL, *ckpt = NULL, *config = NULL, *out = NULL;
-    const char *arch = "vit_small", *prefix = "", *also[4];
     const char *selftest_in = NULL;
-    const char *device = NULL;
-    int n_also = 0, patch = 0, registers = -1, dim = 0, depth = 0, heads = 0, threads = 0, track = 0, track_only = 0;
-    int no25d = 0, verbose = 0;
-    dx_eval_opts o;
-    dx_eval_opts_default(&o);
+    int verbose = 0;
+    dx_eval_job j;
+    dx_eval_job_default(&j);
+    dx_eval_opts *o = &j.eval;
     enum { O_STORE = 1000, O_W, O_PREFIX, O_RUN, O_CKPT, O_CONFIG, O_ARCH, O_PATCH, O_REG, O_DIM, O_DEPTH, O_HEADS,
            O_ALSO, O_NORND, O_RSEED, O_TRACK, O_TRACKONLY, O_SIZE, O_CMIN, O_CMULT, O_WIN, O_NO25D, O_MINR, O_BEN,
            O_MAL, O_VAL, O_TEST, O_SEED, O_BOOT, O_KNN, O_SEGN, O_SEGLR, O_ATT, O_BATCH, O_THREADS, O_OUT,
@@ -117,51 +105,51 @@ int cmd_eval(int argc, char **argv) {
     optind = 1;
     for (int c; (c = getopt_long(argc, argv, "hv", opts, NULL)) != -1;) {
         switch (c) {
-        case O_STORE: store_dir = optarg; break;
-        case O_W: weights = optarg; break;
-        case O_PREFIX: prefix = optarg; break;
-        case O_RUN: run = optarg; break;
-        case O_CKPT: ckpt = optarg; break;
-        case O_CONFIG: config = optarg; break;
-        case O_ARCH: arch = optarg; break;
-        case O_PATCH: CLI_INT("eval", patch, 1, 1024); break;
-        case O_REG: CLI_INT("eval", registers, 0, 1024); break;
-        case O_DIM: CLI_INT("eval", dim, 1, 1 << 16); break;
-        case O_DEPTH: CLI_INT("eval", depth, 1, 1024); break;
-        case O_HEADS: CLI_INT("eval", heads, 1, 1024); break;
+        case O_STORE: j.store_dir = optarg; break;
+        case O_W: j.weights = optarg; break;
+        case O_PREFIX: j.prefix = optarg; break;
+        case O_RUN: j.run = optarg; break;
+        case O_CKPT: j.checkpoint = optarg; break;
+        case O_CONFIG: j.config = optarg; break;
+        case O_ARCH: j.arch = optarg; break;
+        case O_PATCH: CLI_INT("eval", j.patch, 1, 1024); break;
+        case O_REG: CLI_INT("eval", j.registers, 0, 1024); break;
+        case O_DIM: CLI_INT("eval", j.dim, 1, 1 << 16); break;
+        case O_DEPTH: CLI_INT("eval", j.depth, 1, 1024); break;
+        case O_HEADS: CLI_INT("eval", j.heads, 1, 1024); break;
         case O_ALSO:
-            if (n_also == 4) { fprintf(stderr, "dinox eval: at most 4 --also\n"); return 2; }
-            also[n_also++] = optarg;
+            if (j.n_also == DX_EVAL_MAX_ALSO) { fprintf(stderr, "dinox eval: at most 4 --also\n"); return 2; }
+            j.also[j.n_also++] = optarg;
             break;
-        case O_NORND: o.random_baseline = 0; break;
-        case O_RSEED: CLI_U64("eval", o.random_init_seed); break;
-        case O_TRACK: track = 1; break;
-        case O_TRACKONLY: track = track_only = 1; break;
-        case O_SIZE: CLI_INT("eval", o.crop.size, 8, 4096); break;
-        case O_CMIN: CLI_DOUBLE("eval", o.crop.min_side_mm, 1, 1000); break;
-        case O_CMULT: CLI_DOUBLE("eval", o.crop.diam_mult, 0.1, 100); break;
+        case O_NORND: o->random_baseline = 0; break;
+        case O_RSEED: CLI_U64("eval", o->random_init_seed); break;
+        case O_TRACK: j.track = 1; break;
+        case O_TRACKONLY: j.track = j.track_only = 1; break;
+        case O_SIZE: CLI_INT("eval", o->crop.size, 8, 4096); break;
+        case O_CMIN: CLI_DOUBLE("eval", o->crop.min_side_mm, 1, 1000); break;
+        case O_CMULT: CLI_DOUBLE("eval", o->crop.diam_mult, 0.1, 100); break;
         case O_WIN:
-            if (parse_window(optarg, &o.crop.win_width, &o.crop.win_level)) { fprintf(stderr, "dinox eval: --window W,L\n"); return 2; }
+            if (parse_window(optarg, &o->crop.win_width, &o->crop.win_level)) { fprintf(stderr, "dinox eval: --window W,L\n"); return 2; }
             break;
-        case O_NO25D: no25d = 1; break;
-        case O_MINR: CLI_INT("eval", o.min_readers, 1, 100); break;
-        case O_BEN: CLI_DOUBLE("eval", o.benign_below, 1, 5); break;
-        case O_MAL: CLI_DOUBLE("eval", o.malignant_above, 1, 5); break;
-        case O_VAL: CLI_DOUBLE("eval", o.f_val, 0, 0.9); break;
-        case O_TEST: CLI_DOUBLE("eval", o.f_test, 0.01, 0.9); break;
-        case O_SEED: CLI_U64("eval", o.seed); break;
-        case O_BOOT: CLI_INT("eval", o.n_boot, 100, 1000000); break;
-        case O_KNN: CLI_INT("eval", o.knn_k, 1, 10000); break;
-        case O_SEGN: CLI_INT("eval", o.seg_steps, 0, 10000000); break;
-        case O_SEGLR: CLI_DOUBLE("eval", o.seg_lr, 1e-12, 100); break;
-        case O_ATT: CLI_INT("eval", o.n_attention, 0, 10000); break;
-        case O_BATCH: CLI_INT("eval", o.batch, 1, 1 << 20); break;
-        case O_THREADS: CLI_INT("eval", threads, 0, 4096); break;
-        case O_DEVICE: device = optarg; break;
-        case O_OUT: out = optarg; break;
+        case O_NO25D: j.no25d = 1; break;
+        case O_MINR: CLI_INT("eval", o->min_readers, 1, 100); break;
+        case O_BEN: CLI_DOUBLE("eval", o->benign_below, 1, 5); break;
+        case O_MAL: CLI_DOUBLE("eval", o->malignant_above, 1, 5); break;
+        case O_VAL: CLI_DOUBLE("eval", o->f_val, 0, 0.9); break;
+        case O_TEST: CLI_DOUBLE("eval", o->f_test, 0.01, 0.9); break;
+        case O_SEED: CLI_U64("eval", o->seed); break;
+        case O_BOOT: CLI_INT("eval", o->n_boot, 100, 1000000); break;
+        case O_KNN: CLI_INT("eval", o->knn_k, 1, 10000); break;
+        case O_SEGN: CLI_INT("eval", o->seg_steps, 0, 10000000); break;
+        case O_SEGLR: CLI_DOUBLE("eval", o->seg_lr, 1e-12, 100); break;
+        case O_ATT: CLI_INT("eval", o->n_attention, 0, 10000); break;
+        case O_BATCH: CLI_INT("eval", o->batch, 1, 1 << 20); break;
+        case O_THREADS: CLI_INT("eval", j.threads, 0, 4096); break;
+        case O_DEVICE: j.device = optarg; break;
+        case O_OUT: j.out = optarg; break;
         case O_SELFTEST: selftest_in = optarg; break;
-        case O_SEGMIN: CLI_DOUBLE("eval", o.seg_min_side_mm, 1, 1000); break;
-        case O_SEGMULT: CLI_DOUBLE("eval", o.seg_diam_mult, 0.1, 100); break;
+        case O_SEGMIN: CLI_DOUBLE("eval", o->seg_min_side_mm, 1, 1000); break;
+        case O_SEGMULT: CLI_DOUBLE("eval", o->seg_diam_mult, 0.1, 100); break;
         case 'v': verbose = 1; break;
         case 'h': case O_HELP: eval_usage(stdout); return 0;
         default: eval_usage(stderr); return 2;
@@ -170,91 +158,25 @@ int cmd_eval(int argc, char **argv) {
     dx_log_set_level(verbose ? DX_LOG_INFO : DX_LOG_WARN);
     dx_err err = {0};
     if (selftest_in) { /* hidden: library computations on peer-written inputs (tests/test_eval_peer.sh) */
-        if (!out) { fprintf(stderr, "dinox eval --selftest IN --out RESULTS.json\n"); return 2; }
-        if (dx_eval_peer_compute(selftest_in, out, &err)) { fprintf(stderr, "dinox eval: %s\n", err.msg); return 1; }
+        if (!j.out) { fprintf(stderr, "dinox eval --selftest IN --out RESULTS.json\n"); return 2; }
+        if (dx_eval_peer_compute(selftest_in, j.out, &err)) { fprintf(stderr, "dinox eval: %s\n", err.msg); return 1; }
         return 0;
     }
-    if (!store_dir || !out || (!weights && !run && !ckpt) || (track && !run)) {
+    if (!j.store_dir || !j.out || (!j.weights && !j.run && !j.checkpoint) || (j.track && !j.run)) {
         fprintf(stderr, "dinox eval: %s\n\n",
-                !store_dir ? "missing --store STORE"
-                : !out     ? "missing --out DIR"
-                : track    ? "--track needs --run RUN_DIR (its checkpoints are the track)"
+                !j.store_dir ? "missing --store STORE"
+                : !j.out     ? "missing --out DIR"
+                : j.track    ? "--track needs --run RUN_DIR (its checkpoints are the track)"
                            : "missing the backbone: --run RUN_DIR, --checkpoint CKPT or --weights W.safetensors");
         eval_usage(stderr);
         return 2;
     }
-    dx_config cfg;
-    dx_vit_config vc;
-    char path[2048], run_ckpt[2048] = "";
-    const char *cfg_path = config;
-    if (run) {
-        snprintf(path, sizeof path, "%s/config.yaml", run);
-        cfg_path = path;
+    int bad_option = 0;
+    if (dx_eval_job_run(&j, &bad_option, &err)) {
+        fprintf(stderr, "dinox eval: %s\n", err.msg);
+        return bad_option ? 2 : 1;
     }
-    if (cfg_path) {
-        if (dx_config_resolve(&cfg, cfg_path, NULL, 0, &err) || dx_config_vit(&cfg, &vc, &err)) goto fail_early;
-        o.crop.norm_mean = cfg.data.norm_mean;
-        o.crop.norm_std = cfg.data.norm_std;
-        o.crop.stack25d = cfg.data.stack25d;
-    } else {
-        if (dx_vit_config_named(&vc, arch, &err)) goto fail_early;
-    }
-    cli_vit_shape_overrides(&vc, patch, registers, dim, depth, heads);
-    if (no25d) o.crop.stack25d = 0;
-    if (o.crop.size % vc.patch) {
-        fprintf(stderr, "dinox eval: --size %d is not a multiple of the patch size %d\n", o.crop.size, vc.patch);
-        return 2;
-    }
-    char ckdir[2100] = "";
-    if (run) {
-        snprintf(ckdir, sizeof ckdir, "%s/checkpoints", run);
-        if (!weights && !ckpt) {
-            snprintf(path, sizeof path, "%s/backbone.safetensors", run);
-            if (file_exists(path)) weights = path;
-            else {
-                dx_ckpt ck;
-                if (dx_ckpt_open_latest(&ck, ckdir, &err)) goto fail_early;
-                snprintf(run_ckpt, sizeof run_ckpt, "%s", ck.path);
-                dx_ckpt_close(&ck);
-                ckpt = run_ckpt;
-            }
-        }
-    }
-
-    dx_backend *be = NULL;
-    dx_store store;
-    int have_store = 0, n_loaded = 0, have_main = 0;
-    dx_eval_model main_m, extra[4];
-    const dx_eval_model *extra_p[4];
-    if (dx_backend_open(&be, device, threads, &err)) goto fail;
-    if (dx_store_open(&store, store_dir, &err)) goto fail;
-    have_store = 1;
-    if (!track_only) {
-        if (weights) { if (dx_eval_model_load(&main_m, &vc, be, weights, prefix, &err)) goto fail; }
-        else if (dx_eval_model_from_ckpt(&main_m, &vc, be, ckpt, "teacher", &err)) goto fail;
-        have_main = 1;
-        for (; n_loaded < n_also; n_loaded++) {
-            if (dx_eval_model_load(&extra[n_loaded], &vc, be, also[n_loaded], prefix, &err)) goto fail;
-            extra_p[n_loaded] = &extra[n_loaded];
-        }
-        if (dx_eval_all(&store, &o, be, &main_m, extra_p, n_also, out, &err)) goto fail;
-    }
-    if (track && dx_eval_track(&store, &o, be, &vc, ckdir, out, &err)) goto fail;
-    if (!track_only) fprintf(stderr, "dinox eval: wrote %s/eval.json\n", out);
-    if (track) fprintf(stderr, "dinox eval: wrote %s/collapse_track.json\n", out);
-    for (int i = 0; i < n_loaded; i++) dx_eval_model_free(&extra[i], be);
-    if (have_main) dx_eval_model_free(&main_m, be);
-    dx_store_close(&store);
-    dx_backend_destroy(be);
+    if (!j.track_only) fprintf(stderr, "dinox eval: wrote %s/eval.json\n", j.out);
+    if (j.track) fprintf(stderr, "dinox eval: wrote %s/collapse_track.json\n", j.out);
     return 0;
-fail:
-    fprintf(stderr, "dinox eval: %s\n", err.msg);
-    for (int i = 0; i < n_loaded; i++) dx_eval_model_free(&extra[i], be);
-    if (have_main) dx_eval_model_free(&main_m, be);
-    if (have_store) dx_store_close(&store);
-    if (be) dx_backend_destroy(be);
-    return 1;
-fail_early:
-    fprintf(stderr, "dinox eval: %s\n", err.msg);
-    return 1;
 }

@@ -8,11 +8,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int dx_write_all(int fd, const void *buf, size_t n) {
+int dx_write_all(int fd, const void *buf, size_t n) { return dx_write_all_via(fd, buf, n, NULL, NULL); }
+
+int dx_write_all_via(int fd, const void *buf, size_t n, dx_write_fn fn, void *user) {
     const char *p = buf;
     while (n) {
         size_t chunk = n > (1u << 30) ? (1u << 30) : n;
-        ssize_t w = write(fd, p, chunk);
+        ssize_t w = fn ? fn(fd, p, chunk, user) : write(fd, p, chunk);
         if (w < 0) {
             if (errno == EINTR) continue;
             return -1;
@@ -47,13 +49,18 @@ int dx_fsync_parent_dir(const char *path) {
 }
 
 dx_status dx_atomic_write(const char *path, const void *const *parts, const size_t *lens, int n, dx_err *err) {
+    return dx_atomic_write_via(path, parts, lens, n, NULL, NULL, err);
+}
+
+dx_status dx_atomic_write_via(const char *path, const void *const *parts, const size_t *lens, int n, dx_write_fn fn,
+                              void *user, dx_err *err) {
     char tmp[4200];
     if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
         return dx_fail(err, DX_EINVAL, "path too long: %s", path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) return dx_fail(err, DX_EIO, "create %s: %s", tmp, strerror(errno));
     for (int i = 0; i < n; i++) {
-        if (dx_write_all(fd, parts[i], lens[i])) {
+        if (dx_write_all_via(fd, parts[i], lens[i], fn, user)) {
             int e = errno;
             close(fd);
             unlink(tmp);

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/weights.h"
-#include "train/checkpoint.h"
+#include "nn/weights.h"
+#include "io/checkpoint.h"
 
 static dx_status model_init(dx_eval_model *em, const dx_vit_config *cfg, dx_backend *be, uint64_t seed,
                             dx_err *err) {

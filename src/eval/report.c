@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/dx_file.h"
 #include "core/dx_version.h"
 #include "eval/image_out.h"
 #include "train/config.h"
@@ -503,10 +504,11 @@ dx_status dx_report_write(const dx_report_opts *o, dx_err *err) {
     else return dx_fail(err, DX_EINVAL, "report: neither a run nor an evaluation directory");
     snprintf(path, sizeof path, "%s/eval.json", eval_dir);
     cJSON *ev = load_json(path);
-    char tmp[2100];
-    snprintf(tmp, sizeof tmp, "%s.tmp", o->out_path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) { cJSON_Delete(ev); return dx_fail(err, DX_EIO, "open %s: %s", tmp, strerror(errno)); }
+    /* the page is built in memory and replaced atomically (core/dx_file.h) */
+    char *page = NULL;
+    size_t page_len = 0;
+    FILE *f = open_memstream(&page, &page_len);
+    if (!f) { cJSON_Delete(ev); return dx_fail(err, DX_ENOMEM, "report %s: %s", o->out_path, strerror(errno)); }
     fputs("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>dinox report</title><style>", f);
     fputs(CSS, f);
     fputs("</style></head><body>\n<h1>dinox report: ", f);
@@ -555,7 +557,12 @@ dx_status dx_report_write(const dx_report_opts *o, dx_err *err) {
     cJSON_Delete(ev);
     int bad = ferror(f);
     bad |= fclose(f) != 0;
-    if (st) { remove(tmp); return st; }
-    if (bad || rename(tmp, o->out_path)) { remove(tmp); return dx_fail(err, DX_EIO, "write %s", o->out_path); }
-    return DX_OK;
+    if (!st && bad) st = dx_fail(err, DX_ENOMEM, "report %s: building the page failed", o->out_path);
+    if (!st) {
+        const void *parts[1] = {page};
+        const size_t lens[1] = {page_len};
+        st = dx_atomic_write(o->out_path, parts, lens, 1, err);
+    }
+    free(page);
+    return st;
 }

@@ -412,25 +412,8 @@ dx_status dx_npy_write(const char *path, const char *descr, const void *data, co
     pre[8] = (unsigned char)(k & 0xff);
     pre[9] = (unsigned char)(k >> 8);
 
-    char tmp[4200];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
-        return dx_fail(err, DX_EINVAL, "npy write: path too long");
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return dx_fail(err, DX_EIO, "create %s: %s", tmp, strerror(errno));
-    if (dx_write_all(fd, pre, sizeof pre) || dx_write_all(fd, hdr, (size_t)k) || (nb && dx_write_all(fd, data, nb)) ||
-        fsync(fd))
-        goto io_fail;
-    if (close(fd)) {
-        fd = -1;
-        goto io_fail;
-    }
-    fd = -1;
-    if (rename(tmp, path)) goto io_fail;
-    if (dx_fsync_parent_dir(path)) return dx_fail(err, DX_EIO, "fsync directory of %s: %s", path, strerror(errno));
-    return DX_OK;
-io_fail:;
-    int e = errno;
-    if (fd >= 0) close(fd);
-    unlink(tmp); /* the previous file at path is untouched */
-    return dx_fail(err, DX_EIO, "write %s: %s", path, strerror(e));
+    /* atomic: the previous file at path is untouched on any failure */
+    const void *parts[3] = {pre, hdr, data};
+    const size_t lens[3] = {sizeof pre, (size_t)k, nb};
+    return dx_atomic_write(path, parts, lens, nb ? 3 : 2, err);
 }

@@ -474,8 +474,8 @@ dx_status dx_st_write(const char *path, const dx_st_entry *e, int n, const char 
     uint64_t *off = calloc((size_t)n + 1, sizeof *off);
     sbuf h = {0};
     dx_status s = DX_OK;
-    char tmp[4200];
-    int fd = -1;
+    const void **parts = NULL;
+    size_t *lens = NULL;
     if (!order || !morder || !off) {
         s = dx_fail(err, DX_ENOMEM, "dx_st_write %s", path);
         goto done;
@@ -571,40 +571,24 @@ dx_status dx_st_write(const char *path, const dx_st_entry *e, int n, const char 
         goto done;
     }
 
-    /* atomic: temp file in the same directory, fsync, rename, fsync the directory */
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp) {
-        s = dx_fail(err, DX_EINVAL, "dx_st_write: path too long");
-        goto done;
-    }
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        s = dx_fail(err, DX_EIO, "create %s: %s", tmp, strerror(errno));
+    /* atomic (core/dx_file.h): on any failure the previous file at path is untouched */
+    parts = malloc(sizeof *parts * ((size_t)n + 2));
+    lens = malloc(sizeof *lens * ((size_t)n + 2));
+    if (!parts || !lens) {
+        s = dx_fail(err, DX_ENOMEM, "dx_st_write %s: out of memory", path);
         goto done;
     }
     unsigned char lenb[8];
     for (int i = 0; i < 8; i++) lenb[i] = (unsigned char)((uint64_t)h.len >> (8 * i));
-    if (dx_write_all(fd, lenb, 8) || dx_write_all(fd, h.p, h.len)) goto io_fail;
+    int np = 0;
+    parts[np] = lenb, lens[np++] = 8;
+    parts[np] = h.p, lens[np++] = h.len;
     for (int i = 0; i < n; i++)
-        if (off[i + 1] > off[i] && dx_write_all(fd, e[i].data, (size_t)(off[i + 1] - off[i]))) goto io_fail;
-    if (fsync(fd)) goto io_fail;
-    if (close(fd)) {
-        fd = -1;
-        goto io_fail;
-    }
-    fd = -1;
-    if (rename(tmp, path)) goto io_fail;
-    if (dx_fsync_parent_dir(path)) {
-        /* the file is in place; only the durability of the rename is unknown */
-        s = dx_fail(err, DX_EIO, "fsync directory of %s: %s", path, strerror(errno));
-        goto done;
-    }
-    goto done;
-io_fail:
-    s = dx_fail(err, DX_EIO, "write %s: %s", path, strerror(errno));
-    if (fd >= 0) close(fd);
-    fd = -1;
-    unlink(tmp); /* the previous file at path is untouched */
+        if (off[i + 1] > off[i]) parts[np] = e[i].data, lens[np++] = (size_t)(off[i + 1] - off[i]);
+    s = dx_atomic_write(path, parts, lens, np, err);
 done:
+    free(parts);
+    free(lens);
     free(order);
     free(morder);
     free(off);

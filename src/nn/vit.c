@@ -56,6 +56,17 @@ dx_status dx_vit_config_named(dx_vit_config *c, const char *arch, dx_err *err) {
                    arch);
 }
 
+void dx_vit_config_override_shape(dx_vit_config *c, int patch, int registers, int dim, int depth, int heads) {
+    if (patch) c->patch = patch;
+    if (registers >= 0) c->registers = registers;
+    if (dim) {
+        c->dim = dim;
+        c->ffn_hidden = 4 * dim;
+    }
+    if (depth) c->depth = depth;
+    if (heads) c->heads = heads;
+}
+
 dx_status dx_vit_config_check(const dx_vit_config *c, dx_err *err) {
     if (c->dim <= 0 || c->depth <= 0 || c->heads <= 0 || c->patch <= 0 || c->ffn_hidden <= 0 ||
         c->registers < 0 || c->in_chans <= 0)

@@ -41,6 +41,9 @@ typedef struct dx_vit_config {
  * 1e-5, masked k-bias, GELU MLP; SwiGLU for vit_giant as DINOv2's ViT-g).
  * "custom" fills the same defaults with dim/depth/heads left to the caller. */
 dx_status dx_vit_config_named(dx_vit_config *cfg, const char *arch, dx_err *err);
+/* Shape overrides (--patch/--registers/--dim/--depth/--heads): 0, or -1 for
+ * registers, keeps the value; a new dim also resets the MLP width to 4*dim. */
+void dx_vit_config_override_shape(dx_vit_config *c, int patch, int registers, int dim, int depth, int heads);
 /* Checks consistency (D % 4H == 0 for RoPE, positive sizes, ...). */
 dx_status dx_vit_config_check(const dx_vit_config *cfg, dx_err *err);
 /* SwiGLU width as DINOv3 computes it: int(hidden*2/3) rounded up to a multiple of align. */

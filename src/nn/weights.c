@@ -1,5 +1,5 @@
 /* weights.c - see weights.h. */
-#include "io/weights.h"
+#include "nn/weights.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,19 +72,16 @@ done:
     return s;
 }
 
-dx_status dx_weights_save(const dx_table *tab, dx_backend *be, const float *w, const char *path,
-                          const char *prefix, int with_buffers, const char *const *metadata,
-                          int n_meta, dx_err *err) {
+dx_status dx_weights_save_host(const dx_table *tab, const float *host, const char *path, const char *prefix,
+                               int with_buffers, const char *const *metadata, int n_meta, dx_err *err) {
     if (!prefix) prefix = "";
-    float *host = malloc(tab->total * sizeof(float) + 1);
-    dx_st_entry *e = calloc((size_t)tab->n, sizeof *e);
-    char (*names)[2 * DX_NAME_MAX] = calloc((size_t)tab->n, sizeof *names);
+    dx_st_entry *e = calloc((size_t)tab->n + 1, sizeof *e);
+    char (*names)[2 * DX_NAME_MAX] = calloc((size_t)tab->n + 1, sizeof *names);
     dx_status s = DX_OK;
-    if (!host || !e || !names) {
+    if (!e || !names) {
         s = dx_fail(err, DX_ENOMEM, "weights save buffers");
         goto done;
     }
-    be->ops->download(be, host, w, tab->total * sizeof(float));
     int n = 0;
     for (int i = 0; i < tab->n; i++) {
         const dx_tensor_spec *ts = &tab->t[i];
@@ -99,8 +96,18 @@ dx_status dx_weights_save(const dx_table *tab, dx_backend *be, const float *w, c
     }
     s = dx_st_write(path, e, n, metadata, n_meta, err);
 done:
-    free(host);
     free(e);
     free(names);
+    return s;
+}
+
+dx_status dx_weights_save(const dx_table *tab, dx_backend *be, const float *w, const char *path,
+                          const char *prefix, int with_buffers, const char *const *metadata,
+                          int n_meta, dx_err *err) {
+    float *host = malloc(tab->total * sizeof(float) + 1);
+    if (!host) return dx_fail(err, DX_ENOMEM, "weights save buffers");
+    be->ops->download(be, host, w, tab->total * sizeof(float));
+    dx_status s = dx_weights_save_host(tab, host, path, prefix, with_buffers, metadata, n_meta, err);
+    free(host);
     return s;
 }

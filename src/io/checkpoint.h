@@ -8,7 +8,11 @@
  * position, counters), crc32 (zlib CRC-32 of the whole data section, hex) and
  * data_bytes. Any safetensors reader can open it.
  *
- * Saving: temp file in DIR, write, fsync, rename, fsync DIR; then the text
+ * A pure container format (io layer: no backend, no model); train/ writes
+ * it, eval/ and export read it.
+ *
+ * Saving: dx_atomic_write_via (core/dx_file.h: temp file "<name>.tmp.<pid>"
+ * in DIR, write, fsync, rename, fsync DIR); then the text
  * file DIR/latest (the checkpoint's file name) is replaced the same way,
  * last; then old files beyond keep_last are deleted, except milestones
  * (step % milestone_every == 0). A failed write (ENOSPC, EIO, ...) removes
@@ -23,6 +27,7 @@
 #include <sys/types.h>
 
 #include "core/dx_error.h"
+#include "core/dx_file.h"
 #include "core/dx_table.h"
 
 #define DX_CKPT_NAME_MAX 160
@@ -36,7 +41,7 @@ typedef struct dx_ckpt_tensor {
 
 /* Write hook: must behave like write(2) (return bytes written, or -1 with
  * errno set). NULL = write(2). Tests inject ENOSPC / EIO through it. */
-typedef ssize_t (*dx_ckpt_write_fn)(int fd, const void *buf, size_t n, void *user);
+typedef dx_write_fn dx_ckpt_write_fn;
 
 typedef struct dx_ckpt_policy {
     int keep_last;           /* rolling checkpoints kept, >= 1 */

@@ -1,6 +1,7 @@
-/* checkpoint.c - checkpoint files: safetensors container written atomically,
- * CRC-verified on load with fallback, retention of last K + milestones. */
-#include "train/checkpoint.h"
+/* checkpoint.c - checkpoint files: safetensors container written atomically
+ * (through core/dx_file.h's dx_atomic_write_via), CRC-verified on load with
+ * fallback, retention of last K + milestones. */
+#include "io/checkpoint.h"
 
 #include "core/dx_file.h"
 
@@ -82,52 +83,19 @@ static int header_crc_ok(const unsigned char *raw, size_t n) {
     return ok;
 }
 
-static ssize_t plain_write(int fd, const void *buf, size_t n, void *user) { return write(fd, buf, n); }
-
-static int write_all(int fd, const void *buf, size_t n, const dx_ckpt_policy *pol) {
-    dx_ckpt_write_fn w = pol && pol->write_fn ? pol->write_fn : plain_write;
-    const char *p = buf;
-    while (n > 0) {
-        ssize_t r = w(fd, p, n, pol ? pol->write_user : NULL);
-        if (r < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        if (r == 0) {
-            errno = EIO;
-            return -1;
-        }
-        p += r, n -= (size_t)r;
-    }
-    return 0;
-}
-
-
-/* Writes bytes to dir/final through a temp file; on failure nothing changes. */
+/* Writes bytes to dir/final atomically (core/dx_file.h); on failure nothing changes. */
 static dx_status atomic_write(const char *dir, const char *final, const void *const *parts, const size_t *lens,
                               int nparts, const dx_ckpt_policy *pol, dx_err *err) {
-    char tmp[1200], dst[1200];
-    snprintf(tmp, sizeof tmp, "%s/.%s.tmp.%d", dir, final, (int)getpid());
+    char dst[1200];
     snprintf(dst, sizeof dst, "%s/%s", dir, final);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) return dx_fail(err, DX_EIO, "create %s: %s", tmp, strerror(errno));
-    for (int i = 0; i < nparts; i++)
-        if (write_all(fd, parts[i], lens[i], pol) != 0) goto fail;
-    if (fsync(fd) != 0) goto fail;
-    if (close(fd) != 0) {
-        fd = -1;
-        goto fail;
+    dx_status s = dx_atomic_write_via(dst, parts, lens, nparts, pol ? pol->write_fn : NULL,
+                                      pol ? pol->write_user : NULL, err);
+    if (s && err) {
+        char why[sizeof err->msg];
+        snprintf(why, sizeof why, "%s", err->msg);
+        dx_fail(err, s, "writing %s failed: %s; the previous checkpoint is intact", dst, why);
     }
-    fd = -1;
-    if (rename(tmp, dst) != 0) goto fail;
-    if (dx_fsync_dir(dir) != 0) return dx_fail(err, DX_EIO, "fsync %s: %s (the file was renamed)", dir, strerror(errno));
-    return DX_OK;
-fail : {
-    int e = errno;
-    if (fd >= 0) close(fd);
-    unlink(tmp);
-    return dx_fail(err, DX_EIO, "writing %s failed: %s; the previous checkpoint is intact", dst, strerror(e));
-}
+    return s;
 }
 
 static int parse_step(const char *name, int64_t *step) {

@@ -1,5 +1,9 @@
 /* weights.h - move a named tensor table's contents to and from safetensors.
  *
+ * nn layer: it stages tensors between backend memory and the safetensors
+ * container (io/dx_safetensors.h, which knows no backend). The host-memory
+ * save needs no backend at all.
+ *
  * Generic over any dx_table (backbone, heads, teachers): the model itself knows
  * no file format. Names in the file are the table's names, optionally under a
  * prefix ("teacher.backbone." ...). */
@@ -30,5 +34,9 @@ dx_status dx_weights_load(const dx_table *tab, dx_backend *be, float *w, const c
 dx_status dx_weights_save(const dx_table *tab, dx_backend *be, const float *w, const char *path,
                           const char *prefix, int with_buffers, const char *const *metadata,
                           int n_meta, dx_err *err);
+
+/* The same file from host memory (w_host laid out as the table): no backend. */
+dx_status dx_weights_save_host(const dx_table *tab, const float *w_host, const char *path, const char *prefix,
+                               int with_buffers, const char *const *metadata, int n_meta, dx_err *err);
 
 #endif /* DX_WEIGHTS_H */

@@ -1,0 +1,97 @@
+/* eval_job.c - see eval_job.h. */
+#include "eval/eval_job.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "backend/registry.h"
+#include "io/checkpoint.h"
+#include "train/config.h"
+
+void dx_eval_job_default(dx_eval_job *j) {
+    memset(j, 0, sizeof *j);
+    j->arch = "vit_small";
+    j->prefix = "";
+    j->registers = -1;
+    dx_eval_opts_default(&j->eval);
+}
+
+static int file_exists(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+dx_status dx_eval_job_run(const dx_eval_job *j, int *bad_option, dx_err *err) {
+    if (bad_option) *bad_option = 0;
+    if (!j->store_dir || !j->out || (!j->weights && !j->run && !j->checkpoint) || (j->track && !j->run))
+        return dx_fail(err, DX_EINVAL, "eval job: missing the store, the output, the backbone or (--track) the run");
+    dx_eval_opts o = j->eval;
+    const char *weights = j->weights, *ckpt = j->checkpoint, *prefix = j->prefix ? j->prefix : "";
+    dx_config cfg;
+    dx_vit_config vc;
+    char path[2048], run_ckpt[2048] = "";
+    const char *cfg_path = j->config;
+    if (j->run) {
+        snprintf(path, sizeof path, "%s/config.yaml", j->run);
+        cfg_path = path;
+    }
+    dx_status s;
+    if (cfg_path) {
+        if ((s = dx_config_resolve(&cfg, cfg_path, NULL, 0, err)) || (s = dx_config_vit(&cfg, &vc, err))) return s;
+        o.crop.norm_mean = cfg.data.norm_mean;
+        o.crop.norm_std = cfg.data.norm_std;
+        o.crop.stack25d = cfg.data.stack25d;
+    } else if ((s = dx_vit_config_named(&vc, j->arch ? j->arch : "vit_small", err))) {
+        return s;
+    }
+    dx_vit_config_override_shape(&vc, j->patch, j->registers, j->dim, j->depth, j->heads);
+    if (j->no25d) o.crop.stack25d = 0;
+    if (o.crop.size % vc.patch) {
+        if (bad_option) *bad_option = 1;
+        return dx_fail(err, DX_EINVAL, "--size %d is not a multiple of the patch size %d", o.crop.size, vc.patch);
+    }
+    char ckdir[2100] = "";
+    if (j->run) {
+        snprintf(ckdir, sizeof ckdir, "%s/checkpoints", j->run);
+        if (!weights && !ckpt) {
+            snprintf(path, sizeof path, "%s/backbone.safetensors", j->run);
+            if (file_exists(path)) weights = path;
+            else {
+                dx_ckpt ck;
+                if ((s = dx_ckpt_open_latest(&ck, ckdir, err))) return s;
+                snprintf(run_ckpt, sizeof run_ckpt, "%s", ck.path);
+                dx_ckpt_close(&ck);
+                ckpt = run_ckpt;
+            }
+        }
+    }
+
+    dx_backend *be = NULL;
+    dx_store store;
+    int have_store = 0, n_loaded = 0, have_main = 0;
+    dx_eval_model main_m, extra[DX_EVAL_MAX_ALSO];
+    const dx_eval_model *extra_p[DX_EVAL_MAX_ALSO];
+    int n_also = j->n_also < DX_EVAL_MAX_ALSO ? j->n_also : DX_EVAL_MAX_ALSO;
+    if ((s = dx_backend_open(&be, j->device, j->threads, err))) goto done;
+    if ((s = dx_store_open(&store, j->store_dir, err))) goto done;
+    have_store = 1;
+    if (!j->track_only) {
+        if (weights) s = dx_eval_model_load(&main_m, &vc, be, weights, prefix, err);
+        else s = dx_eval_model_from_ckpt(&main_m, &vc, be, ckpt, "teacher", err);
+        if (s) goto done;
+        have_main = 1;
+        for (; n_loaded < n_also; n_loaded++) {
+            if ((s = dx_eval_model_load(&extra[n_loaded], &vc, be, j->also[n_loaded], prefix, err))) goto done;
+            extra_p[n_loaded] = &extra[n_loaded];
+        }
+        if ((s = dx_eval_all(&store, &o, be, &main_m, extra_p, n_also, j->out, err))) goto done;
+    }
+    if (j->track) s = dx_eval_track(&store, &o, be, &vc, ckdir, j->out, err);
+done:
+    for (int i = 0; i < n_loaded; i++) dx_eval_model_free(&extra[i], be);
+    if (have_main) dx_eval_model_free(&main_m, be);
+    if (have_store) dx_store_close(&store);
+    if (be) dx_backend_destroy(be);
+    return s;
+}
