@@ -38,6 +38,7 @@ MODULES=(
   "matplotlib   python3-matplotlib   tests/test_synth_e2e.sh, tests/data/lidc/pylidc_ref.py"
   "pydicom      python3-pydicom      tests/peers/dicom_peers.py"
   "PIL          python3-pil          tests/test_augment.c"
+  "nibabel      python3-nibabel      tests/test_store_nifti.sh"
 )
 # data files the tests read directly
 FILES=(

@@ -12,7 +12,7 @@ PKGS=(
   libniftiio-dev libnifti2-dev libznz-dev ocl-icd-opencl-dev zlib1g-dev libopenjp2-7-dev libcharls-dev
   libopenmpi-dev openmpi-bin
   clang libclang-rt-14-dev libomp-14-dev
-  python3 python3-numpy python3-torch python3-sklearn python3-scipy python3-matplotlib python3-pydicom python3-pil
+  python3 python3-numpy python3-torch python3-sklearn python3-scipy python3-matplotlib python3-pydicom python3-pil python3-nibabel
   dcmtk dicom3tools libgdcm-tools libopenblas0-openmp chromium
   bc time
 )

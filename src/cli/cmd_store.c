@@ -1,7 +1,8 @@
 /* cmd_store.c - `dinox store list|export|nodules`: look into a volume store.
  *
  * export writes int16 HU (z, y, x), z ascending, as .npy plus a JSON sidecar
- * with the geometry (docs/data.md), or with --mask the uint8 consensus labels. */
+ * with the geometry (docs/data.md), or as NIfTI (.nii / .nii.gz: geometry in
+ * the header, RAS), or with --mask the uint8 consensus labels. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,13 +10,14 @@
 #include <cjson/cJSON.h>
 
 #include "cli/cli.h"
+#include "io/dx_dicom.h"
 #include "io/dx_npy.h"
 #include "io/store.h"
 
 static void store_usage(FILE *f) {
     fprintf(f,
             "usage: dinox store list STORE\n"
-            "       dinox store export STORE --series UID --out V.npy [--mask]\n"
+            "       dinox store export STORE --series UID --out V.npy|V.nii|V.nii.gz [--mask]\n"
             "       dinox store nodules STORE [--out nodules.csv]\n"
             "\n"
             "list     one line per series: patient ID, series UID, dims (x y z), spacing (x y z) mm,\n"
@@ -23,7 +25,9 @@ static void store_usage(FILE *f) {
             "export   int16 HU volume in (z, y, x) order, z ascending, to V.npy and the geometry\n"
             "         to V.json: spacing (z, y, x) mm, origin (LPS mm of voxel 0), direction\n"
             "         (row, column, normal cosines); --mask writes the uint8 consensus label\n"
-            "         volume instead (0 = background, n = nodule with label n)\n"
+            "         volume instead (0 = background, n = nodule with label n). V.nii / V.nii.gz:\n"
+            "         NIfTI-1 for MONAI, nnU-Net, ITK-SNAP: the same voxels (x fastest), the\n"
+            "         scanner affine in RAS as sform and qform, spacing in mm, no sidecar\n"
             "nodules  the nodule table as CSV (stdout or --out)\n");
 }
 
@@ -120,14 +124,18 @@ static int do_export(const char *dir, const char *uid, const char *out, int mask
         return 1;
     }
     int64_t shape[3] = {r->nz, r->ny, r->nx};
-    /* the store's layout already is (z, y, x) C order: write the mapping as is */
-    dx_status st = mask ? dx_npy_write(out, "|u1", s.mask[i], shape, 3, &err)
-                        : dx_npy_write(out, "<i2", s.hu[i], shape, 3, &err);
+    /* the store's layout already is (z, y, x) C order: write the mapping as is
+     * (NIfTI: x fastest, the same bytes, geometry in the header) */
+    const int nifti = dx_nifti_path(out);
+    const void *vox = mask ? (const void *)s.mask[i] : (const void *)s.hu[i];
+    dx_status st = nifti ? dx_nifti_save(out, vox, mask, r->nx, r->ny, r->nz, r->spacing, r->origin, r->direction, &err)
+                   : mask ? dx_npy_write(out, "|u1", s.mask[i], shape, 3, &err)
+                          : dx_npy_write(out, "<i2", s.hu[i], shape, 3, &err);
     int rc = 0;
     if (st) {
         fprintf(stderr, "store: %s\n", err.msg);
         rc = 1;
-    } else {
+    } else if (!nifti) {
         rc = write_sidecar(out, r, mask);
     }
     dx_store_close(&s);
@@ -179,6 +187,13 @@ int cmd_store(int argc, char **argv) {
     }
     if (!strcmp(verb, "list")) return do_list(dir);
     if (!strcmp(verb, "nodules")) return do_nodules(dir, out);
+    if (!strcmp(verb, "export") && out && !dx_nifti_path(out)) {
+        size_t n = strlen(out);
+        if (n < 4 || strcmp(out + n - 4, ".npy")) {
+            fprintf(stderr, "store export: --out %s: the format comes from the extension: .npy, .nii or .nii.gz\n", out);
+            return 2;
+        }
+    }
     if (!strcmp(verb, "export")) {
         if (!uid || !out) {
             fprintf(stderr, "store export: --series UID and --out V.npy are required\n");

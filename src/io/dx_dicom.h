@@ -169,4 +169,14 @@ dx_status dx_nifti_load(const char *path, dx_volume *vol, dx_err *err);
  * fuzzer drives). name appears in error messages (NULL: "NIfTI buffer"). */
 dx_status dx_nifti_load_memory(const void *buf, size_t len, const char *name, dx_volume *vol, dx_err *err);
 
+/* 1 when path names a NIfTI file (.nii or .nii.gz). */
+int dx_nifti_path(const char *path);
+/* Writes [nz][ny][nx] int16 HU (is_mask = 0) or uint8 (is_mask = 1) with the
+ * dx_volume geometry (LPS) as NIfTI-1 (.nii, or gzip-compressed .nii.gz) in
+ * RAS: sform = qform = the scanner affine, pixdim = spacing, mm. Atomic
+ * (temporary file, fsync, rename). dx_nifti_load reads it back exactly. */
+dx_status dx_nifti_save(const char *path, const void *vox, int is_mask, int nx, int ny, int nz,
+                        const double spacing[3], const double origin[3], const double direction[9],
+                        dx_err *err);
+
 #endif /* DX_DICOM_H */
