@@ -36,5 +36,15 @@ before=$(sha256sum run/checkpoints/* | sha256sum)
 "$DINOX" train --quiet --resume run --store store train.batch_size=65536 crops.local_count=8 2>resume.txt; rc=$?
 [ $rc -ne 0 ] && grep -q "does not fit" resume.txt || bad "resume with a batch that does not fit: exit $rc, $(cat resume.txt)"
 [ "$before" = "$(sha256sum run/checkpoints/* | sha256sum)" ] || bad "the refused resume changed the checkpoints"
+# dinox plan --stage: a table per stage and the total against --days, naming the stage to shorten
+ST=(--stage "low:train.epochs=9" --stage "high:train.epochs=1 crops.global_size=64 crops.local_size=32")
+"$DINOX" plan -c "$C" --device h200 "${ST[@]}" --days 1000 "${SET[@]}" >st.txt 2>&1; rc=$?
+[ $rc -eq 0 ] && grep -q "^  low " st.txt && grep -q "^  high " st.txt && grep -q "fits the budget" st.txt ||
+  bad "plan --stage within the budget: exit $rc: $(cat st.txt)"
+grep -q "efficiency is the fraction" st.txt || bad "plan does not explain its efficiency factor"
+"$DINOX" plan -c "$C" --mem-gb 64 --tflops 0.00001 "${ST[@]}" --days 0.001 "${SET[@]}" >st2.txt 2>&1; rc=$?
+[ $rc -eq 3 ] && grep -q "OVER the budget" st2.txt && grep -Eq "shorten stage low|even without stage low" st2.txt ||
+  bad "plan --stage over the budget: exit $rc: $(cat st2.txt)"
+"$DINOX" plan -c "$C" --stage "nocolon" "${SET[@]}" >/dev/null 2>&1; [ $? -eq 2 ] || bad "--stage without NAME: accepted"
 [ $fail -eq 0 ] && echo "test_train_plan: all checks passed"
 exit $fail

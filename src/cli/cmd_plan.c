@@ -9,19 +9,36 @@
 
 static void plan_usage(FILE *f) {
     fprintf(f,
-            "usage: dinox plan -c CONFIG [--device cpu|strix-halo|rtx-4090|h100] [key=value ...]\n"
+            "usage: dinox plan -c CONFIG [--device cpu|strix-halo|rtx-4090|a100|h100|h200] [key=value ...]\n"
             "       dinox plan -c CONFIG --mem-gb M --tflops F [--bw-gbs B] [--efficiency E]\n"
+            "       dinox plan -c CONFIG --device D --stage 'NAME:key=value ...' [--stage ...] [--days N]\n"
             "\n"
             "Prints parameter / gradient / optimizer / teacher memory, activation memory per image,\n"
             "the predicted peak, the largest batch that fits the device, FLOPs per image (all crops,\n"
             "student forward+backward, EMA and Gram teachers, heads) and the estimated time per\n"
             "epoch and for the whole run. 'cpu' measures this machine's GEMM peak first.\n"
             "Memory is modelled as the fp32 allocations the current backends make.\n"
+            "--stage: plan a pre-training in stages (e.g. DINOv3's long 224 px stage, then a short\n"
+            "512 px stage with Gram anchoring): each stage is the config with the common key=value\n"
+            "overrides and then its own; one line per stage (crops, batch, steps, FLOPs, peak memory,\n"
+            "days) and the total against --days (default 14), naming the stage to shorten.\n"
             "Exit status: 0 the config fits, 3 it does not (the batch is above the largest that fits),\n"
             "1 an error, 2 a usage error.\n");
 }
 
 static void gb(const char *what, double bytes) { printf("  %-34s %10.3f GB\n", what, bytes / 1e9); }
+
+/* What the x efficiency factor stands for, printed under every time estimate. */
+static void explain_efficiency(const dx_device *d) {
+    printf("time model: step = FLOPs / (%.1f TFLOPS peak x %.2f efficiency), at least the time to stream the\n"
+           "  training state through memory 8 times (AdamW, EMA, gradients). The efficiency is the fraction of\n"
+           "  the dense matmul peak a whole DINOv3 step reaches: attention, norms, element-wise ops, the losses,\n"
+           "  the optimizer and data movement run below it. cpu: 0.6 is measured (dinox runs its ViT-S step at\n"
+           "  0.65-0.77 of its own GEMM peak, docs/performance.md); GPUs: 0.45 is an assumption (bf16 peak,\n"
+           "  large-model training commonly reaches 40-50%%) until the GPU backend measures it. --efficiency E\n"
+           "  overrides it.\n",
+           d->flops / 1e12, d->efficiency);
+}
 
 static void hms(char *b, size_t n, double s) {
     long t = (long)(s + 0.5);
@@ -29,16 +46,73 @@ static void hms(char *b, size_t n, double s) {
     else snprintf(b, n, "%ldh%02ldm%02lds", t / 3600, t % 3600 / 60, t % 60);
 }
 
+/* --stage: one plan per stage (the config + the common overrides + the stage's
+ * own), a table, and the total against the budget. */
+static int plan_stages(const char *config, char **common, int ncommon, const char *const *stages, int n,
+                       const dx_device *d, double days) {
+    dx_plan p[8];
+    char names[8][32];
+    int fits_all = 1;
+    printf("stages of %s on %s (%.0f GB, %.1f TFLOPS x %.2f), budget %.1f days\n", config, d->name, d->mem_bytes / 1e9,
+           d->flops / 1e12, d->efficiency, days);
+    printf("  %-10s %-9s %6s %9s %11s %9s %5s %8s\n", "stage", "crops", "batch", "steps", "GFLOP/img", "peak GB",
+           "fits", "days");
+    for (int i = 0; i < n; i++) {
+        const char *colon = strchr(stages[i], ':');
+        snprintf(names[i], sizeof names[i], "%.*s", (int)(colon - stages[i]), stages[i]);
+        /* the stage's overrides: split its text at blanks */
+        char buf[2048];
+        snprintf(buf, sizeof buf, "%s", colon + 1);
+        const char *ov[96];
+        int k = 0;
+        for (int j = 0; j < ncommon && k < 48; j++) ov[k++] = common[j];
+        for (char *t = strtok(buf, " \t"); t && k < 96; t = strtok(NULL, " \t")) ov[k++] = t;
+        dx_err err = {0};
+        dx_config cfg;
+        if (dx_config_resolve(&cfg, config, ov, k, &err) || dx_plan_compute(&cfg, d, &p[i], &err)) {
+            fprintf(stderr, "dinox plan: stage %s: %s\n", names[i], err.msg);
+            return 1;
+        }
+        char crops[32];
+        snprintf(crops, sizeof crops, "%d/%d", cfg.crops.global_size, cfg.crops.local_size);
+        int fits = p[i].max_batch >= p[i].batch;
+        fits_all &= fits;
+        printf("  %-10s %-9s %6d %9lld %11.1f %9.2f %5s %8.2f\n", names[i], crops, p[i].batch, (long long)p[i].steps,
+               p[i].flops_per_image / 1e9, p[i].total / 1e9, fits ? "yes" : "NO", p[i].run_s / 86400.0);
+    }
+    double total = 0;
+    for (int i = 0; i < n; i++) total += p[i].run_s;
+    int64_t keep = 0;
+    int s = dx_plan_budget(p, n, days, &keep);
+    printf("  %-10s %67.2f days of %.1f: %s\n", "total", total / 86400.0, days,
+           s < 0 ? "fits the budget" : "OVER the budget");
+    if (s >= 0) {
+        if (keep > 0)
+            printf("to fit: shorten stage %s from %lld to %lld steps (%.1f epochs of %lld), or raise --days\n",
+                   names[s], (long long)p[s].steps, (long long)keep, p[s].epoch_length ? (double)keep / p[s].epoch_length : 0.0,
+                   (long long)p[s].epoch_length);
+        else
+            printf("to fit: even without stage %s the other stages exceed %.1f days; shorten them too\n", names[s], days);
+    }
+    explain_efficiency(d);
+    return !fits_all || s >= 0 ? 3 : 0;
+}
+
 int cmd_plan(int argc, char **argv) {
     const char *config = NULL, *device = "cpu";
     double mem_gb = 0, tflops = 0, bw = 0, eff = 0;
     int json = 0;
-    enum { O_DEV = 1000, O_MEM, O_TF, O_BW, O_EFF, O_JSON, O_HELP };
+    enum { O_DEV = 1000, O_MEM, O_TF, O_BW, O_EFF, O_JSON, O_HELP, O_STAGE, O_DAYS };
+    enum { MAX_STAGES = 8 };
+    const char *stages[MAX_STAGES];
+    int nstages = 0;
+    double days = 14;
     static const struct option opts[] = {
         {"config", required_argument, 0, 'c'}, {"device", required_argument, 0, O_DEV},
         {"mem-gb", required_argument, 0, O_MEM}, {"tflops", required_argument, 0, O_TF},
         {"bw-gbs", required_argument, 0, O_BW},  {"efficiency", required_argument, 0, O_EFF},
-        {"json", no_argument, 0, O_JSON},        {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
+        {"json", no_argument, 0, O_JSON},        {"help", no_argument, 0, O_HELP},
+        {"stage", required_argument, 0, O_STAGE}, {"days", required_argument, 0, O_DAYS}, {0, 0, 0, 0}};
     optind = 1;
     for (int c; (c = getopt_long(argc, argv, "+c:h", opts, NULL)) != -1;) {
         switch (c) {
@@ -49,6 +123,18 @@ int cmd_plan(int argc, char **argv) {
         case O_BW: CLI_DOUBLE("plan", bw, 1e-3, 1e7); break;
         case O_EFF: CLI_DOUBLE("plan", eff, 1e-3, 1); break;
         case O_JSON: json = 1; break;
+        case O_STAGE:
+            if (nstages == MAX_STAGES) {
+                fprintf(stderr, "dinox plan: at most %d --stage options\n", MAX_STAGES);
+                return 2;
+            }
+            if (!strchr(optarg, ':')) {
+                fprintf(stderr, "dinox plan: --stage '%s': expected NAME:key=value ...\n", optarg);
+                return 2;
+            }
+            stages[nstages++] = optarg;
+            break;
+        case O_DAYS: CLI_DOUBLE("plan", days, 1e-3, 1e5); break;
         case 'h': case O_HELP: plan_usage(stdout); return 0;
         default: plan_usage(stderr); return 2;
         }
@@ -73,6 +159,7 @@ int cmd_plan(int argc, char **argv) {
         if (dx_device_get(device, cfg.train.threads, &d, &err)) goto fail;
         if (eff > 0) d.efficiency = eff;
     }
+    if (nstages) return plan_stages(config, argv + optind, argc - optind, stages, nstages, &d, days);
     dx_plan p;
     if (dx_plan_compute(&cfg, &d, &p, &err)) goto fail;
     if (json) {
@@ -108,6 +195,7 @@ int cmd_plan(int argc, char **argv) {
     hms(c, sizeof c, p.run_s);
     printf("time: %.3f s per step, %s per epoch (%lld steps), %s for the run (%lld steps)\n", p.step_s, b,
            (long long)p.epoch_length, c, (long long)p.steps);
+    explain_efficiency(&d);
     (void)a;
     return p.max_batch < p.batch ? 3 : 0; /* scripts can test whether the config fits */
 fail:

@@ -84,11 +84,36 @@ dx_status dx_device_get(const char *name, int threads, dx_device *d, dx_err *err
         d->bw_bytes_s = 3350e9;
         d->flops = 989e12; /* SXM bf16 dense */
         d->efficiency = 0.45;
+    } else if (!strcmp(name, "h200")) {
+        d->mem_bytes = 141e9; /* HBM3e */
+        d->bw_bytes_s = 4800e9;
+        d->flops = 989e12; /* SXM bf16 dense, as H100 */
+        d->efficiency = 0.45;
+    } else if (!strcmp(name, "a100")) {
+        d->mem_bytes = 80e9;
+        d->bw_bytes_s = 2039e9;
+        d->flops = 312e12; /* SXM bf16 dense */
+        d->efficiency = 0.45;
     } else {
-        return dx_fail(err, DX_EINVAL, "unknown device '%s' (cpu, strix-halo, rtx-4090, h100, or give "
+        return dx_fail(err, DX_EINVAL, "unknown device '%s' (cpu, strix-halo, rtx-4090, a100, h100, h200, or give "
                                        "--mem-gb/--tflops/--bw-gbs)", name);
     }
     return DX_OK;
+}
+
+int dx_plan_budget(const dx_plan *st, int n, double days, int64_t *steps_needed) {
+    double total = 0;
+    int longest = -1;
+    for (int i = 0; i < n; i++) {
+        total += st[i].run_s;
+        if (longest < 0 || st[i].run_s > st[longest].run_s) longest = i;
+    }
+    *steps_needed = 0;
+    const double over = total - days * 86400.0;
+    if (over <= 0 || longest < 0) return -1;
+    const double keep = st[longest].run_s - over;
+    *steps_needed = keep > 0 && st[longest].step_s > 0 ? (int64_t)(keep / st[longest].step_s) : 0;
+    return longest;
 }
 
 double dx_host_mem_usable(const char **what) {

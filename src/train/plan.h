@@ -22,7 +22,8 @@ typedef struct dx_device {
 } dx_device;
 
 /* "cpu" (this machine: MemTotal, a short measured GEMM peak), "strix-halo",
- * "rtx-4090", "h100"; or "custom" filled by the caller. */
+ * "rtx-4090", "a100", "h100", "h200"; or "custom" filled by the caller.
+ * GPU peaks are dense bf16 matmul rates (the precision a GPU run uses). */
 dx_status dx_device_get(const char *name, int threads, dx_device *d, dx_err *err);
 
 typedef struct dx_plan {
@@ -38,6 +39,13 @@ typedef struct dx_plan {
 } dx_plan;
 
 dx_status dx_plan_compute(const dx_config *c, const dx_device *d, dx_plan *p, dx_err *err);
+
+/* Stages of one pre-training (e.g. DINOv3's long low-resolution stage, then a
+ * short high-resolution one with Gram anchoring) against a budget in days:
+ * -1 when the sum of run_s fits; otherwise the index of the longest stage and
+ * in *steps_needed the steps it may keep so that the total fits (0: even
+ * dropping it does not). */
+int dx_plan_budget(const dx_plan *stages, int n, double days, int64_t *steps_needed);
 
 /* Memory this process can use now on the host: the least of MemAvailable,
  * the cgroup's memory.max - memory.current and RLIMIT_AS (ulimit -v);
