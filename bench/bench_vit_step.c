@@ -14,7 +14,9 @@
  *              resolution; --gram-scale 2 for 448-px Gram crops), AdamW, EMA.
  *
  * usage: bench_vit_step [multicrop|single|dinov3|all] [--steps S] [--warmup W] [--arch A]
- *                       [--threads T] [--gram-scale F] */
+ *                       [--threads T] [--gram-scale F] [--precision fp32|bf16]
+ * --precision bf16: the linear layers' GEMMs in bf16 (fp32 accumulation), as
+ * `dinox train --precision bf16`; the GEMM peak is then the bf16 GEMM's. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,9 +68,9 @@ static double gemm_peak(dx_backend *be, int M, int D, int F) {
             double t[7];
             for (int rep = 0; rep < 7; rep++) {
                 double t0 = now();
-                if (variant == 0) dx_gemm(be, 0, 1, m, n, k, 1, A, k, B, k, 0, C, n);      /* y = x W^T   */
-                else if (variant == 1) dx_gemm(be, 0, 0, m, k, n, 1, A, n, B, k, 0, C, k); /* dx = dy W   */
-                else dx_gemm(be, 1, 0, n, k, m, 1, A, n, B, k, 1, C, k);                   /* dW += dy^T x */
+                if (variant == 0) dx_gemm_linear(be, 0, 1, m, n, k, 1, A, k, B, k, 0, C, n);      /* y = x W^T   */
+                else if (variant == 1) dx_gemm_linear(be, 0, 0, m, k, n, 1, A, n, B, k, 0, C, k); /* dx = dy W   */
+                else dx_gemm_linear(be, 1, 0, n, k, m, 1, A, n, B, k, 1, C, k);                   /* dW += dy^T x */
                 t[rep] = now() - t0;
             }
             double g = 2.0 * m * n * k / median(t, 7) / 1e9;
@@ -128,10 +130,10 @@ static void run_config(dx_backend *be, const char *name, const char *arch, const
     }
     double med = median(t, steps);
     double gflops = flop / med / 1e9;
-    printf("{\"impl\":\"dinox\",\"config\":\"%s\",\"arch\":\"%s\",\"batch\":%d,\"threads\":%d,"
+    printf("{\"impl\":\"%s\",\"config\":\"%s\",\"arch\":\"%s\",\"batch\":%d,\"threads\":%d,"
            "\"step_s_median\":%.4f,\"img_per_s\":%.3f,\"gflop_per_img\":%.2f,\"gflop_per_s\":%.1f,"
            "\"gemm_peak_gflop_per_s\":%.1f,\"fraction_of_gemm_peak\":%.3f}\n",
-           name, arch, batch, be->nthreads, med, batch / med, flop / batch / 1e9, gflops, peak,
+           be->precision == DX_PREC_BF16 ? "dinox-bf16" : "dinox", name, arch, batch, be->nthreads, med, batch / med, flop / batch / 1e9, gflops, peak,
            peak > 0 ? gflops / peak : 0);
     fflush(stdout);
     free(t);
@@ -204,10 +206,10 @@ static void run_dinov3(dx_backend *be, const char *arch, int steps, int warmup, 
         dx_ibot_masks_free(&mk);
     }
     double med = median(t, steps), flop = dx_ssl_flops_per_step(&c);
-    printf("{\"impl\":\"dinox\",\"config\":\"dinov3\",\"arch\":\"%s\",\"batch\":%d,\"threads\":%d,"
+    printf("{\"impl\":\"%s\",\"config\":\"dinov3\",\"arch\":\"%s\",\"batch\":%d,\"threads\":%d,"
            "\"gram_size\":%d,\"step_s_median\":%.4f,\"img_per_s\":%.3f,\"gflop_per_img\":%.2f,"
            "\"gflop_per_s\":%.1f,\"gemm_peak_gflop_per_s\":%.1f,\"fraction_of_gemm_peak\":%.3f}\n",
-           arch, c.batch, be->nthreads, c.gram_size, med, c.batch / med, flop / c.batch / 1e9, flop / med / 1e9, peak,
+           be->precision == DX_PREC_BF16 ? "dinox-bf16" : "dinox", arch, c.batch, be->nthreads, c.gram_size, med, c.batch / med, flop / c.batch / 1e9, flop / med / 1e9, peak,
            peak > 0 ? flop / med / 1e9 / peak : 0);
     fflush(stdout);
     free(t); free(gl); free(lc); free(gr);
@@ -216,19 +218,20 @@ static void run_dinov3(dx_backend *be, const char *arch, int steps, int warmup, 
 
 int main(int argc, char **argv) {
     const char *which = "all", *arch = "vit_small";
-    int steps = 5, warmup = 1, threads = 0, gram_scale = 1;
+    int steps = 5, warmup = 1, threads = 0, gram_scale = 1, precision = DX_PREC_FP32;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--warmup") && i + 1 < argc) warmup = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--arch") && i + 1 < argc) arch = argv[++i];
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--gram-scale") && i + 1 < argc) gram_scale = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--precision") && i + 1 < argc) precision = !strcmp(argv[++i], "bf16");
         else which = argv[i];
     }
     if (steps < 1) steps = 1;
     dx_err err;
     dx_backend *be;
-    if (dx_backend_create(&be, &(dx_backend_params){.nthreads = threads}, &err)) {
+    if (dx_backend_create(&be, &(dx_backend_params){.nthreads = threads, .precision = precision}, &err)) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }

@@ -140,7 +140,12 @@ class Dinov3Step:
     def step(self, batch, sched, drop=None, aug=None):
         """Returns ([total, *TERMS] as 0-d tensors, pre-clip norms [3] as 0-d tensors)."""
         self.opt.zero_grad(set_to_none=True)
-        total, terms = self.losses(batch, sched, drop, aug)
+        if self.cfg.get("bf16"):  # DINOv3's mixed precision: autocast bf16, fp32 master weights
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                total, terms = self.losses(batch, sched, drop, aug)
+            total = total.float()
+        else:
+            total, terms = self.losses(batch, sched, drop, aug)
         total.backward()
         norms = [torch.nn.utils.clip_grad_norm_(ps, self.cfg["clip_grad"]) for ps in self.subs]
         for g in self.opt.param_groups:
@@ -219,6 +224,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--gram-scale", type=int, default=1, help="Gram crops at gram_scale x 224 px")
     ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--bf16", action="store_true",
+                    help="the step under torch.autocast('cpu', bfloat16) (oneDNN bf16 GEMMs); fp32 master weights")
     ap.add_argument("--prototypes", type=int, default=65536, help="K of both heads")
     ap.add_argument("--check-fixture", metavar="SAFETENSORS", default=None,
                     help="instead of timing: rerun ssl_tiny.safetensors, exit 1 if losses/norms differ > 1e-4")
@@ -237,7 +244,7 @@ def main():
     cfg = {"batch": B, "n_local": n_local, "registers": 4, "patch": 16, "global_size": Sg,
            "depth": vcfg.depth, "layer_decay": 0.9, "patch_embed_lr_mult": 0.2, "betas": (0.9, 0.999),
            "adam_eps": 1e-8, "student_temp": 0.1, "sk_iters": 3, "clip_grad": 3.0, "w_dino": 1.0,
-           "w_koleo": 0.1, "w_ibot": 1.0, "gram_img_level": True}
+           "w_koleo": 0.1, "w_ibot": 1.0, "gram_img_level": True, "bf16": a.bf16}
     sched = {"lr": 1e-4, "last_layer_lr": 1e-4, "wd": 0.04, "momentum": 0.994, "teacher_temp": 0.07,
              "w_gram": 1.0, "lambda_local": 1.0}
     head = (2048, 256, a.prototypes)
@@ -285,7 +292,7 @@ def main():
     med = statistics.median(times)
     flop = flops_per_step(vcfg, B, n_local, Sg, sl, Sgram, *head)
     print(json.dumps({
-        "impl": "torch", "config": "dinov3", "arch": a.arch, "batch": B, "threads": a.threads,
+        "impl": "torch-bf16" if a.bf16 else "torch", "config": "dinov3", "arch": a.arch, "batch": B, "threads": a.threads,
         "gram_size": Sgram, "step_s_median": round(med, 4), "img_per_s": round(B / med, 3),
         "gflop_per_img": round(flop / B / 1e9, 2), "gflop_per_s": round(flop / med / 1e9, 1),
         "steps": a.steps, "step_s_all": [round(t, 4) for t in times], "masked_patches": masked,

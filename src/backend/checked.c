@@ -174,6 +174,13 @@ static void ck_gemm(dx_backend *be, int ta, int tb, int M, int N, int K, float a
     CK_ALL(A, B, C);
     in->ops->gemm(in, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, batch, sa, sb, sc);
 }
+static void ck_gemm_bf16(dx_backend *be, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                         const float *B, int ldb, float beta, float *C, int ldc, int batch, int64_t sa, int64_t sb,
+                         int64_t sc) {
+    BEGIN(gemm_bf16);
+    CK_ALL(A, B, C);
+    in->ops->gemm_bf16(in, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, batch, sa, sb, sc);
+}
 static void ck_scale(dx_backend *be, float *x, float s, size_t n) {
     BEGIN(scale);
     CK(x);
@@ -231,6 +238,7 @@ static const dx_backend_ops checked_ops = {
     .host_alloc = ck_host_alloc,
     .host_free = ck_host_free,
     .gemm = ck_gemm,
+    .gemm_bf16 = ck_gemm_bf16,
 #define CK_ENTRY(op, params, args) .op = ck_##op,
     DX_CPU_KERNELS_TABLE(CK_ENTRY) DX_CPU_KERNELS_OTHER(CK_ENTRY)
 #undef CK_ENTRY
@@ -382,6 +390,7 @@ dx_status dx_backend_checked_wrap(dx_backend **bep, dx_err *err) {
     be->impl = c;
     be->nthreads = inner->nthreads;
     be->device = inner->device;
+    be->precision = inner->precision;
     *bep = be;
     return DX_OK;
 }

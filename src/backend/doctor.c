@@ -49,10 +49,11 @@ static void probe_libs(const char *backend, char *out, size_t len) {
     const char **libs = !strcmp(backend, "cuda") ? cuda : !strcmp(backend, "hip") ? hip : NULL;
     out[0] = 0;
     for (int i = 0; libs && libs[i]; i++) {
+        /* kept loaded: unloading a vendor library can strand its static C++
+         * allocations (LeakSanitizer reports them); the process ends soon */
         void *h = dlopen(libs[i], RTLD_LAZY | RTLD_LOCAL);
         size_t u = strlen(out);
         snprintf(out + u, len - u, "%s%s %s", u ? ", " : "", libs[i], h ? "found" : "missing");
-        if (h) dlclose(h);
     }
 }
 

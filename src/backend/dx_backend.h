@@ -67,6 +67,13 @@ typedef struct dx_backend_ops {
     void (*gemm)(dx_backend *be, int ta, int tb, int M, int N, int K, float alpha,
                  const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc,
                  int batch, int64_t stride_a, int64_t stride_b, int64_t stride_c);
+    /* The same with A and B rounded to bf16 (nearest even) and the products
+     * accumulated in fp32 into the fp32 C: the matmul of the bf16 policy
+     * (dx_gemm_linear). Tolerance: bf16's 8-bit mantissa, ~2^-8 relative per
+     * product, averaged over K. */
+    void (*gemm_bf16)(dx_backend *be, int ta, int tb, int M, int N, int K, float alpha,
+                      const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc,
+                      int batch, int64_t stride_a, int64_t stride_b, int64_t stride_c);
 
     /* ---- elementwise / small reductions ----------------------------------- */
     /* y[M,N] += b[N] (* mask[N] if mask != NULL): linear bias, masked k-bias. */
@@ -192,7 +199,7 @@ typedef struct dx_backend_ops {
  * member is added without its name here. */
 #define DX_BACKEND_OP_NAMES(X)                                                                  \
     X(destroy) X(alloc) X(free) X(upload) X(download) X(copy) X(zero) X(sync) X(host_alloc)     \
-    X(host_free) X(gemm) X(bias_forward) X(bias_backward) X(layernorm_forward)                  \
+    X(host_free) X(gemm) X(gemm_bf16) X(bias_forward) X(bias_backward) X(layernorm_forward)                  \
     X(layernorm_backward) X(gelu_forward) X(gelu_backward) X(swiglu_forward)                    \
     X(swiglu_backward) X(softmax_forward) X(softmax_backward) X(attention_forward)              \
     X(attention_backward) X(rope_tables) X(rope_forward) X(rope_backward) X(residual_forward)   \
@@ -212,13 +219,22 @@ struct dx_backend {
     void *impl;   /* backend private state */
     int nthreads;
     int device;   /* device index within the backend (0 on the CPU) */
+    int precision; /* DX_PREC_FP32 | DX_PREC_BF16: the matmul policy of dx_gemm_linear */
 };
+
+/* Precision policies. bf16: the GEMMs of linear layers (backbone and heads)
+ * take bf16 inputs with fp32 accumulation and fp32 outputs; master weights,
+ * AdamW state, gradients, activations, LayerNorm, softmax and attention, the
+ * losses, Sinkhorn-Knopp, KoLeo, Gram, EMA and the gradient norms stay fp32. */
+#define DX_PREC_FP32 0
+#define DX_PREC_BF16 1
 
 /* What to create: backend/registry.c turns it into a backend. */
 typedef struct dx_backend_params {
     const char *name; /* a registry name ("cpu", "cuda", "hip"); NULL = the default */
     int device;       /* device index within that backend */
     int nthreads;     /* host threads (OpenMP); 0 = the runtime's default */
+    int precision;    /* DX_PREC_FP32 (default) or DX_PREC_BF16 */
 } dx_backend_params;
 
 /* Creates a backend from the registry (backend/registry.c). */
@@ -230,6 +246,16 @@ static inline void dx_gemm(dx_backend *be, int ta, int tb, int M, int N, int K, 
                            const float *A, int lda, const float *B, int ldb, float beta, float *C,
                            int ldc) {
     be->ops->gemm(be, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, 1, 0, 0, 0);
+}
+
+/* The GEMM of a linear layer, under the backend's precision policy (fp32, or
+ * bf16 inputs with fp32 accumulation). Everything else calls dx_gemm / gemm:
+ * attention, Gram matrices and statistics are always fp32. */
+static inline void dx_gemm_linear(dx_backend *be, int ta, int tb, int M, int N, int K, float alpha,
+                                  const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                                  int ldc) {
+    (be->precision == DX_PREC_BF16 ? be->ops->gemm_bf16 : be->ops->gemm)(be, ta, tb, M, N, K, alpha, A, lda, B,
+                                                                          ldb, beta, C, ldc, 1, 0, 0, 0);
 }
 
 #endif /* DX_BACKEND_H */

@@ -31,6 +31,7 @@ static void train_usage(FILE *f) {
             "                      EMA teacher from `dinox export`) instead of the student's init\n"
             "  --stop-at N         stop (with a checkpoint) when step N is reached\n"
             "  --device DEV        cpu, cuda[:N] or hip[:N]: the same as model.backend=DEV\n"
+            "  --precision P       fp32 or bf16: the same as model.precision=P\n"
             "  --quiet             no progress line\n"
             "  --force             run even when the memory plan says the config does not fit\n"
             "  --schema            print every config key (markdown table, docs/config.md) and exit\n"
@@ -41,15 +42,16 @@ static void train_usage(FILE *f) {
 
 int cmd_train(int argc, char **argv) {
     dx_train_opts o = {0};
-    const char *out = NULL, *resume = NULL, *device = NULL;
-    enum { O_STORE = 1000, O_OUT, O_RESUME, O_INIT, O_STOP, O_QUIET, O_SCHEMA, O_GRAMINIT, O_HELP, O_DEVICE, O_FORCE };
+    const char *out = NULL, *resume = NULL, *device = NULL, *precision = NULL;
+    enum { O_STORE = 1000, O_OUT, O_RESUME, O_INIT, O_STOP, O_QUIET, O_SCHEMA, O_GRAMINIT, O_HELP, O_DEVICE, O_FORCE, O_PRECISION };
     static const struct option opts[] = {
         {"config", required_argument, 0, 'c'}, {"store", required_argument, 0, O_STORE},
         {"out", required_argument, 0, O_OUT},   {"resume", required_argument, 0, O_RESUME},
         {"init", required_argument, 0, O_INIT}, {"stop-at", required_argument, 0, O_STOP},
         {"quiet", no_argument, 0, O_QUIET},     {"schema", no_argument, 0, O_SCHEMA},
         {"gram-init", required_argument, 0, O_GRAMINIT}, {"help", no_argument, 0, O_HELP},
-        {"device", required_argument, 0, O_DEVICE}, {"force", no_argument, 0, O_FORCE}, {0, 0, 0, 0}};
+        {"device", required_argument, 0, O_DEVICE}, {"force", no_argument, 0, O_FORCE},
+        {"precision", required_argument, 0, O_PRECISION}, {0, 0, 0, 0}};
     optind = 1;
     for (int c; (c = getopt_long(argc, argv, "+c:h", opts, NULL)) != -1;) {
         switch (c) {
@@ -63,6 +65,7 @@ int cmd_train(int argc, char **argv) {
         case O_GRAMINIT: o.gram_init = optarg; break;
         case O_DEVICE: device = optarg; break;
         case O_FORCE: o.force = 1; break;
+        case O_PRECISION: precision = optarg; break;
         case O_SCHEMA: dx_config_write_schema_md(stdout); return 0;
         case 'h': case O_HELP: train_usage(stdout); return 0;
         default: train_usage(stderr); return 2;
@@ -75,14 +78,18 @@ int cmd_train(int argc, char **argv) {
             return 2;
         }
     /* --device is model.backend=DEV, last so it wins, and recorded with the run */
-    static char device_kv[96];
-    const char **ov = calloc((size_t)(argc - optind) + 1, sizeof *ov);
+    static char device_kv[96], precision_kv[64];
+    const char **ov = calloc((size_t)(argc - optind) + 2, sizeof *ov);
     if (!ov) { fprintf(stderr, "dinox train: out of memory\n"); return 1; }
     for (int i = optind; i < argc; i++) ov[i - optind] = argv[i];
     o.n_overrides = argc - optind;
     if (device) {
         snprintf(device_kv, sizeof device_kv, "model.backend=%s", device);
         ov[o.n_overrides++] = device_kv;
+    }
+    if (precision) {
+        snprintf(precision_kv, sizeof precision_kv, "model.precision=%s", precision);
+        ov[o.n_overrides++] = precision_kv;
     }
     o.overrides = ov;
     const char *problem = !o.store              ? "missing --store STORE"

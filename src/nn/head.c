@@ -148,7 +148,7 @@ void dx_head_forward(const dx_head *h, dx_backend *be, const float *w, dx_head_a
     a->rows = rows;
     const float *in = a->x;
     for (int i = 0; i < h->nlin; i++) {
-        dx_gemm(be, 0, 1, rows, h->out[i], h->in[i], 1.0f, in, h->in[i], WP(h->w[i]), h->in[i], 0.0f,
+        dx_gemm_linear(be, 0, 1, rows, h->out[i], h->in[i], 1.0f, in, h->in[i], WP(h->w[i]), h->in[i], 0.0f,
                 a->pre[i], h->out[i]);
         o->bias_forward(be, a->pre[i], WP(h->b[i]), NULL, rows, h->out[i]);
         if (i < h->nlin - 1) {
@@ -163,7 +163,7 @@ void dx_head_forward(const dx_head *h, dx_backend *be, const float *w, dx_head_a
         be->loss->l2norm_forward(be, a->wn, proto, K, Bn, L2_EPS);
         proto = a->wn;
     }
-    dx_gemm(be, 0, 1, rows, K, Bn, 1.0f, a->u, Bn, proto, Bn, 0.0f, a->logits, K);
+    dx_gemm_linear(be, 0, 1, rows, K, Bn, 1.0f, a->u, Bn, proto, Bn, 0.0f, a->logits, K);
 }
 
 void dx_head_backward(const dx_head *h, dx_backend *be, const float *w, float *g, dx_head_acts *a) {
@@ -173,12 +173,12 @@ void dx_head_backward(const dx_head *h, dx_backend *be, const float *w, float *g
     float *du = a->dA, *dz = a->dB;
     if (h->cfg.norm_last_layer) {
         /* logits = u Wn^T, Wn = normalize_rows(V): dWn = dlogits^T u, then through the row norm into dV */
-        dx_gemm(be, 0, 0, R, Bn, K, 1.0f, a->dlogits, K, a->wn, Bn, 0.0f, du, Bn);
-        dx_gemm(be, 1, 0, K, Bn, R, 1.0f, a->dlogits, K, a->u, Bn, 0.0f, a->dwn, Bn);
+        dx_gemm_linear(be, 0, 0, R, Bn, K, 1.0f, a->dlogits, K, a->wn, Bn, 0.0f, du, Bn);
+        dx_gemm_linear(be, 1, 0, K, Bn, R, 1.0f, a->dlogits, K, a->u, Bn, 0.0f, a->dwn, Bn);
         be->loss->l2norm_backward(be, GP(h->last), WP(h->last), a->dwn, K, Bn, L2_EPS);
     } else {
-        dx_gemm(be, 0, 0, R, Bn, K, 1.0f, a->dlogits, K, WP(h->last), Bn, 0.0f, du, Bn);
-        dx_gemm(be, 1, 0, K, Bn, R, 1.0f, a->dlogits, K, a->u, Bn, 1.0f, GP(h->last), Bn);
+        dx_gemm_linear(be, 0, 0, R, Bn, K, 1.0f, a->dlogits, K, WP(h->last), Bn, 0.0f, du, Bn);
+        dx_gemm_linear(be, 1, 0, K, Bn, R, 1.0f, a->dlogits, K, a->u, Bn, 1.0f, GP(h->last), Bn);
     }
     o->zero(be, dz, (size_t)R * Bn * sizeof(float));
     be->loss->l2norm_backward(be, dz, a->pre[h->nlin - 1], du, R, Bn, L2_EPS);
@@ -187,10 +187,10 @@ void dx_head_backward(const dx_head *h, dx_backend *be, const float *w, float *g
     for (int i = h->nlin - 1; i >= 0; i--) {
         const float *in = i == 0 ? a->x : a->post[i - 1];
         o->bias_backward(be, GP(h->b[i]), dpre, NULL, R, h->out[i]);
-        dx_gemm(be, 1, 0, h->out[i], h->in[i], R, 1.0f, dpre, h->out[i], in, h->in[i], 1.0f, GP(h->w[i]),
+        dx_gemm_linear(be, 1, 0, h->out[i], h->in[i], R, 1.0f, dpre, h->out[i], in, h->in[i], 1.0f, GP(h->w[i]),
                 h->in[i]);
         float *din = i == 0 ? a->dx : spare; /* d(post[i-1]) or dx */
-        dx_gemm(be, 0, 0, R, h->in[i], h->out[i], 1.0f, dpre, h->out[i], WP(h->w[i]), h->in[i], 0.0f, din,
+        dx_gemm_linear(be, 0, 0, R, h->in[i], h->out[i], 1.0f, dpre, h->out[i], WP(h->w[i]), h->in[i], 0.0f, din,
                 h->in[i]);
         if (i > 0) {
             float *dprev = dpre; /* reuse: dpre is consumed */

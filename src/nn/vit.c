@@ -377,7 +377,7 @@ const float *dx_vit_acts_last_attention(const dx_vit_acts *a, const dx_vit *m) {
 /* Linear layer y[M,out] = x[M,in] W^T (+ b). */
 static void linear_forward(dx_backend *be, float *y, const float *x, const float *W, const float *b,
                            const float *bmask, int M, int in, int out) {
-    dx_gemm(be, 0, 1, M, out, in, 1.0f, x, in, W, in, 0.0f, y, out);
+    dx_gemm_linear(be, 0, 1, M, out, in, 1.0f, x, in, W, in, 0.0f, y, out);
     if (b) be->ops->bias_forward(be, y, b, bmask, M, out);
 }
 
@@ -385,8 +385,8 @@ static void linear_forward(dx_backend *be, float *y, const float *x, const float
 static void linear_backward(dx_backend *be, float *dx, float *dW, float *db, const float *dy,
                             const float *x, const float *W, const float *bmask, int M, int in,
                             int out, float beta) {
-    if (dx) dx_gemm(be, 0, 0, M, in, out, 1.0f, dy, out, W, in, beta, dx, in);
-    dx_gemm(be, 1, 0, out, in, M, 1.0f, dy, out, x, in, 1.0f, dW, in);
+    if (dx) dx_gemm_linear(be, 0, 0, M, in, out, 1.0f, dy, out, W, in, beta, dx, in);
+    dx_gemm_linear(be, 1, 0, out, in, M, 1.0f, dy, out, x, in, 1.0f, dW, in);
     if (db) be->ops->bias_backward(be, db, dy, bmask, M, out);
 }
 

@@ -47,6 +47,8 @@ static const key_spec SCHEMA[] = {
     KE("model.arch", model.arch, "vit_small", "vit_tiny|vit_small|vit_base|vit_large|vit_giant|custom",
        "backbone size preset (spec §1.1); custom needs dim/depth/heads"),
     KS("model.backend", model.backend, "cpu", "compute device: cpu, cuda[:N] or hip[:N] (`--device` overrides; `dinox doctor` lists them)"),
+    KE("model.precision", model.precision, "fp32", "fp32|bf16",
+       "bf16: the linear layers' GEMMs (backbone and heads) in bf16 with fp32 accumulation; weights, optimizer, activations, norms, attention, losses stay fp32 (`--precision`)"),
     KI("model.patch", model.patch, "16", 2, 64, "patch size in pixels"),
     KI("model.registers", model.registers, "4", 0, 64, "register (storage) tokens"),
     KI("model.dim", model.dim, "0", 0, 8192, "embedding dim override (0 = the arch's); dim % (4*heads) == 0"),

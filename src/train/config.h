@@ -25,6 +25,7 @@ typedef struct dx_config {
     struct {
         char arch[32];   /* vit_tiny .. vit_giant, custom */
         char backend[32]; /* device spec: cpu, cuda[:N], hip[:N] (backend/registry.h) */
+        char precision[8]; /* fp32 | bf16 (the matmuls of linear layers, dx_gemm_linear) */
         int patch, registers;
         int dim, depth, heads; /* 0 = the arch's value */
         char ffn[16];    /* auto | mlp | swiglu */

@@ -249,7 +249,8 @@ dx_status dx_train_run(const dx_train_opts *o, dx_train_result *res, dx_err *err
     memset(&rd, 0, sizeof rd);
     int rd_open = 0, ssl_ready = 0;
     watchdog wd = {.running = 0};
-    dx_backend_params bp = {.nthreads = cfg.train.threads};
+    dx_backend_params bp = {.nthreads = cfg.train.threads,
+                            .precision = strcmp(cfg.model.precision, "bf16") == 0 ? DX_PREC_BF16 : DX_PREC_FP32};
     if ((st = dx_backend_parse_device(cfg.model.backend, &bp, err))) goto out;
     if ((st = dx_backend_create(&be, &bp, err))) goto out;
     /* the batch slots are what gets uploaded: the backend's staging memory */

@@ -52,6 +52,19 @@ static void cpu_gemm(dx_backend *be, int ta, int tb, int M, int N, int K, float 
                      int64_t sa, int64_t sb, int64_t sc) {
     dx_cpu_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, batch, sa, sb, sc);
 }
+/* private state: the bf16 GEMM's primitive cache, made on first use */
+typedef struct {
+    dx_cpu_bf16 *bf16;
+} cpu_state;
+
+static void cpu_gemm_bf16(dx_backend *be, int ta, int tb, int M, int N, int K, float alpha, const float *A,
+                          int lda, const float *B, int ldb, float beta, float *C, int ldc, int batch, int64_t sa,
+                          int64_t sb, int64_t sc) {
+    cpu_state *st = be->impl;
+    if (!st->bf16) st->bf16 = dx_cpu_bf16_create(); /* NULL: dx_cpu_gemm_bf16 falls back to fp32, once warned */
+    dx_cpu_gemm_bf16(st->bf16, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, batch, sa, sb, sc);
+}
+
 /* cpu_<op>(be, ...) -> dx_cpu_<op>_f32(...), for every kernel of the list */
 #define DX_UNPAREN(...) __VA_ARGS__
 #define real float
@@ -114,6 +127,7 @@ static const dx_backend_ops cpu_ops = {
     .host_alloc = cpu_host_alloc,
     .host_free = cpu_host_free,
     .gemm = cpu_gemm,
+    .gemm_bf16 = cpu_gemm_bf16,
 #define CPU_ENTRY(op, params, args) .op = cpu_##op,
     DX_CPU_KERNELS_TABLE(CPU_ENTRY)
 #undef CPU_ENTRY
@@ -133,17 +147,28 @@ dx_status dx_cpu_backend_create(dx_backend **out, const dx_backend_params *p, dx
     *out = NULL;
     int nthreads = p ? p->nthreads : 0;
     dx_backend *be = calloc(1, sizeof *be);
-    if (!be) return dx_fail(err, DX_ENOMEM, "cpu backend: out of memory");
+    cpu_state *st = calloc(1, sizeof *st);
+    if (!be || !st) {
+        free(be);
+        free(st);
+        return dx_fail(err, DX_ENOMEM, "cpu backend: out of memory");
+    }
     if (nthreads > 0) omp_set_num_threads(nthreads);
     be->ops = &cpu_ops;
     be->loss = dx_cpu_loss_ops();
-    be->impl = NULL;
+    be->impl = st;
+    be->precision = p ? p->precision : DX_PREC_FP32;
     be->nthreads = nthreads > 0 ? nthreads : omp_get_max_threads();
     *out = be;
     return DX_OK;
 }
 
-void dx_cpu_backend_destroy(dx_backend *be) { free(be); }
+void dx_cpu_backend_destroy(dx_backend *be) {
+    cpu_state *st = be->impl;
+    if (st) dx_cpu_bf16_destroy(st->bf16);
+    free(st);
+    free(be);
+}
 
 int dx_cpu_device_count(char *why, size_t why_len) {
     (void)why, (void)why_len;

@@ -104,6 +104,15 @@ DX_CPU_KERNELS_OTHER(DX_CPU_KERNEL_DECLARE_F64)
 void dx_cpu_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                   const float *B, int ldb, float beta, float *C, int ldc, int batch,
                   int64_t stride_a, int64_t stride_b, int64_t stride_c);
+/* ---- bf16 GEMM (cpu_gemm_bf16.c) ----
+ * The same contract with A and B rounded to bf16 and fp32 accumulation
+ * (oneDNN matmul primitives, cached per shape in the state). */
+typedef struct dx_cpu_bf16 dx_cpu_bf16;
+dx_cpu_bf16 *dx_cpu_bf16_create(void);
+void dx_cpu_bf16_destroy(dx_cpu_bf16 *s);
+void dx_cpu_gemm_bf16(dx_cpu_bf16 *s, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                      const float *B, int ldb, float beta, float *C, int ldc, int batch, int64_t stride_a,
+                      int64_t stride_b, int64_t stride_c);
 /* Naive triple loop in double (test reference / f64 path), same argument meaning. */
 void dx_cpu_dgemm_ref(int ta, int tb, int M, int N, int K, double alpha, const double *A, int lda,
                       const double *B, int ldb, double beta, double *C, int ldc);

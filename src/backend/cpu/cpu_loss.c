@@ -1,6 +1,6 @@
 /* cpu_loss.c - the CPU loss ops table (struct dx_loss_ops) for the fp32 backend.
  *
- * Instantiates the type-generic kernels of cpu_loss_impl.h for float (the
+ * Instantiates the type-generic kernels of cpu_loss.inc for float (the
  * ops) and double (exported for the finite-difference tests), and wraps the
  * float ones with the backend signature. The CPU backend installs the table
  * through the weak symbol dx_cpu_loss_ops(). */
