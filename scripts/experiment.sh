@@ -5,13 +5,16 @@
 # feature evaluation of both (SSL vs random init, features + diameter vs
 # diameter, attention inside the nodule, paired bootstrap CIs) -> one report
 # comparing them. Not a test: it prints and writes figures.
-# Usage: scripts/experiment.sh [WORK_DIR] [PATIENTS] [EPOCHS]   (defaults: experiment-run 300 16)
+# Usage: scripts/experiment.sh [WORK_DIR] [PATIENTS] [EPOCHS] [SIZE]   (defaults: experiment-run 300 16 128)
+# SIZE: synthetic slice matrix (128, 256 or 512): 128 px is ~3.2 mm per pixel, coarser than
+# the demo's 1.5 mm training resolution; 256 px (~1.6 mm) puts real detail at that resolution.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 work=${1:-experiment-run}
 patients=${2:-300}
 epochs=${3:-16}
+size=${4:-128}
 scripts/setup.sh build >/dev/null
 dinox=$root/build/dinox
 mkdir -p "$work"
@@ -19,8 +22,8 @@ cd "$work"
 t0=$SECONDS
 step() { printf '\n== %s (%ds)\n' "$*" $((SECONDS - t0)); }
 
-step "synthetic chest CT: $patients patients, 128x128"
-[ -d dicom ] || "$dinox" synth --out dicom --patients "$patients" --size 128 --seed 11
+step "synthetic chest CT: $patients patients, ${size}x${size}"
+[ -d dicom ] || "$dinox" synth --out dicom --patients "$patients" --size "$size" --seed 11
 [ -d store ] || "$dinox" ingest dicom --out store
 "$dinox" store list store | tail -3
 
