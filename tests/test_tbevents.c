@@ -163,14 +163,21 @@ int main(void) {
     /* progress line */
     dx_metric terms[2] = {{"loss", 8.12345}, {"dino", 4.1}};
     dx_progress p = {.step = 119, .total = 300, .elapsed_s = 60, .start_step = 0, .img_per_s = 58.1,
-                     .lr = 2.3e-4, .terms = terms, .n_terms = 2, .rss_bytes = (size_t)412 << 20};
+                     .lr = 2.3e-4, .terms = terms, .n_terms = 2, .rss_bytes = (size_t)412000000};
     char line[512];
     dx_progress_format(line, sizeof line, &p);
-    CHECK(strcmp(line, "step 120/300 (40.0%) | loss 8.123 dino 4.1 | lr 2.30e-04 | 58.1 img/s | ETA 0:01:30 | RSS 412 MB") == 0,
+    CHECK(strcmp(line, "step 119 (120/300 done, 40.0%) | loss 8.123 dino 4.1 | lr 2.30e-04 | 58.1 img/s | ETA 0:01:30 | "
+                       "RSS 412 MB") == 0,
           "progress: %s", line);
     p.start_step = 100; /* resumed at 100: 20 steps in 60 s -> 180 steps left = 9 min */
     dx_progress_format(line, sizeof line, &p);
     CHECK(strstr(line, "ETA 0:09:00") != NULL, "ETA after resume: %s", line);
+    p.stop_at = 160; /* --stop-at 160: 40 steps left at 3 s each */
+    dx_progress_format(line, sizeof line, &p);
+    CHECK(strstr(line, "ETA 0:02:00 to step 160 (--stop-at)") != NULL, "ETA with --stop-at: %s", line);
+    p.stop_at = 400; /* beyond the run: the run's end counts */
+    dx_progress_format(line, sizeof line, &p);
+    CHECK(strstr(line, "| ETA 0:09:00 |") != NULL, "ETA with --stop-at past the end: %s", line);
     CHECK(dx_rss_bytes() > 100000, "RSS from /proc/self/statm: %zu", dx_rss_bytes());
     return dx_test_summary();
 }

@@ -155,7 +155,7 @@ dx_status dx_rundir_log(dx_rundir *rd, int64_t step, const dx_metric *m, int n, 
         else fputs(": null", rd->metrics);
     }
     size_t rss = dx_rss_bytes();
-    if (rss) fprintf(rd->metrics, ", \"mem/rss_mb\": %.1f", rss / 1048576.0);
+    if (rss) fprintf(rd->metrics, ", \"mem/rss_mb\": %.1f", rss / 1e6); /* MB, as perf/rss_mb */
     fputs("}\n", rd->metrics);
     if (fflush(rd->metrics) != 0 || ferror(rd->metrics))
         return dx_fail(err, DX_EIO, "write %s/metrics.jsonl: %s", rd->path, strerror(errno));
@@ -205,7 +205,7 @@ const char *dx_progress_format(char *buf, size_t len, const dx_progress *p) {
     size_t o = 0;
 #define ADD(...) do { if (o < len) o += (size_t)snprintf(buf + o, len - o, __VA_ARGS__); } while (0)
     int64_t done = p->step + 1;
-    ADD("step %lld/%lld (%.1f%%)", (long long)done, (long long)p->total,
+    ADD("step %lld (%lld/%lld done, %.1f%%)", (long long)p->step, (long long)done, (long long)p->total,
         p->total > 0 ? 100.0 * done / p->total : 0.0);
     if (p->n_terms > 0) {
         ADD(" |");
@@ -213,11 +213,14 @@ const char *dx_progress_format(char *buf, size_t len, const dx_progress *p) {
     }
     ADD(" | lr %.2e | %.1f img/s", p->lr, p->img_per_s);
     int64_t did = done - p->start_step;
+    /* --stop-at ends the run early: count to the step at which it stops */
+    const int64_t end = p->stop_at > 0 && p->stop_at < p->total ? p->stop_at : p->total;
     char eta[32];
-    fmt_hms(eta, sizeof eta, did > 0 ? p->elapsed_s / did * (p->total - done) : -1);
-    ADD(" | ETA %s", eta);
+    fmt_hms(eta, sizeof eta, did > 0 ? p->elapsed_s / did * (double)(end > done ? end - done : 0) : -1);
+    if (end < p->total) ADD(" | ETA %s to step %lld (--stop-at)", eta, (long long)end);
+    else ADD(" | ETA %s", eta);
     size_t rss = p->rss_bytes ? p->rss_bytes : dx_rss_bytes();
-    ADD(" | RSS %.0f MB", rss / 1048576.0);
+    ADD(" | RSS %.0f MB", rss / 1e6);
 #undef ADD
     return buf;
 }

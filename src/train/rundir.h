@@ -61,10 +61,14 @@ typedef struct dx_progress {
     const dx_metric *terms;   /* loss terms to show */
     int n_terms;
     size_t rss_bytes;         /* 0 = read /proc/self/statm */
+    int64_t stop_at;          /* > 0: the run stops at this step (--stop-at): the ETA counts to it */
 } dx_progress;
 
-/* "step 120/300 (40.0%) | loss 8.123 dino 4.100 | lr 2.30e-04 | 58.1 img/s |
- * ETA 0:03:05 | RSS 412 MB" into buf; returns buf. */
+/* "step 119 (120/300 done, 40.0%) | loss 8.123 dino 4.100 | lr 2.30e-04 |
+ * 58.1 img/s | ETA 0:03:05 | RSS 412 MB" into buf; returns buf. The step is
+ * the 0-based index metrics.jsonl and TensorBoard log; with stop_at the ETA
+ * reads "ETA 0:01:00 to step N (--stop-at)". RSS in MB (10^6 bytes), as
+ * perf/rss_mb and mem/rss_mb. */
 const char *dx_progress_format(char *buf, size_t len, const dx_progress *p);
 
 #endif /* DX_RUNDIR_H */

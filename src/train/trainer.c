@@ -432,7 +432,7 @@ dx_status dx_train_run(const dx_train_opts *o, dx_train_result *res, dx_err *err
             if (!o->quiet) {
                 char line[512];
                 dx_progress p = {.step = step, .total = total, .elapsed_s = elapsed, .start_step = start_step,
-                                 .img_per_s = ips, .lr = sch.lr, .terms = mt, .n_terms = 6};
+                                 .img_per_s = ips, .lr = sch.lr, .terms = mt, .n_terms = 6, .stop_at = o->stop_at};
                 fprintf(stderr, "%s | teacher H %.3f lnK%s\n", dx_progress_format(line, sizeof line, &p),
                         h.dino_t_entropy, mt[n_mt - 1].value ? " | COLLAPSED" : "");
             }
