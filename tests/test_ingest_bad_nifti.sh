@@ -61,7 +61,7 @@ put("farvoxgz", header(16, 16, 8, vox_offset=1e12) + vol.tobytes(), gz=True)
 put("pastend", header(16, 16, 8, vox_offset=4096.0) + vol.tobytes())
 EOF
 
-stored() { "$DINOX" store list "$1" 2>/dev/null | tail -n +2 | wc -l; }
+stored() { "$DINOX" store list "$1" 2>/dev/null | tail -n +2 | grep -vc '^total:'; }
 
 for good in good goodgz; do
     "$DINOX" ingest "$good" --out "store_$good" --no-progress >/dev/null 2>"err_$good.log"

@@ -4,7 +4,7 @@
 # sform and qform both coded scanner, equal to the sidecar's LPS geometry
 # turned into RAS; masks are uint8; dinox ingest reads the file back to the
 # same volume and geometry; an unknown extension is refused, not written as
-# .npy under that name.
+# .npy under that name; `store list` has totals, --csv and --json.
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 "$DINOX" synth --out synth --patients 2 --size 128 --seed 9 --slices-max 32 >/dev/null 2>&1
 "$DINOX" ingest synth --out store >/dev/null 2>&1 || { echo "ingest failed"; exit 1; }
@@ -55,6 +55,22 @@ for k in ("spacing", "origin", "direction"):
     if not np.allclose(ga[k], gb[k], atol=1e-3): print("FAIL: round trip", k, ga[k], gb[k]); ok = False
 if not ok or not np.array_equal(a, b): print("FAIL: round trip voxels differ"); raise SystemExit(1)
 print("round trip through dinox ingest: voxels and geometry equal")
+PYEOF
+# store list: a total line, and the same table as CSV and JSON (issue 12 point 8)
+"$DINOX" store list store >list.txt || bad "store list"
+"$DINOX" store list store --csv >list.csv || bad "store list --csv"
+"$DINOX" store list store --json >list.json || bad "store list --json"
+$PY - <<'PYEOF' || fail=1
+import csv, json
+txt = open("list.txt").read().splitlines()
+rows = list(csv.DictReader(open("list.csv")))
+j = json.load(open("list.json"))
+tot = [l for l in txt if l.startswith("total: ")]
+ok = len(tot) == 1 and len(rows) == len(j["series"]) == len(txt) - 2 == j["total"]["series"]
+ok &= f"total: {len(rows)} series" in tot[0] and sum(int(r["nodules"]) for r in rows) == j["total"]["nodules"]
+ok &= all(r["series_uid"] == s["series_uid"] for r, s in zip(rows, j["series"]))
+print("store list text / CSV / JSON agree:", ok)
+raise SystemExit(0 if ok else 1)
 PYEOF
 [ $fail -eq 0 ] && echo "test_store_nifti: all checks passed"
 exit $fail

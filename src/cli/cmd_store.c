@@ -16,12 +16,13 @@
 
 static void store_usage(FILE *f) {
     fprintf(f,
-            "usage: dinox store list STORE\n"
+            "usage: dinox store list STORE [--csv | --json]\n"
             "       dinox store export STORE --series UID --out V.npy|V.nii|V.nii.gz [--mask]\n"
             "       dinox store nodules STORE [--out nodules.csv]\n"
             "\n"
             "list     one line per series: patient ID, series UID, dims (x y z), spacing (x y z) mm,\n"
-            "         slices, nodules\n"
+            "         slices, nodules, then a total line (series, patients, slices, nodules, GB);\n"
+            "         --csv / --json: the same as CSV or as one JSON object with the totals\n"
             "export   int16 HU volume in (z, y, x) order, z ascending, to V.npy and the geometry\n"
             "         to V.json: spacing (z, y, x) mm, origin (LPS mm of voxel 0), direction\n"
             "         (row, column, normal cosines); --mask writes the uint8 consensus label\n"
@@ -31,7 +32,10 @@ static void store_usage(FILE *f) {
             "nodules  the nodule table as CSV (stdout or --out)\n");
 }
 
-static int do_list(const char *dir) {
+enum { LIST_TEXT, LIST_CSV, LIST_JSON };
+static cJSON *darr(const double *v, int n);
+
+static int do_list(const char *dir, int format) {
     dx_err err = {0};
     dx_store_index idx;
     if (dx_store_index_read(&idx, dir, &err)) {
@@ -46,14 +50,59 @@ static int do_list(const char *dir) {
         return 1;
     }
     dx_store_close(&s);
-    printf("%-16s %-64s %-13s %-22s %6s %7s\n", "patient", "series_uid", "dims", "spacing_mm", "slices", "nodules");
+    /* totals: series, distinct patients, slices, nodules, voxels (HU bytes = 2 per voxel) */
+    long long slices = 0, nodules = 0, voxels = 0;
+    int patients = 0;
     for (int i = 0; i < idx.n_series; i++) {
         const dx_store_series *r = &idx.series[i];
-        char dims[32], sp[48];
-        snprintf(dims, sizeof dims, "%dx%dx%d", r->nx, r->ny, r->nz);
-        snprintf(sp, sizeof sp, "%.3fx%.3fx%.3f", r->spacing[0], r->spacing[1], r->spacing[2]);
-        printf("%-16s %-64s %-13s %-22s %6d %7d\n", r->patient_id[0] ? r->patient_id : "-", r->series_uid, dims, sp,
-               r->nz, r->n_nodules);
+        slices += r->nz, nodules += r->n_nodules, voxels += (long long)r->nx * r->ny * r->nz;
+        int seen = 0;
+        for (int j = 0; j < i && !seen; j++) seen = !strcmp(idx.series[j].patient_id, r->patient_id);
+        patients += !seen;
+    }
+    cJSON *root = format == LIST_JSON ? cJSON_CreateObject() : NULL, *arr = root ? cJSON_AddArrayToObject(root, "series") : NULL;
+    if (format == LIST_TEXT)
+        printf("%-16s %-64s %-13s %-22s %6s %7s\n", "patient", "series_uid", "dims", "spacing_mm", "slices", "nodules");
+    else if (format == LIST_CSV)
+        printf("patient_id,series_uid,nx,ny,nz,spacing_x_mm,spacing_y_mm,spacing_z_mm,slices,nodules\n");
+    for (int i = 0; i < idx.n_series; i++) {
+        const dx_store_series *r = &idx.series[i];
+        const char *pid = r->patient_id[0] ? r->patient_id : "-";
+        if (format == LIST_TEXT) {
+            char dims[32], sp[48];
+            snprintf(dims, sizeof dims, "%dx%dx%d", r->nx, r->ny, r->nz);
+            snprintf(sp, sizeof sp, "%.3fx%.3fx%.3f", r->spacing[0], r->spacing[1], r->spacing[2]);
+            printf("%-16s %-64s %-13s %-22s %6d %7d\n", pid, r->series_uid, dims, sp, r->nz, r->n_nodules);
+        } else if (format == LIST_CSV) { /* IDs and UIDs hold no commas or quotes (DICOM UI / LO rules) */
+            printf("%s,%s,%d,%d,%d,%.6g,%.6g,%.6g,%d,%d\n", pid, r->series_uid, r->nx, r->ny, r->nz, r->spacing[0],
+                   r->spacing[1], r->spacing[2], r->nz, r->n_nodules);
+        } else if (arr) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddItemToArray(arr, o);
+            cJSON_AddStringToObject(o, "patient_id", r->patient_id);
+            cJSON_AddStringToObject(o, "series_uid", r->series_uid);
+            cJSON *d = cJSON_AddArrayToObject(o, "dims_xyz");
+            cJSON_AddItemToArray(d, cJSON_CreateNumber(r->nx));
+            cJSON_AddItemToArray(d, cJSON_CreateNumber(r->ny));
+            cJSON_AddItemToArray(d, cJSON_CreateNumber(r->nz));
+            cJSON_AddItemToObject(o, "spacing_xyz_mm", darr(r->spacing, 3));
+            cJSON_AddNumberToObject(o, "nodules", r->n_nodules);
+        }
+    }
+    if (format == LIST_TEXT)
+        printf("total: %d series, %d patients, %lld slices, %lld nodules, %.2f GB of HU\n", idx.n_series, patients,
+               slices, nodules, 2.0 * voxels / 1e9);
+    if (root) {
+        cJSON *t = cJSON_AddObjectToObject(root, "total");
+        cJSON_AddNumberToObject(t, "series", idx.n_series);
+        cJSON_AddNumberToObject(t, "patients", patients);
+        cJSON_AddNumberToObject(t, "slices", (double)slices);
+        cJSON_AddNumberToObject(t, "nodules", (double)nodules);
+        cJSON_AddNumberToObject(t, "hu_bytes", 2.0 * voxels);
+        char *txt = cJSON_Print(root);
+        if (txt) printf("%s\n", txt);
+        free(txt);
+        cJSON_Delete(root);
     }
     dx_store_index_free(&idx);
     return 0;
@@ -168,11 +217,13 @@ int cmd_store(int argc, char **argv) {
         return argc < 2 ? 2 : 0;
     }
     const char *verb = argv[1], *dir = NULL, *uid = NULL, *out = NULL;
-    int mask = 0;
+    int mask = 0, list_format = LIST_TEXT;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--series") && i + 1 < argc) uid = argv[++i];
         else if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
         else if (!strcmp(argv[i], "--mask")) mask = 1;
+        else if (!strcmp(argv[i], "--csv")) list_format = LIST_CSV;
+        else if (!strcmp(argv[i], "--json")) list_format = LIST_JSON;
         else if (argv[i][0] != '-' && !dir) dir = argv[i];
         else {
             fprintf(stderr, "store: unexpected argument '%s'\n", argv[i]);
@@ -185,7 +236,7 @@ int cmd_store(int argc, char **argv) {
         store_usage(stderr);
         return 2;
     }
-    if (!strcmp(verb, "list")) return do_list(dir);
+    if (!strcmp(verb, "list")) return do_list(dir, list_format);
     if (!strcmp(verb, "nodules")) return do_nodules(dir, out);
     if (!strcmp(verb, "export") && out && !dx_nifti_path(out)) {
         size_t n = strlen(out);
