@@ -29,7 +29,7 @@ def check(c, msg):
 rows = list(csv.DictReader(open(T + "/store/nodules.csv")))
 listing = subprocess.run([D, "store", "list", T + "/store"], capture_output=True, text=True).stdout
 truths = sorted(glob.glob(T + "/tree/ground_truth/LIDC-*/truth.json"))
-check(len(truths) == 5 and len(listing.splitlines()) == 6, "5 series stored")
+check(len(truths) == 5 and len(listing.splitlines()) == 7 and "total: 5 series" in listing, "5 series stored")
 for tj in truths:
     t = json.load(open(tj))
     uid, pid = t["series_uid"], t["patient_id"]
