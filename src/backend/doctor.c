@@ -9,18 +9,8 @@
 #include <strings.h>
 #include <unistd.h>
 
-static void meminfo(uint64_t *total, uint64_t *avail) {
-    *total = *avail = 0;
-    FILE *f = fopen("/proc/meminfo", "r");
-    if (!f) return;
-    char line[256];
-    unsigned long long kb;
-    while (fgets(line, sizeof line, f)) {
-        if (sscanf(line, "MemTotal: %llu kB", &kb) == 1) *total = (uint64_t)kb * 1024;
-        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) *avail = (uint64_t)kb * 1024;
-    }
-    fclose(f);
-}
+#include "core/dx_meminfo.h"
+
 
 /* The environment variables that change what dinox or its libraries do. */
 static const struct {
@@ -115,7 +105,7 @@ void dx_doctor_run(dx_doctor *d) {
     dx_backend_info_get(&d->info);
     d->cores_online = sysconf(_SC_NPROCESSORS_ONLN);
     d->omp_wait_policy = getenv("OMP_WAIT_POLICY");
-    meminfo(&d->mem_total, &d->mem_available);
+    dx_meminfo(&d->mem_total, &d->mem_available);
     for (size_t i = 0; i < sizeof env_vars / sizeof env_vars[0] && d->nenv < DX_DOCTOR_MAX_ENV; i++)
         d->env[d->nenv++] = (dx_doctor_env){env_vars[i].name, getenv(env_vars[i].name), env_vars[i].meaning};
     int n;

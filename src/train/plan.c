@@ -9,23 +9,12 @@
 #include <time.h>
 
 #include "backend/dx_backend.h"
+#include "core/dx_meminfo.h"
 #include "train/trainer.h"
 
 /* Resident memory of the process before any model allocation (code, libc,
  * OpenMP and oneDNN runtime, thread stacks): measured with dinox on Debian 12. */
 #define DX_RUNTIME_BYTES (40u << 20)
-
-static double mem_total_bytes(void) {
-    FILE *f = fopen("/proc/meminfo", "r");
-    double kb = 0;
-    if (f) {
-        char line[256];
-        while (fgets(line, sizeof line, f))
-            if (sscanf(line, "MemTotal: %lf kB", &kb) == 1) break;
-        fclose(f);
-    }
-    return kb * 1024.0;
-}
 
 static double now_s(void) {
     struct timespec ts;
@@ -61,7 +50,9 @@ dx_status dx_device_get(const char *name, int threads, dx_device *d, dx_err *err
     memset(d, 0, sizeof *d);
     snprintf(d->name, sizeof d->name, "%s", name);
     if (!strcmp(name, "cpu")) {
-        d->mem_bytes = mem_total_bytes();
+        uint64_t total;
+        dx_meminfo(&total, NULL);
+        d->mem_bytes = (double)total;
         d->bw_bytes_s = 40e9;
         d->flops = measure_gemm_flops(threads);
         d->efficiency = 0.6; /* measured whole-step fraction of the GEMM peak: docs/performance.md */
@@ -117,16 +108,10 @@ int dx_plan_budget(const dx_plan *st, int n, double days, int64_t *steps_needed)
 }
 
 double dx_host_mem_usable(const char **what) {
-    double best = 0;
     const char *w = "MemAvailable";
-    FILE *f = fopen("/proc/meminfo", "r");
-    if (f) {
-        char line[256];
-        double kb;
-        while (fgets(line, sizeof line, f))
-            if (sscanf(line, "MemAvailable: %lf kB", &kb) == 1) { best = kb * 1024.0; break; }
-        fclose(f);
-    }
+    uint64_t avail;
+    dx_meminfo(NULL, &avail);
+    double best = (double)avail;
     /* cgroup v2: a container's or a Slurm job's limit */
     double max = 0, cur = 0;
     FILE *m = fopen("/sys/fs/cgroup/memory.max", "r"), *c = fopen("/sys/fs/cgroup/memory.current", "r");

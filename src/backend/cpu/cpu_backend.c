@@ -15,6 +15,7 @@
 
 #include "backend/cpu/cpu_kernels.h"
 #include "backend/dx_backend_info.h"
+#include "core/dx_meminfo.h"
 #include "backend/cpu/cpu_loss.h"
 #include "backend/cpu/cpu_vec.h"
 
@@ -224,15 +225,7 @@ dx_status dx_cpu_device_info(int device, dx_device_info *info, dx_err *err) {
 #else
     snprintf(info->arch, sizeof info->arch, "unknown");
 #endif
-    FILE *m = fopen("/proc/meminfo", "r");
-    if (m) {
-        char line[256];
-        unsigned long long kb = 0;
-        while (fgets(line, sizeof line, m))
-            if (sscanf(line, "MemTotal: %llu kB", &kb) == 1) break;
-        fclose(m);
-        info->mem_bytes = (uint64_t)kb * 1024;
-    }
+    dx_meminfo(&info->mem_bytes, NULL);
     info->unified = 1;
     dx_backend_info bi;
     dx_backend_info_get(&bi);
