@@ -6,15 +6,7 @@
 # small file. Each is ingested alone: ingest must exit non-zero, name the file
 # and the reason, and store nothing. A well-formed file (plain and gzip) next to
 # them is the control: it is stored.
-set -uo pipefail
-: "${DINOX:?}"
-DINOX=$(readlink -f "$DINOX")
-PY=/usr/bin/python3
-fails=0
-ok() { echo "ok   $*"; }
-bad() { echo "FAIL $*"; fails=$((fails + 1)); }
-work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-cd "$work"
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 "$PY" - <<'EOF' || { echo "FAIL writing the NIfTI files"; exit 1; }
 import gzip, os, struct

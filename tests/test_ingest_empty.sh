@@ -3,14 +3,7 @@
 # and creates nothing (issue 13 point 11): an empty folder, or one holding only
 # files that are neither DICOM CT nor NIfTI, used to leave a store directory
 # without an index behind (exit 0), which every later command then rejected.
-set -uo pipefail
-: "${DINOX:?}"
-DINOX=$(readlink -f "$DINOX")
-fails=0
-ok() { echo "ok   $*"; }
-bad() { echo "FAIL $*"; fails=$((fails + 1)); }
-work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-cd "$work"
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 mkdir -p empty junk/sub
 echo "not an image" >junk/sub/readme.txt

@@ -6,14 +6,7 @@
 #    growing to GBs); the ingest must finish quickly in bounded memory;
 #  - a symlinked directory and a symlinked file that point at what the walk
 #    already saw must not add the series twice or its slices as duplicates.
-set -uo pipefail
-: "${DINOX:?}"
-DINOX=$(readlink -f "$DINOX")
-fails=0
-ok() { echo "ok   $*"; }
-bad() { echo "FAIL $*"; fails=$((fails + 1)); }
-work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-cd "$work"
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 "$DINOX" synth --out syn --patients 1 --size 128 --slices-max 6 --seed 4 >/dev/null 2>&1 || { echo "FAIL synth"; exit 1; }
 series=$(dirname "$(find syn -name '1-001.dcm' | head -1)")
 mkdir -p t/a

@@ -5,15 +5,7 @@
 # PatientIDs, and stores the second series under a key that cannot collide;
 # re-running finds both stored ("already stored"), and the same patient +
 # series ingested again is still "already stored".
-set -uo pipefail
-: "${DINOX:?}"
-DINOX=$(readlink -f "$DINOX")
-PY=/usr/bin/python3
-fails=0
-ok() { echo "ok   $*"; }
-bad() { echo "FAIL $*"; fails=$((fails + 1)); }
-work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-cd "$work"
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 "$DINOX" synth --out in --patients 2 --size 128 --slices-max 6 --seed 8 >/dev/null 2>&1 || { echo "FAIL synth"; exit 1; }
 rm -rf in/ground_truth
 # A copy of patient 1's slices relabelled as patient 9: same StudyInstanceUID,

@@ -5,14 +5,7 @@
 # ground_truth/lesions.csv with only the new one). The refusal names the
 # directory and exits non-zero, leaving the tree as it was; an empty existing
 # directory is fine, and --force writes into a non-empty one on purpose.
-set -uo pipefail
-: "${DINOX:?}"
-DINOX=$(readlink -f "$DINOX")
-fails=0
-ok() { echo "ok   $*"; }
-bad() { echo "FAIL $*"; fails=$((fails + 1)); }
-work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-cd "$work"
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 syn() { "$DINOX" synth --patients 1 --size 128 --slices-max 4 "$@"; }
 studies() { find "$1/LIDC-IDRI-0001" -mindepth 1 -maxdepth 1 -type d | wc -l; }
 

@@ -2,7 +2,8 @@
 # the tiny model that trains in seconds.
 #   DINOX, DINOX_SOURCE_DIR (from CTest) must be set; after sourcing, the
 #   script runs in a fresh temporary directory that is removed on exit,
-#   `bad MSG` records a failure in $fail, and TINY holds the overrides of a
+#   `ok MSG` prints a passed check, `bad MSG` records a failure ($fail = 1,
+#   $fails counts them), and TINY holds the overrides of a
 #   2-block, 32-wide ViT with 64-prototype heads and 32/16 px crops.
 set -uo pipefail
 : "${DINOX:?}" "${DINOX_SOURCE_DIR:?}"
@@ -10,8 +11,9 @@ PY=/usr/bin/python3
 DINOX=$(readlink -f "$DINOX")
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 cd "$work"
-fail=0
-bad() { echo "FAIL: $*"; fail=1; }
+fail=0 fails=0
+ok() { echo "ok   $*"; }
+bad() { echo "FAIL: $*"; fail=1; fails=$((fails + 1)); }
 C="$DINOX_SOURCE_DIR/configs/demo.yaml"
 TINY=(model.dim=32 model.depth=2 model.heads=2 model.registers=2 heads.dino_hidden=32 heads.dino_bottleneck=16
       heads.dino_k=64 heads.ibot_hidden=32 heads.ibot_bottleneck=16 heads.ibot_k=64 train.batch_size=4
