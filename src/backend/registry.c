@@ -93,12 +93,13 @@ dx_status dx_backend_create(dx_backend **out, const dx_backend_params *p, dx_err
     dx_backend_params def = {0};
     if (!p) p = &def;
     const dx_backend_entry *e = dx_backend_find(p->name);
-    char have[64];
-    compiled_list(have, sizeof have);
-    if (!e) return dx_fail(err, DX_EUNSUPPORTED, "unknown backend '%s' (this build has: %s)", p->name, have);
-    if (!e->compiled)
+    if (!e || !e->compiled) { /* the list of what this build has, for the message only */
+        char have[64];
+        compiled_list(have, sizeof have);
+        if (!e) return dx_fail(err, DX_EUNSUPPORTED, "unknown backend '%s' (this build has: %s)", p->name, have);
         return dx_fail(err, DX_EUNSUPPORTED, "backend '%s' is not in this build (this build has: %s); %s", e->name,
                        have, e->build_hint);
+    }
     char why[160] = "";
     int n = e->device_count(why, sizeof why);
     if (p->device < 0 || p->device >= n)

@@ -77,20 +77,20 @@ int cmd_train(int argc, char **argv) {
             fprintf(stderr, "dinox train: '%s' is not a key=value override\n", argv[i]);
             return 2;
         }
-    /* --device is model.backend=DEV, last so it wins, and recorded with the run */
-    static char device_kv[96], precision_kv[64];
+    /* --device / --precision are model.backend= / model.precision= overrides, last so
+     * they win, and recorded with the run */
+    static const char *const keys[2] = {"model.backend", "model.precision"};
+    const char *vals[2] = {device, precision};
+    static char kv[2][96];
     const char **ov = calloc((size_t)(argc - optind) + 2, sizeof *ov);
     if (!ov) { fprintf(stderr, "dinox train: out of memory\n"); return 1; }
     for (int i = optind; i < argc; i++) ov[i - optind] = argv[i];
     o.n_overrides = argc - optind;
-    if (device) {
-        snprintf(device_kv, sizeof device_kv, "model.backend=%s", device);
-        ov[o.n_overrides++] = device_kv;
-    }
-    if (precision) {
-        snprintf(precision_kv, sizeof precision_kv, "model.precision=%s", precision);
-        ov[o.n_overrides++] = precision_kv;
-    }
+    for (int k = 0; k < 2; k++)
+        if (vals[k]) {
+            snprintf(kv[k], sizeof kv[k], "%s=%s", keys[k], vals[k]);
+            ov[o.n_overrides++] = kv[k];
+        }
     o.overrides = ov;
     const char *problem = !o.store              ? "missing --store STORE"
                           : !out && !resume       ? "missing --out RUN_DIR (a new run) or --resume RUN_DIR"
