@@ -956,7 +956,7 @@ static void sk_one(int N, int K, double temp, int iters, double zs, int inplace)
     double *z = hrand(n, zs);
     float *dz = dup_(z, n), *dout = inplace ? dz : dnew(n);
     SHAPE("%dx%d temp %g iter %d%s", N, K, temp, iters, inplace ? " in place" : "");
-    BE->loss->sinkhorn_knopp(BE, dout, dz, N, K, (float)temp, iters);
+    BE->loss->sinkhorn_knopp(BE, dout, dz, N, K, (float)temp, iters, NULL);
     double *ref = hnew(n), *got = ddown(dout, n);
     dx_cpu_sinkhorn_knopp_f64(ref, z, N, K, (double)(float)temp, iters);
     report("sinkhorn_knopp", relerr(got, ref, n), TOL(1e-4));
@@ -1629,7 +1629,7 @@ static void run_perf(void) {
     size_t NK = (size_t)R * K;
     float *S = prand(NK, 3), *Tt = dnew(NK), *dS = dnew(NK), *rl = dnew(R);
     snprintf(sh, sizeof sh, "%dx%d", R, K);
-    PERF("sinkhorn_knopp", sh, 2.0 * 4 * NK * f, 0, BE->loss->sinkhorn_knopp(BE, Tt, S, R, K, 0.04f, 3));
+    PERF("sinkhorn_knopp", sh, 2.0 * 4 * NK * f, 0, BE->loss->sinkhorn_knopp(BE, Tt, S, R, K, 0.04f, 3, NULL));
     PERF("softmax_center", sh, 2.0 * NK * f, 0, BE->loss->softmax_center(BE, Tt, S, S, R, K, 0.04f));
     PERF("row_mean", sh, 1.0 * NK * f, 0, BE->loss->row_mean(BE, dS, S, R, K));
     PERF("ce_forward", sh, 2.0 * NK * f, 0, sink += BE->loss->ce_forward(BE, rl, S, Tt, NULL, R, K, 0.1f));

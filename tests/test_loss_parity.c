@@ -155,7 +155,7 @@ static void dfree(const void *d) {
 static void h_sinkhorn_knopp(float *out, const float *logits, int N, int K, float temp, int n_iter) {
     size_t n = (size_t)N * K;
     float *dz = up(logits, n), *dout = up(out, n);
-    BE->loss->sinkhorn_knopp(BE, dout, dz, N, K, temp, n_iter);
+    BE->loss->sinkhorn_knopp(BE, dout, dz, N, K, temp, n_iter, NULL);
     down(out, dout, n), dfree(dz);
 }
 static void h_softmax_center(float *out, const float *logits, const float *center, int N, int K,

@@ -254,10 +254,11 @@ static const dx_backend_ops checked_ops = {
 
 /* ---- the loss table ---- */
 #define LBEGIN(op) static const char op_name[] = #op; dx_backend *in = IN(be)
-static void lk_sinkhorn_knopp(dx_backend *be, float *out, const float *logits, int N, int K, float temp, int it) {
+static void lk_sinkhorn_knopp(dx_backend *be, float *out, const float *logits, int N, int K, float temp, int it,
+                              const dx_allreduce *red) {
     LBEGIN(sinkhorn_knopp);
-    CK_ALL(out, logits);
-    in->loss->sinkhorn_knopp(in, out, logits, N, K, temp, it);
+    if (N > 0) CK_ALL(out, logits); /* a rank without rows passes no tensor */
+    in->loss->sinkhorn_knopp(in, out, logits, N, K, temp, it, red);
 }
 static void lk_softmax_center(dx_backend *be, float *out, const float *logits, const float *center, int N, int K,
                               float temp) {

@@ -27,6 +27,16 @@
 #define DX_PROB_STATS 3    /* prob_stats: mean row entropy, entropy of the mean row, argmax columns used */
 #define DX_FEATURE_STATS 3 /* feature_stats: mean std over rows, effective rank, mean pairwise cosine */
 
+/* Cross-rank reductions an op needs in the middle of its work: Sinkhorn-Knopp
+ * over a batch split across data-parallel ranks (src/comm). In place over n
+ * doubles of backend memory, entered by every rank in the same order. NULL
+ * where an op takes one = a single process. */
+typedef struct dx_allreduce {
+    void *ctx;
+    void (*sum_f64)(void *ctx, double *buf, int n);
+    void (*max_f64)(void *ctx, double *buf, int n);
+} dx_allreduce;
+
 struct dx_loss_ops {
     const char *name;
 
@@ -38,9 +48,13 @@ struct dx_loss_ops {
      *   global one, and in fp32 no prototype column underflows to all zeros)
      *   n_iter times: Q[:,k] /= (sum_n Q[n,k]) * K;  Q[n,:] /= (sum_k Q[n,k]) * N
      *   out = Q * N   -> every row of out[N,K] sums to 1.
-     * out may alias logits. */
+     * out may alias logits. With red (data parallel, spec §4.2's all_reduce):
+     * this rank holds N of the N_tot = sum over ranks rows; the prototype
+     * maxima, the total and every iteration's prototype sums are reduced over
+     * the ranks, so each rank gets its rows of the single-process result. A
+     * rank with N = 0 still takes part. */
     void (*sinkhorn_knopp)(dx_backend *be, float *out, const float *logits, int N, int K,
-                           float temp, int n_iter);
+                           float temp, int n_iter, const dx_allreduce *red);
     /* Softmax centring, spec §4.3: out[N,K] = softmax((Z - center[K]) / temp) per row. */
     void (*softmax_center)(dx_backend *be, float *out, const float *logits, const float *center,
                            int N, int K, float temp);

@@ -119,13 +119,17 @@ int cmd_train(int argc, char **argv) {
     dx_status st = dx_train_run(&o, &r, &err);
     free(ov);
     if (st) {
-        fprintf(stderr, "dinox train: %s\n", err.msg);
+        if (r.world > 1)
+            fprintf(stderr, "dinox train (rank %d of %d): %s\n", r.rank, r.world, err.msg);
+        else
+            fprintf(stderr, "dinox train: %s\n", err.msg);
         return 1;
     }
-    fprintf(stderr, "dinox train: %lld steps, last loss %.4f, %lld non-finite steps skipped, %lld rollbacks%s\n",
+    if (r.rank == 0)
+        fprintf(stderr, "dinox train: %lld steps, last loss %.4f, %lld non-finite steps skipped, %lld rollbacks%s\n",
             (long long)r.steps_done, r.final_loss, (long long)r.nonfinite_steps, (long long)r.rollbacks,
             r.stopped_early ? " (stopped by signal, checkpoint written)" : "");
-    if (r.collapse_alarm)
+    if (r.collapse_alarm && r.rank == 0)
         fprintf(stderr, "dinox train: WARNING: the collapse alarm fired at step %lld (the DINO targets were uniform: "
                         "the run did not learn the objective)\n", (long long)r.collapse_step);
     /* stopped by a signal: exit as the signal would have (128+n), as tools do, so that a

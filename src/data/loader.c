@@ -159,7 +159,7 @@ static dx_status index_build(slice_index *ix, const dx_slice_source *src, dx_err
 static dx_status make_sample(const dx_slice_source *src, const slice_index *ix, const dx_loader_opts *o,
                              int64_t step, int b, dx_batch *bt, dx_err *err) {
     dx_rng r;
-    dx_rng_init(&r, o->seed, DX_RNG_SAMPLER, (uint64_t)step, (uint64_t)b);
+    dx_rng_init(&r, o->seed, DX_RNG_SAMPLER, (uint64_t)step, (uint64_t)(o->sample_offset + b));
     uint64_t total = (uint64_t)ix->cum[ix->n];
     uint64_t u = total <= UINT32_MAX ? dx_rng_below(&r, (uint32_t)total) : dx_rng_u64(&r) % total;
     int lo = 0, hi = ix->n - 1; /* last series with cum[s] <= u */
@@ -208,13 +208,13 @@ static dx_status make_sample(const dx_slice_source *src, const slice_index *ix, 
 
     dx_window img_win = {0};
     if (!o->window_per_crop) {
-        dx_rng_init(&r, o->seed, DX_RNG_CROPS, (uint64_t)step, (uint64_t)b * 64 + 63);
+        dx_rng_init(&r, o->seed, DX_RNG_CROPS, (uint64_t)step, (uint64_t)(o->sample_offset + b) * 64 + 63);
         img_win = dx_window_draw(&r, o->windows, o->n_windows, o->window_shift_p, o->window_scale_p);
     }
     int B = o->batch_size;
     for (int c = 0; c < 2 + o->n_local; c++) {
         int global = c < 2, size = global ? S : sl;
-        dx_rng_init(&r, o->seed, DX_RNG_CROPS, (uint64_t)step, (uint64_t)b * 64 + c);
+        dx_rng_init(&r, o->seed, DX_RNG_CROPS, (uint64_t)step, (uint64_t)(o->sample_offset + b) * 64 + c);
         dx_box box = dx_rrc_params(&r, H, W, global ? o->global_scale : o->local_scale, o->ratio);
         int flip = dx_rng_uniform(&r) < o->flip_p;
         dx_window win = dx_window_draw(&r, o->windows, o->n_windows, o->window_shift_p, o->window_scale_p);

@@ -9,9 +9,11 @@
  *                                                    window, noise, blur
  *   (seed, DX_RNG_CROPS,   step, sample*64 + 63)     the per-image window when
  *                                                    window_per_crop = 0
- * (crop 0, 1 = global, 2.. = local). So the batch of step s is identical
- * for any thread count, and a resumed run starting at step s gets exactly the
- * batches an uninterrupted run would have seen. */
+ * (crop 0, 1 = global, 2.. = local), where `sample` is the index in the
+ * GLOBAL batch (sample_offset + b). So the batch of step s is identical for
+ * any thread count and any number of data-parallel ranks, and a resumed run
+ * starting at step s gets exactly the batches an uninterrupted run would
+ * have seen. */
 #ifndef DX_LOADER_H
 #define DX_LOADER_H
 
@@ -55,7 +57,8 @@ void dx_mem_source_init(dx_slice_source *src, dx_mem_source *m, const dx_mem_vol
 
 typedef struct dx_loader_opts {
     uint64_t seed;
-    int batch_size;
+    int batch_size;                 /* images this loader makes per step (one rank's share) */
+    int sample_offset;              /* their first index in the global batch (rank * batch_size) */
     int global_size, local_size, n_local;
     float global_scale[2], local_scale[2];
     float ratio[2];                 /* aspect range, (3/4, 4/3) */

@@ -78,6 +78,8 @@ static const key_spec SCHEMA[] = {
     KF("loss.dino", loss.dino, "1", 0, 100, "DINO (CLS) loss weight"),
     KF("loss.ibot", loss.ibot, "1", 0, 100, "iBOT masked-patch loss weight"),
     KF("loss.koleo", loss.koleo, "0.1", 0, 100, "KoLeo loss weight"),
+    KI("loss.koleo_group", loss.koleo_group, "0", 0, 65536,
+       "KoLeo over groups of N images (0 = each rank's batch, DINOv3's default; set it to keep a run the same at any number of ranks)"),
     KF("loss.student_temp", loss.student_temp, "0.1", 1e-3, 10, "student softmax temperature"),
     KF("loss.local_weight_start", loss.local_weight_start, "1", 0, 10, "weight of the DINO local-crop term at the start"),
     KF("loss.local_weight_end", loss.local_weight_end, "1", 0, 10, "weight of the DINO local-crop term at the end"),
@@ -149,7 +151,7 @@ static const key_spec SCHEMA[] = {
     /* ---- run ---- */
     KI("train.epochs", train.epochs, "100", 1, 1000000, "epochs"),
     KI("train.epoch_length", train.epoch_length, "1250", 1, 100000000, "steps per epoch"),
-    KI("train.batch_size", train.batch_size, "64", 1, 65536, "images per step"),
+    KI("train.batch_size", train.batch_size, "64", 1, 65536, "images per step, over all ranks (each rank takes batch_size / ranks)"),
     KL("train.seed", train.seed, "0", 0, 9.007199254740992e15, "run seed: names every random stream"),
     KI("train.threads", train.threads, "2", 0, 256, "loader worker threads (0 = load in the caller)"),
     KI("train.prefetch", train.prefetch, "2", 1, 64, "batches the loader may prepare ahead"),
@@ -163,6 +165,8 @@ static const key_spec SCHEMA[] = {
     KE("train.checkpointing", train.checkpointing, "none", "none|block",
        "activation checkpointing: block = keep each block's input, recompute the block in backward (bit-identical gradients, ~1/3 more compute, far less memory)"),
     KB("train.stop_on_collapse", train.stop_on_collapse, "false", "stop training (exit non-zero) when the collapse alarm fires"),
+    KF("train.comm_timeout_s", train.comm_timeout_s, "1800", 10, 1e7,
+       "data parallel: a step that takes this long (a dead or hung rank) ends every rank with an error"),
 };
 #define N_KEYS ((int)(sizeof SCHEMA / sizeof SCHEMA[0]))
 

@@ -42,6 +42,7 @@ typedef struct dx_config {
     } heads;
     struct {
         float dino, ibot, koleo, student_temp;
+        int koleo_group;
         float local_weight_start, local_weight_end, local_weight_epochs;
     } loss;
     struct {
@@ -93,6 +94,7 @@ typedef struct dx_config {
         float ckpt_every_minutes;
         int keep_last, milestone_every, log_every;
         int collapse_window, stop_on_collapse;
+        float comm_timeout_s;
         char checkpointing[16]; /* activation checkpointing: none | block */
     } train;
 } dx_config;

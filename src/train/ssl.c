@@ -77,6 +77,9 @@ dx_status dx_ssl_init(dx_ssl *s, const dx_ssl_config *cfg_in, dx_backend *be, dx
         (c->n_local > 0 && c->local_size < c->vit.patch))
         return dx_fail(err, DX_EINVAL, "ssl: need batch >= 1, exactly 2 global crops, crops >= patch size");
     if (!be->loss) return dx_fail(err, DX_EBACKEND, "backend %s has no loss kernels", be->ops->name);
+    if (c->koleo_group < 0 || (c->koleo_group > 0 && (c->koleo_group < 2 || c->batch % c->koleo_group)))
+        return dx_fail(err, DX_EINVAL, "loss.koleo_group %d: need 0 or a divisor >= 2 of the batch on a rank (%d)",
+                       c->koleo_group, c->batch);
     c->dino_head.in_dim = c->ibot_head.in_dim = c->vit.dim;
     if (!c->gram_size) c->gram_size = c->global_size;
     if (c->sk_iters <= 0) c->sk_iters = 3;
@@ -211,18 +214,38 @@ size_t dx_ssl_acts_bytes(const dx_ssl *s) {
            s->hd_t.bytes + s->hi_s.bytes + s->hi_t.bytes;
 }
 
-/* Teacher targets from logits [N, K]: Sinkhorn-Knopp or softmax centring. */
-static void teacher_targets(dx_ssl *s, dx_backend *be, float *out, const float *logits, float *center,
-                            int N, int K, float temp) {
+static int distributed(const dx_ssl *s) { return s->comm && s->comm->size > 1; }
+
+/* Sinkhorn-Knopp's mid-op reductions over the ranks. A failed collective
+ * fails the next checked one too (the loss terms' reduction), which reports it. */
+static void red_sum(void *ctx, double *b, int n) { ((dx_comm *)ctx)->allreduce_f64(ctx, b, (size_t)n, DX_COMM_SUM, NULL); }
+static void red_max(void *ctx, double *b, int n) { ((dx_comm *)ctx)->allreduce_f64(ctx, b, (size_t)n, DX_COMM_MAX, NULL); }
+
+/* Teacher targets from logits [N, K] (N of the N_tot rows over all ranks):
+ * Sinkhorn-Knopp or softmax centring. */
+static dx_status teacher_targets(dx_ssl *s, dx_backend *be, float *out, const float *logits, float *center,
+                                 int N, int N_tot, int K, float temp, dx_err *err) {
     if (s->cfg.centering == DX_CENTER_SINKHORN) {
-        be->loss->sinkhorn_knopp(be, out, logits, N, K, temp, s->cfg.sk_iters);
-        return;
+        dx_allreduce red = {.ctx = s->comm, .sum_f64 = red_sum, .max_f64 = red_max};
+        be->loss->sinkhorn_knopp(be, out, logits, N, K, temp, s->cfg.sk_iters, distributed(s) ? &red : NULL);
+        return DX_OK;
     }
-    /* DINOv2 softmax centring: use the centre, then c <- 0.9 c + 0.1 mean(logits) */
+    /* DINOv2 softmax centring: use the centre, then c <- 0.9 c + 0.1 mean(logits),
+     * the mean over the rows of every rank */
     float *mean = center + K;
-    be->loss->softmax_center(be, out, logits, center, N, K, temp);
-    be->loss->row_mean(be, mean, logits, N, K);
+    if (N > 0) {
+        be->loss->softmax_center(be, out, logits, center, N, K, temp);
+        be->loss->row_mean(be, mean, logits, N, K);
+    } else {
+        be->ops->zero(be, mean, (size_t)K * sizeof(float));
+    }
+    if (distributed(s)) {
+        if (N > 0) be->ops->scale(be, mean, (float)N / (float)N_tot, (size_t)K);
+        dx_status st = s->comm->allreduce_f32(s->comm, mean, (size_t)K, DX_COMM_SUM, err);
+        if (st) return st;
+    }
     be->ops->ema(be, center, mean, (size_t)K, 0.9f);
+    return DX_OK;
 }
 
 /* L2 norm of g[0..n) (one submodule), then g *= min(1, clip / (norm + 1e-6)). */
@@ -288,12 +311,17 @@ dx_status dx_ssl_step(dx_ssl *s, dx_backend *be, const dx_ssl_batch *batch, int6
     if ((st = dx_vit_forward(&s->vit, be, s->teacher, &s->t_glob, s->img_glob, NULL, &eval, err))) goto done;
     o->gather_rows(be, s->hd_t.x, s->t_glob.out, s->idx_cls_glob, G, (size_t)D);
     dx_head_forward(&s->dino, be, td, &s->hd_t, G);
-    teacher_targets(s, be, s->tgt_dino, s->hd_t.logits, s->center_dino, G, Kd, sc->teacher_temp);
+    const int W = s->comm ? s->comm->size : 1;
+    const int M_tot = batch->masked_total > 0 ? batch->masked_total : M; /* over all ranks */
+    if ((st = teacher_targets(s, be, s->tgt_dino, s->hd_t.logits, s->center_dino, G, G * W, Kd, sc->teacher_temp,
+                              err))) goto done;
     if (M) {
         o->gather_rows(be, s->hi_t.x, s->t_glob.out, s->idx_masked, M, (size_t)D);
         dx_head_forward(&s->ibot, be, ti, &s->hi_t, M);
-        teacher_targets(s, be, s->tgt_ibot, s->hi_t.logits, s->center_ibot, M, Ki, sc->teacher_temp);
     }
+    /* every rank joins the iBOT targets' reductions, with or without masked patches of its own */
+    if (M_tot && (st = teacher_targets(s, be, s->tgt_ibot, s->hi_t.logits, s->center_ibot, M, M_tot, Ki,
+                                       sc->teacher_temp, err))) goto done;
 
     /* ---- student: masked global crops, local crops, train mode -------------- */
     dx_vit_run tr = {.train = 1, .seed = c->seed, .step = (uint64_t)step, .group = 0};
@@ -353,13 +381,29 @@ dx_status dx_ssl_step(dx_ssl *s, dx_backend *be, const dx_ssl_batch *batch, int6
     const float *S_glob = s->hd_s.logits, *S_loc = s->hd_s.logits + (size_t)G * Kd;
     if (L) out->dino_local = lo->dino_forward(be, S_loc, c->n_local, s->tgt_dino, 2, B, Kd, ts, 0);
     out->dino_global = lo->dino_forward(be, S_glob, 2, s->tgt_dino, 2, B, Kd, ts, 1);
-    for (int cr = 0; cr < 2; cr++) /* KoLeo per global crop on the pre-head CLS */
-        out->koleo += 0.5 * lo->koleo_forward(be, s->koleo_nn + (size_t)cr * B, s->hd_s.x + (size_t)cr * B * D, B, D);
+    /* KoLeo per global crop on the pre-head CLS, over groups of kg images of one
+     * rank (DINOv3's default: the rank's batch, no all-gather) */
+    const int kg = c->koleo_group > 0 ? c->koleo_group : B, ngrp = B / kg;
+    for (int cr = 0; cr < 2; cr++)
+        for (int q = 0; q < ngrp; q++) {
+            const size_t r0 = (size_t)cr * B + (size_t)q * kg;
+            out->koleo += 0.5 / ngrp * lo->koleo_forward(be, s->koleo_nn + r0, s->hd_s.x + r0 * D, kg, D);
+        }
     if (M) out->ibot = dx_ibot_loss_forward(be, s->hi_s.logits, s->tgt_ibot, s->mask_w, M, Ki, ts, G);
     if (c->use_gram)
         out->gram = lo->gram_forward(be, s->xs_hat, s->xt_hat, s->xs, s->xt, G, P, D, c->gram_img_level);
     terms = (dx_loss_terms){out->dino_local, out->dino_global, out->koleo, out->ibot, out->gram};
     out->total = dx_loss_total(&terms, &lw, NULL);
+    if (distributed(s)) {
+        /* the global batch's terms (ranks hold equal shares: the mean of the ranks'
+         * means), and one decision on a non-finite loss: no rank may skip the
+         * gradient reduction that the others enter */
+        double v[7] = {out->dino_local, out->dino_global, out->koleo, out->ibot, out->gram, out->total,
+                       isfinite(out->total) ? 0.0 : 1.0};
+        if ((st = s->comm->allreduce_f64(s->comm, v, 7, DX_COMM_SUM, err))) goto done;
+        out->dino_local = v[0] / W, out->dino_global = v[1] / W, out->koleo = v[2] / W;
+        out->ibot = v[3] / W, out->gram = v[4] / W, out->total = v[6] > 0 ? NAN : v[5] / W;
+    }
     if (!isfinite(out->total)) {
         out->nonfinite = 1;
         goto done;
@@ -377,9 +421,12 @@ dx_status dx_ssl_step(dx_ssl *s, dx_backend *be, const dx_ssl_batch *batch, int6
     dx_head_backward(&s->dino, be, wd_, gd, &s->hd_s);
     /* KoLeo */
     o->zero(be, s->dkoleo, (size_t)G * D * sizeof(float));
-    for (int cr = 0; cr < 2; cr++) /* the neighbours found by the forward; the term is coef * mean over 2 crops */
-        lo->koleo_backward(be, s->dkoleo + (size_t)cr * B * D, s->hd_s.x + (size_t)cr * B * D,
-                           s->koleo_nn + (size_t)cr * B, B, D, (float)coef.koleo * 0.5f);
+    for (int cr = 0; cr < 2; cr++) /* the neighbours found by the forward; the term is coef * mean over crops, groups */
+        for (int q = 0; q < ngrp; q++) {
+            const size_t r0 = (size_t)cr * B + (size_t)q * kg;
+            lo->koleo_backward(be, s->dkoleo + r0 * D, s->hd_s.x + r0 * D, s->koleo_nn + r0, kg, D,
+                               (float)coef.koleo * 0.5f / (float)ngrp);
+        }
     o->axpy(be, s->hd_s.dx, 1.0f, s->dkoleo, (size_t)G * D);
     o->scatter_add_rows(be, s->s_glob.dout, s->hd_s.dx, s->idx_cls_glob, G, (size_t)D);
     if (L) o->scatter_add_rows(be, s->s_loc.dout, s->hd_s.dx + (size_t)G * D, s->idx_cls_loc, L, (size_t)D);
@@ -396,6 +443,12 @@ dx_status dx_ssl_step(dx_ssl *s, dx_backend *be, const dx_ssl_batch *batch, int6
     }
     if ((st = dx_vit_backward(&s->vit, be, s->w, s->g, &s->s_glob, err))) goto done;
     if (L && (st = dx_vit_backward(&s->vit, be, s->w, s->g, &s->s_loc, err))) goto done;
+
+    /* ---- data parallel: the mean of the ranks' gradients (each is its share's mean) ---- */
+    if (distributed(s)) {
+        if ((st = s->comm->allreduce_f32(s->comm, s->g, s->tab.total, DX_COMM_SUM, err))) goto done;
+        o->scale(be, s->g, 1.0f / (float)W, s->tab.total);
+    }
 
     /* ---- clip per submodule, AdamW, EMA (spec §7.1) ---------------------------------- */
     out->gnorm_backbone = clip_range(be, s->g, BV(s), c->clip_grad);

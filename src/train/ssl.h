@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "backend/dx_backend.h"
+#include "comm/dx_comm.h"
 #include "nn/head.h"
 #include "nn/vit.h"
 
@@ -22,7 +23,8 @@ typedef enum { DX_CENTER_SINKHORN = 0, DX_CENTER_SOFTMAX = 1 } dx_centering;
 typedef struct dx_ssl_config {
     dx_vit_config vit;
     dx_head_config dino_head, ibot_head;  /* in_dim is set from vit.dim */
-    int batch;                            /* B images per step */
+    int batch;                            /* B images per step on this rank (the global batch / ranks) */
+    int koleo_group;                      /* KoLeo over groups of this many images (0 = the rank's batch) */
     int n_global, n_local;                /* 2 and L */
     int global_size, local_size;          /* crop sides in pixels */
     int gram_size;                        /* Gram-teacher crop side (0 = global_size) */
@@ -48,12 +50,13 @@ typedef struct dx_ssl_batch {
     const float *local;   /* host [n_local*B, 3, s, s] or NULL when n_local = 0 */
     const float *gram;    /* host [n_global*B, 3, Sg, Sg] or NULL (= the global crops) */
     const uint8_t *masks; /* host [n_global*B, P] (1 = masked) or NULL */
+    int masked_total;     /* masked patches over all ranks (data parallel; 0 = this batch's own) */
 } dx_ssl_batch;
 
 typedef struct dx_ssl_metrics {
     double total, dino_local, dino_global, koleo, ibot, gram; /* unweighted terms + weighted total */
     double gnorm_backbone, gnorm_dino, gnorm_ibot;            /* before clipping */
-    int n_masked;
+    int n_masked;   /* on this rank */
     int nonfinite;  /* 1 if the loss or a gradient was NaN/Inf: no update was applied */
 } dx_ssl_metrics;
 
@@ -97,6 +100,9 @@ typedef struct dx_ssl {
     uint8_t *mask_dev;                       /* [2B, P] this step's iBOT masks */
     int32_t *idx_cls_glob, *idx_cls_loc, *idx_patch, *idx_patch_gram, *idx_masked, *koleo_nn;
     int P, Pg;
+    /* Data parallel (NULL = one process): the step reduces Sinkhorn-Knopp's
+     * sums, the softmax centre, the loss terms and the gradients over it. */
+    dx_comm *comm;
 } dx_ssl;
 
 dx_status dx_ssl_init(dx_ssl *s, const dx_ssl_config *cfg, dx_backend *be, dx_err *err);
@@ -116,6 +122,8 @@ dx_status dx_ssl_plan_bytes(const dx_ssl_config *cfg, size_t *state, size_t *act
 /* Training FLOPs of one step (student fwd+bwd, teacher and Gram fwd, heads). */
 double dx_ssl_flops_per_step(const dx_ssl_config *cfg);
 
+/* With s->comm of several ranks, every rank calls it with its part of the
+ * global batch; the metrics are then the global batch's (means over ranks). */
 dx_status dx_ssl_step(dx_ssl *s, dx_backend *be, const dx_ssl_batch *batch, int64_t step,
                       const dx_ssl_sched *sched, dx_ssl_metrics *out, dx_err *err);
 

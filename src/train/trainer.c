@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "backend/registry.h"
+#include "comm/dx_comm.h"
 #include "core/dx_log.h"
 #include "data/loader.h"
 #include "data/masking.h"
@@ -44,7 +45,8 @@ dx_status dx_train_ssl_config(const dx_config *c, dx_ssl_config *s, dx_err *err)
     s->ibot_head = (dx_head_config){.hidden = c->heads.ibot_hidden, .bottleneck = c->heads.ibot_bottleneck,
                                     .prototypes = c->heads.ibot_k, .nlayers = c->heads.nlayers,
                                     .init_std = c->heads.init_std, .norm_last_layer = c->heads.norm_last_layer};
-    s->batch = c->train.batch_size;
+    s->batch = c->train.batch_size; /* the trainer divides it by the ranks */
+    s->koleo_group = c->loss.koleo_group;
     s->n_global = 2;
     s->n_local = c->crops.local_count;
     s->global_size = c->crops.global_size;
@@ -162,6 +164,8 @@ typedef struct watchdog {
     int running;
     double step_start, typical;  /* seconds; typical = EMA of step times */
     int64_t step;
+    dx_comm *comm;               /* several ranks: a step past timeout_s ends the job */
+    double timeout_s;
 } watchdog;
 
 static void *watchdog_main(void *arg) {
@@ -180,6 +184,13 @@ static void *watchdog_main(void *arg) {
             DX_WARN("watchdog: step %lld has been running %.0f s (typical %.1f s) - a hung device or a "
                     "stalled filesystem?", (long long)w->step, t, w->typical);
             warned = w->step;
+        }
+        if (w->comm && w->comm->size > 1 && t > w->timeout_s) {
+            /* a rank died or hangs and the others wait in a collective forever: end them all */
+            DX_ERROR("rank %d: step %lld has not finished after %.0f s (train.comm_timeout_s): another rank died "
+                     "or hangs; ending every rank. The last checkpoint is intact: resume with --resume",
+                     w->comm->rank, (long long)w->step, t);
+            w->comm->abort(w->comm, 3);
         }
     }
     pthread_mutex_unlock(&w->mu);
@@ -207,40 +218,62 @@ static int weights_finite(dx_ssl *s, dx_backend *be) {
     return !be->ops->nonfinite(be, s->w, s->tab.total) && !be->ops->nonfinite(be, s->teacher, s->tab.total);
 }
 
-dx_status dx_train_run(const dx_train_opts *o, dx_train_result *res, dx_err *err) {
-    memset(res, 0, sizeof *res);
+/* ---- data parallel helpers (one rank = one process: docs/distributed.md) ------- */
+
+/* Rank r's rows of the global batch's iBOT masks [2*Bg, P] (crop-major): rows
+ * c*Bl + b of the result are rows c*Bg + r*Bl + b of the global set. */
+static void masks_of_rank(const dx_ibot_masks *all, int Bg, int Bl, int r, uint8_t *out) {
+    const int P = all->n_patches;
+    for (int c = 0; c < 2; c++)
+        memcpy(out + (size_t)c * Bl * P, all->mask + ((size_t)c * Bg + (size_t)r * Bl) * P, (size_t)Bl * P);
+}
+
+/* Rank 0's training state to every rank: weights, teacher, moments, Gram
+ * teacher, counters. After a new run's init, --init, resume and rollback. */
+static dx_status sync_from_root(dx_ssl *s, dx_comm *comm, int64_t *step, int64_t *gram_refreshes,
+                                int64_t *nonfinite, dx_err *err) {
+    if (comm->size == 1) return DX_OK;
+    const size_t bytes = s->tab.total * sizeof(float);
+    float *bufs[] = {s->w, s->teacher, s->m, s->v};
     dx_status st;
+    for (int i = 0; i < 4; i++)
+        if ((st = comm->bcast(comm, bufs[i], bytes, 0, err))) return st;
+    if (s->gram_w && (st = comm->bcast(comm, s->gram_w, s->vit.tab.total * sizeof(float), 0, err))) return st;
+    int64_t ctr[4] = {*step, *gram_refreshes, *nonfinite, s->adam_t};
+    if ((st = comm->bcast(comm, ctr, sizeof ctr, 0, err))) return st;
+    *step = ctr[0], *gram_refreshes = ctr[1], *nonfinite = ctr[2], s->adam_t = ctr[3];
+    return DX_OK;
+}
+
+/* Health statistics as the mean over the ranks (each holds an equal share of the batch). */
+static dx_status health_mean(dx_comm *comm, dx_ssl_health *h, dx_err *err) {
+    if (comm->size == 1) return DX_OK;
+    double *v = (double *)h;
+    const size_t n = sizeof *h / sizeof(double);
+    dx_status st = comm->allreduce_f64(comm, v, n, DX_COMM_SUM, err);
+    for (size_t i = 0; i < n; i++) v[i] /= comm->size;
+    return st;
+}
+
+/* A decision that every rank must take the same way (weights are equal on every rank, but a
+ * decision must never rest on that). */
+static int any_rank(dx_comm *comm, int flag) {
+    if (comm->size == 1) return flag;
+    double v = flag ? 1 : 0;
+    if (comm->allreduce_f64(comm, &v, 1, DX_COMM_SUM, NULL)) return 1;
+    return v > 0;
+}
+
+static dx_status train_run(const dx_train_opts *o, dx_train_result *res, dx_comm *comm, int *in_sync,
+                           dx_err *err) {
+    const int W = comm->size, R = comm->rank, root = R == 0;
+    dx_status st = DX_OK;
     dx_config cfg;
     char path[1200];
-    /* on resume the run's own config is the truth; overrides still apply (e.g. train.epochs) */
-    const char *cfg_path = o->config_path;
-    if (o->resume) {
-        snprintf(path, sizeof path, "%s/config.yaml", o->run_dir);
-        cfg_path = path;
-    }
-    /* a new run never touches an existing one: refuse before anything is read or written */
-    if (!o->resume && (st = dx_rundir_check_new(o->run_dir, err))) return st;
-    if ((st = dx_config_resolve(&cfg, cfg_path, o->overrides, o->n_overrides, err))) return st;
-    dx_ssl_config sc;
-    if ((st = dx_train_ssl_config(&cfg, &sc, err))) return st;
-    /* the memory plan, before anything large is allocated (the CPU backend's
-     * memory is the host's; a GPU backend will report its device's) */
-    if (!o->force) {
-        const char *what = NULL;
-        double usable = dx_host_mem_usable(&what);
-        if ((st = dx_plan_check_fits(&cfg, usable, what, err))) return st;
-    }
-
     dx_store store;
-    if ((st = dx_store_open(&store, o->store, err))) return st;
-    if (store.n_series == 0) {
-        dx_store_close(&store);
-        return dx_fail(err, DX_EINVAL, "store %s holds no series", o->store);
-    }
+    int store_open = 0;
     dx_slice_source src;
-    dx_store_source_init(&src, &store);
     dx_loader_opts lo;
-    dx_config_loader_opts(&cfg, 0, &lo);
     dx_loader *loader = NULL;
     dx_backend *be = NULL;
     dx_ssl s;
@@ -249,64 +282,151 @@ dx_status dx_train_run(const dx_train_opts *o, dx_train_result *res, dx_err *err
     memset(&rd, 0, sizeof rd);
     int rd_open = 0, ssl_ready = 0;
     watchdog wd = {.running = 0};
+    int64_t step = 0, gram_refreshes = 0, nonfinite = 0;
+    dx_ssl_config sc;
+    uint8_t *rank_masks = NULL;
+    int Bg = 0, Bl = 0; /* the global batch, this rank's share */
+
+    /* ---- setup: every rank does its part, then all agree before the first collective
+     * that carries data, so that a rank's failure here ends every rank cleanly ---- */
+    /* on resume the run's own config is the truth; overrides still apply (e.g. train.epochs) */
+    const char *cfg_path = o->config_path;
+    if (o->resume) {
+        snprintf(path, sizeof path, "%s/config.yaml", o->run_dir);
+        cfg_path = path;
+    }
+    /* a new run never touches an existing one: refuse before anything is read or written */
+    if (root && !o->resume && (st = dx_rundir_check_new(o->run_dir, err))) goto agree;
+    if ((st = dx_config_resolve(&cfg, cfg_path, o->overrides, o->n_overrides, err))) goto agree;
+    if ((st = dx_train_ssl_config(&cfg, &sc, err))) goto agree;
+    if (cfg.train.batch_size % W) {
+        st = dx_fail(err, DX_EINVAL,
+                     "train.batch_size %d does not divide over %d ranks: the global batch must be a multiple of the "
+                     "number of ranks (e.g. %d or %d)",
+                     cfg.train.batch_size, W, cfg.train.batch_size / W * W > 0 ? cfg.train.batch_size / W * W : W,
+                     (cfg.train.batch_size / W + 1) * W);
+        goto agree;
+    }
+    Bg = cfg.train.batch_size, Bl = Bg / W;
+    sc.batch = Bl;
+    /* the memory plan of one rank, before anything large is allocated (the CPU backend's
+     * memory is the host's, shared by the ranks on it; a GPU backend will report its device's) */
+    if (!o->force) {
+        dx_config per_rank = cfg;
+        per_rank.train.batch_size = Bl;
+        const char *what = NULL;
+        double usable = dx_host_mem_usable(&what) / comm->local_size;
+        char what_rank[160];
+        if (comm->local_size > 1) {
+            snprintf(what_rank, sizeof what_rank, "%s / %d ranks on this host", what ? what : "memory",
+                     comm->local_size);
+            what = what_rank;
+        }
+        if ((st = dx_plan_check_fits(&per_rank, usable, what, err))) goto agree;
+    }
+
+    if ((st = dx_store_open(&store, o->store, err))) goto agree;
+    store_open = 1;
+    if (store.n_series == 0) {
+        st = dx_fail(err, DX_EINVAL, "store %s holds no series", o->store);
+        goto agree;
+    }
+    dx_store_source_init(&src, &store);
+    dx_config_loader_opts(&cfg, 0, &lo);
+    lo.batch_size = Bl;          /* this rank's share of the global batch, */
+    lo.sample_offset = R * Bl;   /* drawn as the global batch's samples R*Bl.. */
     dx_backend_params bp = {.nthreads = cfg.train.threads,
                             .precision = strcmp(cfg.model.precision, "bf16") == 0 ? DX_PREC_BF16 : DX_PREC_FP32};
-    if ((st = dx_backend_parse_device(cfg.model.backend, &bp, err))) goto out;
-    if ((st = dx_backend_create(&be, &bp, err))) goto out;
+    if ((st = dx_backend_parse_device(cfg.model.backend, &bp, err))) goto agree;
+    if ((st = dx_backend_create(&be, &bp, err))) goto agree;
+    if (W > 1 && strcmp(comm->kind, "mpi") == 0 && strncmp(be->ops->name, "cpu", 3) != 0) {
+        st = dx_fail(err, DX_EUNSUPPORTED,
+                     "%d ranks over MPI need the cpu backend (MPI reduces host memory); device %s needs the NCCL/RCCL "
+                     "engine, which this build does not have", W, be->ops->name);
+        goto agree;
+    }
     /* the batch slots are what gets uploaded: the backend's staging memory */
     lo.pixel_alloc = pixel_alloc;
     lo.pixel_free = pixel_free;
     lo.pixel_ctx = be;
-    if ((st = dx_loader_create(&loader, &src, &lo, err))) goto out;
-    if ((st = dx_ssl_init(&s, &sc, be, err))) goto out;
+    if ((st = dx_loader_create(&loader, &src, &lo, err))) goto agree;
+    if ((st = dx_ssl_init(&s, &sc, be, err))) goto agree;
     ssl_ready = 1;
+    s.comm = comm;
+    rank_masks = malloc((size_t)2 * Bl * s.P);
+    if (!rank_masks) {
+        st = dx_fail(err, DX_ENOMEM, "mask buffer");
+        goto agree;
+    }
 
     /* every input of a new run is read and checked before the run directory is
-     * created, so that a rejected --init or --gram-init leaves nothing behind */
-    int64_t step = 0, gram_refreshes = 0, nonfinite = 0;
+     * created, so that a rejected --init or --gram-init leaves nothing behind.
+     * Only rank 0 reads weights and checkpoints; the others get them broadcast. */
     if (!o->resume) {
-        if ((st = dx_ssl_init_weights(&s, be, err))) goto out;
-        if (o->init_weights) {
+        if ((st = dx_ssl_init_weights(&s, be, err))) goto agree;
+        if (root && o->init_weights) {
             /* continual pre-training: backbone from released weights into student,
              * teacher and Gram teacher; heads stay fresh */
             if ((st = dx_weights_load(&s.vit.tab, be, s.w, o->init_weights, "", DX_LOAD_BUFFERS_OPTIONAL, err)))
-                goto out;
+                goto agree;
             be->ops->copy(be, s.teacher, s.w, s.tab.total * sizeof(float));
             if (s.gram_w) be->ops->copy(be, s.gram_w, s.w, s.vit.tab.total * sizeof(float));
             DX_INFO("student and teachers initialised from %s", o->init_weights);
         }
-        if (o->gram_init) {
+        if (root && o->gram_init) {
             if (!s.gram_w) {
                 st = dx_fail(err, DX_EINVAL, "--gram-init needs gram.enabled = true");
-                goto out;
+                goto agree;
             }
             if ((st = dx_weights_load(&s.vit.tab, be, s.gram_w, o->gram_init, "", DX_LOAD_BUFFERS_OPTIONAL, err)))
-                goto out;
+                goto agree;
             DX_INFO("Gram teacher initialised from %s", o->gram_init);
         }
-        if (!weights_finite(&s, be) || (s.gram_w && be->ops->nonfinite(be, s.gram_w, s.vit.tab.total))) {
+        if (root && (!weights_finite(&s, be) || (s.gram_w && be->ops->nonfinite(be, s.gram_w, s.vit.tab.total)))) {
             st = dx_fail(err, DX_ENUMERIC, "the initial weights hold NaN or Inf values (%s): nothing to train from",
                          o->init_weights || o->gram_init ? "check --init / --gram-init" : "initialisation");
-            goto out;
+            goto agree;
         }
     }
-    if ((st = dx_rundir_open(&rd, o->run_dir, &cfg, o->resume, err))) goto out;
-    rd_open = 1;
-    if (o->resume) {
-        if ((st = dx_train_load_checkpoint(&s, be, rd.ckpt_dir, &step, &gram_refreshes, &nonfinite, err))) goto out;
-    } else {
-        if ((st = dx_train_save_checkpoint(&s, be, &cfg, rd.ckpt_dir, 0, 0, 0, err))) goto out;
+    if (root) {
+        if ((st = dx_rundir_open(&rd, o->run_dir, &cfg, o->resume, err))) goto agree;
+        rd_open = 1;
+        if (o->resume) {
+            if ((st = dx_train_load_checkpoint(&s, be, rd.ckpt_dir, &step, &gram_refreshes, &nonfinite, err)))
+                goto agree;
+        } else {
+            if ((st = dx_train_save_checkpoint(&s, be, &cfg, rd.ckpt_dir, 0, 0, 0, err))) goto agree;
+        }
     }
+agree:;
+    int all_ok = st == DX_OK;
+    if (W > 1) {
+        dx_err e2;
+        dx_comm_all_ok(comm, st == DX_OK, &all_ok, &e2);
+        if (!all_ok && st == DX_OK)
+            st = dx_fail(err, DX_EINVAL, "rank %d: another rank failed to set up the run (its error is above)", R);
+    }
+    if (!all_ok) goto out;
+    if ((st = sync_from_root(&s, comm, &step, &gram_refreshes, &nonfinite, err))) {
+        *in_sync = 0;
+        goto out;
+    }
+    if (!root && dx_log_get_level() > DX_LOG_WARN) dx_log_set_level(DX_LOG_WARN); /* rank 0 speaks for the run */
+
     const int64_t total = dx_config_total_steps(&cfg);
     const int64_t end = o->stop_at > 0 && o->stop_at < total ? o->stop_at : total;
-    const int B = sc.batch, G = 2 * B;
     const int Hp = sc.global_size / sc.vit.patch;
-    DX_INFO("training %s (%d params) on %d series: steps %lld..%lld of %lld, batch %d, %d+%d crops of %d/%d px%s",
+    DX_INFO("training %s (%d params) on %d series: steps %lld..%lld of %lld, batch %d%s, %d+%d crops of %d/%d px%s",
             sc.vit.arch, (int)dx_table_numel_trainable(&s.vit.tab), store.n_series, (long long)step,
-            (long long)end, (long long)total, B, 2, sc.n_local, sc.global_size, sc.local_size,
-            sc.use_gram ? ", Gram on" : "");
+            (long long)end, (long long)total, Bg, W > 1 ? " over ranks" : "", 2, sc.n_local, sc.global_size,
+            sc.local_size, sc.use_gram ? ", Gram on" : "");
+    if (W > 1)
+        DX_INFO("data parallel: %d ranks (%s, %d on this host), %d images each; %.1f MB of gradients all-reduced "
+                "per step", W, comm->kind, comm->local_size, Bl, s.tab.total * 4e-6);
 
     wd.running = 1;
+    wd.comm = comm;
+    wd.timeout_s = cfg.train.comm_timeout_s;
     pthread_mutex_init(&wd.mu, NULL);
     pthread_cond_init(&wd.cv, NULL);
     wd.step_start = now_s();
@@ -318,31 +438,57 @@ dx_status dx_train_run(const dx_train_opts *o, dx_train_result *res, dx_err *err
      * train.collapse_window-step stretch looked collapsed */
     const int64_t warmup_steps = (int64_t)(cfg.optim.warmup_epochs * cfg.train.epoch_length);
     int64_t collapse_since = -1;
+    /* from here an error on one rank alone leaves the others in a collective */
+    *in_sync = 0;
     while (step < end) {
-        if (o->stop && *o->stop) {
+        int stop_now = o->stop && *o->stop;
+        watchdog_step(&wd, step, last_step_s);
+        double t0 = now_s();
+        const dx_batch *batch = NULL;
+        dx_status lst = DX_OK;
+        if (!stop_now || W > 1) lst = dx_loader_get(loader, step, &batch, err);
+        if (W > 1) {
+            /* one small collective per step: a stop request (signals reach the ranks at
+             * different times) and a loader failure become every rank's decision */
+            double v[2] = {stop_now, lst != DX_OK};
+            if ((st = comm->allreduce_f64(comm, v, 2, DX_COMM_SUM, err))) goto out;
+            stop_now = v[0] > 0;
+            if (v[1] > 0) {
+                *in_sync = 1;
+                st = lst ? lst
+                         : dx_fail(err, DX_EIO, "rank %d: another rank could not load its part of step %lld", R,
+                                   (long long)step);
+                goto out;
+            }
+        } else if (lst) {
+            st = lst;
+            goto out;
+        }
+        if (stop_now) {
             res->stopped_early = 1;
             break;
         }
-        watchdog_step(&wd, step, last_step_s);
-        double t0 = now_s();
-        const dx_batch *batch;
-        if ((st = dx_loader_get(loader, step, &batch, err))) goto out;
         const double data_wait = now_s() - t0; /* > 0 only when the loader is behind */
         dx_ibot_masks masks;
         /* the config holds floats; recover the decimal the user wrote (0.35f is 0.34999999) so
-         * that int(2B * prob) counts masked crops as DINOv3's Python does */
+         * that int(2B * prob) counts masked crops as DINOv3's Python does. The masks are the
+         * global batch's (2*Bg crops); a rank takes its rows. */
         const double mask_prob = round(cfg.crops.mask_prob * 1e6) / 1e6;
-        if ((st = dx_ibot_masks_make(&masks, G, Hp, Hp, mask_prob, round(cfg.crops.mask_ratio[0] * 1e6) / 1e6,
+        if ((st = dx_ibot_masks_make(&masks, 2 * Bg, Hp, Hp, mask_prob, round(cfg.crops.mask_ratio[0] * 1e6) / 1e6,
                                      round(cfg.crops.mask_ratio[1] * 1e6) / 1e6, (uint64_t)cfg.train.seed,
                                      (uint64_t)step, err)))
             goto out;
+        masks_of_rank(&masks, Bg, Bl, R, rank_masks);
         dx_ssl_sched sch;
         dx_train_sched_at(&cfg, step, &sch);
-        dx_ssl_batch b = {.global = batch->global, .local = batch->local, .gram = batch->gram, .masks = masks.mask};
+        dx_ssl_batch b = {.global = batch->global, .local = batch->local, .gram = batch->gram, .masks = rank_masks,
+                          .masked_total = masks.n_masked};
         dx_ssl_metrics m;
         st = dx_ssl_step(&s, be, &b, step, &sch, &m, err);
         dx_ibot_masks_free(&masks);
         if (st) goto out;
+        const int masked_here = m.n_masked;
+        m.n_masked = b.masked_total; /* reported for the global batch */
         last_step_s = now_s() - t0;
 
         if (m.nonfinite) {
@@ -354,8 +500,10 @@ dx_status dx_train_run(const dx_train_opts *o, dx_train_result *res, dx_err *err
                 /* the state itself may be poisoned: go back to the last good checkpoint and replay;
                  * steps that fail again on the replay are skipped, not rolled back again */
                 DX_WARN("%d non-finite steps in a row: rolling back to the last checkpoint", DX_MAX_NONFINITE_STREAK);
-                int64_t back;
-                if ((st = dx_train_load_checkpoint(&s, be, rd.ckpt_dir, &back, &gram_refreshes, NULL, err))) goto out;
+                int64_t back = 0;
+                if (root && (st = dx_train_load_checkpoint(&s, be, rd.ckpt_dir, &back, &gram_refreshes, NULL, err)))
+                    goto out;
+                if ((st = sync_from_root(&s, comm, &back, &gram_refreshes, &nonfinite, err))) goto out;
                 res->rollbacks++;
                 streak = 0;
                 rollback_allowed_from = step + 1;
@@ -382,9 +530,10 @@ dx_status dx_train_run(const dx_train_opts *o, dx_train_result *res, dx_err *err
         int log_now = cfg.train.log_every > 0 && (step % cfg.train.log_every == 0 || step + 1 == end);
         if (log_now) {
             double elapsed = now_s() - t_start;
-            double ips = (step + 1 - start_step) * (double)B / (elapsed > 0 ? elapsed : 1);
+            double ips = (step + 1 - start_step) * (double)Bg / (elapsed > 0 ? elapsed : 1);
             dx_ssl_health h;
-            dx_ssl_health_compute(&s, be, &sch, m.n_masked, &h);
+            dx_ssl_health_compute(&s, be, &sch, masked_here, &h); /* this rank's tensors */
+            if ((st = health_mean(comm, &h, err))) goto out;
             dx_metric mt[] = {
                 {"loss/total", m.total}, {"loss/dino_local", m.dino_local}, {"loss/dino_global", m.dino_global},
                 {"loss/koleo", m.koleo}, {"loss/ibot", m.ibot}, {"loss/gram", m.gram},
@@ -428,8 +577,8 @@ dx_status dx_train_run(const dx_train_opts *o, dx_train_result *res, dx_err *err
             } else {
                 collapse_since = -1;
             }
-            if ((st = dx_rundir_log(&rd, step, mt, n_mt, err))) goto out;
-            if (!o->quiet) {
+            if (root && (st = dx_rundir_log(&rd, step, mt, n_mt, err))) goto out;
+            if (root && !o->quiet) {
                 char line[512];
                 dx_progress p = {.step = step, .total = total, .elapsed_s = elapsed, .start_step = start_step,
                                  .img_per_s = ips, .lr = sch.lr, .terms = mt, .n_terms = 6, .stop_at = o->stop_at};
@@ -439,18 +588,23 @@ dx_status dx_train_run(const dx_train_opts *o, dx_train_result *res, dx_err *err
             if (mt[n_mt - 1].value && cfg.train.stop_on_collapse) {
                 res->stopped_on_collapse = 1;
                 step++;
-                if ((st = dx_train_save_checkpoint(&s, be, &cfg, rd.ckpt_dir, step, gram_refreshes, nonfinite, err)))
+                if (root &&
+                    (st = dx_train_save_checkpoint(&s, be, &cfg, rd.ckpt_dir, step, gram_refreshes, nonfinite, err)))
                     goto out;
+                if (any_rank(comm, 0)) goto out; /* wait for rank 0's checkpoint: every rank ends here */
+                *in_sync = 1;
                 st = dx_fail(err, DX_ENUMERIC,
                              "stopped at step %lld by the collapse alarm (train.stop_on_collapse): the DINO targets "
                              "stayed uniform for %d steps after the warm-up; checkpoint written. docs/objective.md "
                              "lists what to change", (long long)step, cfg.train.collapse_window);
                 goto out;
             }
-            if (!weights_finite(&s, be) && step >= rollback_allowed_from) {
+            if (any_rank(comm, !weights_finite(&s, be)) && step >= rollback_allowed_from) {
                 DX_WARN("step %lld: non-finite weights - rolling back to the last checkpoint", (long long)step);
-                int64_t back;
-                if ((st = dx_train_load_checkpoint(&s, be, rd.ckpt_dir, &back, &gram_refreshes, NULL, err))) goto out;
+                int64_t back = 0;
+                if (root && (st = dx_train_load_checkpoint(&s, be, rd.ckpt_dir, &back, &gram_refreshes, NULL, err)))
+                    goto out;
+                if ((st = sync_from_root(&s, comm, &back, &gram_refreshes, &nonfinite, err))) goto out;
                 res->rollbacks++;
                 rollback_allowed_from = step + 1;
                 step = back;
@@ -458,9 +612,10 @@ dx_status dx_train_run(const dx_train_opts *o, dx_train_result *res, dx_err *err
             }
         }
         step++;
+        /* checkpoints are rank 0's alone: the state is the same on every rank */
         int by_steps = cfg.train.ckpt_every_steps > 0 && step % cfg.train.ckpt_every_steps == 0;
         int by_time = cfg.train.ckpt_every_minutes > 0 && now_s() - t_last_ckpt >= 60.0 * cfg.train.ckpt_every_minutes;
-        if ((by_steps || by_time) && step < end) {
+        if (root && (by_steps || by_time) && step < end) {
             st = dx_train_save_checkpoint(&s, be, &cfg, rd.ckpt_dir, step, gram_refreshes, nonfinite, err);
             if (st) {
                 /* the previous checkpoint is intact (atomic write): say so and keep training */
@@ -473,6 +628,7 @@ dx_status dx_train_run(const dx_train_opts *o, dx_train_result *res, dx_err *err
             }
         }
     }
+    *in_sync = 1; /* every rank leaves the loop at the same step */
     if (res->steps_done == 0 && res->nonfinite_steps > 0) {
         /* every step failed: no checkpoint that looks like progress, and an error for the caller */
         st = dx_fail(err, DX_ENUMERIC,
@@ -481,11 +637,14 @@ dx_status dx_train_run(const dx_train_opts *o, dx_train_result *res, dx_err *err
                      (long long)res->nonfinite_steps, (long long)res->rollbacks, (long long)last_ckpt_step);
         goto out;
     }
-    if (step > last_ckpt_step || res->stopped_early) {
-        if ((st = dx_train_save_checkpoint(&s, be, &cfg, rd.ckpt_dir, step, gram_refreshes, nonfinite, err))) goto out;
+    if (root && (step > last_ckpt_step || res->stopped_early)) {
+        if ((st = dx_train_save_checkpoint(&s, be, &cfg, rd.ckpt_dir, step, gram_refreshes, nonfinite, err))) {
+            *in_sync = 0;
+            goto out;
+        }
     }
     DX_INFO("%s at step %lld; checkpoints in %s", res->stopped_early ? "stopped" : "done", (long long)step,
-            rd.ckpt_dir);
+            root ? rd.ckpt_dir : "rank 0's run directory");
 out:
     if (wd.running) {
         pthread_mutex_lock(&wd.mu);
@@ -496,10 +655,29 @@ out:
         pthread_mutex_destroy(&wd.mu);
         pthread_cond_destroy(&wd.cv);
     }
+    free(rank_masks);
     if (rd_open) dx_rundir_close(&rd);
     if (ssl_ready) dx_ssl_free(&s, be);
     if (loader) dx_loader_free(loader); /* its batch slots are the backend's staging memory */
     if (be) dx_backend_destroy(be);
-    dx_store_close(&store);
+    if (store_open) dx_store_close(&store);
+    return st;
+}
+
+dx_status dx_train_run(const dx_train_opts *o, dx_train_result *res, dx_err *err) {
+    memset(res, 0, sizeof *res);
+    dx_comm *comm = NULL;
+    dx_status st = dx_comm_open(&comm, "auto", err);
+    if (st) return st;
+    res->rank = comm->rank, res->world = comm->size;
+    int in_sync = 1;
+    st = train_run(o, res, comm, &in_sync, err);
+    if (st && !in_sync && comm->size > 1) {
+        /* this rank failed alone while the others wait in a collective: end the job
+         * rather than leave them hanging (MPI's answer; the message goes first) */
+        DX_ERROR("rank %d: %s - ending every rank", comm->rank, err ? err->msg : dx_status_name(st));
+        comm->abort(comm, 2);
+    }
+    dx_comm_close(comm);
     return st;
 }

@@ -37,6 +37,7 @@ typedef struct dx_train_result {
     int collapse_alarm;             /* the collapse alarm fired (docs/objective.md) */
     int64_t collapse_step;          /* first step at which it fired */
     int stopped_on_collapse;        /* ... and train.stop_on_collapse ended the run */
+    int rank, world;                /* data parallel: this process, the number of ranks (1 alone) */
 } dx_train_result;
 
 /* The collapse alarm's test of one logged step: the teacher's DINO targets
@@ -44,6 +45,9 @@ typedef struct dx_train_result {
  * 0.5% of ln K. Exposed for tests. */
 int dx_train_collapsed(double teacher_entropy_lnk, double dino_loss, int K);
 
+/* Launched by mpirun / srun with several ranks, every rank calls it and the
+ * run is data parallel (docs/distributed.md): train.batch_size is the global
+ * batch, rank 0 writes the run directory, the result is the same on every rank. */
 dx_status dx_train_run(const dx_train_opts *o, dx_train_result *res, dx_err *err);
 
 /* The SSL configuration a training config describes (crop sizes, heads,

@@ -33,8 +33,8 @@
 #undef RSIMD
 
 static void cpu_sinkhorn_knopp(dx_backend *be, float *out, const float *logits, int N, int K, float temp,
-                        int n_iter) {
-    dx_cpu_sinkhorn_knopp_f32(out, logits, N, K, temp, n_iter);
+                        int n_iter, const dx_allreduce *red) {
+    dx_cpu_sinkhorn_knopp_red_f32(out, logits, N, K, temp, n_iter, red);
 }
 
 static void cpu_softmax_center(dx_backend *be, float *out, const float *logits,

@@ -19,6 +19,8 @@ const struct dx_loss_ops *dx_cpu_loss_ops(void);
 
 #define DX_CPU_LOSS_DECLARE(R, SUFFIX)                                                               \
     void dx_cpu_sinkhorn_knopp_##SUFFIX(R *out, const R *logits, int N, int K, double temp, int n_iter);   \
+    void dx_cpu_sinkhorn_knopp_red_##SUFFIX(R *out, const R *logits, int N, int K, double temp, int n_iter, \
+                                            const dx_allreduce *red);                                    \
     void dx_cpu_softmax_center_##SUFFIX(R *out, const R *logits, const R *center, int N, int K,      \
                                    double temp);                                                \
     void dx_cpu_row_mean_##SUFFIX(R *mean, const R *x, int N, int K);                                \
