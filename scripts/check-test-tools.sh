@@ -29,6 +29,7 @@ COMMANDS=(
   "git          git                  tests/test_version.sh"
   "bc           bc                   bench/bench_ingest.sh"
   "/usr/bin/time time                 bench/bench_plan_memory.sh"
+  "mpirun       openmpi-bin          tests/test_distributed.sh, bench/bench_distributed.sh"
 )
 MODULES=(
   "numpy        python3-numpy        tests/ref, tests/peers, tests/*.sh, bench"

@@ -339,10 +339,10 @@ static dx_status train_run(const dx_train_opts *o, dx_train_result *res, dx_comm
                             .precision = strcmp(cfg.model.precision, "bf16") == 0 ? DX_PREC_BF16 : DX_PREC_FP32};
     if ((st = dx_backend_parse_device(cfg.model.backend, &bp, err))) goto agree;
     if ((st = dx_backend_create(&be, &bp, err))) goto agree;
-    if (W > 1 && strcmp(comm->kind, "mpi") == 0 && strncmp(be->ops->name, "cpu", 3) != 0) {
+    if (W > 1 && strcmp(comm->kind, "mpi") == 0 && bp.name && strcmp(bp.name, "cpu") != 0) {
         st = dx_fail(err, DX_EUNSUPPORTED,
                      "%d ranks over MPI need the cpu backend (MPI reduces host memory); device %s needs the NCCL/RCCL "
-                     "engine, which this build does not have", W, be->ops->name);
+                     "engine, which this build does not have", W, bp.name);
         goto agree;
     }
     /* the batch slots are what gets uploaded: the backend's staging memory */
