@@ -12,6 +12,7 @@ static void plan_usage(FILE *f) {
             "usage: dinox plan -c CONFIG [--device cpu|strix-halo|rtx-4090|a100|h100|h200] [key=value ...]\n"
             "       dinox plan -c CONFIG --mem-gb M --tflops F [--bw-gbs B] [--efficiency E]\n"
             "       dinox plan -c CONFIG --device D --stage 'NAME:key=value ...' [--stage ...] [--days N]\n"
+            "       dinox plan -c CONFIG --device D --ranks N   (data parallel: one rank's plan + scaling)\n"
             "\n"
             "Prints parameter / gradient / optimizer / teacher memory, activation memory per image,\n"
             "the predicted peak, the largest batch that fits the device, FLOPs per image (all crops,\n"
@@ -22,6 +23,10 @@ static void plan_usage(FILE *f) {
             "512 px stage with Gram anchoring): each stage is the config with the common key=value\n"
             "overrides and then its own; one line per stage (crops, batch, steps, FLOPs, peak memory,\n"
             "days) and the total against --days (default 14), naming the stage to shorten.\n"
+            "--ranks N: the plan of one of N data-parallel ranks (train.batch_size is the global batch,\n"
+            "each rank takes batch/N), the gradient bytes all-reduced per step and, for common links\n"
+            "between machines (1/10/25 GbE, InfiniBand, NVLink), the all-reduce time and the scaling\n"
+            "efficiency (docs/distributed.md).\n"
             "Exit status: 0 the config fits, 3 it does not (the batch is above the largest that fits),\n"
             "1 an error, 2 a usage error.\n");
 }
@@ -102,7 +107,8 @@ int cmd_plan(int argc, char **argv) {
     const char *config = NULL, *device = "cpu";
     double mem_gb = 0, tflops = 0, bw = 0, eff = 0;
     int json = 0;
-    enum { O_DEV = 1000, O_MEM, O_TF, O_BW, O_EFF, O_JSON, O_HELP, O_STAGE, O_DAYS };
+    enum { O_DEV = 1000, O_MEM, O_TF, O_BW, O_EFF, O_JSON, O_HELP, O_STAGE, O_DAYS, O_RANKS };
+    int ranks = 1;
     enum { MAX_STAGES = 8 };
     const char *stages[MAX_STAGES];
     int nstages = 0;
@@ -112,7 +118,8 @@ int cmd_plan(int argc, char **argv) {
         {"mem-gb", required_argument, 0, O_MEM}, {"tflops", required_argument, 0, O_TF},
         {"bw-gbs", required_argument, 0, O_BW},  {"efficiency", required_argument, 0, O_EFF},
         {"json", no_argument, 0, O_JSON},        {"help", no_argument, 0, O_HELP},
-        {"stage", required_argument, 0, O_STAGE}, {"days", required_argument, 0, O_DAYS}, {0, 0, 0, 0}};
+        {"stage", required_argument, 0, O_STAGE}, {"days", required_argument, 0, O_DAYS},
+        {"ranks", required_argument, 0, O_RANKS}, {0, 0, 0, 0}};
     optind = 1;
     for (int c; (c = getopt_long(argc, argv, "+c:h", opts, NULL)) != -1;) {
         switch (c) {
@@ -135,6 +142,7 @@ int cmd_plan(int argc, char **argv) {
             stages[nstages++] = optarg;
             break;
         case O_DAYS: CLI_DOUBLE("plan", days, 1e-3, 1e5); break;
+        case O_RANKS: CLI_INT("plan", ranks, 1, 65536); break;
         case 'h': case O_HELP: plan_usage(stdout); return 0;
         default: plan_usage(stderr); return 2;
         }
@@ -160,6 +168,14 @@ int cmd_plan(int argc, char **argv) {
         if (eff > 0) d.efficiency = eff;
     }
     if (nstages) return plan_stages(config, argv + optind, argc - optind, stages, nstages, &d, days);
+    const int global_batch = cfg.train.batch_size;
+    if (ranks > 1) {
+        if (global_batch % ranks) {
+            fprintf(stderr, "dinox plan: train.batch_size %d does not divide over %d ranks\n", global_batch, ranks);
+            return 1;
+        }
+        cfg.train.batch_size = global_batch / ranks; /* one rank's share: its memory and its step */
+    }
     dx_plan p;
     if (dx_plan_compute(&cfg, &d, &p, &err)) goto fail;
     if (json) {
@@ -196,6 +212,21 @@ int cmd_plan(int argc, char **argv) {
     printf("time: %.3f s per step, %s per epoch (%lld steps), %s for the run (%lld steps)\n", p.step_s, b,
            (long long)p.epoch_length, c, (long long)p.steps);
     explain_efficiency(&d);
+    if (ranks > 1) {
+        dx_plan_link l[DX_PLAN_LINKS];
+        dx_plan_links(p.grads, ranks, p.step_s, l);
+        printf("data parallel: %d ranks, global batch %d = %d per rank (memory and time above are one rank's)\n",
+               ranks, global_batch, p.batch);
+        printf("  every step all-reduces %.1f MB of fp32 gradients; a ring sends and receives %.1f MB per rank\n",
+               p.grads / 1e6, 2.0 * (ranks - 1) / ranks * p.grads / 1e6);
+        printf("  %-20s %10s %12s %11s\n", "link", "GB/s", "all-reduce", "efficiency");
+        for (int i = 0; i < DX_PLAN_LINKS; i++)
+            printf("  %-20s %10.2f %10.3f s %10.0f%%\n", l[i].name, l[i].bytes_s / 1e9, l[i].comm_s,
+                   100 * l[i].efficiency);
+        printf("  efficiency = step / (step + all-reduce): dinox all-reduces after the backward pass, without\n"
+               "  overlap. Ranks on one host share its memory bandwidth and cores: they add throughput only\n"
+               "  where one process leaves the machine idle.\n");
+    }
     (void)a;
     return p.max_batch < p.batch ? 3 : 0; /* scripts can test whether the config fits */
 fail:

@@ -157,6 +157,24 @@ dx_status dx_plan_check_fits(const dx_config *c, double mem_bytes, const char *m
                    p.acts_per_image / 1e6, p.loader / G, p.staging / G, p.runtime / G, fix);
 }
 
+void dx_plan_links(size_t grad_bytes, int ranks, double step_s, dx_plan_link links[DX_PLAN_LINKS]) {
+    /* achievable rates, not line rates: TCP over Ethernet reaches ~90% of the line,
+     * NVLink/InfiniBand figures are NCCL's typical bus bandwidths */
+    static const struct { const char *name; double gbs, lat_us; } L[DX_PLAN_LINKS] = {
+        {"1 GbE", 0.112, 50},          {"10 GbE", 1.12, 20},       {"25 GbE", 2.8, 15},
+        {"100 Gb InfiniBand", 11.0, 3}, {"400 Gb InfiniBand", 44.0, 3}, {"NVLink (H100/H200)", 300.0, 5}};
+    for (int i = 0; i < DX_PLAN_LINKS; i++) {
+        dx_plan_link *l = &links[i];
+        l->name = L[i].name;
+        l->bytes_s = L[i].gbs * 1e9;
+        l->latency_s = L[i].lat_us * 1e-6;
+        l->comm_s = ranks > 1 ? 2.0 * (ranks - 1) / ranks * (double)grad_bytes / l->bytes_s +
+                                    2.0 * (ranks - 1) * l->latency_s
+                              : 0;
+        l->efficiency = step_s > 0 ? step_s / (step_s + l->comm_s) : 0;
+    }
+}
+
 dx_status dx_plan_compute(const dx_config *c, const dx_device *d, dx_plan *p, dx_err *err) {
     memset(p, 0, sizeof *p);
     dx_ssl_config sc;

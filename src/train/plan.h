@@ -47,6 +47,21 @@ dx_status dx_plan_compute(const dx_config *c, const dx_device *d, dx_plan *p, dx
  * dropping it does not). */
 int dx_plan_budget(const dx_plan *stages, int n, double days, int64_t *steps_needed);
 
+/* Data parallel over `ranks` processes: every step all-reduces the flat fp32
+ * gradient buffer (grad_bytes = the plan's `grads`). A ring all-reduce sends
+ * and receives 2 (ranks-1)/ranks of it per rank; links are the usual ones
+ * between workstations and inside clusters, with their achievable bandwidth. */
+typedef struct dx_plan_link {
+    const char *name;
+    double bytes_s;   /* achievable per-rank bandwidth, one direction */
+    double latency_s; /* per message step */
+    double comm_s;    /* all-reduce time of one step's gradients */
+    double efficiency;/* compute / (compute + all-reduce): no overlap, as dinox runs today */
+} dx_plan_link;
+#define DX_PLAN_LINKS 6
+/* Fills links[DX_PLAN_LINKS] for a step of step_s seconds per rank. */
+void dx_plan_links(size_t grad_bytes, int ranks, double step_s, dx_plan_link links[DX_PLAN_LINKS]);
+
 /* Memory this process can use now on the host: the least of MemAvailable,
  * the cgroup's memory.max - memory.current and RLIMIT_AS (ulimit -v);
  * *what names the limit that decided ("MemAvailable", "cgroup memory.max",

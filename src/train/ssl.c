@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "backend/dx_loss_ops.h"
 #include "train/optim.h"
@@ -212,6 +213,12 @@ size_t dx_ssl_state_bytes(const dx_ssl *s) {
 size_t dx_ssl_acts_bytes(const dx_ssl *s) {
     return s->s_glob.bytes + s->s_loc.bytes + s->t_glob.bytes + s->g_glob.bytes + s->hd_s.bytes +
            s->hd_t.bytes + s->hi_s.bytes + s->hi_t.bytes;
+}
+
+static double mono_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
 }
 
 static int distributed(const dx_ssl *s) { return s->comm && s->comm->size > 1; }
@@ -446,7 +453,9 @@ dx_status dx_ssl_step(dx_ssl *s, dx_backend *be, const dx_ssl_batch *batch, int6
 
     /* ---- data parallel: the mean of the ranks' gradients (each is its share's mean) ---- */
     if (distributed(s)) {
+        const double t0 = mono_s();
         if ((st = s->comm->allreduce_f32(s->comm, s->g, s->tab.total, DX_COMM_SUM, err))) goto done;
+        out->comm_s = mono_s() - t0; /* includes waiting for the slowest rank's backward */
         o->scale(be, s->g, 1.0f / (float)W, s->tab.total);
     }
 

@@ -57,6 +57,7 @@ typedef struct dx_ssl_metrics {
     double total, dino_local, dino_global, koleo, ibot, gram; /* unweighted terms + weighted total */
     double gnorm_backbone, gnorm_dino, gnorm_ibot;            /* before clipping */
     int n_masked;   /* on this rank */
+    double comm_s;  /* seconds in the cross-rank reductions of the step (0 alone) */
     int nonfinite;  /* 1 if the loss or a gradient was NaN/Inf: no update was applied */
 } dx_ssl_metrics;
 

@@ -541,7 +541,7 @@ agree:;
                 {"sched/teacher_temp", sch.teacher_temp}, {"sched/last_layer_lr", sch.last_layer_lr},
                 {"grad_norm/backbone", m.gnorm_backbone}, {"grad_norm/dino_head", m.gnorm_dino},
                 {"grad_norm/ibot_head", m.gnorm_ibot}, {"perf/img_per_s", ips}, {"perf/step_s", last_step_s},
-                {"perf/data_wait_s", data_wait}, {"perf/rss_mb", dx_rss_bytes() / 1e6},
+                {"perf/data_wait_s", data_wait}, {"perf/comm_s", m.comm_s}, {"perf/rss_mb", dx_rss_bytes() / 1e6},
                 {"train/masked_patches", m.n_masked},
                 {"train/nonfinite_steps", (double)nonfinite},
                 {"health/dino_teacher_entropy", h.dino_t_entropy},
