@@ -8,6 +8,8 @@
 #     the only difference). Gram on, Sinkhorn-Knopp and (np 2) softmax
 #     centring, iBOT masks, 1 thread per rank; loss.koleo_group = the rank's
 #     batch and drop_path 0 (both are per rank, as in DINOv3: docs/distributed.md).
+#     Gradients all-reduced block by block during backward (the default) and
+#     in one piece (train.overlap_allreduce=false).
 #  2. A global batch that does not divide over the ranks: non-zero exit, the
 #     reason, no run directory.
 #  3. SIGKILL one rank mid-run: mpirun and every rank exit non-zero within 60 s,
@@ -76,6 +78,12 @@ if "${MPI[@]}" 2 "$DINOX" train --quiet -c "$C" --store store --out two "${SET[@
 else
   bad "mpirun -np 2 failed: $(tail -5 two.log)"
 fi
+"${MPI[@]}" 2 "$DINOX" train --quiet -c "$C" --store store --out two_flat "${SET[@]}" train.overlap_allreduce=false \
+    >two_flat.log 2>&1 || bad "np 2 without overlap failed: $(tail -3 two_flat.log)"
+grep -q "block by block during backward" two.log && grep -q "in one piece after backward" two_flat.log \
+  && ok "np 2: gradients reduced block by block during backward (default), in one piece with overlap_allreduce=false" \
+  || bad "np 2: the reduction modes are not what the config asks"
+out=$(compare one two_flat) && ok "np 2 without overlap = one process: $out" || bad "np 2 without overlap differs: $out"
 train --out one_sm "${SET[@]}" loss.koleo_group=2 teacher.centering=softmax 2>/dev/null || bad "softmax run failed"
 "${MPI[@]}" 2 "$DINOX" train --quiet -c "$C" --store store --out two_sm "${SET[@]}" teacher.centering=softmax \
     >two_sm.log 2>&1 || bad "np 2 softmax failed: $(tail -3 two_sm.log)"

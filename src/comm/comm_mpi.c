@@ -48,6 +48,45 @@ static dx_status mpi_f64(dx_comm *c, double *b, size_t n, dx_comm_op op, dx_err 
     return mpi_allreduce(c, b, n, sizeof(double), MPI_DOUBLE, op, e);
 }
 
+struct dx_comm_req {
+    int n;
+    MPI_Request r[];
+};
+
+static dx_status mpi_iallreduce(dx_comm *c, float *buf, size_t n, dx_comm_req **out, dx_err *err) {
+    mpi_impl *m = c->impl;
+    const int parts = (int)((n + CHUNK - 1) / CHUNK);
+    dx_comm_req *q = malloc(sizeof *q + sizeof(MPI_Request) * (size_t)(parts ? parts : 1));
+    *out = NULL;
+    if (!q) return dx_fail(err, DX_ENOMEM, "MPI request");
+    q->n = 0;
+    c->bytes_reduced += n * sizeof(float);
+    for (size_t done = 0; done < n; done += CHUNK) {
+        size_t k = n - done < CHUNK ? n - done : CHUNK;
+        int rc = MPI_Iallreduce(MPI_IN_PLACE, buf + done, (int)k, MPI_FLOAT, MPI_SUM, m->world, &q->r[q->n]);
+        if (rc != MPI_SUCCESS) {
+            MPI_Waitall(q->n, q->r, MPI_STATUSES_IGNORE);
+            free(q);
+            return mpi_check(rc, "iallreduce", err);
+        }
+        q->n++;
+    }
+    *out = q;
+    return DX_OK;
+}
+
+static void mpi_test(dx_comm *c, dx_comm_req *q) {
+    int flag;
+    if (q && q->n) MPI_Testall(q->n, q->r, &flag, MPI_STATUSES_IGNORE);
+}
+
+static dx_status mpi_wait(dx_comm *c, dx_comm_req *q, dx_err *err) {
+    if (!q) return DX_OK;
+    int rc = MPI_Waitall(q->n, q->r, MPI_STATUSES_IGNORE);
+    free(q);
+    return mpi_check(rc, "iallreduce wait", err);
+}
+
 static dx_status mpi_bcast(dx_comm *c, void *buf, size_t bytes, int root, dx_err *err) {
     mpi_impl *m = c->impl;
     char *p = buf;
@@ -110,6 +149,9 @@ dx_status dx_comm_mpi_open(dx_comm **out, dx_err *err) {
     c->allreduce_f32 = mpi_f32;
     c->allreduce_f64 = mpi_f64;
     c->bcast = mpi_bcast;
+    c->iallreduce_f32 = mpi_iallreduce;
+    c->test = mpi_test;
+    c->wait = mpi_wait;
     c->abort = mpi_abort;
     c->close = mpi_close;
     *out = c;

@@ -24,6 +24,7 @@
 typedef enum { DX_COMM_SUM = 0, DX_COMM_MAX = 1 } dx_comm_op;
 
 typedef struct dx_comm dx_comm;
+typedef struct dx_comm_req dx_comm_req; /* a collective in flight */
 struct dx_comm {
     const char *kind;            /* "single" | "mpi" */
     int rank, size;              /* this process in the world, the world */
@@ -33,6 +34,12 @@ struct dx_comm {
     /* in place, over n elements */
     dx_status (*allreduce_f32)(dx_comm *c, float *buf, size_t n, dx_comm_op op, dx_err *err);
     dx_status (*allreduce_f64)(dx_comm *c, double *buf, size_t n, dx_comm_op op, dx_err *err);
+    /* Non-blocking sum: starts the reduction of buf[0..n) and returns; buf must
+     * stay untouched until wait. test lets the engine progress (MPI moves data
+     * only inside MPI calls), wait finishes and frees the request. */
+    dx_status (*iallreduce_f32)(dx_comm *c, float *buf, size_t n, dx_comm_req **req, dx_err *err);
+    void (*test)(dx_comm *c, dx_comm_req *req);
+    dx_status (*wait)(dx_comm *c, dx_comm_req *req, dx_err *err);
     /* root's bytes to every rank */
     dx_status (*bcast)(dx_comm *c, void *buf, size_t bytes, int root, dx_err *err);
     /* ends every rank of the job now (a hung collective: the watchdog); does not return */

@@ -593,6 +593,7 @@ dx_status dx_vit_backward(const dx_vit *m, dx_backend *be, const float *w, float
         o->layernorm_backward(be, dxin, GP(b->norm1_w), GP(b->norm1_b), dln, xin, WP(b->norm1_w),
                               bact(a, l, A_MEAN1), bact(a, l, A_RSTD1), M1, D);
         if (idx1) o->scatter_add_rows(be, dA, dxs, idx1, k1, (size_t)T * D);
+        if (a->on_block_grads) a->on_block_grads(a->grads_ctx, l);
     }
     /* tokens and patch embedding (the input image needs no gradient) */
     float *dpatches = act(a, "dpatches");

@@ -102,6 +102,11 @@ typedef struct dx_vit_acts {
     float *out;         /* [N, T, D] final-norm tokens (cls, registers, patches) */
     float *dout;        /* [N, T, D] gradient w.r.t. out, filled by the caller before backward */
     size_t bytes;
+    /* Optional: called by dx_vit_backward when block l's parameter gradients
+     * are complete for this pass (data parallel: start their all-reduce while
+     * the blocks below are still running). NULL = none. */
+    void (*on_block_grads)(void *ctx, int block);
+    void *grads_ctx;
 } dx_vit_acts;
 
 dx_status dx_vit_acts_init(dx_vit_acts *a, const dx_vit *m, dx_backend *be, int N, int H, int W,

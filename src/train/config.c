@@ -165,6 +165,8 @@ static const key_spec SCHEMA[] = {
     KE("train.checkpointing", train.checkpointing, "none", "none|block",
        "activation checkpointing: block = keep each block's input, recompute the block in backward (bit-identical gradients, ~1/3 more compute, far less memory)"),
     KB("train.stop_on_collapse", train.stop_on_collapse, "false", "stop training (exit non-zero) when the collapse alarm fires"),
+    KB("train.overlap_allreduce", train.overlap_allreduce, "true",
+       "data parallel: all-reduce each block's gradients as soon as backward is through it (false: one all-reduce after backward)"),
     KF("train.comm_timeout_s", train.comm_timeout_s, "1800", 10, 1e7,
        "data parallel: a step that takes this long (a dead or hung rank) ends every rank with an error"),
 };

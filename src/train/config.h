@@ -95,6 +95,7 @@ typedef struct dx_config {
         int keep_last, milestone_every, log_every;
         int collapse_window, stop_on_collapse;
         float comm_timeout_s;
+        int overlap_allreduce;
         char checkpointing[16]; /* activation checkpointing: none | block */
     } train;
 } dx_config;

@@ -3,6 +3,7 @@
 #include "train/ssl.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -64,6 +65,47 @@ dx_status dx_ssl_plan_bytes(const dx_ssl_config *c, size_t *state, size_t *acts,
     return DX_OK;
 }
 
+/* Gradient buckets for data parallel: block l's tensors ("blocks.l.*" in the
+ * backbone table, which starts the flat table) as one range, reduced as soon
+ * as the last backward pass has finished block l. Any layout where blocks are
+ * not disjoint ranges turns the overlap off (one reduction after backward). */
+static dx_status grad_buckets(dx_ssl *s, dx_err *err) {
+    const int L = s->cfg.vit.depth;
+    s->bucket = calloc((size_t)2 * L, sizeof(size_t));
+    s->reqs = calloc((size_t)L + 4, sizeof *s->reqs);
+    if (!s->bucket || !s->reqs) return dx_fail(err, DX_ENOMEM, "gradient buckets");
+    s->overlap = !s->cfg.no_overlap;
+    for (int l = 0; l < L; l++) {
+        char pre[32];
+        int n = snprintf(pre, sizeof pre, "blocks.%d.", l);
+        size_t lo = SIZE_MAX, hi = 0, sum = 0;
+        for (int i = 0; i < s->vit.tab.n; i++) {
+            const dx_tensor_spec *t = &s->vit.tab.t[i];
+            if (strncmp(t->name, pre, (size_t)n)) continue;
+            lo = t->offset < lo ? t->offset : lo;
+            hi = t->offset + t->numel > hi ? t->offset + t->numel : hi;
+            sum += t->numel;
+        }
+        if (hi <= lo || hi - lo != sum) s->overlap = 0; /* not one contiguous range */
+        s->bucket[2 * l] = lo, s->bucket[2 * l + 1] = hi;
+    }
+    for (int l = 1; l < L && s->overlap; l++)
+        if (s->bucket[2 * l] < s->bucket[2 * l - 1]) s->overlap = 0; /* not in block order */
+    return DX_OK;
+}
+
+/* dx_vit_acts.on_block_grads of the last backward pass: start block l's reduction
+ * and let the ones already in flight progress. */
+static void block_grads_done(void *ctx, int l) {
+    dx_ssl *s = ctx;
+    dx_comm *c = s->comm;
+    if (s->nreq < 0) return; /* an earlier start failed: everything goes in the final reduction */
+    for (int i = 0; i < s->nreq; i++) c->test(c, s->reqs[i]);
+    const size_t lo = s->bucket[2 * l], hi = s->bucket[2 * l + 1];
+    if (c->iallreduce_f32(c, s->g + lo, hi - lo, &s->reqs[s->nreq], NULL)) s->nreq = -1 - s->nreq;
+    else s->nreq++;
+}
+
 static int32_t *upload_idx(dx_backend *be, const int32_t *host, size_t n) {
     int32_t *d = be->ops->alloc(be, (n ? n : 1) * sizeof(int32_t));
     if (d && n) be->ops->upload(be, d, host, n * sizeof(int32_t));
@@ -106,6 +148,7 @@ dx_status dx_ssl_init(dx_ssl *s, const dx_ssl_config *cfg_in, dx_backend *be, dx
     if (!s->w || !s->g || !s->m || !s->v || !s->teacher || (c->use_gram && !s->gram_w))
         return dx_fail(err, DX_ENOMEM, "ssl state (%zu floats x 5)", s->tab.total);
     if ((st = dx_optim_segments(be, &s->tab, &s->seg, &s->nseg, err))) return st;
+    if ((st = grad_buckets(s, err))) return st;
 
     const int B = c->batch, G = 2 * B, L = c->n_local * B, D = c->vit.dim, p = c->vit.patch;
     const unsigned sf = DX_ACTS_GRAD | (c->recompute ? DX_ACTS_RECOMPUTE : 0u); /* student */
@@ -168,6 +211,8 @@ dx_status dx_ssl_init(dx_ssl *s, const dx_ssl_config *cfg_in, dx_backend *be, dx
 }
 
 void dx_ssl_free(dx_ssl *s, dx_backend *be) {
+    free(s->bucket);
+    free(s->reqs);
     void *bufs[] = {s->seg, s->w, s->g, s->m, s->v, s->teacher, s->gram_w, s->center_dino, s->center_ibot,
                     s->img_glob, s->img_loc, s->img_gram, s->tgt_dino, s->tgt_ibot, s->mask_w, s->xs,
                     s->xt, s->xs_hat, s->xt_hat, s->dxs, s->xt_big, s->dkoleo, s->idx_cls_glob,
@@ -448,11 +493,59 @@ dx_status dx_ssl_step(dx_ssl *s, dx_backend *be, const dx_ssl_batch *batch, int6
         lo->gram_backward(be, s->dxs, s->xs, s->xs_hat, s->xt_hat, G, P, D, c->gram_img_level, (float)coef.gram);
         o->scatter_add_rows(be, s->s_glob.dout, s->dxs, s->idx_patch, G * P, (size_t)D);
     }
-    if ((st = dx_vit_backward(&s->vit, be, s->w, s->g, &s->s_glob, err))) goto done;
-    if (L && (st = dx_vit_backward(&s->vit, be, s->w, s->g, &s->s_loc, err))) goto done;
+    /* data parallel with overlap: the heads' gradients are final now, block l's once the
+     * last pass (local crops, or global without them) is through it */
+    const int overlap = distributed(s) && s->overlap;
+    dx_vit_acts *last = L ? &s->s_loc : &s->s_glob;
+    s->nreq = 0;
+    double t_comm = 0;
+    if (overlap) {
+        const double t0 = mono_s();
+        if ((st = s->comm->iallreduce_f32(s->comm, s->g + s->base_dino, s->tab.total - s->base_dino,
+                                          &s->reqs[s->nreq], err))) goto done;
+        s->nreq++;
+        last->on_block_grads = block_grads_done;
+        last->grads_ctx = s;
+        t_comm += mono_s() - t0;
+    }
+    st = dx_vit_backward(&s->vit, be, s->w, s->g, &s->s_glob, err);
+    if (!st && L) st = dx_vit_backward(&s->vit, be, s->w, s->g, &s->s_loc, err);
+    last->on_block_grads = NULL;
+    if (overlap) {
+        /* the rest of the backbone (tokens, patch embedding, final norm) and what is left in flight */
+        const double t0 = mono_s();
+        dx_err e2;
+        dx_status ws = DX_OK;
+        const int started = s->nreq < 0 ? -1 - s->nreq : s->nreq;
+        for (int i = 0; i < started; i++) {
+            dx_status w1 = s->comm->wait(s->comm, s->reqs[i], &e2);
+            if (w1 && !ws) ws = w1;
+        }
+        if (st) goto done;
+        if (ws) {
+            st = dx_fail(err, ws, "%s", e2.msg);
+            goto done;
+        }
+        const int L_ = c->vit.depth;
+        if (s->nreq < 0) { /* a bucket failed to start: reduce the whole backbone once */
+            if ((st = s->comm->allreduce_f32(s->comm, s->g, BV(s), DX_COMM_SUM, err))) goto done;
+        } else {
+            size_t at = 0;
+            for (int l = 0; l <= L_; l++) {
+                const size_t lo = l < L_ ? s->bucket[2 * l] : BV(s);
+                if (lo > at && (st = s->comm->allreduce_f32(s->comm, s->g + at, lo - at, DX_COMM_SUM, err)))
+                    goto done;
+                if (l < L_) at = s->bucket[2 * l + 1];
+            }
+        }
+        t_comm += mono_s() - t0;
+        out->comm_s = t_comm;
+        o->scale(be, s->g, 1.0f / (float)W, s->tab.total);
+    }
+    if (st) goto done;
 
     /* ---- data parallel: the mean of the ranks' gradients (each is its share's mean) ---- */
-    if (distributed(s)) {
+    if (distributed(s) && !overlap) {
         const double t0 = mono_s();
         if ((st = s->comm->allreduce_f32(s->comm, s->g, s->tab.total, DX_COMM_SUM, err))) goto done;
         out->comm_s = mono_s() - t0; /* includes waiting for the slowest rank's backward */

@@ -25,6 +25,7 @@ typedef struct dx_ssl_config {
     dx_head_config dino_head, ibot_head;  /* in_dim is set from vit.dim */
     int batch;                            /* B images per step on this rank (the global batch / ranks) */
     int koleo_group;                      /* KoLeo over groups of this many images (0 = the rank's batch) */
+    int no_overlap;                       /* data parallel: one all-reduce after backward instead of buckets */
     int n_global, n_local;                /* 2 and L */
     int global_size, local_size;          /* crop sides in pixels */
     int gram_size;                        /* Gram-teacher crop side (0 = global_size) */
@@ -104,6 +105,10 @@ typedef struct dx_ssl {
     /* Data parallel (NULL = one process): the step reduces Sinkhorn-Knopp's
      * sums, the softmax centre, the loss terms and the gradients over it. */
     dx_comm *comm;
+    int overlap;                     /* 1: all-reduce block l's gradients while blocks < l run backward */
+    size_t *bucket;                  /* host [depth][2]: block l's range [lo, hi) in tab (0 = not contiguous) */
+    dx_comm_req **reqs;              /* host [depth + 4]: reductions in flight during a step */
+    int nreq;
 } dx_ssl;
 
 dx_status dx_ssl_init(dx_ssl *s, const dx_ssl_config *cfg, dx_backend *be, dx_err *err);

@@ -47,6 +47,7 @@ dx_status dx_train_ssl_config(const dx_config *c, dx_ssl_config *s, dx_err *err)
                                     .init_std = c->heads.init_std, .norm_last_layer = c->heads.norm_last_layer};
     s->batch = c->train.batch_size; /* the trainer divides it by the ranks */
     s->koleo_group = c->loss.koleo_group;
+    s->no_overlap = !c->train.overlap_allreduce;
     s->n_global = 2;
     s->n_local = c->crops.local_count;
     s->global_size = c->crops.global_size;
@@ -422,7 +423,8 @@ agree:;
             sc.local_size, sc.use_gram ? ", Gram on" : "");
     if (W > 1)
         DX_INFO("data parallel: %d ranks (%s, %d on this host), %d images each; %.1f MB of gradients all-reduced "
-                "per step", W, comm->kind, comm->local_size, Bl, s.tab.total * 4e-6);
+                "per step, %s", W, comm->kind, comm->local_size, Bl, s.tab.total * 4e-6,
+                s.overlap ? "block by block during backward" : "in one piece after backward");
 
     wd.running = 1;
     wd.comm = comm;
