@@ -14,7 +14,9 @@ int dx_comm_launched(void) {
 }
 
 const char *dx_comm_engines(void) {
-#ifdef DINOX_HAVE_MPI
+#if defined(DINOX_HAVE_MPI) && defined(DINOX_HAVE_NCCL)
+    return "single mpi nccl";
+#elif defined(DINOX_HAVE_MPI)
     return "single mpi";
 #else
     return "single";

@@ -3,8 +3,9 @@
  * One small interface, several engines:
  *   "single"  one process; every collective is the identity (no MPI needed);
  *   "mpi"     Open MPI (or any MPI) over host memory: the CPU backend's tensors;
- *   "nccl"    NCCL / RCCL over device memory (the same names; built with the
- *             GPU backend, its unique id broadcast over MPI) - not built yet.
+ *   "nccl"    NCCL / RCCL over device memory (the same names; -DDINOX_NCCL=ON,
+ *             its unique id broadcast over MPI). dx_train_run does not open
+ *             it yet: there is no GPU backend to hand it device tensors.
  * dx_comm_open picks the engine from the launcher's environment, so
  * `mpirun -np 4 dinox train ...` and `srun dinox train ...` need no flag.
  *
@@ -61,8 +62,11 @@ const char *dx_comm_engines(void);
  * may leave while the others wait in a collective). */
 dx_status dx_comm_all_ok(dx_comm *c, int ok, int *all_ok, dx_err *err);
 
-/* The engines (comm_single.c, comm_mpi.c). */
+/* The engines (comm_single.c, comm_mpi.c, comm_nccl.c). */
 dx_status dx_comm_single_open(dx_comm **out, dx_err *err);
 dx_status dx_comm_mpi_open(dx_comm **out, dx_err *err);
+/* NCCL / RCCL over device memory of `device`, its ranks and id from an open
+ * MPI engine (which must outlive it). */
+dx_status dx_comm_nccl_open(dx_comm **out, dx_comm *mpi, int device, dx_err *err);
 
 #endif /* DX_COMM_H */
