@@ -223,9 +223,10 @@ int cmd_plan(int argc, char **argv) {
         for (int i = 0; i < DX_PLAN_LINKS; i++)
             printf("  %-20s %10.2f %10.3f s %10.0f%%\n", l[i].name, l[i].bytes_s / 1e9, l[i].comm_s,
                    100 * l[i].efficiency);
-        printf("  efficiency = step / (step + all-reduce): dinox all-reduces after the backward pass, without\n"
-               "  overlap. Ranks on one host share its memory bandwidth and cores: they add throughput only\n"
-               "  where one process leaves the machine idle.\n");
+        printf("  efficiency = step / (step + all-reduce), the bound without overlap: dinox starts each block's\n"
+               "  all-reduce as soon as backward is through it, so part of it hides behind the rest of backward.\n"
+               "  Ranks on one host share its memory bandwidth and cores: they add throughput only where one\n"
+               "  process leaves the machine idle.\n");
     }
     (void)a;
     return p.max_batch < p.batch ? 3 : 0; /* scripts can test whether the config fits */

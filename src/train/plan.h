@@ -56,7 +56,7 @@ typedef struct dx_plan_link {
     double bytes_s;   /* achievable per-rank bandwidth, one direction */
     double latency_s; /* per message step */
     double comm_s;    /* all-reduce time of one step's gradients */
-    double efficiency;/* compute / (compute + all-reduce): no overlap, as dinox runs today */
+    double efficiency;/* compute / (compute + all-reduce): the bound without overlap */
 } dx_plan_link;
 #define DX_PLAN_LINKS 6
 /* Fills links[DX_PLAN_LINKS] for a step of step_s seconds per rank. */
