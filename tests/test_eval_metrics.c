@@ -392,7 +392,29 @@ static void test_paired(void) {
     CHECK(isnan(dx_attention_in_mask_ratio(att, 4, 4, mask, 8)), "empty mask: NaN");
 }
 
+/* nodule-pooled patch features: weights = share of each patch inside the mask */
+static void test_nodule_pool(void) {
+    enum { S = 8, Hp = 4, Wp = 4, P = 16, D = 2 };
+    float patch[2 * P * D];
+    for (int i = 0; i < 2; i++)
+        for (int p = 0; p < P; p++) patch[(i * P + p) * D] = (float)p, patch[(i * P + p) * D + 1] = (float)(10 * i);
+    uint8_t mask[2 * S * S];
+    memset(mask, 0, sizeof mask);
+    /* crop 0: patch 0 fully inside (4 px), patch 1 half inside (2 px): weights 1 and 0.5 */
+    mask[0] = mask[1] = mask[8] = mask[9] = 1;
+    mask[2] = mask[10] = 1;
+    /* crop 1: empty mask -> the centre patch (row 2, column 2 = patch 10) */
+    dx_features f = {.n = 2, .D = D, .P = P, .Hp = Hp, .Wp = Wp, .patch = patch};
+    float out[2 * D];
+    dx_eval_nodule_pool(&f, mask, S, out);
+    CHECK_CLOSE(out[0], (0 * 1.0 + 1 * 0.5) / 1.5, 1e-6, 0, "weighted mean over the mask's patches");
+    CHECK_CLOSE(out[1], 0.0, 1e-6, 0, "second dimension of crop 0");
+    CHECK_CLOSE(out[2], 10.0, 1e-6, 0, "empty mask: the centre patch");
+    CHECK_CLOSE(out[3], 10.0, 1e-6, 0, "empty mask: the centre patch, dimension 2");
+}
+
 int main(void) {
+    test_nodule_pool();
     test_paired();
     test_auc();
     test_bootstrap();

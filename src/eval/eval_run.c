@@ -18,7 +18,42 @@
 #include "eval/seghead.h"
 #include "eval/split.h"
 
-static const char *const FEAT_NAMES[3] = {"cls", "mean", "concat"};
+static const char *const FEAT_NAMES[DX_EVAL_NFEAT] = {"cls", "mean", "concat", "nodule"};
+
+/* "nodule" features: the patch tokens pooled over the nodule, each patch weighted by the
+ * share of its pixels inside the nodule's mask on the probe crop (the CLS token and the
+ * mean over the crop describe mostly the anatomy around a small nodule: a 6 mm nodule is
+ * 1/250 of a 96 mm crop). A mask that misses the centre slice falls back to the patch
+ * under the crop centre, where the nodule's centroid is. out [n, D]. */
+void dx_eval_nodule_pool(const dx_features *f, const uint8_t *mask, int S, float *out) {
+    const int D = f->D, Hp = f->Hp, Wp = f->Wp, ph = S / Hp, pw = S / Wp;
+    double *acc = malloc(sizeof(double) * (size_t)D);
+    if (!acc) { for (size_t i = 0; i < (size_t)f->n * D; i++) out[i] = NAN; return; }
+    for (int i = 0; i < f->n; i++) {
+        const uint8_t *m = mask + (size_t)i * S * S;
+        const float *tok = f->patch + (size_t)i * f->P * D;
+        double wsum = 0;
+        for (int j = 0; j < D; j++) acc[j] = 0;
+        for (int y = 0; y < Hp; y++)
+            for (int x = 0; x < Wp; x++) {
+                int c = 0;
+                for (int yy = y * ph; yy < (y + 1) * ph; yy++)
+                    for (int xx = x * pw; xx < (x + 1) * pw; xx++) c += m[(size_t)yy * S + xx] != 0;
+                if (!c) continue;
+                const double w = (double)c / (ph * pw);
+                const float *t = tok + (size_t)(y * Wp + x) * D;
+                for (int j = 0; j < D; j++) acc[j] += w * t[j];
+                wsum += w;
+            }
+        if (wsum <= 0) { /* the centre patch */
+            const float *t = tok + (size_t)((Hp / 2) * Wp + Wp / 2) * D;
+            for (int j = 0; j < D; j++) acc[j] = t[j];
+            wsum = 1;
+        }
+        for (int j = 0; j < D; j++) out[(size_t)i * D + j] = (float)(acc[j] / wsum);
+    }
+    free(acc);
+}
 static const double C_GRID[] = {1e-4, 1e-3, 1e-2, 1e-1, 1, 10};
 #define N_CGRID ((int)(sizeof C_GRID / sizeof C_GRID[0]))
 
@@ -286,19 +321,23 @@ static dx_status run_model(const dx_eval_set *es, const dx_eval_opts *o, dx_back
     const int n = es->n, D = f.D;
     double *X = malloc((size_t)n * (2 * D + 1) * sizeof *X);
     float *cat = malloc((size_t)n * 2 * D * sizeof *cat);
-    if (!X || !cat) { st = dx_fail(err, DX_ENOMEM, "probe features"); goto done; }
+    float *nod = malloc((size_t)(n ? n : 1) * D * sizeof *nod);
+    if (!X || !cat || !nod) { st = dx_fail(err, DX_ENOMEM, "probe features"); goto done; }
     for (int i = 0; i < n; i++)
         for (int j = 0; j < D; j++) {
             cat[(size_t)i * 2 * D + j] = f.cls[(size_t)i * D + j];
             cat[(size_t)i * 2 * D + D + j] = f.mean[(size_t)i * D + j];
         }
+    dx_eval_nodule_pool(&f, es->mask, es->S, nod);
+    /* feature set t: row i is fs[t] + i * fd[t] */
+    const float *fs_[DX_EVAL_NFEAT] = {f.cls, f.mean, cat, nod};
+    const int fd[DX_EVAL_NFEAT] = {D, D, 2 * D, D};
     double bestv = -1;
     r->best = 2;
-    for (int t = 0; t < 3; t++) {
-        const int d = t == 2 ? 2 * D : D;
+    for (int t = 0; t < DX_EVAL_NFEAT; t++) {
+        const int d = fd[t];
         for (int i = 0; i < n; i++)
-            for (int j = 0; j < d; j++)
-                X[(size_t)i * d + j] = t == 0 ? f.cls[(size_t)i * D + j] : t == 1 ? f.mean[(size_t)i * D + j] : cat[(size_t)i * 2 * D + j];
+            for (int j = 0; j < d; j++) X[(size_t)i * d + j] = fs_[t][(size_t)i * d + j];
         if ((st = dx_probe_run(X, es->y, es->split, es->patient, n, d, C_GRID, N_CGRID, o->n_boot, o->seed, &r->probe[t], err)))
             goto done;
         if (!isnan(r->probe[t].val_auc) && r->probe[t].val_auc > bestv) { bestv = r->probe[t].val_auc; r->best = t; }
@@ -306,20 +345,15 @@ static dx_status run_model(const dx_eval_set *es, const dx_eval_opts *o, dx_back
     /* the chosen features again, keeping their test scores, and with the diameter as one more column:
      * do the features add information beyond size? */
     {
-        const int t = r->best, d = t == 2 ? 2 * D : D;
+        const int t = r->best, d = fd[t];
         for (int i = 0; i < n; i++)
             for (int j = 0; j <= d; j++)
-                X[(size_t)i * (d + 1) + j] = j == d ? es->diam[i]
-                                             : t == 0 ? f.cls[(size_t)i * D + j]
-                                             : t == 1 ? f.mean[(size_t)i * D + j]
-                                                      : cat[(size_t)i * 2 * D + j];
+                X[(size_t)i * (d + 1) + j] = j == d ? es->diam[i] : fs_[t][(size_t)i * d + j];
         if ((st = dx_probe_run_scored(X, es->y, es->split, es->patient, n, d + 1, C_GRID, N_CGRID, o->n_boot,
                                       o->seed, &r->probe_fd, r->score_fd, err)))
             goto done;
         for (int i = 0; i < n; i++)
-            for (int j = 0; j < d; j++) X[(size_t)i * d + j] = t == 0 ? f.cls[(size_t)i * D + j]
-                                                              : t == 1 ? f.mean[(size_t)i * D + j]
-                                                                       : cat[(size_t)i * 2 * D + j];
+            for (int j = 0; j < d; j++) X[(size_t)i * d + j] = fs_[t][(size_t)i * d + j];
         dx_probe_result again;
         if ((st = dx_probe_run_scored(X, es->y, es->split, es->patient, n, d, C_GRID, N_CGRID, 0, o->seed, &again,
                                       r->score, err)))
@@ -331,7 +365,7 @@ static dx_status run_model(const dx_eval_set *es, const dx_eval_opts *o, dx_back
     if (full && (st = run_seg(es, o, &fs, r, err))) goto done;
     st = dx_collapse_diagnostics(be, &f, &fs, es->seg_mask, es->S, es->split, o->seed, &r->col, err);
 done:
-    free(X); free(cat);
+    free(X); free(cat); free(nod);
     dx_features_free(&fs);
     if (!st && keep) *keep = f;
     else dx_features_free(&f);
@@ -379,7 +413,7 @@ static cJSON *model_json(const dx_model_eval *r) {
     cJSON_AddStringToObject(o, "features", FEAT_NAMES[r->best]);
     cJSON_AddItemToObject(o, "probe", probe_json(&r->probe[r->best]));
     cJSON *by = cJSON_AddObjectToObject(o, "probe_by_features");
-    for (int t = 0; t < 3; t++) cJSON_AddItemToObject(by, FEAT_NAMES[t], probe_json(&r->probe[t]));
+    for (int t = 0; t < DX_EVAL_NFEAT; t++) cJSON_AddItemToObject(by, FEAT_NAMES[t], probe_json(&r->probe[t]));
     add_num(o, "knn_test_accuracy", r->knn_acc);
     if (r->has_seg) {
         add_num(o, "seg_test_dice", r->seg_dice);
@@ -724,7 +758,7 @@ dx_status dx_eval_all(const dx_store *s, const dx_eval_opts *o, dx_backend *be, 
     cJSON *probe = probe_json(&rm.probe[rm.best]);
     cJSON_AddStringToObject(probe, "features", FEAT_NAMES[rm.best]);
     cJSON *by = cJSON_AddObjectToObject(probe, "by_features");
-    for (int t = 0; t < 3; t++) cJSON_AddItemToObject(by, FEAT_NAMES[t], probe_json(&rm.probe[t]));
+    for (int t = 0; t < DX_EVAL_NFEAT; t++) cJSON_AddItemToObject(by, FEAT_NAMES[t], probe_json(&rm.probe[t]));
     cJSON_AddItemToObject(root, "probe", probe);
 
     cJSON *bl = cJSON_AddObjectToObject(root, "baselines");

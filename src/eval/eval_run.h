@@ -18,6 +18,9 @@
 #include "eval/probe.h"
 #include "io/store.h"
 
+/* Frozen feature sets the probe tries (cls, mean, concat, nodule): eval_run.c. */
+#define DX_EVAL_NFEAT 4
+
 typedef struct dx_eval_opts {
     dx_crop_opts crop;       /* probe / attention / collapse crops (context around the nodule) */
     double seg_min_side_mm;  /* segmentation crops: side = max(this, seg_diam_mult x diameter) (12) */
@@ -59,7 +62,7 @@ void dx_eval_set_free(dx_eval_set *es);
 
 typedef struct dx_model_eval {
     char source[1024];
-    dx_probe_result probe[3]; /* features: 0 cls, 1 mean-pooled patches, 2 concat */
+    dx_probe_result probe[DX_EVAL_NFEAT]; /* features: 0 cls, 1 mean-pooled patches, 2 concat, 3 nodule-pooled */
     int best;                 /* feature set chosen by validation AUC (2 if undecided) */
     double knn_acc;
     int knn_k, knn_n_test;
@@ -85,6 +88,11 @@ void dx_model_eval_free(dx_model_eval *r);
  * inside the mask, divided by the mask's share of the crop. 1 = chance,
  * 1/share = all mass inside; NAN for an empty mask. */
 double dx_attention_in_mask_ratio(const float *att, int Hp, int Wp, const uint8_t *mask, int S);
+
+/* The probe's "nodule" features: f->patch [n, P, D] pooled over the nodule,
+ * each patch weighted by the share of its pixels inside mask [n, S, S]; a crop
+ * whose mask is empty takes the patch under the crop centre. out [n, D]. */
+void dx_eval_nodule_pool(const dx_features *f, const uint8_t *mask, int S, float *out);
 
 /* full = 1: also the segmentation head. Features of em are computed here. */
 dx_status dx_eval_model_run(const dx_eval_set *es, const dx_eval_opts *o, dx_backend *be,

@@ -320,8 +320,8 @@ static void eval_tables(FILE *f, const cJSON *ev) {
     char name[160];
     snprintf(name, sizeof name, "backbone, %s (selected on val)", jstr(ev, "probe.features"));
     probe_row(f, name, jget(ev, "probe"));
-    static const char *const FT[3] = {"cls", "mean", "concat"};
-    for (int t = 0; t < 3; t++) {
+    static const char *const FT[] = {"cls", "mean", "concat", "nodule"};
+    for (int t = 0; t < (int)(sizeof FT / sizeof FT[0]); t++) {
         char k[64];
         snprintf(k, sizeof k, "probe.by_features.%s", FT[t]);
         snprintf(name, sizeof name, "backbone, %s", FT[t]);
