@@ -103,9 +103,18 @@ else
 fi
 
 # ---- 3 and 4: a rank that dies, a rank that hangs ------------------------------------
+# Only this test's processes (its working directory): ctest runs other tests' trainings beside it.
+here=$(pwd -P)
+our_trains() { # [PATTERN]: pids of dinox trainings started in this test's directory
+  local p
+  for p in $(pgrep -f "$DINOX train${1:-}"); do
+    [ "$(readlink /proc/$p/cwd 2>/dev/null)" = "$here" ] && echo $p
+  done
+  return 0
+}
 rank_pid() { # RANK: the pid of that rank's dinox
   local p
-  for p in $(pgrep -f "$DINOX train"); do
+  for p in $(our_trains); do
     tr '\0' '\n' </proc/$p/environ 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$1" && { echo $p; return; }
   done
 }
@@ -128,7 +137,7 @@ victim=$(rank_pid 1)
 if [ -n "$victim" ]; then
   kill -9 "$victim"
   ended_within $mp 60
-  left=$(pgrep -f "$DINOX train.*--out die" | wc -l)
+  left=$(our_trains ".*--out die" | wc -l)
   [ "$rc" != hung ] && [ "$rc" != 0 ] && [ "$left" = 0 ] \
     && ok "rank 1 killed: the job exited $rc after ${secs} s, no rank left" \
     || bad "rank 1 killed: rc $rc after ${secs} s, $left ranks left: $(tail -3 die.log)"
@@ -155,6 +164,6 @@ if [ -n "$victim" ]; then
 else
   bad "no rank 1 process found"; kill -9 $mp 2>/dev/null
 fi
-pkill -9 -f "$DINOX train" 2>/dev/null
-[ $fail = 0 ] && echo "test_distributed: all checks passed" || echo "test_distributed: $fails checks failed"
+left=$(our_trains); [ -n "$left" ] && kill -9 $left 2>/dev/null
+[ $fail = 0 ] && echo "test_distributed: all checks passed" || echo "test_distributed: $fail checks failed"
 exit $fail
