@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench_plan_memory.sh - `dinox plan`'s memory prediction vs the measured peak
 # resident memory of `dinox train` (3 steps, so that a checkpoint is written),
-# for several CPU configurations (with and without activation checkpointing). Prints one line per config and the error.
+# for several CPU configurations (fp32 and bf16, without activation checkpointing
+# and with both of its modes). Prints one line per config and the error.
 # usage: bench/bench_plan_memory.sh [BUILD_DIR]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,8 +17,11 @@ configs=(
   "demo-b32-gram|$demo|train.batch_size=32 gram.enabled=true"
   "vit_small-112|$demo|model.arch=vit_small model.dim=0 model.depth=0 model.heads=0 model.patch=16 crops.global_size=112 crops.local_size=48 train.batch_size=8 heads.dino_k=8192 heads.ibot_k=8192 heads.dino_hidden=2048 heads.ibot_hidden=2048 heads.dino_bottleneck=256 heads.ibot_bottleneck=256 gram.teacher_res_factor=2"
   "vit_small-112-ckpt|$demo|model.arch=vit_small model.dim=0 model.depth=0 model.heads=0 model.patch=16 crops.global_size=112 crops.local_size=48 train.batch_size=8 heads.dino_k=8192 heads.ibot_k=8192 heads.dino_hidden=2048 heads.ibot_hidden=2048 heads.dino_bottleneck=256 heads.ibot_bottleneck=256 gram.teacher_res_factor=2 train.checkpointing=block"
+  "vit_small-112-sel|$demo|model.arch=vit_small model.dim=0 model.depth=0 model.heads=0 model.patch=16 crops.global_size=112 crops.local_size=48 train.batch_size=8 heads.dino_k=8192 heads.ibot_k=8192 heads.dino_hidden=2048 heads.ibot_hidden=2048 heads.dino_bottleneck=256 heads.ibot_bottleneck=256 gram.teacher_res_factor=2 train.checkpointing=selective"
+  "vit_small-112-bf16|$demo|model.arch=vit_small model.dim=0 model.depth=0 model.heads=0 model.patch=16 crops.global_size=112 crops.local_size=48 train.batch_size=8 heads.dino_k=8192 heads.ibot_k=8192 heads.dino_hidden=2048 heads.ibot_hidden=2048 heads.dino_bottleneck=256 heads.ibot_bottleneck=256 gram.teacher_res_factor=2 model.precision=bf16"
+  "vit_small-112-bf16-sel|$demo|model.arch=vit_small model.dim=0 model.depth=0 model.heads=0 model.patch=16 crops.global_size=112 crops.local_size=48 train.batch_size=8 heads.dino_k=8192 heads.ibot_k=8192 heads.dino_hidden=2048 heads.ibot_hidden=2048 heads.dino_bottleneck=256 heads.ibot_bottleneck=256 gram.teacher_res_factor=2 model.precision=bf16 train.checkpointing=selective"
 )
-printf '%-16s %12s %12s %8s\n' config predicted_MB measured_MB error
+printf '%-22s %12s %12s %8s\n' config predicted_MB measured_MB error
 for c in "${configs[@]}"; do
   IFS='|' read -r name cfg over <<<"$c"
   read -r -a ov <<<"$over"
@@ -26,5 +30,5 @@ for c in "${configs[@]}"; do
   /usr/bin/time -f "%M" -o rss.txt "$dinox" train --quiet -c "$cfg" --store store --out run --stop-at 3 \
     train.ckpt_every_steps=2 "${ov[@]}" 2>/dev/null
   meas=$(( $(cat rss.txt) * 1024 ))
-  /usr/bin/python3 -c "p,m=$pred,$meas; print('%-16s %12.1f %12.1f %+7.1f%%' % ('$name', p/1e6, m/1e6, 100*(p-m)/m))"
+  /usr/bin/python3 -c "p,m=$pred,$meas; print('%-22s %12.1f %12.1f %+7.1f%%' % ('$name', p/1e6, m/1e6, 100*(p-m)/m))"
 done

@@ -165,6 +165,7 @@ static void run_dinov3(dx_backend *be, const char *arch, int steps, int warmup, 
     c.local_size = 96;
     c.use_gram = 1;
     c.gram_img_level = 1;
+    if (be->precision == DX_PREC_BF16) c.student_acts = DX_ACTS_BF16; /* as the trainer: bf16 storage */
     c.gram_size = 224 * gram_scale;
     c.w_dino = 1;
     c.w_koleo = 0.1f;

@@ -28,6 +28,7 @@
  * --perf (by hand, never under ctest): median time per op at ViT-S sizes
  * (64 images, T 197, D 384, H 6, K 65536 heads) with GB/s or GFLOP/s.
  * --backend NAME: run only that registry entry. */
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -786,6 +787,73 @@ static void case_tokens(void) {
     tokens_one(2, 9, 3, 6, 3);
 }
 
+/* ==== bf16 storage ============================================================= */
+
+/* bf16 of a float by double arithmetic, a route independent of the kernels'
+ * bit trick: 8 significant bits, ties to even (nearbyint in the default
+ * rounding mode); below 2^-126 bf16 is subnormal with a fixed step 2^-133;
+ * past the largest bf16 the result is Inf. */
+static double bf16_ref(float f) {
+    double x = f;
+    if (isnan(x) || isinf(x) || x == 0) return x;
+    int e;
+    frexp(x, &e); /* |x| = m 2^e, m in [0.5, 1) */
+    if (e < -125) e = -125;
+    const double q = ldexp(1.0, e - 8);
+    const double r = nearbyint(x / q) * q;
+    return fabs(r) > FLT_MAX ? copysign(INFINITY, x) : r;
+}
+static double bf16_bits_value(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static void case_bf16(void) {
+    /* to_bf16: random values over 80 binades, then the edges: ties to even
+     * (1 + 2^-8 -> 1, 1 + 3 2^-8 -> 1 + 2^-6), the largest bf16, values that
+     * overflow to Inf, subnormals, signed zero, Inf and NaN */
+    const float edge[] = {1.0f + 0x1p-8f, 1.0f + 3 * 0x1p-8f, -(1.0f + 0x1p-8f), 0x1.fep127f, FLT_MAX, -FLT_MAX,
+                          0x1.ff8p127f, 1e-40f, -3e-42f, 0x1p-133f, 0x1p-134f, 0x1.8p-134f, FLT_MIN, 0.0f,
+                          -0.0f, INFINITY, -INFINITY, NAN};
+    const size_t ne = sizeof edge / sizeof edge[0];
+    const size_t sizes[] = {ne, 4099, (1u << 20) + 7};
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+        const size_t n = sizes[si];
+        SHAPE("%zu", n);
+        float *h = malloc(n * sizeof *h);
+        for (size_t i = 0; i < n; i++)
+            h[i] = i < ne ? edge[i] : (float)(dx_rng_normal(&rng) * ldexp(1.0, (int)(i % 80) - 40));
+        float *d = dnew(n);
+        BE->ops->upload(BE, d, h, n * sizeof *h);
+        uint16_t *d16 = dbytes(n * sizeof(uint16_t)), *g16 = malloc(n * sizeof *g16);
+        BE->ops->to_bf16(BE, d16, d, n);
+        BE->ops->download(BE, g16, d16, n * sizeof *g16);
+        long bad = 0;
+        for (size_t i = 0; i < n; i++) {
+            const double got = bf16_bits_value(g16[i]), ref = bf16_ref(h[i]);
+            bad += !(got == ref && signbit(got) == signbit(ref)) && !(isnan(got) && isnan(ref));
+        }
+        report_exact("to_bf16", "round to nearest even vs double arithmetic", bad);
+        /* from_bf16 of every bit pattern (n >= 65536) or of the ones just made: exact */
+        for (size_t i = 0; i < n && n > 65536; i++) g16[i] = (uint16_t)i;
+        BE->ops->upload(BE, d16, g16, n * sizeof *g16);
+        BE->ops->zero(BE, d, n * sizeof *h);
+        BE->ops->from_bf16(BE, d, d16, n);
+        BE->ops->download(BE, h, d, n * sizeof *h);
+        bad = 0;
+        for (size_t i = 0; i < n; i++) {
+            uint32_t u;
+            memcpy(&u, &h[i], 4);
+            bad += u != (uint32_t)g16[i] << 16;
+        }
+        report_exact("from_bf16", "bits of the fp32 = bf16 bits << 16", bad);
+        dfree(d), dfree(d16);
+        free(h), free(g16);
+    }
+}
+
 /* ==== vector ops, optimizer ==================================================== */
 
 static void case_vec(void) {
@@ -1413,6 +1481,7 @@ static const test_case CASES[] = {
     {"destroy", "destroy", case_destroy},
     {"gemm", "gemm", case_gemm},
     {"gemm_bf16", "gemm_bf16", case_gemm_bf16},
+    {"bf16", "to_bf16 from_bf16", case_bf16},
     {"bias", "bias_forward bias_backward", case_bias},
     {"layernorm", "layernorm_forward layernorm_backward", case_layernorm},
     {"gelu", "gelu_forward gelu_backward", case_gelu},

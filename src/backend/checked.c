@@ -164,6 +164,16 @@ static void ck_zero(dx_backend *be, void *dst, size_t bytes) {
     CK(dst);
     in->ops->zero(in, dst, bytes);
 }
+static void ck_to_bf16(dx_backend *be, uint16_t *dst, const float *src, size_t n) {
+    BEGIN(to_bf16);
+    CK_ALL(dst, src);
+    in->ops->to_bf16(in, dst, src, n);
+}
+static void ck_from_bf16(dx_backend *be, float *dst, const uint16_t *src, size_t n) {
+    BEGIN(from_bf16);
+    CK_ALL(dst, src);
+    in->ops->from_bf16(in, dst, src, n);
+}
 static void ck_sync(dx_backend *be) { IN(be)->ops->sync(IN(be)); }
 static void *ck_host_alloc(dx_backend *be, size_t bytes) { return IN(be)->ops->host_alloc(IN(be), bytes); }
 static void ck_host_free(dx_backend *be, void *p) { IN(be)->ops->host_free(IN(be), p); }
@@ -234,6 +244,8 @@ static const dx_backend_ops checked_ops = {
     .download = ck_download,
     .copy = ck_copy,
     .zero = ck_zero,
+    .to_bf16 = ck_to_bf16,
+    .from_bf16 = ck_from_bf16,
     .sync = ck_sync,
     .host_alloc = ck_host_alloc,
     .host_free = ck_host_free,

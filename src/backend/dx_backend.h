@@ -55,6 +55,11 @@ typedef struct dx_backend_ops {
     void (*download)(dx_backend *be, void *dst_host, const void *src, size_t bytes);
     void (*copy)(dx_backend *be, void *dst, const void *src, size_t bytes);
     void (*zero)(dx_backend *be, void *dst, size_t bytes);
+    /* bf16 storage (the bf16 policy keeps some activations for backward in
+     * bf16): dst[n] = bf16(src), round to nearest even, NaN stays NaN; and
+     * back, exactly. uint16_t holds the bf16 bits. */
+    void (*to_bf16)(dx_backend *be, uint16_t *dst, const float *src, size_t n);
+    void (*from_bf16)(dx_backend *be, float *dst, const uint16_t *src, size_t n);
     void (*sync)(dx_backend *be);
     /* (host) staging memory for transfers: 64-B aligned, zero-filled, NULL on failure */
     void *(*host_alloc)(dx_backend *be, size_t bytes);
@@ -198,7 +203,8 @@ typedef struct dx_backend_ops {
  * fails when one has no test case, and the static assert below fails when a
  * member is added without its name here. */
 #define DX_BACKEND_OP_NAMES(X)                                                                  \
-    X(destroy) X(alloc) X(free) X(upload) X(download) X(copy) X(zero) X(sync) X(host_alloc)     \
+    X(destroy) X(alloc) X(free) X(upload) X(download) X(copy) X(zero) X(to_bf16) X(from_bf16)  \
+    X(sync) X(host_alloc)                                                                       \
     X(host_free) X(gemm) X(gemm_bf16) X(bias_forward) X(bias_backward) X(layernorm_forward)                  \
     X(layernorm_backward) X(gelu_forward) X(gelu_backward) X(swiglu_forward)                    \
     X(swiglu_backward) X(softmax_forward) X(softmax_backward) X(attention_forward)              \

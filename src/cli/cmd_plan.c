@@ -190,7 +190,10 @@ int cmd_plan(int argc, char **argv) {
     }
     printf("plan for %s on %s (%.0f GB, %.1f TFLOPS x %.2f, %.0f GB/s)\n", config, d.name, d.mem_bytes / 1e9,
            d.flops / 1e12, d.efficiency, d.bw_bytes_s / 1e9);
-    printf("memory (fp32):\n");
+    if (strcmp(cfg.model.precision, "bf16") == 0)
+        printf("memory (bf16 policy: fp32 state; the student's GEMM, attention and LayerNorm outputs kept in bf16; "
+               "checkpointing %s):\n", cfg.train.checkpointing);
+    else printf("memory (fp32, checkpointing %s):\n", cfg.train.checkpointing);
     gb("parameters (student)", (double)p.params);
     gb("gradients", (double)p.grads);
     gb("AdamW moments", (double)p.adam);

@@ -239,14 +239,35 @@ typedef struct acts_ids {
 /* Per-block activation names, in this order, at index base + k. */
 enum { A_X, A_XA, A_LN1, A_MEAN1, A_RSTD1, A_QKV, A_ATT, A_ATTN, A_Y1, A_XM, A_XB, A_LN2, A_MEAN2,
        A_RSTD2, A_H, A_ACT, A_Y2, A_SIN, A_COS, A_COUNT };
+_Static_assert(A_COUNT <= (int)(sizeof(((dx_vit_acts *)0)->bnumel) / sizeof(size_t)),
+               "dx_vit_acts.bnumel is shorter than the list of activation kinds");
 static const char *const A_NAMES[A_COUNT] = {
     "x", "xa", "ln1", "mean1", "rstd1", "qkv", "att", "attn", "y1", "xm", "xb", "ln2", "mean2",
     "rstd2", "h", "act", "y2", "rope_sin", "rope_cos"};
 
+/* Whether backward finds activation k of every block again (else it is
+ * recomputed, or not needed): the checkpointing policy. */
+static int policy_keeps(int k, unsigned flags) {
+    if (k == A_X) return 1;
+    if (!(flags & DX_ACTS_GRAD) || (flags & DX_ACTS_RECOMPUTE)) return 0;
+    if (flags & DX_ACTS_SELECTIVE) /* GEMM and attention outputs */
+        return k == A_QKV || k == A_ATT || k == A_ATTN || k == A_Y1 || k == A_H || k == A_Y2;
+    return 1;
+}
+/* Kept in bf16 (DX_ACTS_BF16): the outputs of GEMMs, attention and
+ * LayerNorm. The residual streams (x, xm and their gathered subsets), the
+ * LayerNorm statistics and the RoPE tables stay fp32. */
+static int kept_bf16(int k, unsigned flags) {
+    return (flags & DX_ACTS_BF16) && policy_keeps(k, flags) &&
+           (k == A_LN1 || k == A_QKV || k == A_ATT || k == A_ATTN || k == A_Y1 || k == A_LN2 || k == A_H ||
+            k == A_ACT || k == A_Y2);
+}
+/* Whether every block has its own fp32 activation k, or all blocks use blocks.0's. */
+static int kept_per_block(int k, unsigned flags) { return policy_keeps(k, flags) && !kept_bf16(k, flags); }
+
 static int build_acts_table(dx_table *t, const dx_vit *m, int N, int H, int W, unsigned flags,
                             dx_err *err) {
     const int with_grad = (flags & DX_ACTS_GRAD) != 0;
-    const int shared = !with_grad || (flags & DX_ACTS_RECOMPUTE);
     const dx_vit_config *c = &m->cfg;
     const int64_t D = c->dim, Hh = c->heads, Dh = D / Hh, p = c->patch;
     const int64_t Hp = H / p, Wp = W / p, P = Hp * Wp, T = 1 + c->registers + P, M = N * T;
@@ -262,7 +283,6 @@ static int build_acts_table(dx_table *t, const dx_vit *m, int N, int H, int W, u
         for (int k = 0; k < A_COUNT; k++) {
             if (l == c->depth && k != A_X) continue; /* x.depth = final pre-norm stream */
             if ((k == A_XA || k == A_XB) && !with_grad) continue;
-            if (shared && l > 0 && k != A_X) continue; /* every block uses blocks.0's internals */
             int64_t sz = 0;
             switch (k) {
             case A_X: case A_XA: case A_LN1: case A_ATTN: case A_Y1: case A_XM: case A_XB:
@@ -274,8 +294,14 @@ static int build_acts_table(dx_table *t, const dx_vit *m, int N, int H, int W, u
             case A_ACT: sz = M * aw; break;
             case A_SIN: case A_COS: sz = P * Dh; break;
             }
-            snprintf(n, sizeof n, "blocks.%d.%s", l, A_NAMES[k]);
-            A1(n, sz);
+            if (l == 0 || kept_per_block(k, flags)) { /* else this block uses blocks.0's */
+                snprintf(n, sizeof n, "blocks.%d.%s", l, A_NAMES[k]);
+                A1(n, sz);
+            }
+            if (l < c->depth && kept_bf16(k, flags)) { /* bf16 pairs in float slots */
+                snprintf(n, sizeof n, "blocks.%d.%s.bf16", l, A_NAMES[k]);
+                A1(n, (sz + 1) / 2);
+            }
         }
     }
     A1("norm_mean", M);
@@ -320,12 +346,34 @@ dx_status dx_vit_acts_init(dx_vit_acts *a, const dx_vit *m, dx_backend *be, int 
     a->Hp = H / p; a->Wp = W / p; a->P = a->Hp * a->Wp;
     a->T = 1 + m->cfg.registers + a->P;
     a->with_grad = with_grad;
-    a->recompute = with_grad && (flags & DX_ACTS_RECOMPUTE);
-    a->shared = !with_grad || a->recompute;
+    a->flags = flags;
     if (build_acts_table(&a->tab, m, N, H, W, flags, err)) {
         dx_table_free(&a->tab);
         return err ? err->code : DX_EINVAL;
     }
+    /* per-block offsets, looked up once: block_forward/backward address ~30 per block */
+    const int L = m->cfg.depth;
+    a->boff = malloc(sizeof *a->boff * (size_t)(L + 1) * A_COUNT);
+    a->boff16 = malloc(sizeof *a->boff16 * (size_t)L * A_COUNT);
+    if (!a->boff || !a->boff16) {
+        free(a->boff);
+        free(a->boff16);
+        a->boff = a->boff16 = NULL;
+        dx_table_free(&a->tab);
+        return dx_fail(err, DX_ENOMEM, "activation table");
+    }
+    for (int l = 0; l <= L; l++)
+        for (int k = 0; k < A_COUNT; k++) {
+            char n[DX_NAME_MAX];
+            snprintf(n, sizeof n, "blocks.%d.%s", kept_per_block(k, flags) ? l : 0, A_NAMES[k]);
+            int i = dx_table_find(&a->tab, n);
+            a->boff[(size_t)l * A_COUNT + k] = i < 0 ? SIZE_MAX : (size_t)a->tab.t[i].offset;
+            if (l == 0) a->bnumel[k] = i < 0 ? 0 : a->tab.t[i].numel;
+            if (l == L) continue;
+            snprintf(n, sizeof n, "blocks.%d.%s.bf16", l, A_NAMES[k]);
+            i = dx_table_find(&a->tab, n);
+            a->boff16[(size_t)l * A_COUNT + k] = i < 0 ? SIZE_MAX : (size_t)a->tab.t[i].offset;
+        }
     a->bytes = a->tab.total * sizeof(float);
     a->buf = be->ops->alloc(be, a->bytes);
     a->idx = be->ops->alloc(be, sizeof(int32_t) * 2 * m->cfg.depth * (size_t)N);
@@ -348,6 +396,8 @@ void dx_vit_acts_free(dx_vit_acts *a, dx_backend *be) {
     if (a->idx) be->ops->free(be, a->idx);
     free(a->k);
     free(a->rope_aug);
+    free(a->boff);
+    free(a->boff16);
     dx_table_free(&a->tab);
     memset(a, 0, sizeof *a);
 }
@@ -357,11 +407,22 @@ static float *act(const dx_vit_acts *a, const char *name) {
     int i = dx_table_find(&a->tab, name);
     return i < 0 ? NULL : a->buf + a->tab.t[i].offset;
 }
-/* block l's activation k; with shared internals only the stream x is per block */
+/* block l's activation k (blocks.0's where the policy shares it; NULL where absent) */
 static float *bact(const dx_vit_acts *a, int l, int k) {
-    char n[DX_NAME_MAX];
-    snprintf(n, sizeof n, "blocks.%d.%s", a->shared && k != A_X ? 0 : l, A_NAMES[k]);
-    return act(a, n);
+    size_t o = a->boff[(size_t)l * A_COUNT + k];
+    return o == SIZE_MAX ? NULL : a->buf + o;
+}
+
+/* bf16 storage of block l's kept activations: after its forward, narrow them
+ * (stash = 1); before its backward, widen them back into the fp32 working set. */
+static void bf16_store(dx_backend *be, dx_vit_acts *a, int l, int stash) {
+    for (int k = 0; k < A_COUNT; k++) {
+        size_t o = a->boff16[(size_t)l * A_COUNT + k];
+        if (o == SIZE_MAX) continue;
+        uint16_t *s = (uint16_t *)(a->buf + o);
+        if (stash) be->ops->to_bf16(be, s, bact(a, l, k), a->bnumel[k]);
+        else be->ops->from_bf16(be, bact(a, l, k), s, a->bnumel[k]);
+    }
 }
 
 const float *dx_vit_acts_last_attention(const dx_vit_acts *a, const dx_vit *m) {
@@ -444,8 +505,12 @@ static void draw_train_randomness(const dx_vit *m, dx_backend *be, dx_vit_acts *
 }
 
 /* Block l of the forward, from a's stream x_l to x_{l+1}, with the subsets and
- * RoPE draws already in a (forward and recompute run the very same ops). */
-static void block_forward(const dx_vit *m, dx_backend *be, const float *w, dx_vit_acts *a, int l) {
+ * RoPE draws already in a (forward and recompute run the very same ops).
+ * elementwise_only: selective recompute, the GEMM and attention outputs are
+ * still there; redo only what is computed from them and from x_l. */
+static void block_forward(const dx_vit *m, dx_backend *be, const float *w, dx_vit_acts *a, int l,
+                          int elementwise_only) {
+    const int full = !elementwise_only;
     const dx_backend_ops *o = be->ops;
     const dx_vit_config *c = &m->cfg;
     const int N = a->N, T = a->T, R = c->registers, D = c->dim, Hh = c->heads;
@@ -467,12 +532,14 @@ static void block_forward(const dx_vit *m, dx_backend *be, const float *w, dx_vi
     float *sin_t = bact(a, l, A_SIN), *cos_t = bact(a, l, A_COS), *y1 = bact(a, l, A_Y1);
     o->layernorm_forward(be, ln1, bact(a, l, A_MEAN1), bact(a, l, A_RSTD1), xin, WP(b->norm1_w),
                          WP(b->norm1_b), M1, D, c->ln_eps);
-    linear_forward(be, qkv, ln1, WP(b->qkv_w), WP(b->qkv_b), WP(b->qkv_mask), M1, D, 3 * D);
+    if (full) linear_forward(be, qkv, ln1, WP(b->qkv_w), WP(b->qkv_b), WP(b->qkv_mask), M1, D, 3 * D);
     const float *aug = a->rope_aug + 4 * l;
     o->rope_tables(be, sin_t, cos_t, WP(m->periods), a->Hp, a->Wp, Dh, aug[0], aug[1], aug[2], aug[3]);
-    o->rope_forward(be, qkv, sin_t, cos_t, k1, T, Hh, Dh, 1 + R);
-    o->attention_forward(be, attn, bact(a, l, A_ATT), qkv, k1, T, Hh, Dh, scale);
-    linear_forward(be, y1, attn, WP(b->proj_w), WP(b->proj_b), NULL, M1, D, D);
+    if (full) {
+        o->rope_forward(be, qkv, sin_t, cos_t, k1, T, Hh, Dh, 1 + R);
+        o->attention_forward(be, attn, bact(a, l, A_ATT), qkv, k1, T, Hh, Dh, scale);
+        linear_forward(be, y1, attn, WP(b->proj_w), WP(b->proj_b), NULL, M1, D, D);
+    }
     o->residual_forward(be, xm, x, y1, WP(b->ls1), idx1, N, k1, T, D, (float)N / k1);
 
     /* FFN branch, subset drawn on the updated stream */
@@ -487,9 +554,10 @@ static void block_forward(const dx_vit *m, dx_backend *be, const float *w, dx_vi
     float *ln2 = bact(a, l, A_LN2), *h = bact(a, l, A_H), *ac = bact(a, l, A_ACT), *y2 = bact(a, l, A_Y2);
     o->layernorm_forward(be, ln2, bact(a, l, A_MEAN2), bact(a, l, A_RSTD2), xin2, WP(b->norm2_w),
                          WP(b->norm2_b), M2, D, c->ln_eps);
-    linear_forward(be, h, ln2, WP(b->fc1_w), WP(b->fc1_b), NULL, M2, D, hw);
+    if (full) linear_forward(be, h, ln2, WP(b->fc1_w), WP(b->fc1_b), NULL, M2, D, hw);
     if (swiglu) o->swiglu_forward(be, ac, h, M2, F);
     else o->gelu_forward(be, ac, h, (size_t)M2 * F);
+    if (!full) return; /* x_{l+1} and y2 are kept */
     linear_forward(be, y2, ac, WP(b->fc2_w), WP(b->fc2_b), NULL, M2, F, D);
     o->residual_forward(be, xo, xm, y2, WP(b->ls2), idx2, N, k2, T, D, (float)N / k2);
 }
@@ -516,7 +584,11 @@ dx_status dx_vit_forward(const dx_vit *m, dx_backend *be, const float *w, dx_vit
                       a->has_mask ? a->mask : NULL, N, P, R, D);
 
     draw_train_randomness(m, be, a, run);
-    for (int l = 0; l < L; l++) block_forward(m, be, w, a, l);
+    const int stash = a->with_grad && (a->flags & DX_ACTS_BF16);
+    for (int l = 0; l < L; l++) {
+        block_forward(m, be, w, a, l, 0);
+        if (stash) bf16_store(be, a, l, 1);
+    }
     o->layernorm_forward(be, a->out, act(a, "norm_mean"), act(a, "norm_rstd"), bact(a, L, A_X),
                          WP(m->norm_w), WP(m->norm_b), N * T, D, c->ln_eps);
     return DX_OK;
@@ -545,7 +617,10 @@ dx_status dx_vit_backward(const dx_vit *m, dx_backend *be, const float *w, float
                           act(a, "norm_mean"), act(a, "norm_rstd"), MT, D);
     for (int l = L - 1; l >= 0; l--) {
         const dx_vit_block_ids *b = &m->blk[l];
-        if (a->recompute) block_forward(m, be, w, a, l); /* the block's internals, again */
+        if (a->flags & DX_ACTS_BF16) bf16_store(be, a, l, 0);
+        /* checkpointing: the block's internals (block), or its element-wise part (selective), again */
+        if (a->flags & DX_ACTS_RECOMPUTE) block_forward(m, be, w, a, l, 0);
+        else if (a->flags & DX_ACTS_SELECTIVE) block_forward(m, be, w, a, l, 1);
         /* FFN branch: dA = d(x_{l+1}) -> dB = d(xm) */
         int k2 = a->k[2 * l + 1];
         const int32_t *idx2 = k2 < N ? a->idx + (size_t)(2 * l + 1) * N : NULL;

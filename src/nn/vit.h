@@ -78,20 +78,37 @@ double dx_vit_flops_per_image(const dx_vit_config *cfg, int H, int W);
  *   DX_ACTS_GRAD       keep what backward needs (student); without it (teacher,
  *                      evaluation) every block runs in one shared set of block
  *                      buffers and only the last block's internals remain.
- *   DX_ACTS_RECOMPUTE  activation checkpointing ("block"): keep only each
+ *   DX_ACTS_RECOMPUTE  activation checkpointing "block": keep only each
  *                      block's input stream; dx_vit_backward recomputes the
  *                      block's internals into one shared set, with the same
  *                      stochastic-depth subsets and RoPE draws, so gradients are
  *                      bit-identical to keeping everything (about one extra
- *                      forward per step). */
+ *                      forward per step).
+ *   DX_ACTS_SELECTIVE  activation checkpointing "selective": keep the outputs of
+ *                      the GEMMs and of attention (qkv, attention probabilities
+ *                      and output, projection, fc1, fc2) per block and recompute
+ *                      the element-wise ops (LayerNorms, RoPE tables, the first
+ *                      residual, GELU/SwiGLU, gathers) in backward: no GEMM is
+ *                      run twice, gradients are again bit-identical. */
 #define DX_ACTS_GRAD 1u
 #define DX_ACTS_RECOMPUTE 2u
+#define DX_ACTS_SELECTIVE 4u
+/*   DX_ACTS_BF16       the bf16 policy's storage: of what backward keeps, the
+ *                      outputs of GEMMs, attention and LayerNorm (ln, qkv,
+ *                      attention probabilities and output, projection, fc1,
+ *                      GELU, fc2) are narrowed to bf16 per block after the
+ *                      block's forward and widened into one shared fp32 set
+ *                      before its backward; the residual streams, LayerNorm
+ *                      statistics and RoPE tables stay fp32. */
+#define DX_ACTS_BF16 8u
 
 typedef struct dx_vit_acts {
     int N, H, W, Hp, Wp, P, T;
     int with_grad;      /* scratch for backward allocated */
-    int shared;         /* block internals in one shared set (no grad, or recompute) */
-    int recompute;      /* DX_ACTS_RECOMPUTE */
+    unsigned flags;     /* DX_ACTS_* of dx_vit_acts_init */
+    size_t *boff;       /* [(depth+1) * activation kinds] offsets of the per-block tensors (vit.c) */
+    size_t *boff16;     /* [depth * kinds] offsets of their bf16 copies (DX_ACTS_BF16), SIZE_MAX = none */
+    size_t bnumel[24];  /* elements of each kind (>= the vit.c kinds, checked there) */
     dx_table tab;       /* named activation tensors */
     float *buf;         /* one allocation (backend memory) */
     const uint8_t *mask; /* [N, P] backend memory borrowed from dx_vit_forward's caller, or NULL */

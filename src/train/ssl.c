@@ -26,6 +26,8 @@ double dx_ssl_flops_per_step(const dx_ssl_config *cin) {
     const int P = (c->global_size / c->vit.patch) * (c->global_size / c->vit.patch);
     double f = 3.0 * (flops_vit_fwd(&c->vit, G, c->global_size) + flops_vit_fwd(&c->vit, L, c->local_size));
     f += flops_vit_fwd(&c->vit, G, c->global_size); /* EMA teacher */
+    if (c->student_acts & DX_ACTS_RECOMPUTE) /* the student's blocks run forward twice */
+        f += flops_vit_fwd(&c->vit, G, c->global_size) + flops_vit_fwd(&c->vit, L, c->local_size);
     if (c->use_gram) f += flops_vit_fwd(&c->vit, G, c->gram_size ? c->gram_size : c->global_size);
     f += (3.0 * (G + L) + G) * dx_head_flops_per_row(&c->dino_head);
     f += 4.0 * (G * P / 4.0) * dx_head_flops_per_row(&c->ibot_head); /* ~1/4 of patches masked */
@@ -46,7 +48,7 @@ dx_status dx_ssl_plan_bytes(const dx_ssl_config *c, size_t *state, size_t *acts,
     const int S = c->global_size, s = c->local_size, Sg = c->gram_size ? c->gram_size : S;
     const size_t P = (size_t)(S / p) * (S / p), Pg = (size_t)(Sg / p) * (Sg / p);
     *state = (5 * tab + (c->use_gram ? vit.tab.total : 0)) * f;
-    const unsigned sf = DX_ACTS_GRAD | (c->recompute ? DX_ACTS_RECOMPUTE : 0u);
+    const unsigned sf = DX_ACTS_GRAD | c->student_acts;
     size_t a = dx_vit_acts_bytes(&vit, G, S, S, sf) + dx_vit_acts_bytes(&vit, G, S, S, 0);
     if (L) a += dx_vit_acts_bytes(&vit, L, s, s, sf);
     if (c->use_gram) a += dx_vit_acts_bytes(&vit, G, Sg, Sg, 0);
@@ -151,7 +153,7 @@ dx_status dx_ssl_init(dx_ssl *s, const dx_ssl_config *cfg_in, dx_backend *be, dx
     if ((st = grad_buckets(s, err))) return st;
 
     const int B = c->batch, G = 2 * B, L = c->n_local * B, D = c->vit.dim, p = c->vit.patch;
-    const unsigned sf = DX_ACTS_GRAD | (c->recompute ? DX_ACTS_RECOMPUTE : 0u); /* student */
+    const unsigned sf = DX_ACTS_GRAD | c->student_acts; /* student */
     if ((st = dx_vit_acts_init(&s->s_glob, &s->vit, be, G, c->global_size, c->global_size, sf, err))) return st;
     if (L > 0 && (st = dx_vit_acts_init(&s->s_loc, &s->vit, be, L, c->local_size, c->local_size, sf, err))) return st;
     if ((st = dx_vit_acts_init(&s->t_glob, &s->vit, be, G, c->global_size, c->global_size, 0, err))) return st;

@@ -30,7 +30,8 @@ typedef struct dx_ssl_config {
     int global_size, local_size;          /* crop sides in pixels */
     int gram_size;                        /* Gram-teacher crop side (0 = global_size) */
     int use_gram, gram_img_level;
-    int recompute;                        /* activation checkpointing "block" (DX_ACTS_RECOMPUTE) */
+    unsigned student_acts;                /* DX_ACTS_* for the student: checkpointing (RECOMPUTE or
+                                             SELECTIVE) and the bf16 policy's storage (BF16) */
     float w_dino, w_koleo, w_ibot;        /* w_gram and lambda_local come per step */
     float student_temp;
     dx_centering centering;

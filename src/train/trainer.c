@@ -53,7 +53,10 @@ dx_status dx_train_ssl_config(const dx_config *c, dx_ssl_config *s, dx_err *err)
     s->global_size = c->crops.global_size;
     s->local_size = c->crops.local_size;
     s->use_gram = c->gram.enabled;
-    s->recompute = strcmp(c->train.checkpointing, "block") == 0;
+    s->student_acts = strcmp(c->train.checkpointing, "block") == 0       ? DX_ACTS_RECOMPUTE
+                      : strcmp(c->train.checkpointing, "selective") == 0 ? DX_ACTS_SELECTIVE
+                                                                          : 0u;
+    if (strcmp(c->model.precision, "bf16") == 0) s->student_acts |= DX_ACTS_BF16; /* bf16 storage */
     s->gram_img_level = c->gram.img_level;
     s->gram_size = c->gram.enabled ? (int)lroundf(c->crops.global_size * c->gram.teacher_res_factor) : 0;
     s->w_dino = c->loss.dino;

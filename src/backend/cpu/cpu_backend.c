@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/cpu/cpu_bf16.h"
 #include "backend/cpu/cpu_kernels.h"
 #include "backend/dx_backend_info.h"
 #include "core/dx_meminfo.h"
@@ -83,6 +84,14 @@ static void cpu_attention_backward(dx_backend *be, float *dqkv, const float *dou
                                    const float *att, int N, int T, int H, int Dh, float scale) {
     dx_cpu_attention_backward_gemm(dqkv, dout, qkv, att, N, T, H, Dh, scale);
 }
+static void cpu_to_bf16(dx_backend *be, uint16_t *dst, const float *src, size_t n) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++) dst[i] = dx_cpu_to_bf16(src[i]);
+}
+static void cpu_from_bf16(dx_backend *be, float *dst, const uint16_t *src, size_t n) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++) dst[i] = dx_cpu_from_bf16(src[i]);
+}
 static void cpu_scale(dx_backend *be, float *x, float s, size_t n) { dx_cpu_scale_f32(x, s, n); }
 static void cpu_axpy(dx_backend *be, float *y, float a, const float *x, size_t n) {
     dx_cpu_axpy_f32(y, a, x, n);
@@ -124,6 +133,8 @@ static const dx_backend_ops cpu_ops = {
     .download = cpu_download,
     .copy = cpu_copy,
     .zero = cpu_zero,
+    .to_bf16 = cpu_to_bf16,
+    .from_bf16 = cpu_from_bf16,
     .sync = cpu_sync,
     .host_alloc = cpu_host_alloc,
     .host_free = cpu_host_free,

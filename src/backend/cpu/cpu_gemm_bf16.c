@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/cpu/cpu_bf16.h"
 #include "backend/cpu/cpu_kernels.h"
 #include "core/dx_log.h"
 
@@ -64,22 +65,13 @@ void dx_cpu_bf16_destroy(dx_cpu_bf16 *s) {
     free(s);
 }
 
-/* fp32 -> bf16, round to nearest even; NaN stays a (quiet) NaN */
-static inline uint16_t to_bf16(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-
 /* rows x cols of a row-major matrix with leading dimension ld -> dense bf16 */
 static void convert(uint16_t *dst, const float *src, int rows, int cols, int ld) {
 #pragma omp parallel for schedule(static) if ((size_t)rows * cols > 65536)
     for (int r = 0; r < rows; r++) {
         const float *s = src + (size_t)r * ld;
         uint16_t *d = dst + (size_t)r * cols;
-        for (int c = 0; c < cols; c++) d[c] = to_bf16(s[c]);
+        for (int c = 0; c < cols; c++) d[c] = dx_cpu_to_bf16(s[c]);
     }
 }
 

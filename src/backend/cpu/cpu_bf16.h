@@ -1,0 +1,26 @@
+/* cpu_bf16.h - fp32 <-> bf16 element conversion of the bf16 policy, shared by
+ * the bf16 GEMM (its inputs) and the bf16 storage ops (activations kept for
+ * backward). bf16 is the upper half of an fp32: conversion to fp32 is exact. */
+#ifndef DX_CPU_BF16_H
+#define DX_CPU_BF16_H
+
+#include <stdint.h>
+#include <string.h>
+
+/* fp32 -> bf16, round to nearest even; NaN stays a (quiet) NaN, overflow gives Inf */
+static inline uint16_t dx_cpu_to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+static inline float dx_cpu_from_bf16(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+#endif /* DX_CPU_BF16_H */
