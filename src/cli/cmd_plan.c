@@ -164,7 +164,8 @@ int cmd_plan(int argc, char **argv) {
         d.bw_bytes_s = bw * 1e9;
         d.efficiency = eff > 0 ? eff : 0.45;
     } else {
-        if (dx_device_get(device, cfg.train.threads, &d, &err)) goto fail;
+        const int prec = strcmp(cfg.model.precision, "bf16") == 0 ? DX_PREC_BF16 : DX_PREC_FP32;
+        if (dx_device_get(device, cfg.train.threads, prec, &d, &err)) goto fail;
         if (eff > 0) d.efficiency = eff;
     }
     if (nstages) return plan_stages(config, argv + optind, argc - optind, stages, nstages, &d, days);

@@ -22,10 +22,11 @@ static double now_s(void) {
     return ts.tv_sec + 1e-9 * ts.tv_nsec;
 }
 
-/* Best of a few 1024^3 GEMMs through the backend: this machine's usable peak. */
-static double measure_gemm_flops(int threads) {
+/* Best of a few 1024^3 linear-layer GEMMs through the backend, under the
+ * precision policy (bf16: the bf16 GEMM): this machine's usable peak. */
+static double measure_gemm_flops(int threads, int precision) {
     dx_backend *be;
-    if (dx_backend_create(&be, &(dx_backend_params){.nthreads = threads}, NULL)) return 0;
+    if (dx_backend_create(&be, &(dx_backend_params){.nthreads = threads, .precision = precision}, NULL)) return 0;
     const int n = 1024;
     size_t bytes = (size_t)n * n * sizeof(float);
     float *a = be->ops->alloc(be, bytes), *b = be->ops->alloc(be, bytes), *c = be->ops->alloc(be, bytes);
@@ -33,7 +34,7 @@ static double measure_gemm_flops(int threads) {
     if (a && b && c) {
         for (int r = 0; r < 4; r++) {
             double t0 = now_s();
-            dx_gemm(be, 0, 1, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+            dx_gemm_linear(be, 0, 1, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
             be->ops->sync(be); /* a device GEMM returns before it has run */
             double t = now_s() - t0;
             if (r > 0 && 2.0 * n * n * n / t > best) best = 2.0 * n * n * n / t;
@@ -46,7 +47,7 @@ static double measure_gemm_flops(int threads) {
     return best;
 }
 
-dx_status dx_device_get(const char *name, int threads, dx_device *d, dx_err *err) {
+dx_status dx_device_get(const char *name, int threads, int precision, dx_device *d, dx_err *err) {
     memset(d, 0, sizeof *d);
     snprintf(d->name, sizeof d->name, "%s", name);
     if (!strcmp(name, "cpu")) {
@@ -54,7 +55,7 @@ dx_status dx_device_get(const char *name, int threads, dx_device *d, dx_err *err
         dx_meminfo(&total, NULL);
         d->mem_bytes = (double)total;
         d->bw_bytes_s = 40e9;
-        d->flops = measure_gemm_flops(threads);
+        d->flops = measure_gemm_flops(threads, precision);
         d->efficiency = 0.6; /* measured whole-step fraction of the GEMM peak: docs/performance.md */
         d->unified = 1;
     } else if (!strcmp(name, "strix-halo")) {

@@ -23,8 +23,10 @@ typedef struct dx_device {
 
 /* "cpu" (this machine: MemTotal, a short measured GEMM peak), "strix-halo",
  * "rtx-4090", "a100", "h100", "h200"; or "custom" filled by the caller.
- * GPU peaks are dense bf16 matmul rates (the precision a GPU run uses). */
-dx_status dx_device_get(const char *name, int threads, dx_device *d, dx_err *err);
+ * GPU peaks are dense bf16 matmul rates (the precision a GPU run uses); the
+ * CPU's is measured at `precision` (DX_PREC_FP32 or DX_PREC_BF16, the
+ * linear layers' GEMM of that policy). */
+dx_status dx_device_get(const char *name, int threads, int precision, dx_device *d, dx_err *err);
 
 typedef struct dx_plan {
     size_t params, grads, adam, teacher, gram_teacher; /* bytes */
