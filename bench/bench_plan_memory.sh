@@ -14,7 +14,7 @@ cd "$work"
 demo=$root/configs/demo.yaml
 configs=(
   "demo|$demo|"
-  "demo-b32-gram|$demo|train.batch_size=32 gram.enabled=true"
+  "demo-b64|$demo|train.batch_size=64"
   "vit_small-112|$demo|model.arch=vit_small model.dim=0 model.depth=0 model.heads=0 model.patch=16 crops.global_size=112 crops.local_size=48 train.batch_size=8 heads.dino_k=8192 heads.ibot_k=8192 heads.dino_hidden=2048 heads.ibot_hidden=2048 heads.dino_bottleneck=256 heads.ibot_bottleneck=256 gram.teacher_res_factor=2"
   "vit_small-112-ckpt|$demo|model.arch=vit_small model.dim=0 model.depth=0 model.heads=0 model.patch=16 crops.global_size=112 crops.local_size=48 train.batch_size=8 heads.dino_k=8192 heads.ibot_k=8192 heads.dino_hidden=2048 heads.ibot_hidden=2048 heads.dino_bottleneck=256 heads.ibot_bottleneck=256 gram.teacher_res_factor=2 train.checkpointing=block"
   "vit_small-112-sel|$demo|model.arch=vit_small model.dim=0 model.depth=0 model.heads=0 model.patch=16 crops.global_size=112 crops.local_size=48 train.batch_size=8 heads.dino_k=8192 heads.ibot_k=8192 heads.dino_hidden=2048 heads.ibot_hidden=2048 heads.dino_bottleneck=256 heads.ibot_bottleneck=256 gram.teacher_res_factor=2 train.checkpointing=selective"
