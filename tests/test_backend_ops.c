@@ -41,6 +41,7 @@
 #include "backend/dx_backend.h"
 #include "backend/dx_loss_ops.h"
 #include "backend/registry.h"
+#include "core/dx_bf16.h"
 #include "core/dx_rng.h"
 #include "dx_test.h"
 
@@ -803,12 +804,6 @@ static double bf16_ref(float f) {
     const double r = nearbyint(x / q) * q;
     return fabs(r) > FLT_MAX ? copysign(INFINITY, x) : r;
 }
-static double bf16_bits_value(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
 
 static void case_bf16(void) {
     /* to_bf16: random values over 80 binades, then the edges: ties to even
@@ -832,7 +827,7 @@ static void case_bf16(void) {
         BE->ops->download(BE, g16, d16, n * sizeof *g16);
         long bad = 0;
         for (size_t i = 0; i < n; i++) {
-            const double got = bf16_bits_value(g16[i]), ref = bf16_ref(h[i]);
+            const double got = dx_bf16_widen(g16[i]), ref = bf16_ref(h[i]);
             bad += !(got == ref && signbit(got) == signbit(ref)) && !(isnan(got) && isnan(ref));
         }
         report_exact("to_bf16", "round to nearest even vs double arithmetic", bad);

@@ -164,8 +164,7 @@ int cmd_plan(int argc, char **argv) {
         d.bw_bytes_s = bw * 1e9;
         d.efficiency = eff > 0 ? eff : 0.45;
     } else {
-        const int prec = strcmp(cfg.model.precision, "bf16") == 0 ? DX_PREC_BF16 : DX_PREC_FP32;
-        if (dx_device_get(device, cfg.train.threads, prec, &d, &err)) goto fail;
+        if (dx_device_get(device, cfg.train.threads, dx_config_precision(&cfg), &d, &err)) goto fail;
         if (eff > 0) d.efficiency = eff;
     }
     if (nstages) return plan_stages(config, argv + optind, argc - optind, stages, nstages, &d, days);
@@ -191,7 +190,7 @@ int cmd_plan(int argc, char **argv) {
     }
     printf("plan for %s on %s (%.0f GB, %.1f TFLOPS x %.2f, %.0f GB/s)\n", config, d.name, d.mem_bytes / 1e9,
            d.flops / 1e12, d.efficiency, d.bw_bytes_s / 1e9);
-    if (strcmp(cfg.model.precision, "bf16") == 0)
+    if (dx_config_precision(&cfg) == DX_PREC_BF16)
         printf("memory (bf16 policy: fp32 state; the student's GEMM, attention and LayerNorm outputs kept in bf16; "
                "checkpointing %s):\n", cfg.train.checkpointing);
     else printf("memory (fp32, checkpointing %s):\n", cfg.train.checkpointing);

@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/dx_bf16.h"
 #include "core/dx_table.h" /* dx_shape_str */
 
 #define ST_MAX_HEADER (100ull * 1000 * 1000) /* same cap as the reference library */
@@ -342,7 +343,7 @@ static float bits_f32(uint32_t u) {
     return f;
 }
 
-float dx_bf16_to_f32(uint16_t h) { return bits_f32((uint32_t)h << 16); }
+float dx_bf16_to_f32(uint16_t h) { return dx_bf16_widen(h); }
 
 float dx_f16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16;

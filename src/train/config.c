@@ -509,6 +509,10 @@ dx_status dx_config_override(dx_config *c, const char *a, dx_err *err) {
 
 /* ---- cross-key validation -------------------------------------------------- */
 
+int dx_config_precision(const dx_config *c) {
+    return strcmp(c->model.precision, "bf16") == 0 ? DX_PREC_BF16 : DX_PREC_FP32;
+}
+
 dx_status dx_config_vit(const dx_config *c, dx_vit_config *v, dx_err *err) {
     dx_status s = dx_vit_config_named(v, c->model.arch, err);
     if (s) return s;

@@ -122,6 +122,8 @@ void dx_config_write_schema_md(FILE *f);
 
 /* The backbone configuration the model keys describe. */
 dx_status dx_config_vit(const dx_config *c, dx_vit_config *vc, dx_err *err);
+/* model.precision as the backend's policy: DX_PREC_FP32 or DX_PREC_BF16. */
+int dx_config_precision(const dx_config *c);
 /* Loader options the crops / data / train keys describe (eval = 1: fixed
  * window, no flip / blur / noise). gram_size is set when gram.enabled. */
 void dx_config_loader_opts(const dx_config *c, int eval, dx_loader_opts *o);

@@ -56,7 +56,7 @@ dx_status dx_train_ssl_config(const dx_config *c, dx_ssl_config *s, dx_err *err)
     s->student_acts = strcmp(c->train.checkpointing, "block") == 0       ? DX_ACTS_RECOMPUTE
                       : strcmp(c->train.checkpointing, "selective") == 0 ? DX_ACTS_SELECTIVE
                                                                           : 0u;
-    if (strcmp(c->model.precision, "bf16") == 0) s->student_acts |= DX_ACTS_BF16; /* bf16 storage */
+    if (dx_config_precision(c) == DX_PREC_BF16) s->student_acts |= DX_ACTS_BF16; /* bf16 storage */
     s->gram_img_level = c->gram.img_level;
     s->gram_size = c->gram.enabled ? (int)lroundf(c->crops.global_size * c->gram.teacher_res_factor) : 0;
     s->w_dino = c->loss.dino;
@@ -340,7 +340,7 @@ static dx_status train_run(const dx_train_opts *o, dx_train_result *res, dx_comm
     lo.batch_size = Bl;          /* this rank's share of the global batch, */
     lo.sample_offset = R * Bl;   /* drawn as the global batch's samples R*Bl.. */
     dx_backend_params bp = {.nthreads = cfg.train.threads,
-                            .precision = strcmp(cfg.model.precision, "bf16") == 0 ? DX_PREC_BF16 : DX_PREC_FP32};
+                            .precision = dx_config_precision(&cfg)};
     if ((st = dx_backend_parse_device(cfg.model.backend, &bp, err))) goto agree;
     if ((st = dx_backend_create(&be, &bp, err))) goto agree;
     if (W > 1 && strcmp(comm->kind, "mpi") == 0 && bp.name && strcmp(bp.name, "cpu") != 0) {

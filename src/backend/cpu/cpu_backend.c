@@ -13,9 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/cpu/cpu_bf16.h"
 #include "backend/cpu/cpu_kernels.h"
 #include "backend/dx_backend_info.h"
+#include "core/dx_bf16.h"
 #include "core/dx_meminfo.h"
 #include "backend/cpu/cpu_loss.h"
 #include "backend/cpu/cpu_vec.h"
@@ -86,11 +86,11 @@ static void cpu_attention_backward(dx_backend *be, float *dqkv, const float *dou
 }
 static void cpu_to_bf16(dx_backend *be, uint16_t *dst, const float *src, size_t n) {
 #pragma omp parallel for schedule(static) if (n > 65536)
-    for (size_t i = 0; i < n; i++) dst[i] = dx_cpu_to_bf16(src[i]);
+    for (size_t i = 0; i < n; i++) dst[i] = dx_f32_to_bf16(src[i]);
 }
 static void cpu_from_bf16(dx_backend *be, float *dst, const uint16_t *src, size_t n) {
 #pragma omp parallel for schedule(static) if (n > 65536)
-    for (size_t i = 0; i < n; i++) dst[i] = dx_cpu_from_bf16(src[i]);
+    for (size_t i = 0; i < n; i++) dst[i] = dx_bf16_widen(src[i]);
 }
 static void cpu_scale(dx_backend *be, float *x, float s, size_t n) { dx_cpu_scale_f32(x, s, n); }
 static void cpu_axpy(dx_backend *be, float *y, float a, const float *x, size_t n) {

@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/cpu/cpu_bf16.h"
 #include "backend/cpu/cpu_kernels.h"
+#include "core/dx_bf16.h"
 #include "core/dx_log.h"
 
 #define CACHE 192
@@ -71,7 +71,7 @@ static void convert(uint16_t *dst, const float *src, int rows, int cols, int ld)
     for (int r = 0; r < rows; r++) {
         const float *s = src + (size_t)r * ld;
         uint16_t *d = dst + (size_t)r * cols;
-        for (int c = 0; c < cols; c++) d[c] = dx_cpu_to_bf16(s[c]);
+        for (int c = 0; c < cols; c++) d[c] = dx_f32_to_bf16(s[c]);
     }
 }
 
