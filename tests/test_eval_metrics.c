@@ -16,6 +16,7 @@
 #include "eval/image_out.h"
 #include "eval/logreg.h"
 #include "eval/metrics.h"
+#include "eval/probe.h"
 #include "eval/seghead.h"
 #include "eval/split.h"
 
@@ -413,6 +414,95 @@ static void test_nodule_pool(void) {
     CHECK_CLOSE(out[3], 10.0, 1e-6, 0, "empty mask: the centre patch, dimension 2");
 }
 
+
+/* K-fold assignment and the cross-validated probe. */
+static void test_probe_cv(void) {
+    enum { NP = 103, K = 5 };
+    int strat[NP], fold[NP], fold2[NP], fold3[NP];
+    for (int i = 0; i < NP; i++) strat[i] = i % 7 == 0 ? 2 : i % 3 == 0 ? 1 : 0;
+    CHECK(dx_fold_patients(strat, NP, K, 11, fold, NULL) == DX_OK, "folds");
+    dx_fold_patients(strat, NP, K, 11, fold2, NULL);
+    dx_fold_patients(strat, NP, K, 12, fold3, NULL);
+    CHECK(!memcmp(fold, fold2, sizeof fold), "folds deterministic");
+    CHECK(memcmp(fold, fold3, sizeof fold), "folds: seed matters");
+    int size[K] = {0}, lo = NP, hi = 0;
+    for (int i = 0; i < NP; i++) size[fold[i]]++;
+    for (int f = 0; f < K; f++) { lo = size[f] < lo ? size[f] : lo; hi = size[f] > hi ? size[f] : hi; }
+    CHECK(hi - lo <= 1, "fold sizes %d..%d", lo, hi);
+    for (int s = 0; s < 3; s++) {
+        int c[K] = {0}, a = NP, b = 0;
+        for (int i = 0; i < NP; i++)
+            if (strat[i] == s) c[fold[i]]++;
+        for (int f = 0; f < K; f++) { a = c[f] < a ? c[f] : a; b = c[f] > b ? c[f] : b; }
+        CHECK(b - a <= 1, "stratum %d spread over folds %d..%d", s, a, b);
+    }
+    dx_err e = {0};
+    CHECK(dx_fold_patients(strat, NP, 1, 0, fold, &e) == DX_EINVAL, "one fold rejected");
+    CHECK(dx_fold_patients(strat, 3, 4, 0, fold, &e) == DX_EINVAL, "more folds than patients rejected");
+
+    /* rows: 2 nodules per patient; x0 carries the label, x1.. noise; a few unlabelled rows */
+    enum { N = 2 * NP, D = 4 };
+    double X[N * D], x0[N];
+    int y[N], g[N], rf[N];
+    dx_rng r;
+    dx_rng_init(&r, 5, DX_RNG_TEST, 9, 0);
+    dx_fold_patients(strat, NP, K, 3, fold, NULL);
+    for (int i = 0; i < N; i++) {
+        g[i] = i / 2;
+        rf[i] = fold[g[i]];
+        y[i] = dx_rng_uniform(&r) < 0.4;
+        x0[i] = (y[i] ? 1.2 : 0) + dx_rng_normal(&r);
+        X[i * D] = x0[i];
+        for (int j = 1; j < D; j++) X[i * D + j] = dx_rng_normal(&r);
+        if (i % 17 == 0) y[i] = -1;
+    }
+    const double Cs[3] = {1e-4, 1e-2, 1};
+    dx_probe_result p;
+    double oof[N];
+    CHECK(dx_probe_run_cv(X, y, rf, K, g, N, D, Cs, 3, 200, 1, &p, oof, &e) == DX_OK, "cv probe: %s", e.msg);
+    int labelled = 0, scored = 0, unl_nan = 1;
+    for (int i = 0; i < N; i++) {
+        labelled += y[i] >= 0;
+        scored += y[i] >= 0 && isfinite(oof[i]);
+        if (y[i] < 0 && !isnan(oof[i])) unl_nan = 0;
+    }
+    CHECK(p.folds == K && p.n_test == labelled && scored == labelled, "every labelled row scored once (%d of %d)", scored, labelled);
+    CHECK(unl_nan, "unlabelled rows get no score");
+    CHECK(p.test_auc > 0.7 && p.ci.n_boot == 200 && p.ci.lo < p.test_auc && p.test_auc < p.ci.hi,
+          "signal found: AUC %.3f [%.3f, %.3f]", p.test_auc, p.ci.lo, p.ci.hi);
+    /* one feature and the strongest penalty: every fold's model is a positive multiple of x0 plus its
+     * own intercept, so pooled z-scores must rank like x0 itself (raw decision values, dominated by the
+     * intercepts of five models, do not) */
+    double c1 = 1e-4, ya[N];
+    int yl[N], m = 0;
+    for (int i = 0; i < N; i++)
+        if (y[i] >= 0) { ya[m] = x0[i]; yl[m++] = y[i]; }
+    const double auc_x0 = dx_auc(ya, yl, m);
+    CHECK(dx_probe_run_cv(x0, y, rf, K, g, N, 1, &c1, 1, 0, 1, &p, oof, &e) == DX_OK, "cv probe 1-d");
+    CHECK(fabs(p.test_auc - auc_x0) < 0.02, "1-d pooled AUC %.4f vs AUC of the feature %.4f", p.test_auc, auc_x0);
+    /* no label of a fold reaches its own scores: flipping fold 0's labels leaves fold 0's scores as they were */
+    double oof2[N];
+    int y2[N];
+    memcpy(y2, y, sizeof y);
+    for (int i = 0; i < N; i++)
+        if (rf[i] == 0 && y2[i] >= 0) y2[i] = 1 - y2[i];
+    dx_probe_run_cv(X, y, rf, K, g, N, D, &c1, 1, 0, 1, &p, oof, NULL);
+    dx_probe_run_cv(X, y2, rf, K, g, N, D, &c1, 1, 0, 1, &p, oof2, NULL);
+    int same = 1;
+    for (int i = 0; i < N; i++)
+        if (rf[i] == 0 && y[i] >= 0 && oof[i] != oof2[i]) same = 0;
+    CHECK(same, "fold 0's scores do not depend on fold 0's labels");
+    /* feature sets as a hyperparameter: a pure-noise set beside the signal set; folds choose the signal */
+    double Xn[N * D];
+    for (int i = 0; i < N * D; i++) Xn[i] = dx_rng_normal(&r);
+    const double *sets[2] = {Xn, X};
+    const int ds[2] = {D, D};
+    int mode = -1;
+    CHECK(dx_probe_run_cv_sets(sets, ds, 2, y, rf, K, g, N, Cs, 3, 0, 1, &p, oof, &mode, &e) == DX_OK, "cv sets");
+    CHECK(mode == 1 && p.test_auc > 0.7, "sets: chose %d, AUC %.3f", mode, p.test_auc);
+    CHECK(dx_probe_run_cv(X, y, rf, 2, g, N, D, Cs, 3, 0, 1, &p, oof, &e) == DX_EINVAL, "2 folds rejected");
+}
+
 int main(void) {
     test_nodule_pool();
     test_paired();
@@ -424,6 +514,7 @@ int main(void) {
     test_cosine_knn();
     test_seghead();
     test_split();
+    test_probe_cv();
     test_image_out();
     return dx_test_summary();
 }

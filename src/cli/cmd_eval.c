@@ -50,6 +50,9 @@ static void eval_usage(FILE *f) {
             "  --benign-below B   median malignancy < B is benign (3)\n"
             "  --malignant-above M  median malignancy > M is malignant (3); in between: excluded\n"
             "  --val F --test F   patient fractions of the split (0.2, 0.2)\n"
+            "  --folds K          probes by K-fold cross-validation over patients, 3 .. 20 (default off):\n"
+            "                     every labelled nodule scored out of fold, so AUCs and paired CIs use all\n"
+            "                     of them instead of the test fifth; k-NN, segmentation, attention keep the split\n"
             "  --seed N           split / bootstrap seed (0)\n"
             "  --boot N           bootstrap replicates, 100 .. 1000000 (1000)\n"
             "  --knn-k K          k of the cosine k-NN (20)\n"
@@ -78,7 +81,7 @@ int cmd_eval(int argc, char **argv) {
     dx_eval_opts *o = &j.eval;
     enum { O_STORE = 1000, O_W, O_PREFIX, O_RUN, O_CKPT, O_CONFIG, O_ARCH, O_PATCH, O_REG, O_DIM, O_DEPTH, O_HEADS,
            O_ALSO, O_NORND, O_RSEED, O_TRACK, O_TRACKONLY, O_SIZE, O_CMIN, O_CMULT, O_WIN, O_NO25D, O_MINR, O_BEN,
-           O_MAL, O_VAL, O_TEST, O_SEED, O_BOOT, O_KNN, O_SEGN, O_SEGLR, O_ATT, O_BATCH, O_THREADS, O_OUT,
+           O_MAL, O_VAL, O_TEST, O_FOLDS, O_SEED, O_BOOT, O_KNN, O_SEGN, O_SEGLR, O_ATT, O_BATCH, O_THREADS, O_OUT,
            O_SELFTEST, O_SEGMIN, O_SEGMULT, O_HELP, O_DEVICE };
     static const struct option opts[] = {
         {"store", required_argument, 0, O_STORE}, {"weights", required_argument, 0, O_W},
@@ -94,7 +97,8 @@ int cmd_eval(int argc, char **argv) {
         {"window", required_argument, 0, O_WIN}, {"no-25d", no_argument, 0, O_NO25D},
         {"min-readers", required_argument, 0, O_MINR}, {"benign-below", required_argument, 0, O_BEN},
         {"malignant-above", required_argument, 0, O_MAL}, {"val", required_argument, 0, O_VAL},
-        {"test", required_argument, 0, O_TEST}, {"seed", required_argument, 0, O_SEED},
+        {"test", required_argument, 0, O_TEST}, {"folds", required_argument, 0, O_FOLDS},
+        {"seed", required_argument, 0, O_SEED},
         {"boot", required_argument, 0, O_BOOT}, {"knn-k", required_argument, 0, O_KNN},
         {"seg-steps", required_argument, 0, O_SEGN}, {"seg-lr", required_argument, 0, O_SEGLR},
         {"attention", required_argument, 0, O_ATT}, {"batch", required_argument, 0, O_BATCH},
@@ -137,6 +141,7 @@ int cmd_eval(int argc, char **argv) {
         case O_MAL: CLI_DOUBLE("eval", o->malignant_above, 1, 5); break;
         case O_VAL: CLI_DOUBLE("eval", o->f_val, 0, 0.9); break;
         case O_TEST: CLI_DOUBLE("eval", o->f_test, 0.01, 0.9); break;
+        case O_FOLDS: CLI_INT("eval", o->folds, 3, 20); break;
         case O_SEED: CLI_U64("eval", o->seed); break;
         case O_BOOT: CLI_INT("eval", o->n_boot, 100, 1000000); break;
         case O_KNN: CLI_INT("eval", o->knn_k, 1, 10000); break;

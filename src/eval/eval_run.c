@@ -152,6 +152,17 @@ dx_status dx_eval_set_build(dx_eval_set *es, const dx_store *s, const dx_eval_op
     dx_status e = dx_split_patients(es->patient_stratum, np, o->f_val, o->f_test, o->seed, es->patient_split, err);
     if (e) { dx_eval_set_free(es); return e; }
     for (int i = 0; i < nn; i++) es->split[i] = es->patient_split[es->patient[i]];
+    if (o->folds) {
+        es->folds = o->folds;
+        es->fold = malloc((size_t)nn * sizeof(int));
+        es->patient_fold = malloc((size_t)np * sizeof(int));
+        if (!es->fold || !es->patient_fold) { dx_eval_set_free(es); return dx_fail(err, DX_ENOMEM, "eval folds"); }
+        if ((e = dx_fold_patients(es->patient_stratum, np, o->folds, o->seed, es->patient_fold, err))) {
+            dx_eval_set_free(es);
+            return e;
+        }
+        for (int i = 0; i < nn; i++) es->fold[i] = es->patient_fold[es->patient[i]];
+    }
     return DX_OK;
 }
 
@@ -159,10 +170,22 @@ void dx_eval_set_free(dx_eval_set *es) {
     free(es->row); free(es->patient); free(es->y); free(es->split); free(es->diam);
     free(es->img); free(es->gray); free(es->mask); free(es->seg_img); free(es->seg_mask);
     free(es->patient_id); free(es->patient_split); free(es->patient_stratum);
+    free(es->fold); free(es->patient_fold);
     memset(es, 0, sizeof *es);
 }
 
 /* ---- one backbone --------------------------------------------------------- */
+
+/* The probe protocol on X [n, d]: the one patient split, or K-fold cross-validation. score[i]
+ * (may be NULL): the decision value of every row the probe is tested on (test_rows). */
+static dx_status probe(const dx_eval_set *es, const dx_eval_opts *o, const double *X, int d, int n_boot,
+                       dx_probe_result *r, double *score, dx_err *err) {
+    if (es->folds)
+        return dx_probe_run_cv(X, es->y, es->fold, es->folds, es->patient, es->n, d, C_GRID, N_CGRID, n_boot,
+                               o->seed, r, score, err);
+    return dx_probe_run_scored(X, es->y, es->split, es->patient, es->n, d, C_GRID, N_CGRID, n_boot, o->seed, r,
+                               score, err);
+}
 
 static dx_status run_knn(const dx_eval_set *es, const float *F, int d, int k, double *acc, int *ntest, dx_err *err) {
     int ntr = 0, nte = 0;
@@ -338,26 +361,48 @@ static dx_status run_model(const dx_eval_set *es, const dx_eval_opts *o, dx_back
         const int d = fd[t];
         for (int i = 0; i < n; i++)
             for (int j = 0; j < d; j++) X[(size_t)i * d + j] = fs_[t][(size_t)i * d + j];
-        if ((st = dx_probe_run(X, es->y, es->split, es->patient, n, d, C_GRID, N_CGRID, o->n_boot, o->seed, &r->probe[t], err)))
-            goto done;
+        if ((st = probe(es, o, X, d, o->n_boot, &r->probe[t], NULL, err))) goto done;
         if (!isnan(r->probe[t].val_auc) && r->probe[t].val_auc > bestv) { bestv = r->probe[t].val_auc; r->best = t; }
     }
     /* the chosen features again, keeping their test scores, and with the diameter as one more column:
      * do the features add information beyond size? */
-    {
+    if (es->folds) { /* each fold chooses its feature set on its own validation fold */
+        double *Xs[DX_EVAL_NFEAT] = {0}, *Xd[DX_EVAL_NFEAT] = {0};
+        int fd1[DX_EVAL_NFEAT];
+        for (int t = 0; t < DX_EVAL_NFEAT && !st; t++) {
+            const int d = fd[t];
+            fd1[t] = d + 1;
+            Xs[t] = malloc((size_t)n * d * sizeof(double));
+            Xd[t] = malloc((size_t)n * (d + 1) * sizeof(double));
+            if (!Xs[t] || !Xd[t]) { st = dx_fail(err, DX_ENOMEM, "probe features"); break; }
+            for (int i = 0; i < n; i++)
+                for (int j = 0; j <= d; j++) {
+                    const double v = j == d ? es->diam[i] : fs_[t][(size_t)i * d + j];
+                    if (j < d) Xs[t][(size_t)i * d + j] = v;
+                    Xd[t][(size_t)i * (d + 1) + j] = v;
+                }
+        }
+        if (!st)
+            st = dx_probe_run_cv_sets((const double *const *)Xs, fd, DX_EVAL_NFEAT, es->y, es->fold, es->folds,
+                                      es->patient, n, C_GRID, N_CGRID, o->n_boot, o->seed, &r->chosen, r->score,
+                                      &r->best, err);
+        if (!st)
+            st = dx_probe_run_cv_sets((const double *const *)Xd, fd1, DX_EVAL_NFEAT, es->y, es->fold, es->folds,
+                                      es->patient, n, C_GRID, N_CGRID, o->n_boot, o->seed, &r->probe_fd,
+                                      r->score_fd, NULL, err);
+        for (int t = 0; t < DX_EVAL_NFEAT; t++) { free(Xs[t]); free(Xd[t]); }
+        if (st) goto done;
+    } else {
         const int t = r->best, d = fd[t];
+        r->chosen = r->probe[t];
         for (int i = 0; i < n; i++)
             for (int j = 0; j <= d; j++)
                 X[(size_t)i * (d + 1) + j] = j == d ? es->diam[i] : fs_[t][(size_t)i * d + j];
-        if ((st = dx_probe_run_scored(X, es->y, es->split, es->patient, n, d + 1, C_GRID, N_CGRID, o->n_boot,
-                                      o->seed, &r->probe_fd, r->score_fd, err)))
-            goto done;
+        if ((st = probe(es, o, X, d + 1, o->n_boot, &r->probe_fd, r->score_fd, err))) goto done;
         for (int i = 0; i < n; i++)
             for (int j = 0; j < d; j++) X[(size_t)i * d + j] = fs_[t][(size_t)i * d + j];
         dx_probe_result again;
-        if ((st = dx_probe_run_scored(X, es->y, es->split, es->patient, n, d, C_GRID, N_CGRID, 0, o->seed, &again,
-                                      r->score, err)))
-            goto done;
+        if ((st = probe(es, o, X, d, 0, &again, r->score, err))) goto done;
     }
     attention_ratios(es, &f, r);
     r->knn_k = o->knn_k;
@@ -399,6 +444,7 @@ static cJSON *probe_json(const dx_probe_result *p) {
     add_num(o, "val_auc", p->val_auc);
     add_num(o, "C", p->C);
     cJSON_AddBoolToObject(o, "C_selected_on_val", p->selected_on_val);
+    cJSON_AddNumberToObject(o, "cv_folds", p->folds);
     cJSON_AddNumberToObject(o, "n_train", p->n_train);
     cJSON_AddNumberToObject(o, "n_val", p->n_val);
     cJSON_AddNumberToObject(o, "n_test", p->n_test);
@@ -411,7 +457,7 @@ static cJSON *model_json(const dx_model_eval *r) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "source", r->source);
     cJSON_AddStringToObject(o, "features", FEAT_NAMES[r->best]);
-    cJSON_AddItemToObject(o, "probe", probe_json(&r->probe[r->best]));
+    cJSON_AddItemToObject(o, "probe", probe_json(&r->chosen));
     cJSON *by = cJSON_AddObjectToObject(o, "probe_by_features");
     for (int t = 0; t < DX_EVAL_NFEAT; t++) cJSON_AddItemToObject(by, FEAT_NAMES[t], probe_json(&r->probe[t]));
     add_num(o, "knn_test_accuracy", r->knn_acc);
@@ -442,8 +488,13 @@ static cJSON *split_json(const dx_eval_set *es, const dx_store *s, const dx_eval
     cJSON_AddNumberToObject(root, "seed", (double)o->seed);
     cJSON_AddNumberToObject(root, "val_fraction", o->f_val);
     cJSON_AddNumberToObject(root, "test_fraction", o->f_test);
+    cJSON_AddNumberToObject(root, "cv_folds", es->folds);
     cJSON *pat = cJSON_AddObjectToObject(root, "patients");
     for (int p = 0; p < es->n_patients; p++) cJSON_AddStringToObject(pat, es->patient_id[p], SN[es->patient_split[p]]);
+    if (es->folds) {
+        cJSON *pf = cJSON_AddObjectToObject(root, "patient_folds");
+        for (int p = 0; p < es->n_patients; p++) cJSON_AddNumberToObject(pf, es->patient_id[p], es->patient_fold[p]);
+    }
     cJSON *nod = cJSON_AddArrayToObject(root, "nodules");
     for (int i = 0; i < es->n; i++) {
         const dx_store_row *row = &s->idx.rows[es->row[i]];
@@ -457,6 +508,7 @@ static cJSON *split_json(const dx_eval_set *es, const dx_store *s, const dx_eval
         if (es->y[i] >= 0) cJSON_AddNumberToObject(e, "y", es->y[i]);
         else cJSON_AddNullToObject(e, "y");
         cJSON_AddStringToObject(e, "split", SN[es->split[i]]);
+        if (es->folds) cJSON_AddNumberToObject(e, "fold", es->fold[i]);
         cJSON_AddItemToArray(nod, e);
     }
     return root;
@@ -504,7 +556,7 @@ done:
 static int test_rows(const dx_eval_set *es, const double *a, const double *b, int *idx) {
     int m = 0;
     for (int i = 0; i < es->n; i++)
-        if (es->split[i] == DX_SPLIT_TEST && es->y[i] >= 0 && (!a || isfinite(a[i])) && (!b || isfinite(b[i])))
+        if ((es->folds || es->split[i] == DX_SPLIT_TEST) && es->y[i] >= 0 && (!a || isfinite(a[i])) && (!b || isfinite(b[i])))
             idx[m++] = i;
     return m;
 }
@@ -723,8 +775,7 @@ dx_status dx_eval_all(const dx_store *s, const dx_eval_opts *o, dx_backend *be, 
     dx_probe_result size_r;
     double *size_score = malloc(sizeof(double) * (size_t)(es.n > 0 ? es.n : 1));
     if (!size_score) { st = dx_fail(err, DX_ENOMEM, "eval"); goto done; }
-    st = dx_probe_run_scored(es.diam, es.y, es.split, es.patient, es.n, 1, C_GRID, N_CGRID, o->n_boot, o->seed,
-                             &size_r, size_score, err);
+    st = probe(&es, o, es.diam, 1, o->n_boot, &size_r, size_score, err);
     cJSON *cmp = NULL;
     if (!st) st = paired_comparisons(&es, o, &rm, have_rnd ? &rr : NULL, rx, n_extra, size_score, &cmp, err);
     free(size_score);
@@ -755,7 +806,7 @@ dx_status dx_eval_all(const dx_store *s, const dx_eval_opts *o, dx_backend *be, 
             written++;
         }
 
-    cJSON *probe = probe_json(&rm.probe[rm.best]);
+    cJSON *probe = probe_json(&rm.chosen);
     cJSON_AddStringToObject(probe, "features", FEAT_NAMES[rm.best]);
     cJSON *by = cJSON_AddObjectToObject(probe, "by_features");
     for (int t = 0; t < DX_EVAL_NFEAT; t++) cJSON_AddItemToObject(by, FEAT_NAMES[t], probe_json(&rm.probe[t]));
@@ -766,7 +817,7 @@ dx_status dx_eval_all(const dx_store *s, const dx_eval_opts *o, dx_backend *be, 
     add_pair(bl, "size_only_auc_ci", size_r.ci.n_boot ? size_r.ci.lo : NAN, size_r.ci.n_boot ? size_r.ci.hi : NAN);
     cJSON_AddItemToObject(bl, "size_only", probe_json(&size_r));
     if (have_rnd) {
-        const dx_probe_result *p = &rr.probe[rr.best];
+        const dx_probe_result *p = &rr.chosen;
         add_num(bl, "random_init_auc", p->test_auc);
         add_pair(bl, "random_init_auc_ci", p->ci.n_boot ? p->ci.lo : NAN, p->ci.n_boot ? p->ci.hi : NAN);
         cJSON_AddItemToObject(bl, "random_init", model_json(&rr));
@@ -850,8 +901,8 @@ dx_status dx_eval_all(const dx_store *s, const dx_eval_opts *o, dx_backend *be, 
     st = write_json(root, path, err);
     if (!st)
         DX_INFO("eval: probe test AUC %.3f [%.3f, %.3f] (%s), size-only %.3f, random-init %.3f, kNN %.3f, Dice %.3f, IoU %.3f, patch cos %.3f, erank %.1f -> %s",
-                rm.probe[rm.best].test_auc, rm.probe[rm.best].ci.lo, rm.probe[rm.best].ci.hi, FEAT_NAMES[rm.best],
-                size_r.test_auc, have_rnd ? rr.probe[rr.best].test_auc : NAN, rm.knn_acc, rm.seg_dice, rm.seg_iou,
+                rm.chosen.test_auc, rm.chosen.ci.lo, rm.chosen.ci.hi, FEAT_NAMES[rm.best],
+                size_r.test_auc, have_rnd ? rr.chosen.test_auc : NAN, rm.knn_acc, rm.seg_dice, rm.seg_iou,
                 rm.col.patch_cosine, rm.col.effective_rank, path);
 done:
     cJSON_Delete(root);
@@ -890,7 +941,7 @@ dx_status dx_eval_track(const dx_store *s, const dx_eval_opts *o, dx_backend *be
         add_num(e, "patch_cosine", r.col.patch_cosine);
         add_num(e, "effective_rank", r.col.effective_rank);
         add_num(e, "separability_auc", r.col.separability_auc);
-        add_num(e, "probe_test_auc", r.probe[r.best].test_auc);
+        add_num(e, "probe_test_auc", r.chosen.test_auc);
         add_num(e, "knn_test_accuracy", r.knn_acc);
         cJSON_AddItemToArray(arr, e);
         DX_INFO("track: step %lld patch cos %.4f erank %.2f separability %.3f", (long long)steps[i],

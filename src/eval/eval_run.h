@@ -38,6 +38,9 @@ typedef struct dx_eval_opts {
     int n_attention;         /* attention overlays written (4) */
     int batch;               /* images per forward (16) */
     int random_baseline;     /* 1: evaluate the random-init backbone too */
+    int folds;               /* 0: the probes use the one split; K >= 3: K-fold cross-validation over
+                              * patients (every labelled nodule scored out of fold; k-NN, segmentation
+                              * and attention keep the one split) */
 } dx_eval_opts;
 
 void dx_eval_opts_default(dx_eval_opts *o);
@@ -55,6 +58,9 @@ typedef struct dx_eval_set {
     int n_patients;
     char (*patient_id)[DX_UID_MAX];
     int *patient_split, *patient_stratum;
+    int folds;               /* o->folds */
+    int *fold;               /* [n] cross-validation fold of the nodule's patient (NULL without folds) */
+    int *patient_fold;       /* [n_patients] (NULL without folds) */
 } dx_eval_set;
 
 dx_status dx_eval_set_build(dx_eval_set *es, const dx_store *s, const dx_eval_opts *o, dx_err *err);
@@ -63,7 +69,10 @@ void dx_eval_set_free(dx_eval_set *es);
 typedef struct dx_model_eval {
     char source[1024];
     dx_probe_result probe[DX_EVAL_NFEAT]; /* features: 0 cls, 1 mean-pooled patches, 2 concat, 3 nodule-pooled */
-    int best;                 /* feature set chosen by validation AUC (2 if undecided) */
+    int best;                 /* feature set chosen by validation AUC (2 if undecided); with folds: the set
+                               * most folds chose (each fold chooses its own) */
+    dx_probe_result chosen;   /* the probe of the chosen features: probe[best], or with folds the
+                               * cross-validated probe whose folds each chose a set */
     double knn_acc;
     int knn_k, knn_n_test;
     int has_seg;

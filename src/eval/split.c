@@ -34,3 +34,29 @@ dx_status dx_split_patients(const int *stratum, int n, double f_val, double f_te
     free(perm);
     return DX_OK;
 }
+
+dx_status dx_fold_patients(const int *stratum, int n, int K, uint64_t seed, int *out, dx_err *err) {
+    if (n <= 0 || K < 2 || K > n) return dx_fail(err, DX_EINVAL, "folds: n=%d K=%d (need 2 <= K <= patients)", n, K);
+    int ns = 0;
+    for (int i = 0; i < n; i++) {
+        if (stratum[i] < 0) return dx_fail(err, DX_EINVAL, "folds: negative stratum");
+        if (stratum[i] + 1 > ns) ns = stratum[i] + 1;
+    }
+    int *members = malloc((size_t)n * sizeof *members), *perm = malloc((size_t)n * sizeof *perm);
+    if (!members || !perm) { free(members); free(perm); return dx_fail(err, DX_ENOMEM, "folds"); }
+    int dealt = 0;
+    for (int s = ns - 1; s >= 0; s--) { /* the rarest stratum (malignant) first */
+        int m = 0;
+        for (int i = 0; i < n; i++)
+            if (stratum[i] == s) members[m++] = i;
+        if (!m) continue;
+        dx_rng r;
+        dx_rng_init(&r, seed, DX_RNG_EVAL, 2, (uint64_t)s);
+        dx_rng_permutation(&r, perm, m);
+        for (int k = 0; k < m; k++) out[members[perm[k]]] = (dealt + k) % K;
+        dealt += m;
+    }
+    free(members);
+    free(perm);
+    return DX_OK;
+}

@@ -18,4 +18,13 @@ enum { DX_SPLIT_TRAIN = 0, DX_SPLIT_VAL = 1, DX_SPLIT_TEST = 2 };
 dx_status dx_split_patients(const int *stratum, int n, double f_val, double f_test, uint64_t seed,
                             int *out, dx_err *err);
 
+
+/* K-fold assignment for cross-validation: within each stratum (the rarest,
+ * highest-numbered first) the patients are permuted by the stream
+ * (seed, DX_RNG_EVAL, 2, stratum) and dealt round-robin into folds 0..K-1,
+ * continuing where the previous stratum stopped, so folds differ in size by at
+ * most one patient and each holds its share of every stratum.
+ * out[i] = fold of patient i; 2 <= K <= n. */
+dx_status dx_fold_patients(const int *stratum, int n, int K, uint64_t seed, int *out, dx_err *err);
+
 #endif /* DX_EVAL_SPLIT_H */
