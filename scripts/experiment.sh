@@ -45,7 +45,8 @@ step "train: Gram anchoring off"
 # Eval crops at about the training resolution: the demo trains at 1.5 mm/px (global crops
 # show 3-6 mm/px), so 64 px crops of >= 96 mm (1.5 mm/px) instead of eval's default 96 px
 # of >= 32 mm (0.33 mm/px, a magnification the backbone never saw).
-EV=(--size 64 --crop-min-mm 96)
+# --folds 5: every labelled nodule scored out of fold, so the paired CIs use all of them (docs/eval.md)
+EV=(--size 64 --crop-min-mm 96 --folds 5)
 step "evaluate both (same store, same patient-level split)"
 # Gram on, with the Gram-off backbone beside it (--also): the paired Gram on - off AUC difference
 "$dinox" eval --store store --run gram_on --out gram_on/eval --track "${EV[@]}" --also gram_off/backbone.safetensors

@@ -705,8 +705,12 @@ static cJSON *verdicts_json(const cJSON *cmp, const dx_model_eval *rm, const dx_
         if (!isfinite(diff) || !isfinite(lo)) {
             snprintf(b, sizeof b, "%s: not measurable here (too few labelled test nodules).", q[k].no);
         } else {
-            snprintf(b, sizeof b, "%s: difference %+.3f [%+.3f, %+.3f] (95%% paired bootstrap over test patients)%s.",
-                     lo > 0 ? q[k].yes : q[k].no, diff, lo, hi, lo > 0 ? "" : hi < 0 ? "; it is worse" : "; the CI includes 0");
+            /* the probe comparisons use out-of-fold scores of every patient under --folds; attention the test split */
+            char over[64];
+            if (rm->chosen.folds && k < 3) snprintf(over, sizeof over, "all patients, %d-fold out-of-fold scores", rm->chosen.folds);
+            else snprintf(over, sizeof over, "test patients");
+            snprintf(b, sizeof b, "%s: difference %+.3f [%+.3f, %+.3f] (95%% paired bootstrap over %s)%s.",
+                     lo > 0 ? q[k].yes : q[k].no, diff, lo, hi, over, lo > 0 ? "" : hi < 0 ? "; it is worse" : "; the CI includes 0");
         }
         cJSON_AddItemToArray(v, cJSON_CreateString(b));
     }
