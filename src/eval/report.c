@@ -251,10 +251,14 @@ static void probe_row(FILE *f, const char *name, const cJSON *p) {
 }
 
 /* One row of the paired-comparison table (the header before the first). */
-static void paired_row(FILE *f, const cJSON *d, int *any) {
-    if (!(*any)++)
-        fputs("<h3>Paired comparisons on the same test nodules (bootstrap over test patients)</h3>\n<table><tr>"
-              "<th>comparison</th><th>difference [95% CI]</th><th>P(difference &le; 0)</th><th>n test</th></tr>\n", f);
+static void paired_row(FILE *f, const cJSON *d, int folds, int *any) {
+    if (!(*any)++) {
+        if (folds > 0) /* the probe rows rest on out-of-fold scores of every labelled nodule */
+            fprintf(f, "<h3>Paired comparisons on the same nodules (bootstrap over patients; probe rows: %d-fold "
+                       "out-of-fold scores of every labelled nodule, attention: test nodules)</h3>\n", folds);
+        else fputs("<h3>Paired comparisons on the same test nodules (bootstrap over test patients)</h3>\n", f);
+        fputs("<table><tr><th>comparison</th><th>difference [95% CI]</th><th>P(difference &le; 0)</th><th>n</th></tr>\n", f);
+    }
     fputs("<tr><td>", f);
     html_esc(f, jstr(d, "what"));
     fputs("</td><td>", f);
@@ -277,16 +281,17 @@ static void paired_table(FILE *f, const cJSON *ev) {
     static const char *const K[] = {"ssl_minus_random_init_auc", "features_plus_diameter_minus_diameter_auc",
                                     "ssl_minus_diameter_auc", "attention_in_nodule_ssl_minus_random_init"};
     int any = 0;
+    const int folds = (int)(jget(ev, "probe.cv_folds") ? jnum(ev, "probe.cv_folds") : 0);
     for (size_t k = 0; k < sizeof K / sizeof K[0]; k++) {
         char key[128];
         snprintf(key, sizeof key, "comparisons.%s", K[k]);
         const cJSON *d = jget(ev, key);
         if (!d) continue;
-        paired_row(f, d, &any);
+        paired_row(f, d, folds, &any);
     }
     const cJSON *al = jget(ev, "comparisons.main_minus_also_auc");
     for (const cJSON *d = cJSON_IsArray(al) ? al->child : NULL; d; d = d->next) {
-        paired_row(f, d, &any);
+        paired_row(f, d, folds, &any);
     }
     if (any) fputs("</table>\n", f);
     const cJSON *a = jget(ev, "comparisons.attention_in_nodule"), *ar = jget(ev, "comparisons.attention_in_nodule_random_init");
