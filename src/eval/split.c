@@ -6,15 +6,22 @@
 
 #include "core/dx_rng.h"
 
+/* 1 + the largest stratum, or -1 if one is negative */
+static int count_strata(const int *stratum, int n) {
+    int ns = 0;
+    for (int i = 0; i < n; i++) {
+        if (stratum[i] < 0) return -1;
+        if (stratum[i] + 1 > ns) ns = stratum[i] + 1;
+    }
+    return ns;
+}
+
 dx_status dx_split_patients(const int *stratum, int n, double f_val, double f_test, uint64_t seed,
                             int *out, dx_err *err) {
     if (n <= 0 || f_val < 0 || f_test < 0 || f_val + f_test >= 1)
         return dx_fail(err, DX_EINVAL, "split: n=%d val=%g test=%g", n, f_val, f_test);
-    int ns = 0;
-    for (int i = 0; i < n; i++) {
-        if (stratum[i] < 0) return dx_fail(err, DX_EINVAL, "split: negative stratum");
-        if (stratum[i] + 1 > ns) ns = stratum[i] + 1;
-    }
+    const int ns = count_strata(stratum, n);
+    if (ns < 0) return dx_fail(err, DX_EINVAL, "split: negative stratum");
     int *members = malloc((size_t)n * sizeof *members), *perm = malloc((size_t)n * sizeof *perm);
     if (!members || !perm) { free(members); free(perm); return dx_fail(err, DX_ENOMEM, "split"); }
     for (int s = 0; s < ns; s++) {
@@ -37,11 +44,8 @@ dx_status dx_split_patients(const int *stratum, int n, double f_val, double f_te
 
 dx_status dx_fold_patients(const int *stratum, int n, int K, uint64_t seed, int *out, dx_err *err) {
     if (n <= 0 || K < 2 || K > n) return dx_fail(err, DX_EINVAL, "folds: n=%d K=%d (need 2 <= K <= patients)", n, K);
-    int ns = 0;
-    for (int i = 0; i < n; i++) {
-        if (stratum[i] < 0) return dx_fail(err, DX_EINVAL, "folds: negative stratum");
-        if (stratum[i] + 1 > ns) ns = stratum[i] + 1;
-    }
+    const int ns = count_strata(stratum, n);
+    if (ns < 0) return dx_fail(err, DX_EINVAL, "folds: negative stratum");
     int *members = malloc((size_t)n * sizeof *members), *perm = malloc((size_t)n * sizeof *perm);
     if (!members || !perm) { free(members); free(perm); return dx_fail(err, DX_ENOMEM, "folds"); }
     int dealt = 0;
