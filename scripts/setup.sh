@@ -12,7 +12,7 @@ PKGS=(
   libniftiio-dev libnifti2-dev libznz-dev ocl-icd-opencl-dev zlib1g-dev libopenjp2-7-dev libcharls-dev
   libopenmpi-dev openmpi-bin
   clang libclang-rt-14-dev libomp-14-dev
-  python3 python3-numpy python3-torch python3-sklearn python3-scipy python3-matplotlib python3-pydicom python3-pil python3-nibabel
+  python3 python3-numpy python3-torch python3-sklearn python3-scipy python3-matplotlib python3-pydicom python3-pil python3-nibabel python3-torchvision python3-venv
   dcmtk dicom3tools libgdcm-tools libopenblas0-openmp chromium
   bc time
 )
@@ -25,6 +25,20 @@ if ((${#missing[@]})); then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# timm (and safetensors' Python package) for the test that loads exported
+# weights in timm: PyPI wheels in a virtual environment outside the
+# repository, on top of Debian's torch/torchvision. Without network the
+# environment stays absent and that test reports SKIPPED.
+PYENV=${DINOX_PYENV:-${XDG_CACHE_HOME:-$HOME/.cache}/dinox/pyenv}
+if [ ! -x "$PYENV/bin/python" ] || ! "$PYENV/bin/python" -c "import timm, safetensors" 2>/dev/null; then
+  if /usr/bin/python3 -m venv --system-site-packages "$PYENV" &&
+     "$PYENV/bin/pip" install -q --no-deps timm==1.0.31 safetensors==0.8.0 >/dev/null 2>&1; then
+    echo "setup: timm in $PYENV"
+  else
+    echo "setup: could not install timm from PyPI into $PYENV (test_timm_load will be skipped)"
+  fi
 fi
 
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null

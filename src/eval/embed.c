@@ -6,12 +6,12 @@
 
 #include "backend/registry.h"
 #include "io/dx_npy.h"
+#include "nn/backbone_meta.h"
 #include "nn/vit.h"
 #include "nn/weights.h"
 
 void dx_embed_opts_default(dx_embed_opts *o) {
     memset(o, 0, sizeof *o);
-    o->arch = "vit_small";
     o->registers = -1;
     o->batch = 8;
 }
@@ -27,7 +27,12 @@ dx_status dx_embed_run(const dx_embed_opts *o, dx_embed_info *info, int *bad_opt
     int64_t shape[8];
     int ndim;
     dx_status s;
-    if ((s = dx_vit_config_named(&cfg, o->arch ? o->arch : "vit_small", err))) return s;
+    /* the file's own shape (model.* metadata) unless --arch names one; shape
+     * options then override, and must still agree with what the file says */
+    dx_backbone_meta meta;
+    if ((s = dx_backbone_meta_read(o->weights, &meta, err))) return s;
+    if (meta.has_model && !o->arch) cfg = meta.model;
+    else if ((s = dx_vit_config_named(&cfg, o->arch ? o->arch : "vit_small", err))) return s;
     dx_vit_config_override_shape(&cfg, o->patch, o->registers, o->dim, o->depth, o->heads);
     if (o->ffn) {
         if (!strcmp(o->ffn, "swiglu")) { cfg.ffn = DX_FFN_SWIGLU; cfg.ffn_hidden = dx_swiglu_width(4 * cfg.dim, 8); }
@@ -40,6 +45,11 @@ dx_status dx_embed_run(const dx_embed_opts *o, dx_embed_info *info, int *bad_opt
     if (o->ffn_hidden) cfg.ffn_hidden = o->ffn_hidden;
     if (o->ln_eps > 0) cfg.ln_eps = o->ln_eps;
     if (o->no_mask_k_bias) cfg.mask_k_bias = 0;
+    if ((s = dx_backbone_meta_check(&meta, &cfg, o->weights, err))) {
+        if (bad_option) *bad_option = 1;
+        return dx_fail_prefix(err, "the shape options disagree with the file's metadata (leave them out: the file "
+                              "says its shape)");
+    }
 
     if ((s = dx_backend_open(&be, o->device, o->threads, err))) goto done;
     if ((s = dx_vit_init(&m, &cfg, err))) goto done;

@@ -12,7 +12,8 @@ typedef struct dx_embed_opts {
     const char *weights; /* safetensors backbone (DINOv3 names) */
     const char *input;   /* .npy images */
     const char *output;  /* .npy tokens */
-    const char *arch;    /* released configuration: vit_tiny ... vit_giant ("vit_small") */
+    const char *arch;    /* released configuration: vit_tiny ... vit_giant; NULL = the file's model.*
+                          * metadata, else vit_small */
     int patch, registers, dim, depth, heads; /* shape overrides: 0 (registers -1) = keep */
     const char *ffn;     /* NULL, "mlp" or "swiglu" */
     int ffn_hidden;      /* 0 = keep */
@@ -23,7 +24,7 @@ typedef struct dx_embed_opts {
     int threads;         /* CPU threads (0 = default) */
 } dx_embed_opts;
 
-/* Defaults: arch "vit_small", registers -1, batch 8. */
+/* Defaults: arch NULL, registers -1, batch 8. */
 void dx_embed_opts_default(dx_embed_opts *o);
 
 /* What was written: n images h x w -> [n, tokens, dim]. */

@@ -7,11 +7,11 @@
 
 #include "backend/registry.h"
 #include "io/checkpoint.h"
+#include "nn/backbone_meta.h"
 #include "train/config.h"
 
 void dx_eval_job_default(dx_eval_job *j) {
     memset(j, 0, sizeof *j);
-    j->arch = "vit_small";
     j->prefix = "";
     j->registers = -1;
     dx_eval_opts_default(&j->eval);
@@ -37,15 +37,34 @@ dx_status dx_eval_job_run(const dx_eval_job *j, int *bad_option, dx_err *err) {
         cfg_path = path;
     }
     dx_status s;
+    /* a backbone file that says its shape and preprocessing needs no config */
+    dx_backbone_meta meta = {.step = -1};
+    if (weights && (s = dx_backbone_meta_read(weights, &meta, err))) return s;
     if (cfg_path) {
         if ((s = dx_config_resolve(&cfg, cfg_path, NULL, 0, err)) || (s = dx_config_vit(&cfg, &vc, err))) return s;
         o.crop.norm_mean = cfg.data.norm_mean;
         o.crop.norm_std = cfg.data.norm_std;
         o.crop.stack25d = cfg.data.stack25d;
+    } else if (meta.has_model && !j->arch) {
+        vc = meta.model;
+        if (meta.has_prep) {
+            o.crop.norm_mean = meta.prep.norm_mean;
+            o.crop.norm_std = meta.prep.norm_std;
+            o.crop.stack25d = meta.prep.stack25d;
+        }
     } else if ((s = dx_vit_config_named(&vc, j->arch ? j->arch : "vit_small", err))) {
         return s;
     }
     dx_vit_config_override_shape(&vc, j->patch, j->registers, j->dim, j->depth, j->heads);
+    if ((s = dx_backbone_meta_check(&meta, &vc, weights, err))) {
+        if (bad_option) *bad_option = !cfg_path;
+        return s;
+    }
+    for (int k = 0; k < j->n_also && k < DX_EVAL_MAX_ALSO; k++) {
+        dx_backbone_meta am;
+        if ((s = dx_backbone_meta_read(j->also[k], &am, err)) || (s = dx_backbone_meta_check(&am, &vc, j->also[k], err)))
+            return s;
+    }
     if (j->no25d) o.crop.stack25d = 0;
     if (o.crop.size % vc.patch) {
         if (bad_option) *bad_option = 1;
@@ -65,6 +84,9 @@ dx_status dx_eval_job_run(const dx_eval_job *j, int *bad_option, dx_err *err) {
                 ckpt = run_ckpt;
             }
         }
+        if (weights && weights != j->weights &&
+            ((s = dx_backbone_meta_read(weights, &meta, err)) || (s = dx_backbone_meta_check(&meta, &vc, weights, err))))
+            return s;
     }
 
     dx_backend *be = NULL;

@@ -21,7 +21,8 @@ typedef struct dx_eval_job {
     const char *run;        /* run directory: config.yaml, backbone.safetensors, checkpoints/ */
     const char *checkpoint; /* a checkpoint file (its EMA teacher) */
     const char *config;     /* training config (without run) */
-    const char *arch;       /* named size when there is no config ("vit_small") */
+    const char *arch;       /* named size when there is no config; NULL = the file's model.*
+                             * metadata, else vit_small */
     int patch, registers, dim, depth, heads; /* shape overrides: 0 (registers -1) = keep */
     const char *also[DX_EVAL_MAX_ALSO];      /* more backbone files of the same shape */
     int n_also;
@@ -33,7 +34,7 @@ typedef struct dx_eval_job {
     dx_eval_opts eval;  /* protocol; crop normalisation comes from the config when there is one */
 } dx_eval_job;
 
-/* Defaults: arch "vit_small", prefix "", registers -1, dx_eval_opts_default. */
+/* Defaults: arch NULL, prefix "", registers -1, dx_eval_opts_default. */
 void dx_eval_job_default(dx_eval_job *j);
 
 /* Runs the job. On failure *bad_option (if non-NULL) is 1 when an option

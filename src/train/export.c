@@ -6,11 +6,35 @@
 #include <string.h>
 
 #include "core/dx_file.h"
+#include "core/dx_version.h"
 #include "io/checkpoint.h"
+#include "nn/backbone_meta.h"
 #include "nn/vit.h"
 #include "nn/weights.h"
 #include "train/config.h"
+#include "train/export_timm.h"
 #include "train/trainer.h"
+
+void dx_export_meta(const dx_config *cfg, const dx_vit_config *vit, const char *source, int64_t step,
+                    dx_backbone_meta *m) {
+    memset(m, 0, sizeof *m);
+    snprintf(m->format, sizeof m->format, "dinox-backbone");
+    snprintf(m->source, sizeof m->source, "%s", source);
+    snprintf(m->version, sizeof m->version, "%s", dx_version_string());
+    m->step = step;
+    m->has_model = 1;
+    m->model = *vit;
+    m->has_prep = 1;
+    m->prep.stack25d = cfg->data.stack25d;
+    m->prep.n_windows = cfg->data.n_windows < DX_META_MAX_WINDOWS ? cfg->data.n_windows : DX_META_MAX_WINDOWS;
+    for (int i = 0; i < m->prep.n_windows; i++) {
+        m->prep.width[i] = cfg->data.windows[i].width;
+        m->prep.level[i] = cfg->data.windows[i].level;
+    }
+    m->prep.norm_mean = cfg->data.norm_mean;
+    m->prep.norm_std = cfg->data.norm_std;
+    m->prep.crop_size = cfg->crops.global_size;
+}
 
 dx_status dx_export_backbone(const dx_export_opts *o, dx_export_info *info, dx_err *err) {
     dx_config cfg;
@@ -21,6 +45,9 @@ dx_status dx_export_backbone(const dx_export_opts *o, dx_export_info *info, dx_e
     float *w = NULL;
     dx_status s;
     char path[1200], ckdir[1200];
+    const int timm = o->format && !strcmp(o->format, "timm");
+    if (o->format && !timm && strcmp(o->format, "safetensors"))
+        return dx_fail(err, DX_EINVAL, "--format %s: safetensors (DINOv3 names, what dinox reads) or timm", o->format);
     snprintf(path, sizeof path, "%s/config.yaml", o->run_dir);
     snprintf(ckdir, sizeof ckdir, "%s/checkpoints", o->run_dir);
     if ((s = dx_config_resolve(&cfg, path, NULL, 0, err))) goto done;
@@ -51,12 +78,17 @@ dx_status dx_export_backbone(const dx_export_opts *o, dx_export_info *info, dx_e
     }
     if ((s = dx_ckpt_load_table(&ck, o->student ? "student.backbone" : "teacher.backbone", &m.tab, w, err)))
         goto done;
-    char step[32], meta_arch[64];
-    snprintf(step, sizeof step, "%lld", (long long)ck.step);
-    snprintf(meta_arch, sizeof meta_arch, "%s", sc.vit.arch);
-    const char *meta[] = {"format", "dinox-backbone", "source", o->student ? "student" : "ema_teacher",
-                          "step", step, "arch", meta_arch};
-    if ((s = dx_weights_save_host(&m.tab, w, o->out, "", 1, meta, 4, err))) goto done;
+    dx_backbone_meta bm;
+    dx_export_meta(&cfg, &sc.vit, o->student ? "student" : "ema_teacher", ck.step, &bm);
+    dx_meta_pairs mp;
+    dx_backbone_meta_pairs(&bm, &mp);
+    if (timm) {
+        snprintf(bm.format, sizeof bm.format, "%s", DX_META_FORMAT_TIMM);
+        dx_backbone_meta_pairs(&bm, &mp);
+        if ((s = dx_export_timm_write(&m, w, o->out, mp.kv, mp.n, err))) goto done;
+    } else if ((s = dx_weights_save_host(&m.tab, w, o->out, "", 1, mp.kv, mp.n, err))) {
+        goto done;
+    }
     if (info) {
         snprintf(info->checkpoint, sizeof info->checkpoint, "%s", ck.path);
         info->step = ck.step;

@@ -19,6 +19,7 @@
 #include "data/store_source.h"
 #include "io/checkpoint.h"
 #include "io/store.h"
+#include "nn/backbone_meta.h"
 #include "nn/weights.h"
 #include "train/plan.h"
 #include "train/rundir.h"
@@ -268,6 +269,28 @@ static int any_rank(dx_comm *comm, int flag) {
     return v > 0;
 }
 
+/* --init / --gram-init: a file that says its shape must match the configured
+ * model (non-shape fields such as ln_eps or the k-bias mask would otherwise
+ * load silently); preprocessing that differs from this run's is legitimate
+ * in continual pre-training (new windows), so it is reported, not refused. */
+static dx_status check_init_file(const char *path, const dx_vit_config *vc, const dx_config *c, dx_err *err) {
+    dx_backbone_meta m;
+    dx_status st = dx_backbone_meta_read(path, &m, err);
+    if (!st) st = dx_backbone_meta_check(&m, vc, path, err);
+    if (st || !m.has_prep) return st;
+    int same = m.prep.stack25d == c->data.stack25d && m.prep.norm_mean == c->data.norm_mean &&
+               m.prep.norm_std == c->data.norm_std && m.prep.n_windows == c->data.n_windows;
+    for (int i = 0; same && i < m.prep.n_windows; i++)
+        same = m.prep.width[i] == c->data.windows[i].width && m.prep.level[i] == c->data.windows[i].level;
+    if (!same)
+        DX_WARN("%s was trained with other preprocessing (2.5D %d, %d window(s) from %g,%g, norm %g/%g) than this "
+                "run (2.5D %d, %d window(s) from %g,%g, norm %g/%g)", path, m.prep.stack25d, m.prep.n_windows,
+                (double)m.prep.width[0], (double)m.prep.level[0], (double)m.prep.norm_mean, (double)m.prep.norm_std,
+                c->data.stack25d, c->data.n_windows, (double)c->data.windows[0].width,
+                (double)c->data.windows[0].level, (double)c->data.norm_mean, (double)c->data.norm_std);
+    return DX_OK;
+}
+
 static dx_status train_run(const dx_train_opts *o, dx_train_result *res, dx_comm *comm, int *in_sync,
                            dx_err *err) {
     const int W = comm->size, R = comm->rank, root = R == 0;
@@ -371,7 +394,8 @@ static dx_status train_run(const dx_train_opts *o, dx_train_result *res, dx_comm
         if (root && o->init_weights) {
             /* continual pre-training: backbone from released weights into student,
              * teacher and Gram teacher; heads stay fresh */
-            if ((st = dx_weights_load(&s.vit.tab, be, s.w, o->init_weights, "", DX_LOAD_BUFFERS_OPTIONAL, err)))
+            if ((st = check_init_file(o->init_weights, &s.vit.cfg, &cfg, err)) ||
+                (st = dx_weights_load(&s.vit.tab, be, s.w, o->init_weights, "", DX_LOAD_BUFFERS_OPTIONAL, err)))
                 goto agree;
             be->ops->copy(be, s.teacher, s.w, s.tab.total * sizeof(float));
             if (s.gram_w) be->ops->copy(be, s.gram_w, s.w, s.vit.tab.total * sizeof(float));
@@ -382,7 +406,8 @@ static dx_status train_run(const dx_train_opts *o, dx_train_result *res, dx_comm
                 st = dx_fail(err, DX_EINVAL, "--gram-init needs gram.enabled = true");
                 goto agree;
             }
-            if ((st = dx_weights_load(&s.vit.tab, be, s.gram_w, o->gram_init, "", DX_LOAD_BUFFERS_OPTIONAL, err)))
+            if ((st = check_init_file(o->gram_init, &s.vit.cfg, &cfg, err)) ||
+                (st = dx_weights_load(&s.vit.tab, be, s.gram_w, o->gram_init, "", DX_LOAD_BUFFERS_OPTIONAL, err)))
                 goto agree;
             DX_INFO("Gram teacher initialised from %s", o->gram_init);
         }
