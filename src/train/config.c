@@ -45,7 +45,7 @@ typedef struct key_spec {
 static const key_spec SCHEMA[] = {
     /* ---- model (spec §1) ---- */
     KE("model.arch", model.arch, "vit_small", "vit_tiny|vit_small|vit_base|vit_large|vit_giant|custom",
-       "backbone size preset (spec §1.1); custom needs dim/depth/heads"),
+       "backbone size preset (DINOv3's released sizes); custom needs dim/depth/heads"),
     KS("model.backend", model.backend, "cpu", "compute device: cpu, cuda[:N] or hip[:N] (`--device` overrides; `dinox doctor` lists them)"),
     KE("model.precision", model.precision, "fp32", "fp32|bf16",
        "bf16: the linear layers' GEMMs (backbone and heads) in bf16 with fp32 accumulation, and the student's GEMM, attention and LayerNorm outputs kept for backward in bf16; weights, optimizer, residual streams, norms, attention, losses stay fp32 (`--precision`)"),
@@ -119,7 +119,7 @@ static const key_spec SCHEMA[] = {
     KF("optim.clip_grad", optim.clip_grad, "3", 0, 1e6, "per-submodule gradient norm clip (0 = off)"),
     KF("optim.freeze_last_layer_epochs", optim.freeze_last_layer_epochs, "1", 0, 1e6, "epochs with the head prototypes frozen"),
     KE("optim.lr_scaling", optim.lr_scaling, "sqrt_wrt_1024", "none|sqrt_wrt_1024|linear_wrt_256",
-       "lr scaling with the global batch (spec §7.3: lr*4*sqrt(B/1024))"),
+       "lr scaling with the global batch (DINOv3's rule: lr*4*sqrt(B/1024))"),
     /* ---- multi-crop and augmentation (spec §6) ---- */
     KI("crops.global_size", crops.global_size, "224", 8, 4096, "global crop side in pixels"),
     K2("crops.global_scale", crops.global_scale, "[0.32, 1.0]", 1e-4, 1, "RandomResizedCrop area fraction range of global crops"),
