@@ -9,6 +9,7 @@
 
 #include "dx_test.h"
 #include "train/config.h"
+#include "train/config_import.h"
 
 static char *read_all(const char *path) {
     FILE *f = fopen(path, "rb");
@@ -219,6 +220,13 @@ int main(void) {
     char *doc = read_all(path);
     CHECK(doc && strstr(doc, md), "docs/config.md is stale: regenerate the table with `dinox train --schema`");
     if (getenv("DX_WRITE_SCHEMA")) fputs(md, stdout);
+    free(md);
+    /* ... and the DINOv3-key mapping table of `dinox config import` */
+    md = NULL;
+    mf = open_memstream(&md, &mdlen);
+    dx_config_import_write_md(mf);
+    fclose(mf);
+    CHECK(doc && strstr(doc, md), "docs/config.md is stale: regenerate the DINOv3 mapping with `dinox config table`");
     free(doc);
     free(md);
     return dx_test_summary();

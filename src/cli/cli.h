@@ -17,6 +17,7 @@ int cmd_demo(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_batches(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
+int cmd_config(int argc, char **argv);
 
 #include <signal.h>
 /* SIGINT/SIGTERM become a stop request: blocked in the caller (call it before

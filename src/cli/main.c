@@ -23,6 +23,7 @@
 #pragma weak cmd_info
 #pragma weak cmd_batches
 #pragma weak cmd_doctor
+#pragma weak cmd_config
 
 typedef struct {
     const char *name;
@@ -46,6 +47,7 @@ static const command *commands(int *n) {
         {"version", NULL, "version, git commit, build and backends (also --version)"},
         {"batches", NULL, "write a config's training batches as .npy"},
         {"doctor", NULL, "can this machine run dinox: CPU, GPUs, libraries, environment"},
+        {"config", NULL, "import a facebookresearch/dinov3 training YAML as a dinox config"},
     };
     table[0].fn = cmd_demo;
     table[1].fn = cmd_synth;
@@ -61,6 +63,7 @@ static const command *commands(int *n) {
     table[11].fn = cmd_info;
     table[12].fn = cmd_batches;
     table[13].fn = cmd_doctor;
+    table[14].fn = cmd_config;
     *n = (int)(sizeof table / sizeof table[0]);
     return table;
 }

@@ -140,6 +140,26 @@ static entry *lookup(dx_cpu_bf16 *s, int ta, int tb, int M, int N, int K, int ld
     return x;
 }
 
+/* op(A) and op(B) rounded to bf16 values (kept as float, same layout and
+ * leading dimension), then the fp32 GEMM. 0 on success, -1 without memory. */
+static int sgemm_rounded(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                         int ldb, float beta, float *C, int ldc) {
+    const size_t ra = ta ? (size_t)K : (size_t)M, rb = tb ? (size_t)N : (size_t)K;
+    float *a = malloc(ra * (size_t)lda * sizeof *a), *b = malloc(rb * (size_t)ldb * sizeof *b);
+    if (!a || !b) {
+        free(a), free(b);
+        return -1;
+    }
+    const int ca = ta ? M : K, cb = tb ? K : N;
+    for (size_t r = 0; r < ra; r++)
+        for (int c = 0; c < ca; c++) a[r * lda + c] = dx_bf16_widen(dx_f32_to_bf16(A[r * lda + c]));
+    for (size_t r = 0; r < rb; r++)
+        for (int c = 0; c < cb; c++) b[r * ldb + c] = dx_bf16_widen(dx_f32_to_bf16(B[r * ldb + c]));
+    dx_cpu_sgemm(ta, tb, M, N, K, alpha, a, lda, b, ldb, beta, C, ldc, 1, 0, 0, 0);
+    free(a), free(b);
+    return 0;
+}
+
 void dx_cpu_gemm_bf16(dx_cpu_bf16 *s, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                       const float *B, int ldb, float beta, float *C, int ldc, int batch, int64_t stride_a,
                       int64_t stride_b, int64_t stride_c) {
@@ -149,9 +169,13 @@ void dx_cpu_gemm_bf16(dx_cpu_bf16 *s, int ta, int tb, int M, int N, int K, float
         float *Ci = C + i * stride_c;
         entry *x = K > 0 && s ? lookup(s, ta, tb, M, N, K, ldc, alpha, beta) : NULL;
         if (!x || grow(&s->a, &s->na, (size_t)M * K) || grow(&s->b, &s->nb, (size_t)K * N)) {
-            /* K = 0, or no primitive / scratch: the fp32 GEMM gives the same contract */
+            /* K = 0, or no oneDNN bf16 matmul on this CPU (oneDNN 2.7 has none
+             * without AVX-512): the fp32 GEMM of the bf16-rounded operands keeps
+             * the contract - every product of two bf16 values is exact in fp32 */
             static int warned;
-            if (K > 0 && !warned++) DX_WARN("bf16 GEMM unavailable for %dx%dx%d: running it in fp32", M, N, K);
+            if (K > 0 && !warned++)
+                DX_WARN("no oneDNN bf16 matmul for %dx%dx%d on this CPU: bf16-rounded operands, fp32 GEMM", M, N, K);
+            if (K > 0 && !sgemm_rounded(ta, tb, M, N, K, alpha, Ai, lda, Bi, ldb, beta, Ci, ldc)) continue;
             dx_cpu_sgemm(ta, tb, M, N, K, alpha, Ai, lda, Bi, ldb, beta, Ci, ldc, 1, 0, 0, 0);
             continue;
         }
