@@ -124,7 +124,10 @@ rows = len(re.findall(r"<tr><td>(run|ev2|ev3)</td>", h))
 print("svg charts %d, inline PNGs %d, comparison rows %d" % (svgs, imgs, rows))
 ver = json.load(open("run/eval/eval.json"))["dinox_version"]
 print("report names the version:", ver in h)
-ok = not bad and svgs >= 10 and imgs >= 1 and rows == 3 and "Malignancy probe" in h and ver in h
+run = re.search(r"<h2>Run</h2>.*?backbone</td><td>custom: dim 32, depth 2, 2 heads.*?steps</td><td>20 of 20 logged.*?"
+                r"duration</td><td>\d+:\d\d:\d\d .*?resolved config \(config.yaml\)", h, re.S)
+print("run section (backbone, steps, duration, version, config):", bool(run))
+ok = not bad and svgs >= 10 and imgs >= 1 and rows == 3 and "Malignancy probe" in h and ver in h and run
 sys.exit(0 if ok else 1)
 PYEOF
 

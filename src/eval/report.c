@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "core/dx_file.h"
 #include "core/dx_version.h"
@@ -492,6 +493,68 @@ static void compare_row(FILE *f, const char *label, const char *dir, const cJSON
     fputs("</tr>\n", f);
 }
 
+/* What run this is: the model and recipe in brief, how far it got, how long
+ * it took (first to last logged step, wall clock: a resumed run's pauses
+ * included), the version, and the resolved config itself. */
+static void run_section(FILE *f, const char *run_dir) {
+    char p[2100];
+    snprintf(p, sizeof p, "%s/config.yaml", run_dir);
+    dx_config c;
+    dx_err e = {0};
+    int have_cfg = dx_config_resolve(&c, p, NULL, 0, &e) == DX_OK;
+    char *yaml = have_cfg ? slurp(p, NULL) : NULL;
+    snprintf(p, sizeof p, "%s/metrics.jsonl", run_dir);
+    char *m = slurp(p, NULL);
+    double t0 = NAN, t1 = NAN, s1 = NAN;
+    if (m) { /* first and last record */
+        char *last = m, *q;
+        cJSON *a = cJSON_Parse(strtok_r(m, "\n", &q));
+        if (a) t0 = jnum(a, "time");
+        cJSON_Delete(a);
+        for (char *l; (l = strtok_r(NULL, "\n", &q));) last = l;
+        cJSON *b = cJSON_Parse(last);
+        if (b) t1 = jnum(b, "time"), s1 = jnum(b, "step");
+        cJSON_Delete(b);
+    }
+    fputs("<h2>Run</h2>\n<table>", f);
+    if (have_cfg) {
+        dx_vit_config v;
+        dx_err ve = {0};
+        if (dx_config_vit(&c, &v, &ve) == DX_OK)
+            fprintf(f, "<tr><td>backbone</td><td>%s: dim %d, depth %d, %d heads, patch %d, %d registers, %s %d</td></tr>",
+                    v.arch, v.dim, v.depth, v.heads, v.patch, v.registers, v.ffn == DX_FFN_SWIGLU ? "SwiGLU" : "MLP",
+                    v.ffn_hidden);
+        fprintf(f, "<tr><td>recipe</td><td>batch %d, %d x %d px global + %d x %d px local crops, %s, Gram anchoring %s, "
+                   "%s input, %s precision</td></tr>",
+                c.train.batch_size, 2, c.crops.global_size, c.crops.local_count, c.crops.local_size,
+                c.teacher.centering[0] == 's' ? "Sinkhorn-Knopp targets" : "softmax-centred targets",
+                c.gram.enabled ? "on" : "off", c.data.stack25d ? "2.5D" : "2D", c.model.precision);
+        fprintf(f, "<tr><td>steps</td><td>");
+        if (s1 == s1) fprintf(f, "%.0f of %lld logged", s1 + 1, (long long)dx_config_total_steps(&c));
+        else fprintf(f, "none logged of %lld", (long long)dx_config_total_steps(&c));
+        fputs("</td></tr>", f);
+    }
+    if (t0 == t0 && t1 == t1) {
+        time_t ts = (time_t)t0;
+        struct tm tm;
+        char when[64];
+        strftime(when, sizeof when, "%Y-%m-%d %H:%M UTC", gmtime_r(&ts, &tm));
+        long long d = (long long)(t1 - t0 + 0.5);
+        fprintf(f, "<tr><td>duration</td><td>%lld:%02lld:%02lld from the first to the last logged step (started %s)</td></tr>",
+                d / 3600, d / 60 % 60, d % 60, when);
+    }
+    fputs("<tr><td>version</td><td>", f);
+    html_esc(f, dx_version_string());
+    fputs("</td></tr></table>\n", f);
+    if (yaml) {
+        fputs("<details><summary>resolved config (config.yaml)</summary><pre>", f);
+        html_esc(f, yaml);
+        fputs("</pre></details>\n", f);
+    }
+    free(yaml);
+    free(m);
+}
+
 static const char CSS[] =
     "body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}"
     "h1{font-size:22px}h2{font-size:18px;border-bottom:1px solid #ccc;padding-bottom:4px;margin-top:28px}"
@@ -500,7 +563,7 @@ static const char CSS[] =
     "svg.chart{background:#fff;border:1px solid #ddd}.ttl{font-size:12px;font-weight:600}.ax{font-size:10px;fill:#555}"
     ".frame{fill:none;stroke:#999}.gl{stroke:#e4e4e4}.line{fill:none;stroke:#1f6fb4;stroke-width:1.5}"
     ".dot{fill:#1f6fb4}figure{display:inline-block;margin:6px}figure img{image-rendering:pixelated;max-width:100%}"
-    "figcaption{font-size:12px;color:#555}";
+    "figcaption{font-size:12px;color:#555}pre{font-size:11px;background:#f7f7f7;padding:6px;max-height:400px;overflow:auto}";
 
 dx_status dx_report_write(const dx_report_opts *o, dx_err *err) {
     char eval_dir[2048], path[2100];
@@ -520,7 +583,10 @@ dx_status dx_report_write(const dx_report_opts *o, dx_err *err) {
     html_esc(f, o->run_dir ? o->run_dir : eval_dir);
     fputs("</h1>\n", f);
     dx_status st = DX_OK;
-    if (o->run_dir) st = curves(f, o->run_dir, err);
+    if (o->run_dir) {
+        run_section(f, o->run_dir);
+        st = curves(f, o->run_dir, err);
+    }
     if (!st) {
         if (ev) {
             eval_tables(f, ev);
