@@ -127,6 +127,10 @@ print("report names the version:", ver in h)
 run = re.search(r"<h2>Run</h2>.*?backbone</td><td>custom: dim 32, depth 2, 2 heads.*?steps</td><td>20 of 20 logged.*?"
                 r"duration</td><td>\d+:\d\d:\d\d .*?resolved config \(config.yaml\)", h, re.S)
 print("run section (backbone, steps, duration, version, config):", bool(run))
+flat = re.search(r"constant over the run \(not drawn\): [^<]*perf/comm_s = 0", h)
+drawn_flat = 'class="ttl">perf/comm_s<' in h  # the chart title of a flat panel
+print("constant keys named, not drawn:", bool(flat), not drawn_flat)
+run = run and flat and not drawn_flat
 ok = not bad and svgs >= 10 and imgs >= 1 and rows == 3 and "Malignancy probe" in h and ver in h and run
 sys.exit(0 if ok else 1)
 PYEOF

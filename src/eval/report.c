@@ -228,9 +228,38 @@ static dx_status curves(FILE *f, const char *run_dir, dx_err *err) {
                    "uniform); DINO global loss %.4f; no collapse alarm.</p>\n",
                 s[ent].y[n - 1], dg >= 0 ? s[dg].y[n - 1] : NAN);
     if (n) {
+        /* a key that is the same number at every logged step (a disabled loss at 0, a fixed
+         * schedule) is named in one line instead of drawn as a flat panel */
+        int n_const = 0;
+        char *flat = calloc((size_t)ns + 1, 1);
+        for (int k = 0; k < ns && flat; k++) {
+            double v0 = NAN;
+            int same = 1, any = 0;
+            for (int t = 0; t < n && same; t++) {
+                if (s[k].y[t] != s[k].y[t]) continue;
+                if (!any) v0 = s[k].y[t], any = 1;
+                else same = s[k].y[t] == v0;
+            }
+            flat[k] = any && same && n > 1;
+            n_const += flat[k];
+        }
         fprintf(f, "<p class=note>%d logged steps, %d numeric keys</p><div class=grid>\n", n, ns);
-        for (int k = 0; k < ns; k++) dx_svg_line_chart(f, s[k].name, steps, s[k].y, n, 330, 200);
+        for (int k = 0; k < ns; k++)
+            if (!flat || !flat[k]) dx_svg_line_chart(f, s[k].name, steps, s[k].y, n, 330, 200);
         fputs("</div>\n", f);
+        if (n_const) {
+            fputs("<p class=note>constant over the run (not drawn): ", f);
+            for (int k = 0, i = 0; k < ns; k++) {
+                if (!flat[k]) continue;
+                double v0 = NAN;
+                for (int t = 0; t < n && v0 != v0; t++) v0 = s[k].y[t];
+                fprintf(f, "%s", i++ ? ", " : "");
+                html_esc(f, s[k].name);
+                fprintf(f, " = %.6g%s", v0, v0 == 0 && !strncmp(s[k].name, "loss/", 5) ? " (term disabled)" : "");
+            }
+            fputs("</p>\n", f);
+        }
+        free(flat);
     }
     for (int k = 0; k < ns; k++) free(s[k].y);
     free(s);
