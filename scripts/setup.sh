@@ -27,17 +27,20 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# timm (and safetensors' Python package) for the test that loads exported
-# weights in timm: PyPI wheels in a virtual environment outside the
-# repository, on top of Debian's torch/torchvision. Without network the
-# environment stays absent and that test reports SKIPPED.
+# timm and safetensors (the test that loads exported weights in timm) and
+# TensorBoard's own event reader (the test that reads dinox's event files
+# with it): PyPI wheels in a virtual environment outside the repository, on
+# top of Debian's torch/torchvision/numpy. Without network the environment
+# stays absent and those tests report SKIPPED.
 PYENV=${DINOX_PYENV:-${XDG_CACHE_HOME:-$HOME/.cache}/dinox/pyenv}
-if [ ! -x "$PYENV/bin/python" ] || ! "$PYENV/bin/python" -c "import timm, safetensors" 2>/dev/null; then
+if [ ! -x "$PYENV/bin/python" ] ||
+   ! "$PYENV/bin/python" -c "import timm, safetensors, tensorboard, google.protobuf" 2>/dev/null; then
   if /usr/bin/python3 -m venv --system-site-packages "$PYENV" &&
-     "$PYENV/bin/pip" install -q --no-deps timm==1.0.31 safetensors==0.8.0 >/dev/null 2>&1; then
-    echo "setup: timm in $PYENV"
+     "$PYENV/bin/pip" install -q --no-deps timm==1.0.31 safetensors==0.8.0 tensorboard==2.21.0 \
+       protobuf==7.36.2 absl-py==2.5.1 six==1.17.0 >/dev/null 2>&1; then
+    echo "setup: timm, TensorBoard in $PYENV"
   else
-    echo "setup: could not install timm from PyPI into $PYENV (test_timm_load will be skipped)"
+    echo "setup: could not install timm / TensorBoard from PyPI into $PYENV (their tests will be skipped)"
   fi
 fi
 

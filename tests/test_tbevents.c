@@ -115,7 +115,9 @@ int main(void) {
     char tbpath[1024];
     snprintf(tbpath, sizeof tbpath, "%s", rd.tb.path);
     dx_rundir_close(&rd);
-    CHECK(count_records(tbpath) == 4, "event file: version + 3 records, CRCs valid (%d)", count_records(tbpath));
+    /* version, the run's hparams and config text (a new run), 3 scalar records */
+    CHECK(count_records(tbpath) == 6, "event file: version + hparams + config + 3 records, CRCs valid (%d)",
+          count_records(tbpath));
 
     snprintf(path, sizeof path, "%s/metrics.jsonl", run);
     size_t len;
@@ -142,7 +144,10 @@ int main(void) {
     CHECK(dx_rundir_open(&rd, run, &cfg, 1, &e) == DX_OK, "resume open: %s", e.msg);
     dx_metric m1 = {"loss/total", 1.5};
     dx_rundir_log(&rd, 30, &m1, 1, &e);
+    snprintf(tbpath, sizeof tbpath, "%s", rd.tb.path);
     dx_rundir_close(&rd);
+    CHECK(count_records(tbpath) == 2, "resumed event file: version + 1 record, no second hparams/config (%d)",
+          count_records(tbpath));
     txt = (char *)read_file(path, &len);
     lines = 0;
     for (char *p = txt; *p; p++) lines += *p == '\n';

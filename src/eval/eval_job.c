@@ -6,6 +6,8 @@
 #include <sys/stat.h>
 
 #include "backend/registry.h"
+#include "core/dx_log.h"
+#include "eval/eval_tb.h"
 #include "io/checkpoint.h"
 #include "nn/backbone_meta.h"
 #include "train/config.h"
@@ -110,6 +112,14 @@ dx_status dx_eval_job_run(const dx_eval_job *j, int *bad_option, dx_err *err) {
         if ((s = dx_eval_all(&store, &o, be, &main_m, extra_p, n_also, j->out, err))) goto done;
     }
     if (j->track) s = dx_eval_track(&store, &o, be, &vc, ckdir, j->out, err);
+    if (!s) {
+        /* the figures beside the training curves; a TensorBoard file that cannot be written
+         * (a read-only run directory) costs the evaluation nothing */
+        int64_t step = have_main && main_m.step >= 0 ? main_m.step : meta.step >= 0 ? meta.step : 0;
+        dx_err te = {0};
+        if (dx_eval_tb_write(j->run ? j->run : j->out, j->out, step, &te))
+            DX_WARN("eval: no TensorBoard file: %s", te.msg);
+    }
 done:
     for (int i = 0; i < n_loaded; i++) dx_eval_model_free(&extra[i], be);
     if (have_main) dx_eval_model_free(&main_m, be);

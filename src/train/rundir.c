@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <sys/file.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,6 +104,55 @@ fail:
     return s;
 }
 
+/* The keys a sweep varies, shown in TensorBoard's HParams tab beside the
+ * metrics that judge a run (the eval/ metrics come from `dinox eval --run`). */
+static const char *const HPARAM_KEYS[] = {
+    "model.arch", "model.dim", "model.depth", "model.heads", "model.patch", "model.precision", "model.drop_path",
+    "model.layerscale", "heads.dino_k", "heads.norm_last_layer", "loss.koleo", "teacher.centering",
+    "teacher.momentum_start", "teacher.temp_end", "gram.enabled", "gram.weight", "optim.lr", "optim.layer_decay",
+    "optim.wd_end", "crops.global_size", "crops.local_count", "crops.global_scale", "data.stack25d",
+    "data.window_per_crop", "train.batch_size", "train.epochs", "train.epoch_length", "train.seed"};
+static const char *const HPARAM_METRICS[] = {
+    "loss/total", "loss/dino_global", "health/dino_teacher_entropy", "health/patch_cos", "eval/probe_test_auc",
+    "eval/ssl_minus_random_init_auc", "eval/knn_test_accuracy", "eval/seg_test_dice", "eval/attention_in_nodule"};
+
+static dx_status tb_describe_run(dx_tb_writer *tb, const dx_config *cfg, dx_err *err) {
+    enum { NK = sizeof HPARAM_KEYS / sizeof HPARAM_KEYS[0] };
+    char vals[NK][96];
+    const char *v[NK];
+    for (int i = 0; i < NK; i++) {
+        if (dx_config_get_text(cfg, HPARAM_KEYS[i], vals[i], sizeof vals[i], err)) return err ? err->code : DX_EINVAL;
+        char *q = vals[i]; /* strings are dumped quoted */
+        size_t n = strlen(q);
+        if (n >= 2 && q[0] == '"' && q[n - 1] == '"') memmove(q, q + 1, n - 2), q[n - 2] = 0;
+        v[i] = vals[i];
+    }
+    const double now = (double)time(NULL);
+    dx_status s = dx_tb_hparams(tb, now, HPARAM_KEYS, v, NK, HPARAM_METRICS,
+                                (int)(sizeof HPARAM_METRICS / sizeof HPARAM_METRICS[0]), err);
+    if (s) return s;
+    /* the resolved config as a markdown code block (4-space indent) */
+    char *yaml = NULL, *md = NULL;
+    size_t yl = 0, ml = 0;
+    FILE *y = open_memstream(&yaml, &yl);
+    if (!y) return dx_fail(err, DX_ENOMEM, "tb config text");
+    s = dx_config_dump(cfg, y, err);
+    fclose(y);
+    FILE *m = s ? NULL : open_memstream(&md, &ml);
+    if (!s && !m) s = dx_fail(err, DX_ENOMEM, "tb config text");
+    if (m) {
+        for (char *line = yaml, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+            nl = strchr(line, '\n');
+            fprintf(m, "    %.*s\n", (int)(nl ? nl - line : (ptrdiff_t)strlen(line)), line);
+        }
+        fclose(m);
+        s = dx_tb_text(tb, 0, now, "config", md, err);
+    }
+    free(yaml);
+    free(md);
+    return s ? s : dx_tb_flush(tb, err);
+}
+
 static dx_status open_files(dx_rundir *rd, const char *path, const dx_config *cfg, int resume, dx_err *err) {
     dx_status s;
     char f[1200];
@@ -126,6 +177,13 @@ static dx_status open_files(dx_rundir *rd, const char *path, const dx_config *cf
     if ((s = dx_tb_open(&rd->tb, path, err))) {
         fclose(rd->metrics);
         rd->metrics = NULL;
+        return s;
+    }
+    /* a new run tells TensorBoard its config (Text tab) and hyperparameters (HParams tab) */
+    if (cfg && !resume && (s = tb_describe_run(&rd->tb, cfg, err))) {
+        fclose(rd->metrics);
+        rd->metrics = NULL;
+        dx_tb_close(&rd->tb);
         return s;
     }
     return DX_OK;

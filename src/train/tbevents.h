@@ -8,7 +8,8 @@
  *             Summary summary = 5; }
  *   Summary { repeated Value value = 1; }
  *   Value   { string tag = 1; float simple_value = 2; }
- * The first record carries file_version "brain.Event:2". */
+ * The first record carries file_version "brain.Event:2". Text, image and
+ * hparams summaries (nested messages) are described in tbevents.c. */
 #ifndef DX_TBEVENTS_H
 #define DX_TBEVENTS_H
 
@@ -38,6 +39,16 @@ dx_status dx_tb_open(dx_tb_writer *w, const char *dir, dx_err *err);
 /* One event at `step` with n scalars (tags like "loss/dino"); non-finite values are skipped. */
 dx_status dx_tb_scalars(dx_tb_writer *w, int64_t step, double wall_time, const char *const *tags,
                         const float *values, int n, dx_err *err);
+/* A text summary (TensorBoard's Text tab renders it as markdown). */
+dx_status dx_tb_text(dx_tb_writer *w, int64_t step, double wall_time, const char *tag, const char *markdown,
+                     dx_err *err);
+/* An image summary from PNG bytes (RGB, height x width). */
+dx_status dx_tb_image_png(dx_tb_writer *w, int64_t step, double wall_time, const char *tag, const void *png,
+                          size_t n, int height, int width, dx_err *err);
+/* The HParams tab: an experiment naming the n hyperparameters and the metric
+ * tags to show, and this run's values (numbers, true/false, or text), at step 0. */
+dx_status dx_tb_hparams(dx_tb_writer *w, double wall_time, const char *const *names, const char *const *values,
+                        int n, const char *const *metric_tags, int n_metrics, dx_err *err);
 dx_status dx_tb_flush(dx_tb_writer *w, dx_err *err);
 void dx_tb_close(dx_tb_writer *w);
 

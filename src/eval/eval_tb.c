@@ -1,0 +1,139 @@
+/* eval_tb.c - see eval_tb.h. */
+#include "eval/eval_tb.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "train/tbevents.h"
+
+static char *slurp(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char *b = NULL;
+    size_t n = 0, cap = 0;
+    for (;;) {
+        if (n + 65536 + 1 > cap) {
+            cap = cap ? 2 * cap : 65536 * 2;
+            char *q = realloc(b, cap);
+            if (!q) { free(b); fclose(f); return NULL; }
+            b = q;
+        }
+        size_t k = fread(b + n, 1, 65536, f);
+        n += k;
+        if (k < 65536) break;
+    }
+    fclose(f);
+    b[n] = 0;
+    if (len) *len = n;
+    return b;
+}
+
+static double num_at(const cJSON *o, const char *dotted, int index) {
+    char key[64];
+    const char *p = dotted;
+    while (o && *p) {
+        const char *dot = strchr(p, '.');
+        size_t n = dot ? (size_t)(dot - p) : strlen(p);
+        if (n >= sizeof key) return NAN;
+        memcpy(key, p, n), key[n] = 0;
+        o = cJSON_GetObjectItemCaseSensitive(o, key);
+        p = dot ? dot + 1 : p + n;
+    }
+    if (index >= 0) o = cJSON_IsArray(o) ? cJSON_GetArrayItem(o, index) : NULL;
+    return cJSON_IsNumber(o) ? o->valuedouble : NAN;
+}
+
+/* eval.json field -> TensorBoard tag (index >= 0: element of a [lo, hi] pair) */
+static const struct { const char *key; int index; const char *tag; } SCALARS[] = {
+    {"probe.test_auc", -1, "eval/probe_test_auc"},
+    {"probe.test_auc_ci", 0, "eval/probe_test_auc_ci_lo"},
+    {"probe.test_auc_ci", 1, "eval/probe_test_auc_ci_hi"},
+    {"baselines.size_only_auc", -1, "eval/size_only_auc"},
+    {"baselines.random_init_auc", -1, "eval/random_init_auc"},
+    {"comparisons.ssl_minus_random_init_auc.difference", -1, "eval/ssl_minus_random_init_auc"},
+    {"comparisons.features_plus_diameter_minus_diameter_auc.difference", -1, "eval/features_plus_diameter_minus_diameter_auc"},
+    {"comparisons.attention_in_nodule.ratio", -1, "eval/attention_in_nodule"},
+    {"knn.test_accuracy", -1, "eval/knn_test_accuracy"},
+    {"seg.test_dice", -1, "eval/seg_test_dice"},
+    {"seg.test_iou", -1, "eval/seg_test_iou"},
+    {"collapse.patch_cosine", -1, "eval/collapse_patch_cosine"},
+    {"collapse.effective_rank", -1, "eval/collapse_effective_rank"},
+    {"collapse.separability_auc", -1, "eval/collapse_separability_auc"},
+};
+#define N_SCALARS ((int)(sizeof SCALARS / sizeof SCALARS[0]))
+static const char *const TRACK[] = {"patch_cosine", "effective_rank", "separability_auc", "probe_test_auc",
+                                    "knn_test_accuracy"};
+#define N_TRACK ((int)(sizeof TRACK / sizeof TRACK[0]))
+
+/* width and height from a PNG's IHDR; 0 if it is not one */
+static int png_size(const unsigned char *p, size_t n, int *w, int *h) {
+    static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    if (n < 24 || memcmp(p, sig, 8) || memcmp(p + 12, "IHDR", 4)) return 0;
+    *w = (int)((uint32_t)p[16] << 24 | (uint32_t)p[17] << 16 | (uint32_t)p[18] << 8 | p[19]);
+    *h = (int)((uint32_t)p[20] << 24 | (uint32_t)p[21] << 16 | (uint32_t)p[22] << 8 | p[23]);
+    return *w > 0 && *h > 0;
+}
+
+dx_status dx_eval_tb_write(const char *logdir, const char *eval_dir, int64_t step, dx_err *err) {
+    char path[2100];
+    snprintf(path, sizeof path, "%s/eval.json", eval_dir);
+    char *text = slurp(path, NULL);
+    cJSON *ev = text ? cJSON_Parse(text) : NULL;
+    free(text);
+    snprintf(path, sizeof path, "%s/collapse_track.json", eval_dir);
+    text = slurp(path, NULL);
+    cJSON *track = text ? cJSON_Parse(text) : NULL;
+    free(text);
+    if (!ev && !cJSON_IsArray(track)) {
+        cJSON_Delete(track);
+        return DX_OK;
+    }
+    dx_tb_writer w;
+    dx_status s = dx_tb_open(&w, logdir, err);
+    if (s) {
+        cJSON_Delete(ev), cJSON_Delete(track);
+        return s;
+    }
+    const double now = (double)time(NULL);
+    if (ev) {
+        const char *tags[N_SCALARS];
+        float vals[N_SCALARS];
+        for (int i = 0; i < N_SCALARS; i++) {
+            tags[i] = SCALARS[i].tag;
+            vals[i] = (float)num_at(ev, SCALARS[i].key, SCALARS[i].index); /* NaN: skipped by the writer */
+        }
+        s = dx_tb_scalars(&w, step, now, tags, vals, N_SCALARS, err);
+        for (int i = 0; !s && i < 8; i++) { /* the attention overlays, in the order eval wrote them */
+            size_t n;
+            snprintf(path, sizeof path, "%s/attention/att_%d.png", eval_dir, i);
+            unsigned char *png = (unsigned char *)slurp(path, &n);
+            int pw, ph;
+            if (png && png_size(png, n, &pw, &ph)) {
+                char tag[64];
+                snprintf(tag, sizeof tag, "eval/attention/%d", i);
+                s = dx_tb_image_png(&w, step, now, tag, png, n, ph, pw, err);
+            }
+            free(png);
+            if (!png) break;
+        }
+    }
+    if (!s && cJSON_IsArray(track)) {
+        char tags_buf[N_TRACK][48];
+        const char *tags[N_TRACK];
+        for (int k = 0; k < N_TRACK; k++) snprintf(tags_buf[k], sizeof tags_buf[k], "eval_track/%s", TRACK[k]), tags[k] = tags_buf[k];
+        for (const cJSON *e = track->child; e && !s; e = e->next) {
+            float vals[N_TRACK];
+            for (int k = 0; k < N_TRACK; k++) vals[k] = (float)num_at(e, TRACK[k], -1);
+            s = dx_tb_scalars(&w, (int64_t)num_at(e, "step", -1), now, tags, vals, N_TRACK, err);
+        }
+    }
+    if (!s) s = dx_tb_flush(&w, err);
+    dx_tb_close(&w);
+    cJSON_Delete(ev);
+    cJSON_Delete(track);
+    return s;
+}
