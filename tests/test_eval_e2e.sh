@@ -95,11 +95,13 @@ for n in s["nodules"]:
 check(all(len(v) == 1 for v in per.values()), "every patient's nodules are in one split")
 check(all(s["patients"][p] == list(v)[0] for p, v in per.items()), "nodule split = patient split")
 check(set(s["patients"].values()) <= {"train", "val", "test"} and len(s["patients"]) == 12, "12 patients split")
-# attention PNGs: (heads + 2) tiles of 128 px (64 px crops shown x2)
+# attention PNGs: (heads + 3) tiles of 128 px (64 px crops shown x2): CT, PCA, mean, heads
 for e in a["attention"]:
     raw = open("run/eval/" + e["file"], "rb").read()
     w, h = struct.unpack(">II", raw[16:24])
-    check(raw[:8] == b"\x89PNG\r\n\x1a\n" and w == 128 * (a["model"]["heads"] + 2) and h == 128, "%s %dx%d" % (e["file"], w, h))
+    check(raw[:8] == b"\x89PNG\r\n\x1a\n" and w == 128 * (a["model"]["heads"] + 3) and h == 128
+          and e["columns"] == ["CT", "PCA", "mean"] + ["head %d" % k for k in range(a["model"]["heads"])],
+          "%s %dx%d, columns %s" % (e["file"], w, h, e["columns"]))
 t = json.load(open("run/eval/collapse_track.json"))
 check([e["step"] for e in t] == [0, 5, 10, 15, 20], "track over checkpoints %s" % [e["step"] for e in t])
 check(t[-1]["patch_cosine"] == a["collapse"]["patch_cosine"], "track's last step = the main evaluation")
@@ -120,7 +122,7 @@ bad = [p for p in ("<script", "<link", "src=\"http", "href=\"http", "url(") if p
 print("external references / scripts:", bad or "none")
 svgs = h.count("<svg")
 imgs = h.count("data:image/png;base64,")
-rows = len(re.findall(r"<tr><td>(run|ev2|ev3)</td>", h))
+rows = len(re.findall(r"<tr><td title=\"[^\"]*\">(run|ev2|ev3)</td>", h))
 print("svg charts %d, inline PNGs %d, comparison rows %d" % (svgs, imgs, rows))
 ver = json.load(open("run/eval/eval.json"))["dinox_version"]
 print("report names the version:", ver in h)
@@ -133,6 +135,36 @@ print("constant keys named, not drawn:", bool(flat), not drawn_flat)
 run = run and flat and not drawn_flat
 ok = not bad and svgs >= 10 and imgs >= 1 and rows == 3 and "Malignancy probe" in h and ver in h and run
 sys.exit(0 if ok else 1)
+PYEOF
+
+# ROC curves: a store with enough labelled test nodules; the exported file alone (its metadata gives the shape)
+"$DINOX" synth --out synth40 --patients 40 --size 128 --seed 3 >/dev/null 2>&1
+"$DINOX" ingest synth40 --out store40 >/dev/null 2>&1
+"$DINOX" eval --store store40 --weights backbone.safetensors --out ev40 --size 32 --min-readers 2 --boot 100 \
+    --seg-steps 5 --attention 1 >/dev/null 2>&1
+"$DINOX" report --eval ev40 --out ev40.html >/dev/null 2>&1
+$PY - <<'PYEOF'
+import json, sys
+e = json.load(open("ev40/eval.json"))
+fails = 0
+keys = {"backbone": "probe", "diameter": "baselines.size_only", "random_init": "baselines.random_init.probe",
+        "features_plus_diameter": "comparisons.features_plus_diameter_probe"}
+for k, where in keys.items():
+    pts = e["roc"].get(k)
+    node = e
+    for part in where.split("."):
+        node = node[part]
+    if not pts:
+        print("FAIL: no ROC for", k); fails += 1; continue
+    mono = all(b[0] >= a[0] and b[1] >= a[1] for a, b in zip(pts, pts[1:]))
+    auc = sum((b[0] - a[0]) * (a[1] + b[1]) / 2 for a, b in zip(pts, pts[1:]))
+    ok = pts[0] == [0, 0] and pts[-1] == [1, 1] and mono and abs(auc - node["test_auc"]) < 1e-9
+    print("%s ROC %s: %d points, monotone, area %.6f = test AUC %.6f" % ("ok  " if ok else "FAIL", k, len(pts), auc, node["test_auc"]))
+    fails += not ok
+h = open("ev40.html").read()
+ok = "ROC, test nodules" in h and h.count("<polyline") >= 4 and "(AUC %.3f)" % e["probe"]["test_auc"] in h
+print(("ok  " if ok else "FAIL") + " report: ROC chart with the four curves and the AUCs in the legend")
+sys.exit(fails + (not ok))
 PYEOF
 
 # no metrics / no eval: still a valid page

@@ -514,24 +514,85 @@ static cJSON *split_json(const dx_eval_set *es, const dx_store *s, const dx_eval
     return root;
 }
 
-/* Strip [CT | mean over heads | head 0 .. H-1] of one crop, each tile S x S
- * pixel-replicated u times (u = 128 / S, at least 1) so small crops stay
- * visible. Each map is min-max scaled: the overlay shows where attention is
- * relatively high, not its absolute level. */
+/* The first three principal components of one crop's patch tokens X [P, D],
+ * as RGB in [0, 1] per patch (out [P, 3]): the standard DINO picture, where
+ * parts the backbone tells apart get different colours. Computed through the
+ * P x P Gram matrix of the centred tokens (P is small, D may be 1024): power
+ * iteration with deflation, a fixed start, signs fixed by the largest |score|
+ * being positive, each component min-max scaled. */
+static int patch_pca_rgb(const float *X, int P, int D, float *out) {
+    double *mu = calloc((size_t)D, sizeof *mu), *G = malloc((size_t)P * P * sizeof *G);
+    double *v = malloc((size_t)P * sizeof *v), *t = malloc((size_t)P * sizeof *t);
+    if (!mu || !G || !v || !t) { free(mu), free(G), free(v), free(t); return -1; }
+    for (int p = 0; p < P; p++)
+        for (int d = 0; d < D; d++) mu[d] += X[(size_t)p * D + d] / (double)P;
+    for (int p = 0; p < P; p++)
+        for (int q = p; q < P; q++) {
+            double g = 0;
+            for (int d = 0; d < D; d++) g += (X[(size_t)p * D + d] - mu[d]) * (X[(size_t)q * D + d] - mu[d]);
+            G[(size_t)p * P + q] = G[(size_t)q * P + p] = g;
+        }
+    for (int k = 0; k < 3; k++) {
+        for (int p = 0; p < P; p++) v[p] = 1.0 + 0.01 * ((p * 7 + k * 13) % 11); /* fixed, not orthogonal to anything */
+        double lam = 0;
+        for (int it = 0; it < 200; it++) {
+            double nn = 0;
+            for (int p = 0; p < P; p++) {
+                double a = 0;
+                for (int q = 0; q < P; q++) a += G[(size_t)p * P + q] * v[q];
+                t[p] = a, nn += a * a;
+            }
+            nn = sqrt(nn);
+            if (!(nn > 1e-30)) { memset(t, 0, (size_t)P * sizeof *t); lam = 0; break; }
+            for (int p = 0; p < P; p++) v[p] = t[p] / nn;
+            lam = nn;
+        }
+        /* scores of the component: G v = lam v = (X X^T) v, so u = v sqrt(lam) */
+        double big = 0, mn = INFINITY, mx = -INFINITY;
+        for (int p = 0; p < P; p++) if (fabs(v[p]) > fabs(big)) big = v[p];
+        const double sg = big < 0 ? -1 : 1;
+        for (int p = 0; p < P; p++) {
+            t[p] = sg * v[p] * sqrt(lam > 0 ? lam : 0);
+            mn = t[p] < mn ? t[p] : mn, mx = t[p] > mx ? t[p] : mx;
+        }
+        for (int p = 0; p < P; p++) out[p * 3 + k] = mx > mn ? (float)((t[p] - mn) / (mx - mn)) : 0.5f;
+        for (int p = 0; p < P; p++) /* deflate: G -= lam v v^T */
+            for (int q = 0; q < P; q++) G[(size_t)p * P + q] -= lam * v[p] * v[q];
+    }
+    free(mu), free(G), free(v), free(t);
+    return 0;
+}
+
+/* Strip [CT | PCA of the patch tokens | mean over heads | head 0 .. H-1] of
+ * one crop, each tile S x S pixel-replicated u times (u = 128 / S, at least 1)
+ * so small crops stay visible. Each attention map is min-max scaled: the
+ * overlay shows where attention is relatively high, not its absolute level.
+ * The consensus nodule mask's outline is drawn in cyan on every tile. */
 static dx_status write_attention(const dx_eval_set *es, const dx_features *f, int i, const char *path, dx_err *err) {
-    const int S = es->S, P = f->P, H = f->heads, cols = H + 2, u = S < 128 ? 128 / S : 1, T = S * u;
+    const int S = es->S, P = f->P, H = f->heads, cols = H + 3, u = S < 128 ? 128 / S : 1, T = S * u;
     uint8_t *rgb = malloc((size_t)T * T * cols * 3), *tile = malloc((size_t)S * S * 3);
-    float *heat = malloc((size_t)S * S * sizeof *heat), *map = malloc((size_t)P * sizeof *map);
+    float *heat = malloc((size_t)S * S * sizeof *heat), *map = malloc((size_t)P * 3 * sizeof *map);
     dx_status st = DX_OK;
     if (!rgb || !tile || !heat || !map) { st = dx_fail(err, DX_ENOMEM, "attention image"); goto done; }
     const float *gray = es->gray + (size_t)i * S * S;
+    const uint8_t *mask = es->mask ? es->mask + (size_t)i * S * S : NULL;
     for (int c = 0; c < cols; c++) {
         if (c == 0) dx_overlay_heat(gray, NULL, S, S, 0, tile);
-        else {
+        else if (c == 1) {
+            if (!f->patch || patch_pca_rgb(f->patch + (size_t)i * P * f->D, P, f->D, map)) {
+                memset(tile, 0, (size_t)S * S * 3);
+            } else {
+                for (int y = 0; y < S; y++) /* nearest: one colour per patch */
+                    for (int x = 0; x < S; x++) {
+                        const int p = (y * f->Hp / S) * f->Wp + x * f->Wp / S;
+                        for (int j = 0; j < 3; j++) tile[((size_t)y * S + x) * 3 + j] = (uint8_t)(map[p * 3 + j] * 255.0f + 0.5f);
+                    }
+            }
+        } else {
             for (int p = 0; p < P; p++) {
                 double v = 0;
-                if (c == 1) { for (int h = 0; h < H; h++) v += f->att[((size_t)i * H + h) * P + p] / H; }
-                else v = f->att[((size_t)i * H + (c - 2)) * P + p];
+                if (c == 2) { for (int h = 0; h < H; h++) v += f->att[((size_t)i * H + h) * P + p] / H; }
+                else v = f->att[((size_t)i * H + (c - 3)) * P + p];
                 map[p] = (float)v;
             }
             float mx = map[0], mn = map[0];
@@ -540,6 +601,17 @@ static dx_status write_attention(const dx_eval_set *es, const dx_features *f, in
             dx_bilinear_resize(map, f->Hp, f->Wp, heat, S, S);
             dx_overlay_heat(gray, heat, S, S, 0.6f, tile);
         }
+        if (mask) /* outline: mask pixels with a 4-neighbour outside the mask */
+            for (int y = 0; y < S; y++)
+                for (int x = 0; x < S; x++) {
+                    if (!mask[(size_t)y * S + x]) continue;
+                    int edge = y == 0 || x == 0 || y == S - 1 || x == S - 1 || !mask[(size_t)(y - 1) * S + x] ||
+                               !mask[(size_t)(y + 1) * S + x] || !mask[(size_t)y * S + x - 1] || !mask[(size_t)y * S + x + 1];
+                    if (edge) {
+                        uint8_t *q = tile + ((size_t)y * S + x) * 3;
+                        q[0] = 0, q[1] = 255, q[2] = 255;
+                    }
+                }
         for (int y = 0; y < T; y++)
             for (int x = 0; x < T; x++)
                 memcpy(rgb + ((size_t)y * T * cols + (size_t)c * T + x) * 3, tile + ((size_t)(y / u) * S + x / u) * 3, 3);
@@ -612,6 +684,40 @@ static cJSON *att_json(const dx_model_eval *r, const dx_paired_diff *d, int n) {
     for (int k = 0; k < r->att_heads && k < 64; k++)
         cJSON_AddItemToArray(h, isfinite(r->att_ratio_head[k]) ? cJSON_CreateNumber(r->att_ratio_head[k]) : cJSON_CreateNull());
     return o;
+}
+
+/* ROC points [[fpr, tpr], ...] of scores over the labelled test rows (all
+ * labelled rows under --folds), from (0, 0) to (1, 1), one point per distinct
+ * score; NULL when one class is missing. */
+static int cmp_desc(const void *a, const void *b) {
+    const double x = ((const double *)a)[0], y = ((const double *)b)[0];
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+static cJSON *roc_json(const dx_eval_set *es, const double *score) {
+    if (!score) return NULL;
+    int *idx = malloc(sizeof(int) * (size_t)(es->n > 0 ? es->n : 1));
+    double *sy = idx ? malloc(sizeof(double) * 2 * (size_t)(es->n > 0 ? es->n : 1)) : NULL;
+    if (!idx || !sy) { free(idx); free(sy); return NULL; }
+    int m = test_rows(es, score, NULL, idx), pos = 0;
+    for (int k = 0; k < m; k++) sy[2 * k] = score[idx[k]], sy[2 * k + 1] = es->y[idx[k]], pos += es->y[idx[k]] > 0;
+    cJSON *a = NULL;
+    if (pos > 0 && pos < m) {
+        qsort(sy, (size_t)m, 2 * sizeof(double), cmp_desc);
+        a = cJSON_CreateArray();
+        double tp = 0, fp = 0;
+        const double P = pos, N = m - pos;
+        cJSON_AddItemToArray(a, cJSON_CreateDoubleArray((const double[]){0, 0}, 2));
+        for (int k = 0; k < m; k++) {
+            if (sy[2 * k + 1] > 0) tp++;
+            else fp++;
+            if (k + 1 < m && sy[2 * (k + 1)] == sy[2 * k]) continue; /* ties: one step */
+            cJSON_AddItemToArray(a, cJSON_CreateDoubleArray((const double[]){fp / N, tp / P}, 2));
+        }
+    }
+    free(idx);
+    free(sy);
+    return a;
 }
 
 static dx_status paired_comparisons(const dx_eval_set *es, const dx_eval_opts *o, const dx_model_eval *rm,
@@ -743,7 +849,7 @@ dx_status dx_eval_all(const dx_store *s, const dx_eval_opts *o, dx_backend *be, 
     dx_features fm = {0};
     dx_eval_model rnd = {0};
     int have_rnd = 0;
-    cJSON *root = NULL, *split = NULL;
+    cJSON *root = NULL, *split = NULL, *roc = NULL;
     dx_status st;
     if ((st = mkdir_p1(out_dir, err))) return st;
     /* results of an earlier evaluation in out_dir go first and the new split.json and
@@ -780,6 +886,13 @@ dx_status dx_eval_all(const dx_store *s, const dx_eval_opts *o, dx_backend *be, 
     double *size_score = malloc(sizeof(double) * (size_t)(es.n > 0 ? es.n : 1));
     if (!size_score) { st = dx_fail(err, DX_ENOMEM, "eval"); goto done; }
     st = probe(&es, o, es.diam, 1, o->n_boot, &size_r, size_score, err);
+    /* ROC curves of the test scores, for the report */
+    cJSON *rc;
+    roc = cJSON_CreateObject();
+    if ((rc = roc_json(&es, rm.score))) cJSON_AddItemToObject(roc, "backbone", rc);
+    if ((rc = roc_json(&es, size_score))) cJSON_AddItemToObject(roc, "diameter", rc);
+    if (have_rnd && (rc = roc_json(&es, rr.score))) cJSON_AddItemToObject(roc, "random_init", rc);
+    if ((rc = roc_json(&es, rm.score_fd))) cJSON_AddItemToObject(roc, "features_plus_diameter", rc);
     cJSON *cmp = NULL;
     if (!st) st = paired_comparisons(&es, o, &rm, have_rnd ? &rr : NULL, rx, n_extra, size_score, &cmp, err);
     free(size_score);
@@ -791,6 +904,8 @@ dx_status dx_eval_all(const dx_store *s, const dx_eval_opts *o, dx_backend *be, 
     if ((st = mkdir_p1(adir, err))) goto done;
     root = cJSON_CreateObject();
     cJSON_AddItemToObject(root, "comparisons", cmp); /* owned by root from here */
+    cJSON_AddItemToObject(root, "roc", roc);
+    roc = NULL;
     cJSON *att = cJSON_CreateArray();
     int written = 0;
     for (int pass = 0; pass < 2 && written < o->n_attention; pass++)
@@ -806,6 +921,16 @@ dx_status dx_eval_all(const dx_store *s, const dx_eval_opts *o, dx_backend *be, 
             cJSON_AddNumberToObject(e, "diameter_mm", es.diam[i]);
             cJSON_AddNumberToObject(e, "malignancy", s->idx.rows[es.row[i]].info.malignancy);
             cJSON_AddStringToObject(e, "split", es.split[i] == DX_SPLIT_TEST ? "test" : es.split[i] == DX_SPLIT_VAL ? "val" : "train");
+            cJSON *cols = cJSON_AddArrayToObject(e, "columns"); /* left to right, equal tiles */
+            cJSON_AddItemToArray(cols, cJSON_CreateString("CT"));
+            cJSON_AddItemToArray(cols, cJSON_CreateString("PCA"));
+            cJSON_AddItemToArray(cols, cJSON_CreateString("mean"));
+            for (int h = 0; h < fm.heads; h++) {
+                char hn[24];
+                snprintf(hn, sizeof hn, "head %d", h);
+                cJSON_AddItemToArray(cols, cJSON_CreateString(hn));
+            }
+            cJSON_AddBoolToObject(e, "nodule_outline", es.mask != NULL);
             cJSON_AddItemToArray(att, e);
             written++;
         }
@@ -911,6 +1036,7 @@ dx_status dx_eval_all(const dx_store *s, const dx_eval_opts *o, dx_backend *be, 
 done:
     cJSON_Delete(root);
     cJSON_Delete(split);
+    cJSON_Delete(roc);
     if (have_rnd) dx_eval_model_free(&rnd, be);
     dx_features_free(&fm);
     dx_model_eval_free(&rm);

@@ -103,6 +103,8 @@ static void colormap(float t, float c[3]) {
     for (int j = 0; j < 3; j++) c[j] = k[i][j] + f * (k[i + 1][j] - k[i][j]);
 }
 
+void dx_heat_colormap(float t, float c[3]) { colormap(t, c); }
+
 void dx_overlay_heat(const float *gray, const float *heat, int h, int w, float alpha, uint8_t *rgb) {
     for (size_t q = 0; q < (size_t)h * w; q++) {
         float g = gray[q] < 0 ? 0 : gray[q] > 1 ? 1 : gray[q];

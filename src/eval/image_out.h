@@ -17,5 +17,7 @@ char *dx_base64(const uint8_t *data, size_t len);
 /* rgb [h, w, 3] = (1 - alpha*heat) * gray + alpha*heat * colormap(heat);
  * gray and heat in [0, 1] ([h, w] each). */
 void dx_overlay_heat(const float *gray, const float *heat, int h, int w, float alpha, uint8_t *rgb);
+/* The heat colormap at t in [0, 1] (black - purple - red - orange - pale yellow), c in [0, 1]. */
+void dx_heat_colormap(float t, float c[3]);
 
 #endif /* DX_EVAL_IMAGE_OUT_H */

@@ -106,6 +106,11 @@ static double nice_step(double range) {
 }
 
 void dx_svg_line_chart(FILE *f, const char *title, const double *x, const double *y, int n, int w, int h) {
+    dx_svg_line_chart_range(f, title, x, y, n, w, h, NAN, NAN);
+}
+
+void dx_svg_line_chart_range(FILE *f, const char *title, const double *x, const double *y, int n, int w, int h,
+                             double ymin, double ymax) {
     const int ml = 58, mr = 12, mt = 22, mb = 30;
     double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
     int finite = 0;
@@ -123,6 +128,8 @@ void dx_svg_line_chart(FILE *f, const char *title, const double *x, const double
         return;
     }
     if (x1 == x0) { x0 -= 0.5; x1 += 0.5; }
+    if (isfinite(ymin)) y0 = fmin(y0, ymin); /* the axis spans at least the quantity's natural range */
+    if (isfinite(ymax)) y1 = fmax(y1, ymax);
     if (y1 == y0) { double d = fabs(y0) > 0 ? 0.05 * fabs(y0) : 0.5; y0 -= d; y1 += d; }
     const double pw = w - ml - mr, ph = h - mt - mb;
 #define PX(v) (ml + ((v) - x0) / (x1 - x0) * pw)
@@ -340,6 +347,58 @@ static void paired_table(FILE *f, const cJSON *ev) {
     }
 }
 
+/* ROC curves of the probe's test scores (eval.json "roc"), with the AUC of
+ * each in the legend and the chance diagonal. */
+static void roc_chart(FILE *f, const cJSON *ev) {
+    static const struct { const char *key, *label, *auc, *colour; } C[] = {
+        {"backbone", "SSL backbone", "probe.test_auc", "#1f6fb4"},
+        {"features_plus_diameter", "backbone + diameter", "comparisons.features_plus_diameter_probe.test_auc", "#7b3fa0"},
+        {"random_init", "random-init backbone", "baselines.random_init_auc", "#888888"},
+        {"diameter", "nodule diameter alone", "baselines.size_only_auc", "#d9822b"},
+    };
+    const cJSON *roc = jget(ev, "roc");
+    if (!cJSON_IsObject(roc) || !roc->child) return;
+    const int W = 300, m = 36, side = W - 2 * m;
+    fprintf(f, "<figure><svg class=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
+               "viewBox=\"0 0 %d %d\">", W + 200, W, W + 200, W);
+    fprintf(f, "<text x=\"%d\" y=\"15\" class=\"ttl\">ROC, %s</text>", m,
+            jnum(ev, "probe.cv_folds") > 0 ? "out-of-fold scores of all labelled nodules" : "test nodules");
+    fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" class=\"frame\"/>", m, m / 2 + 6, side, side);
+    const int y0 = m / 2 + 6;
+    for (int k = 0; k <= 4; k++) {
+        double t = k / 4.0;
+        fprintf(f, "<text x=\"%.1f\" y=\"%d\" class=\"ax\" text-anchor=\"middle\">%.2g</text>", m + t * side, y0 + side + 12, t);
+        fprintf(f, "<text x=\"%d\" y=\"%.1f\" class=\"ax\" text-anchor=\"end\">%.2g</text>", m - 3, y0 + (1 - t) * side + 3, t);
+    }
+    fprintf(f, "<text x=\"%d\" y=\"%d\" class=\"ax\" text-anchor=\"middle\">false-positive rate</text>", m + side / 2, W - 2);
+    fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#bbb\" stroke-dasharray=\"4 3\"/>", m,
+            y0 + side, m + side, y0);
+    const int nc = (int)(sizeof C / sizeof C[0]);
+    for (int c = nc - 1; c >= 0; c--) { /* the backbone's curve drawn last, on top */
+        const cJSON *pts = cJSON_GetObjectItemCaseSensitive(roc, C[c].key);
+        if (!cJSON_IsArray(pts)) continue;
+        fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"%s\" points=\"", C[c].colour, c ? "1.5" : "2.2");
+        for (const cJSON *p = pts->child; p; p = p->next) {
+            const cJSON *x = cJSON_GetArrayItem(p, 0), *y = cJSON_GetArrayItem(p, 1);
+            if (cJSON_IsNumber(x) && cJSON_IsNumber(y))
+                fprintf(f, "%.1f,%.1f ", m + x->valuedouble * side, y0 + (1 - y->valuedouble) * side);
+        }
+        fputs("\"/>", f);
+    }
+    for (int c = 0, row = 0; c < nc; c++) {
+        if (!cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(roc, C[c].key))) continue;
+        const double auc = jnum(ev, C[c].auc);
+        fprintf(f, "<line x1=\"%d\" x2=\"%d\" y1=\"%d\" y2=\"%d\" stroke=\"%s\" stroke-width=\"3\"/>", W - 20, W - 4,
+                y0 + 10 + 18 * row, y0 + 10 + 18 * row, C[c].colour);
+        fprintf(f, "<text x=\"%d\" y=\"%d\" class=\"ax\">%s", W, y0 + 14 + 18 * row, C[c].label);
+        if (isfinite(auc)) fprintf(f, " (AUC %.3f)", auc);
+        fputs("</text>", f);
+        row++;
+    }
+    fputs("</svg><figcaption>true-positive rate against false-positive rate of each probe's test scores; the dashed "
+          "diagonal is chance</figcaption></figure>\n", f);
+}
+
 static void eval_tables(FILE *f, const cJSON *ev) {
     fputs("<h2>Evaluation</h2>\n<p class=note>backbone: ", f);
     html_esc(f, jstr(ev, "model.source"));
@@ -375,6 +434,7 @@ static void eval_tables(FILE *f, const cJSON *ev) {
     if (jget(ev, "comparisons.features_plus_diameter_probe"))
         probe_row(f, "backbone features + nodule diameter", jget(ev, "comparisons.features_plus_diameter_probe"));
     fputs("</table>\n", f);
+    roc_chart(f, ev);
     paired_table(f, ev);
 
     fputs("<h3>k-NN, segmentation, collapse</h3>\n<table><tr><th>metric</th><th>backbone</th><th>random init</th></tr>\n", f);
@@ -404,8 +464,20 @@ static void eval_tables(FILE *f, const cJSON *ev) {
 static void attention(FILE *f, const cJSON *ev, const char *eval_dir) {
     const cJSON *a = jget(ev, "attention");
     if (!cJSON_IsArray(a) || !cJSON_GetArraySize(a)) return;
-    fputs("<h2>Attention maps</h2>\n<p class=note>last block, CLS &rarr; patch attention: CT crop (centre slice), mean over heads, "
-          "then each head; every map min-max scaled.</p>\n", f);
+    fputs("<h2>Attention maps</h2>\n<p class=note>Last block, CLS &rarr; patch attention. Columns: the CT crop (centre "
+          "slice), PCA of the patch tokens (first three components as red, green, blue: regions the backbone tells apart "
+          "get different colours), the mean over heads, then each head. Each attention map is min-max scaled over its "
+          "crop, coloured", f);
+    /* the colour bar of dx_overlay_heat, low to high */
+    fputs(" <svg width=\"160\" height=\"14\" style=\"vertical-align:middle\">", f);
+    for (int k = 0; k < 32; k++) { /* 32 steps, no gradient reference (the page refers to nothing) */
+        float c[3];
+        dx_heat_colormap((k + 0.5f) / 32, c);
+        fprintf(f, "<rect x=\"%d\" width=\"5\" height=\"14\" fill=\"rgb(%d,%d,%d)\"/>", 5 * k, (int)(c[0] * 255 + 0.5f),
+                (int)(c[1] * 255 + 0.5f), (int)(c[2] * 255 + 0.5f));
+    }
+    fputs("</svg> from its lowest to its "
+          "highest value and blended over the slice. The cyan line is the consensus nodule outline.</p>\n", f);
     for (const cJSON *e = a->child; e; e = e->next) {
         char path[2048];
         snprintf(path, sizeof path, "%s/%s", eval_dir, jstr(e, "file"));
@@ -415,7 +487,18 @@ static void attention(FILE *f, const cJSON *ev, const char *eval_dir) {
         char *b64 = dx_base64((const uint8_t *)png, len);
         free(png);
         if (!b64) continue;
-        fputs("<figure><img alt=\"attention\" src=\"data:image/png;base64,", f);
+        fputs("<figure>", f);
+        const cJSON *cols = cJSON_GetObjectItemCaseSensitive(e, "columns");
+        if (cJSON_IsArray(cols) && cJSON_GetArraySize(cols) > 0) { /* the tiles' labels, one equal cell each */
+            fputs("<div style=\"display:flex;font-size:11px;color:#555\">", f);
+            for (const cJSON *c = cols->child; c; c = c->next) {
+                fputs("<span style=\"flex:1;text-align:center\">", f);
+                html_esc(f, cJSON_IsString(c) ? c->valuestring : "");
+                fputs("</span>", f);
+            }
+            fputs("</div>", f);
+        }
+        fputs("<img alt=\"attention\" src=\"data:image/png;base64,", f);
         fputs(b64, f);
         fputs("\"><figcaption>", f);
         html_esc(f, jstr(e, "patient_id"));
@@ -427,10 +510,14 @@ static void attention(FILE *f, const cJSON *ev, const char *eval_dir) {
 
 static const char *const TRACK_KEYS[] = {"patch_cosine", "effective_rank", "separability_auc", "probe_test_auc",
                                          "knn_test_accuracy"};
+/* each diagnostic on an axis that includes its natural range, so that a drift
+ * of 1e-6 is not drawn as a cliff (effective rank: from 1, its minimum) */
+static const double TRACK_MIN[] = {0, 1, 0.5, 0.5, 0}, TRACK_MAX[] = {1, NAN, 1, 1, 1};
 #define N_TRACK_KEYS ((int)(sizeof TRACK_KEYS / sizeof TRACK_KEYS[0]))
 
 /* One chart of a collapse_track.json key over checkpoints; 0 if the dir has no track. */
-static int track_chart(FILE *f, const char *eval_dir, const char *key, const char *title) {
+static int track_chart(FILE *f, const char *eval_dir, int key_index, const char *title) {
+    const char *key = TRACK_KEYS[key_index];
     char path[2048];
     snprintf(path, sizeof path, "%s/collapse_track.json", eval_dir);
     cJSON *t = load_json(path);
@@ -439,7 +526,7 @@ static int track_chart(FILE *f, const char *eval_dir, const char *key, const cha
     double *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y);
     if (x && y) {
         for (const cJSON *e = t->child; e; e = e->next, i++) { x[i] = jnum(e, "step"); y[i] = jnum(e, key); }
-        dx_svg_line_chart(f, title, x, y, n, 330, 200);
+        dx_svg_line_chart_range(f, title, x, y, n, 330, 200, TRACK_MIN[key_index], TRACK_MAX[key_index]);
     }
     free(x);
     free(y);
@@ -467,7 +554,7 @@ static void track(FILE *f, const char *eval_dir, const char *const *compare, int
     if (!have && !others) return;
     if (!others) {
         fprintf(f, "<h2>Collapse diagnostics over training</h2>\n<p class=note>%d checkpoints (EMA teacher)</p><div class=grid>\n", n);
-        for (int k = 0; k < N_TRACK_KEYS; k++) track_chart(f, eval_dir, TRACK_KEYS[k], TRACK_KEYS[k]);
+        for (int k = 0; k < N_TRACK_KEYS; k++) track_chart(f, eval_dir, k, TRACK_KEYS[k]);
         fputs("</div>\n", f);
         return;
     }
@@ -477,10 +564,10 @@ static void track(FILE *f, const char *eval_dir, const char *const *compare, int
     for (int k = 0; k < N_TRACK_KEYS; k++) {
         fputs("<div class=grid>\n", f);
         snprintf(title, sizeof title, "%s: %.200s", TRACK_KEYS[k], eval_dir);
-        track_chart(f, eval_dir, TRACK_KEYS[k], title);
+        track_chart(f, eval_dir, k, title);
         for (int c = 0; c < n_compare; c++) {
             snprintf(title, sizeof title, "%s: %.200s", TRACK_KEYS[k], compare[c]);
-            track_chart(f, compare[c], TRACK_KEYS[k], title);
+            track_chart(f, compare[c], k, title);
         }
         fputs("</div>\n", f);
     }
@@ -504,9 +591,28 @@ static void ablation_cells(FILE *f, const char *dir) {
     fputs("<td>?</td><td>?</td><td>?</td>", f);
 }
 
+/* A comparison row's name: the run's folder name rather than the path
+ * (".../gram_on/eval" -> "gram_on"); the whole path on hover. */
+static void short_label(FILE *f, const char *path) {
+    char b[1024];
+    snprintf(b, sizeof b, "%s", path);
+    size_t n = strlen(b);
+    while (n > 1 && b[n - 1] == '/') b[--n] = 0;
+    char *base = strrchr(b, '/');
+    if (base && !strcmp(base + 1, "eval")) { /* RUN/eval: name the run */
+        *base = 0;
+        char *up = strrchr(b, '/');
+        html_esc(f, up ? up + 1 : b);
+        return;
+    }
+    html_esc(f, base ? base + 1 : b);
+}
+
 static void compare_row(FILE *f, const char *label, const char *dir, const cJSON *ev) {
-    fputs("<tr><td>", f);
+    fputs("<tr><td title=\"", f);
     html_esc(f, label);
+    fputs("\">", f);
+    short_label(f, label);
     fputs("</td>", f);
     ablation_cells(f, dir);
     fputs("<td>", f);

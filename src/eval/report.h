@@ -27,5 +27,8 @@ dx_status dx_report_write(const dx_report_opts *o, dx_err *err);
 
 /* One line chart as inline SVG (NAN y values break the line); exposed for tests. */
 void dx_svg_line_chart(FILE *f, const char *title, const double *x, const double *y, int n, int w, int h);
+/* The same with the y axis spanning at least [ymin, ymax] (NAN: from the data). */
+void dx_svg_line_chart_range(FILE *f, const char *title, const double *x, const double *y, int n, int w, int h,
+                             double ymin, double ymax);
 
 #endif /* DX_EVAL_REPORT_H */
