@@ -13,7 +13,7 @@ PKGS=(
   libopenmpi-dev openmpi-bin
   clang libclang-rt-14-dev libomp-14-dev
   python3 python3-numpy python3-torch python3-sklearn python3-scipy python3-matplotlib python3-pydicom python3-pil python3-nibabel python3-torchvision python3-venv
-  dcmtk dicom3tools libgdcm-tools libopenblas0-openmp chromium
+  dcmtk dicom3tools libgdcm-tools dcm2niix libopenblas0-openmp chromium
   bc time
 )
 missing=()
