@@ -36,6 +36,9 @@ dx_status dx_atomic_write_via(const char *path, const void *const *parts, const 
 int dx_same_file(const char *a, const char *b);
 /* 1 if path's parent directory is the directory dir (same device and inode). */
 int dx_in_dir(const char *path, const char *dir);
+/* The whole file, malloc'd and NUL-terminated (len, if non-NULL, gets its
+ * size without the NUL); NULL if it cannot be opened or memory runs out. */
+char *dx_read_file(const char *path, size_t *len);
 /* mkdir -p (0755); an existing non-directory is an error. */
 dx_status dx_mkdirs(const char *path, dx_err *err);
 

@@ -8,29 +8,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/dx_file.h"
 #include "train/tbevents.h"
 
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *b = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n + 65536 + 1 > cap) {
-            cap = cap ? 2 * cap : 65536 * 2;
-            char *q = realloc(b, cap);
-            if (!q) { free(b); fclose(f); return NULL; }
-            b = q;
-        }
-        size_t k = fread(b + n, 1, 65536, f);
-        n += k;
-        if (k < 65536) break;
-    }
-    fclose(f);
-    b[n] = 0;
-    if (len) *len = n;
-    return b;
-}
 
 static double num_at(const cJSON *o, const char *dotted, int index) {
     char key[64];
@@ -81,11 +61,11 @@ static int png_size(const unsigned char *p, size_t n, int *w, int *h) {
 dx_status dx_eval_tb_write(const char *logdir, const char *eval_dir, int64_t step, dx_err *err) {
     char path[2100];
     snprintf(path, sizeof path, "%s/eval.json", eval_dir);
-    char *text = slurp(path, NULL);
+    char *text = dx_read_file(path, NULL);
     cJSON *ev = text ? cJSON_Parse(text) : NULL;
     free(text);
     snprintf(path, sizeof path, "%s/collapse_track.json", eval_dir);
-    text = slurp(path, NULL);
+    text = dx_read_file(path, NULL);
     cJSON *track = text ? cJSON_Parse(text) : NULL;
     free(text);
     if (!ev && !cJSON_IsArray(track)) {
@@ -110,7 +90,7 @@ dx_status dx_eval_tb_write(const char *logdir, const char *eval_dir, int64_t ste
         for (int i = 0; !s && i < 8; i++) { /* the attention overlays, in the order eval wrote them */
             size_t n;
             snprintf(path, sizeof path, "%s/attention/att_%d.png", eval_dir, i);
-            unsigned char *png = (unsigned char *)slurp(path, &n);
+            unsigned char *png = (unsigned char *)dx_read_file(path, &n);
             int pw, ph;
             if (png && png_size(png, n, &pw, &ph)) {
                 char tag[64];

@@ -28,29 +28,9 @@ static void html_esc(FILE *f, const char *s) {
     }
 }
 
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 16, n = 0;
-    char *b = malloc(cap + 1);
-    for (size_t r; b && (r = fread(b + n, 1, cap - n, f)) > 0;) {
-        n += r;
-        if (n == cap) {
-            char *nb = realloc(b, 2 * cap + 1);
-            if (!nb) { free(b); b = NULL; break; }
-            b = nb;
-            cap *= 2;
-        }
-    }
-    fclose(f);
-    if (!b) return NULL;
-    b[n] = 0;
-    if (len) *len = n;
-    return b;
-}
 
 static cJSON *load_json(const char *path) {
-    char *t = slurp(path, NULL);
+    char *t = dx_read_file(path, NULL);
     if (!t) return NULL;
     cJSON *j = cJSON_Parse(t);
     free(t);
@@ -482,7 +462,7 @@ static void attention(FILE *f, const cJSON *ev, const char *eval_dir) {
         char path[2048];
         snprintf(path, sizeof path, "%s/%s", eval_dir, jstr(e, "file"));
         size_t len;
-        char *png = slurp(path, &len);
+        char *png = dx_read_file(path, &len);
         if (!png) continue;
         char *b64 = dx_base64((const uint8_t *)png, len);
         free(png);
@@ -637,9 +617,9 @@ static void run_section(FILE *f, const char *run_dir) {
     dx_config c;
     dx_err e = {0};
     int have_cfg = dx_config_resolve(&c, p, NULL, 0, &e) == DX_OK;
-    char *yaml = have_cfg ? slurp(p, NULL) : NULL;
+    char *yaml = have_cfg ? dx_read_file(p, NULL) : NULL;
     snprintf(p, sizeof p, "%s/metrics.jsonl", run_dir);
-    char *m = slurp(p, NULL);
+    char *m = dx_read_file(p, NULL);
     double t0 = NAN, t1 = NAN, s1 = NAN;
     if (m) { /* first and last record */
         char *last = m, *q;

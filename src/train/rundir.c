@@ -14,24 +14,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 4096, n = 0;
-    char *b = malloc(cap);
-    size_t r;
-    while (b && (r = fread(b + n, 1, cap - n - 1, f)) > 0) {
-        n += r;
-        if (n + 1 == cap) {
-            char *nb = realloc(b, cap *= 2);
-            if (!nb) { free(b); b = NULL; }
-            else b = nb;
-        }
-    }
-    fclose(f);
-    if (b) b[n] = 0;
-    return b;
-}
 
 static dx_status open_files(dx_rundir *rd, const char *path, const dx_config *cfg, int resume, dx_err *err);
 
@@ -163,7 +145,7 @@ static dx_status open_files(dx_rundir *rd, const char *path, const dx_config *cf
             char tmp[1200];
             snprintf(tmp, sizeof tmp, "%s/config.resume.yaml", path);
             if ((s = dx_config_save(cfg, tmp, err))) return s;
-            char *a = slurp(f), *b = slurp(tmp);
+            char *a = dx_read_file(f, NULL), *b = dx_read_file(tmp, NULL);
             if (a && b && strcmp(a, b) == 0) remove(tmp);
             free(a);
             free(b);
