@@ -34,8 +34,9 @@ static void put(pbuf *b, const void *d, size_t n) {
     b->n += n;
 }
 
-static void put_varint(pbuf *b, uint64_t v) {
-    uint8_t t[10];
+/* protobuf varint / little-endian bytes of v into t; returns the length
+ * (shared by the fixed-buffer and the growable encoder) */
+static int varint_bytes(uint64_t v, uint8_t t[10]) {
     int n = 0;
     do {
         t[n] = (uint8_t)(v & 0x7f);
@@ -43,7 +44,16 @@ static void put_varint(pbuf *b, uint64_t v) {
         if (v) t[n] |= 0x80;
         n++;
     } while (v);
-    put(b, t, n);
+    return n;
+}
+
+static void le_bytes(uint64_t v, int bytes, uint8_t t[8]) {
+    for (int i = 0; i < bytes; i++) t[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_varint(pbuf *b, uint64_t v) {
+    uint8_t t[10];
+    put(b, t, (size_t)varint_bytes(v, t));
 }
 
 static size_t varint_len(uint64_t v) {
@@ -54,8 +64,8 @@ static size_t varint_len(uint64_t v) {
 
 static void put_le(pbuf *b, uint64_t v, int bytes) {
     uint8_t t[8];
-    for (int i = 0; i < bytes; i++) t[i] = (uint8_t)(v >> (8 * i));
-    put(b, t, bytes);
+    le_bytes(v, bytes, t);
+    put(b, t, (size_t)bytes);
 }
 
 size_t dx_tb_encode_event(uint8_t *buf, size_t cap, double wall_time, int64_t step, const char *file_version,
@@ -197,14 +207,7 @@ static void d_put(dbuf *b, const void *d, size_t n) {
 
 static void d_varint(dbuf *b, uint64_t v) {
     uint8_t t[10];
-    int n = 0;
-    do {
-        t[n] = (uint8_t)(v & 0x7f);
-        v >>= 7;
-        if (v) t[n] |= 0x80;
-        n++;
-    } while (v);
-    d_put(b, t, (size_t)n);
+    d_put(b, t, (size_t)varint_bytes(v, t));
 }
 
 static void d_bytes(dbuf *b, int field, const void *d, size_t n) {
@@ -228,7 +231,7 @@ static void d_double(dbuf *b, int field, double v) {
     memcpy(&bits, &v, 8);
     d_varint(b, ((uint64_t)field << 3) | 1);
     uint8_t t[8];
-    for (int i = 0; i < 8; i++) t[i] = (uint8_t)(bits >> (8 * i));
+    le_bytes(bits, 8, t);
     d_put(b, t, 8);
 }
 
