@@ -12,11 +12,7 @@
 #     eval_track/* scalars at every checkpoint, the attention PNGs as images.
 # Without the environment: SKIPPED (exit 77).
 source "$DINOX_SOURCE_DIR/tests/lib/common.sh"
-TPY=${DINOX_PYENV:-${XDG_CACHE_HOME:-$HOME/.cache}/dinox/pyenv}/bin/python
-if ! "$TPY" -c "import tensorboard, google.protobuf" 2>/dev/null; then
-  echo "SKIPPED: no tensorboard in ${TPY%/bin/python} (scripts/setup.sh installs it from PyPI)"
-  exit 77
-fi
+pyenv_or_skip "import tensorboard, google.protobuf" tensorboard
 "$DINOX" synth --out synth --patients 12 --size 128 --seed 1 >/dev/null 2>&1
 "$DINOX" ingest synth --out store >/dev/null 2>&1
 "$DINOX" train --quiet -c "$C" --store store --out run "${TINY[@]}" train.threads=2 train.epoch_length=6 \

@@ -8,11 +8,7 @@
 # timm comes from the virtual environment scripts/setup.sh makes
 # (DINOX_PYENV, default ~/.cache/dinox/pyenv); without it: SKIPPED (exit 77).
 source "$DINOX_SOURCE_DIR/tests/lib/common.sh"
-TPY=${DINOX_PYENV:-${XDG_CACHE_HOME:-$HOME/.cache}/dinox/pyenv}/bin/python
-if ! "$TPY" -c "import timm, safetensors" 2>/dev/null; then
-  echo "SKIPPED: no timm in ${TPY%/bin/python} (scripts/setup.sh installs it from PyPI)"
-  exit 77
-fi
+pyenv_or_skip "import timm, safetensors" timm
 "$DINOX" synth --out synth --patients 4 --size 128 --seed 1 >/dev/null 2>&1
 "$DINOX" ingest synth --out store >/dev/null 2>&1
 "$DINOX" train --quiet -c "$C" --store store --out run "${TINY[@]}" train.threads=2 train.epoch_length=4 2>/dev/null
