@@ -1,6 +1,7 @@
 /* cmd_export.c - `dinox export`: the EMA-teacher backbone of a run as a
  * safetensors file with the DINOv3 state-dict names (what `dinox embed`,
- * `dinox eval` and PyTorch load) or timm's names. The work is dx_export_backbone
+ * `dinox eval` and PyTorch load), timm's names, or a Hugging Face
+ * transformers folder. The work is dx_export_backbone
  * (src/train/export.c); this file parses options and prints the result. */
 #include <getopt.h>
 #include <stdio.h>
@@ -13,7 +14,7 @@
 static void export_usage(FILE *f) {
     fprintf(f,
             "usage: dinox export RUN_DIR [--checkpoint N | --checkpoint FILE] [--student] [--format F]\n"
-            "                    --out backbone.safetensors\n"
+            "                    --out backbone.safetensors   (--format hf: --out FOLDER)\n"
             "\n"
             "Writes the EMA-teacher backbone (default) or the student backbone of a run's latest\n"
             "(or given) checkpoint, float32. Metadata: source, step, version, the model's shape\n"
@@ -24,7 +25,9 @@ static void export_usage(FILE *f) {
             "                        what dinox embed/eval/train --init, DINOv3's code and timm's\n"
             "                        pretrained loader read (default)\n"
             "  --format timm         timm's own key names (reg_token, gamma_1, q_bias/v_bias):\n"
-            "                        model.load_state_dict(load_file(W)) with strict=True\n");
+            "                        model.load_state_dict(load_file(W)) with strict=True\n"
+            "  --format hf           a folder (config.json, model.safetensors, README.md) that\n"
+            "                        transformers' DINOv3ViTModel.from_pretrained(FOLDER) loads\n");
 }
 
 int cmd_export(int argc, char **argv) {
@@ -43,8 +46,8 @@ int cmd_export(int argc, char **argv) {
         case O_CKPT: which = optarg; break;
         case O_STUDENT: student = 1; break;
         case O_FORMAT:
-            if (strcmp(optarg, "safetensors") && strcmp(optarg, "timm")) {
-                fprintf(stderr, "dinox export: --format %s: safetensors or timm\n", optarg);
+            if (strcmp(optarg, "safetensors") && strcmp(optarg, "timm") && strcmp(optarg, "hf")) {
+                fprintf(stderr, "dinox export: --format %s: safetensors, timm or hf\n", optarg);
                 return 2;
             }
             format = optarg;
@@ -55,7 +58,7 @@ int cmd_export(int argc, char **argv) {
     }
     if (optind != argc - 1 || !out) {
         fprintf(stderr, "dinox export: %s\n\n",
-                optind == argc ? "missing RUN_DIR" : optind < argc - 1 ? "one RUN_DIR only" : "missing --out W.safetensors");
+                optind == argc ? "missing RUN_DIR" : optind < argc - 1 ? "one RUN_DIR only" : "missing --out W.safetensors (or FOLDER)");
         export_usage(stderr);
         return 2;
     }

@@ -26,9 +26,7 @@ static void add(dx_meta_pairs *p, const char *k, const char *fmt, ...) {
     p->n++;
 }
 
-/* The shortest decimal that reads back as the same float (1e-05, not
- * 9.99999975e-06): what a person and Python's float() both see right. */
-static const char *fstr(char *b, size_t n, float v) {
+const char *dx_backbone_meta_fstr(char *b, size_t n, float v) {
     if (v == floorf(v) && fabsf(v) < 1e7f) {
         snprintf(b, n, "%.0f", (double)v);
         return b;
@@ -74,12 +72,12 @@ void dx_backbone_meta_pairs(const dx_backbone_meta *m, dx_meta_pairs *p) {
         add(p, "model.ffn", "%s", c->ffn == DX_FFN_SWIGLU ? "swiglu" : "mlp");
         add(p, "model.ffn_hidden", "%d", c->ffn_hidden);
         char f[32];
-        add(p, "model.ln_eps", "%s", fstr(f, sizeof f, c->ln_eps));
+        add(p, "model.ln_eps", "%s", dx_backbone_meta_fstr(f, sizeof f, c->ln_eps));
         add(p, "model.qkv_bias", "%d", c->qkv_bias);
         add(p, "model.mask_k_bias", "%d", c->mask_k_bias);
         add(p, "model.proj_bias", "%d", c->proj_bias);
         add(p, "model.ffn_bias", "%d", c->ffn_bias);
-        add(p, "model.rope_base", "%s", fstr(f, sizeof f, c->rope_base));
+        add(p, "model.rope_base", "%s", dx_backbone_meta_fstr(f, sizeof f, c->rope_base));
         char tn[64], tk[320];
         if (dx_backbone_meta_timm(c, tn, sizeof tn, tk, sizeof tk)) {
             add(p, "timm.model", "%s", tn);
@@ -95,13 +93,14 @@ void dx_backbone_meta_pairs(const dx_backbone_meta *m, dx_meta_pairs *p) {
         size_t o = 0;
         for (int i = 0; i < q->n_windows && o < sizeof w; i++) {
             char a[32], b[32];
-            o += (size_t)snprintf(w + o, sizeof w - o, "%s%s,%s", i ? ";" : "", fstr(a, sizeof a, q->width[i]),
-                                  fstr(b, sizeof b, q->level[i]));
+            o += (size_t)snprintf(w + o, sizeof w - o, "%s%s,%s", i ? ";" : "",
+                                  dx_backbone_meta_fstr(a, sizeof a, q->width[i]),
+                                  dx_backbone_meta_fstr(b, sizeof b, q->level[i]));
         }
         add(p, "preprocessing.windows", "%s", w);
         char f[32];
-        add(p, "preprocessing.norm_mean", "%s", fstr(f, sizeof f, q->norm_mean));
-        add(p, "preprocessing.norm_std", "%s", fstr(f, sizeof f, q->norm_std));
+        add(p, "preprocessing.norm_mean", "%s", dx_backbone_meta_fstr(f, sizeof f, q->norm_mean));
+        add(p, "preprocessing.norm_std", "%s", dx_backbone_meta_fstr(f, sizeof f, q->norm_std));
         add(p, "preprocessing.formula", "%s",
             "x = (clip(HU, L - W/2, L + W/2) - (L - W/2)) / W; x = (x - norm_mean) / norm_std; eval uses the first window");
         if (q->crop_size > 0) add(p, "preprocessing.crop_size", "%d", q->crop_size);
@@ -149,6 +148,11 @@ dx_status dx_backbone_meta_read(const char *path, dx_backbone_meta *m, dx_err *e
         cJSON_Delete(j);
         return dx_fail(err, DX_EINVAL, "%s holds timm's tensor names (dinox export --format timm), for timm only; "
                        "dinox reads the --format safetensors export", path);
+    }
+    if ((v = str(j, "dinox_format")) && !strcmp(v, DX_META_FORMAT_HF)) {
+        cJSON_Delete(j);
+        return dx_fail(err, DX_EINVAL, "%s holds Hugging Face transformers' tensor names (dinox export --format hf), "
+                       "for DINOv3ViTModel.from_pretrained only; dinox reads the --format safetensors export", path);
     }
     if ((v = str(j, "source"))) snprintf(m->source, sizeof m->source, "%s", v);
     if ((v = str(j, "dinox_version"))) snprintf(m->version, sizeof m->version, "%s", v);
@@ -247,7 +251,7 @@ dx_status dx_backbone_meta_check(const dx_backbone_meta *m, const dx_vit_config 
     if (f->ffn != c->ffn)
         return dx_fail(err, DX_EINVAL, "%s was trained with a %s FFN but the model is configured with %s", what,
                        f->ffn == DX_FFN_SWIGLU ? "SwiGLU" : "GELU MLP", c->ffn == DX_FFN_SWIGLU ? "SwiGLU" : "GELU MLP");
-    /* written by fstr, so they read back exactly */
+    /* written by dx_backbone_meta_fstr, so they read back exactly */
     if (f->ln_eps != c->ln_eps || f->rope_base != c->rope_base)
         return dx_fail(err, DX_EINVAL, "%s was trained with ln_eps %g, rope_base %g but the model is configured with "
                        "ln_eps %g, rope_base %g", what, (double)f->ln_eps, (double)f->rope_base, (double)c->ln_eps,

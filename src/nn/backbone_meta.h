@@ -26,6 +26,9 @@
 
 #define DX_META_MAX_WINDOWS 8
 #define DX_META_FORMAT_TIMM "dinox-backbone-timm-names" /* `dinox export --format timm`: for timm only */
+/* `dinox export --format hf`: under the key "dinox_format" ("format" is "pt",
+ * what transformers asks for); transformers' names, for transformers only */
+#define DX_META_FORMAT_HF "dinox-backbone-hf-names"
 #define DX_META_MAX_PAIRS 40
 
 typedef struct dx_backbone_prep {
@@ -64,5 +67,9 @@ dx_status dx_backbone_meta_check(const dx_backbone_meta *m, const dx_vit_config 
  * are (timm's DINOv3 ViTs, qkv bias variant); returns 0 when timm has no
  * matching family (SwiGLU widths other than DINOv3's, no k-bias mask). */
 int dx_backbone_meta_timm(const dx_vit_config *c, char *name, size_t name_len, char *kwargs, size_t kwargs_len);
+
+/* The shortest decimal that reads back as the same float (1e-05, not
+ * 9.99999975e-06): what a person and Python's float() both see right. */
+const char *dx_backbone_meta_fstr(char *buf, size_t len, float v);
 
 #endif /* DX_BACKBONE_META_H */

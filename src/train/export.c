@@ -12,6 +12,7 @@
 #include "nn/vit.h"
 #include "nn/weights.h"
 #include "train/config.h"
+#include "train/export_hf.h"
 #include "train/export_timm.h"
 #include "train/trainer.h"
 
@@ -45,9 +46,10 @@ dx_status dx_export_backbone(const dx_export_opts *o, dx_export_info *info, dx_e
     float *w = NULL;
     dx_status s;
     char path[1200], ckdir[1200];
-    const int timm = o->format && !strcmp(o->format, "timm");
-    if (o->format && !timm && strcmp(o->format, "safetensors"))
-        return dx_fail(err, DX_EINVAL, "--format %s: safetensors (DINOv3 names, what dinox reads) or timm", o->format);
+    const int timm = o->format && !strcmp(o->format, "timm"), hf = o->format && !strcmp(o->format, "hf");
+    if (o->format && !timm && !hf && strcmp(o->format, "safetensors"))
+        return dx_fail(err, DX_EINVAL, "--format %s: safetensors (DINOv3 names, what dinox reads), timm or hf",
+                       o->format);
     snprintf(path, sizeof path, "%s/config.yaml", o->run_dir);
     snprintf(ckdir, sizeof ckdir, "%s/checkpoints", o->run_dir);
     if ((s = dx_config_resolve(&cfg, path, NULL, 0, err))) goto done;
@@ -82,7 +84,9 @@ dx_status dx_export_backbone(const dx_export_opts *o, dx_export_info *info, dx_e
     dx_export_meta(&cfg, &sc.vit, o->student ? "student" : "ema_teacher", ck.step, &bm);
     dx_meta_pairs mp;
     dx_backbone_meta_pairs(&bm, &mp);
-    if (timm) {
+    if (hf) {
+        if ((s = dx_export_hf_write(&m, w, &bm, o->out, err))) goto done;
+    } else if (timm) {
         snprintf(bm.format, sizeof bm.format, "%s", DX_META_FORMAT_TIMM);
         dx_backbone_meta_pairs(&bm, &mp);
         if ((s = dx_export_timm_write(&m, w, o->out, mp.kv, mp.n, err))) goto done;

@@ -17,7 +17,8 @@ typedef struct dx_export_opts {
     const char *checkpoint; /* NULL = newest valid; a step number or a file path */
     int student;            /* 1: the student backbone instead of the EMA teacher */
     const char *out;        /* output file; never inside RUN_DIR/checkpoints */
-    const char *format;     /* NULL or "safetensors": DINOv3 names; "timm": timm's names (export_timm.h) */
+    const char *format;     /* NULL or "safetensors": DINOv3 names; "timm": timm's names (export_timm.h);
+                               "hf": a transformers model folder, out is the folder (export_hf.h) */
 } dx_export_opts;
 
 /* What was exported (for the caller's message). */
