@@ -7,6 +7,12 @@
 # (pooler_output = the CLS token). config.json must say what the file's
 # metadata says; dinox's own readers refuse the folder's tensor names; a
 # folder holding other files is refused and left as it was.
+# The other way: tools/convert_dinov3_pth.py turns an hf folder back into
+# DINOv3 names (bit-identical tokens after the round trip), and turns folders
+# that transformers itself wrote (save_pretrained of random DINOv3ViTModels:
+# GELU with 4 registers, LN eps 1e-6, RoPE base 50; SwiGLU with an unmasked k
+# bias, 3 heads, no registers) into files whose `dinox embed` tokens equal
+# transformers' last_hidden_state within 1e-5.
 # transformers and PyPI's torch come from the virtual environment
 # scripts/setup.sh makes (DINOX_HFENV, default ~/.cache/dinox/hfenv);
 # without it: SKIPPED (exit 77).
@@ -88,5 +94,55 @@ fi
 before=$(md5sum hf_mlp/model.safetensors | cut -c1-32)
 "$DINOX" export run_mlp --format hf --out hf_mlp 2>/dev/null && [ "$(md5sum hf_mlp/model.safetensors | cut -c1-32)" = "$before" ] &&
   ok "exporting again into the same folder replaces it (same bytes)" || bad "re-export into hf_mlp"
+
+# the other way round: an hf folder -> DINOv3 names (the file --init takes)
+T="$DINOX_SOURCE_DIR/tools/convert_dinov3_pth.py"
+for v in mlp swiglu; do
+  $PY "$T" hf_$v -o back_$v.safetensors >/dev/null || bad "convert hf_$v"
+  "$DINOX" embed --weights back_$v.safetensors --input x.npy --output yb_$v.npy 2>/dev/null || bad "embed back_$v"
+done
+HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 "$TPY" - >hfsave.txt 2>&1 <<'PYEOF' || { cat hfsave.txt; bad "save_pretrained"; }
+import numpy as np, torch
+from transformers import DINOv3ViTConfig, DINOv3ViTModel
+torch.manual_seed(0)
+x = torch.from_numpy(np.load("x.npy"))
+for name, kw in (("tfA", dict(hidden_size=48, num_attention_heads=2, num_hidden_layers=2, intermediate_size=96,
+                              patch_size=8, num_register_tokens=4, key_bias=False, layer_norm_eps=1e-6, rope_theta=50.0)),
+                 ("tfB", dict(hidden_size=48, num_attention_heads=3, num_hidden_layers=3, intermediate_size=64,
+                              patch_size=8, num_register_tokens=0, key_bias=True, use_gated_mlp=True,
+                              hidden_act="silu"))):
+    m = DINOv3ViTModel(DINOv3ViTConfig(**kw)).eval()
+    with torch.no_grad():
+        for p in m.parameters():  # every tensor random, LayerNorm and LayerScale included
+            p.normal_(0, 0.2)
+        np.save(name + ".npy", m(pixel_values=x).last_hidden_state.numpy())
+    m.save_pretrained(name)
+PYEOF
+for v in tfA tfB; do
+  $PY "$T" $v -o $v.safetensors >conv_$v.txt || { cat conv_$v.txt; bad "convert $v"; }
+  "$DINOX" embed --weights $v.safetensors --input x.npy --output y_$v.npy 2>/dev/null || bad "embed $v"
+done
+$PY - <<'PYEOF' || bad "conversion comparisons"
+import json, sys
+import numpy as np
+fails = 0
+for v in ("mlp", "swiglu"):
+    d = float(abs(np.load("yb_%s.npy" % v) - np.load("y_%s.npy" % v)).max())
+    fails += d != 0
+    print("%s hf_%s -> convert_dinov3_pth.py -> dinox embed: same tokens as before the export, max |diff| %.1e"
+          % ("ok  " if d == 0 else "FAIL", v, d))
+for v, what in (("tfA", "GELU, 4 registers, eps 1e-6, RoPE base 50"), ("tfB", "SwiGLU, k bias, 3 heads, no registers")):
+    a, b = np.load(v + ".npy"), np.load("y_%s.npy" % v)
+    d = float(abs(a - b).max()) if a.shape == b.shape else float("inf")
+    fails += not d <= 1e-5
+    print("%s transformers' save_pretrained (%s) -> convert -> dinox embed %s vs last_hidden_state %s: max |diff| %.2e"
+          % ("ok  " if d <= 1e-5 else "FAIL", what, b.shape, a.shape, d))
+sys.exit(fails)
+PYEOF
+grep -h "backbone tensors" conv_tfA.txt conv_tfB.txt
+"$DINOX" train --quiet -c "$C" --store store --out run_init --init back_mlp.safetensors "${TINY[@]}" train.threads=2 train.epoch_length=1 \
+  2>init.txt && ok "train --init takes the converted hf folder (shape and preprocessing agree)" ||
+  bad "train --init back_mlp.safetensors: $(tail -2 init.txt)"
+grep -qi warn init.txt && bad "--init warned: $(grep -i warn init.txt)"
 echo "# $fails failure(s)"
 exit "$fail"
