@@ -2,7 +2,7 @@
  *
  * A backend fills one `struct dx_loss_ops` (be->loss); the CPU one comes from
  * dx_cpu_loss_ops() (src/backend/cpu/cpu_loss.c), a GPU backend implements
- * the same table. Formulas: docs/objective.md and dinov3-spec.md §3-§5.
+ * the same table. Formulas: docs/objective.md.
  *
  * Conventions (as dx_backend.h):
  *  - fp32, row-major, contiguous; pointer arguments are backend memory;
@@ -15,7 +15,7 @@
  *    the trainer's non-finite check turns it into DX_ENUMERIC.
  *  - student temperature `temp` divides the logits: p = softmax(S / temp).
  *
- * Row layouts follow the collate order (spec §6.3): crop-major, row = c*B + b. */
+ * Row layouts follow the collate order: crop-major, row = c*B + b. */
 #ifndef DX_LOSS_OPS_H
 #define DX_LOSS_OPS_H
 
@@ -41,21 +41,21 @@ struct dx_loss_ops {
     const char *name;
 
     /* ---- teacher centring (no gradient) -----------------------------------
-     * Sinkhorn-Knopp, spec §4.2, single process (N_tot = N):
+     * Sinkhorn-Knopp, single process (N_tot = N):
      *   Q[n,k] = exp((Z[n,k] - max Z) / temp); Q /= sum(Q)
      *   (the CPU kernel subtracts each prototype's max over n instead: the
      *   first prototype normalisation removes it exactly as it removes the
      *   global one, and in fp32 no prototype column underflows to all zeros)
      *   n_iter times: Q[:,k] /= (sum_n Q[n,k]) * K;  Q[n,:] /= (sum_k Q[n,k]) * N
      *   out = Q * N   -> every row of out[N,K] sums to 1.
-     * out may alias logits. With red (data parallel, spec §4.2's all_reduce):
+     * out may alias logits. With red (data parallel: the all_reduce of DINOv3's distributed Sinkhorn-Knopp):
      * this rank holds N of the N_tot = sum over ranks rows; the prototype
      * maxima, the total and every iteration's prototype sums are reduced over
      * the ranks, so each rank gets its rows of the single-process result. A
      * rank with N = 0 still takes part. */
     void (*sinkhorn_knopp)(dx_backend *be, float *out, const float *logits, int N, int K,
                            float temp, int n_iter, const dx_allreduce *red);
-    /* Softmax centring, spec §4.3: out[N,K] = softmax((Z - center[K]) / temp) per row. */
+    /* Softmax centring: out[N,K] = softmax((Z - center[K]) / temp) per row. */
     void (*softmax_center)(dx_backend *be, float *out, const float *logits, const float *center,
                            int N, int K, float temp);
     /* mean[K] = (1/N) sum_n x[n,:]  (the batch centre m_t; the lazy update
@@ -71,7 +71,7 @@ struct dx_loss_ops {
     void (*ce_backward)(dx_backend *be, float *dS, const float *S, const float *T,
                         const float *w, int N, int K, float temp, float scale);
 
-    /* ---- DINO CLS loss, spec §3.1 ---------------------------------------------
+    /* ---- DINO CLS loss ---------------------------------------------
      * S[ns*B, K] student logits (crop-major), T[nt*B, K] teacher targets.
      * Sum of CE(T[t,b], S[c,b]) over all pairs (c, t), b, excluding c == t when
      * ignore_diag, divided by (number of pairs * B). Local term: ns = 8, nt = 2,
@@ -81,7 +81,7 @@ struct dx_loss_ops {
     void (*dino_backward)(dx_backend *be, float *dS, const float *S, int ns, const float *T,
                           int nt, int B, int K, float temp, int ignore_diag, float scale);
 
-    /* ---- KoLeo, spec §3.3, one crop of B images -------------------------------
+    /* ---- KoLeo, one crop of B images -------------------------------
      * z = x / max(|x|, 1e-8); nn[b] = argmax_{b' != b} z_b.z_b' (first max; int32,
      * backend memory, written); d_b = |z_b - z_nn(b) + 1e-8|; returns
      * -(1/B) sum_b log(d_b + 1e-8). x[B, D]. */
@@ -90,7 +90,7 @@ struct dx_loss_ops {
     void (*koleo_backward)(dx_backend *be, float *dx, const float *x, const int32_t *nn, int B,
                            int D, float scale);
 
-    /* ---- Gram loss, spec §3.4 -------------------------------------------------
+    /* ---- Gram loss -------------------------------------------------
      * xs, xt [nimg*P, D] student / teacher patch features (teacher already
      * resized to P tokens). Writes xs_hat, xt_hat = rows / max(|row|, 1e-12)
      * (kept for backward). img_level = 1: mean over nimg*P*P of (Gs - Gt)^2
@@ -101,7 +101,7 @@ struct dx_loss_ops {
     void (*gram_backward)(dx_backend *be, float *dxs, const float *xs, const float *xs_hat,
                           const float *xt_hat, int nimg, int P, int D, int img_level, float scale);
 
-    /* ---- Gram-teacher resize, spec §5.1 ----------------------------------------
+    /* ---- Gram-teacher resize ----------------------------------------
      * Bicubic as F.interpolate(mode='bicubic', align_corners=False, antialias=False):
      * a = -0.75, src = (dst + 0.5) * in/out - 0.5, taps clamped at the border.
      * Channels-last token layout: in[nimg, Hin*Win, C] -> out[nimg, Hout*Wout, C]
@@ -147,7 +147,7 @@ _Static_assert(sizeof(struct dx_loss_ops) ==
                    (1 DX_LOSS_OP_NAMES(DX_OP_COUNT_ONE_)) * sizeof(void (*)(void)),
                "DX_LOSS_OP_NAMES must list every member of struct dx_loss_ops");
 
-/* iBOT patch loss, spec §3.2: S, T [M, K] at the masked positions, w[M] =
+/* iBOT patch loss: S, T [M, K] at the masked positions, w[M] =
  * 1/n_i (masks_weight from the collate), n_crops = 2B (ALL global crops).
  * L = sum_j w_j CE_j / n_crops. */
 static inline double dx_ibot_loss_forward(dx_backend *be, const float *S, const float *T,

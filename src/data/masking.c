@@ -1,4 +1,4 @@
-/* masking.c - iBOT block mask generator and collate mask rule (spec §6.3). */
+/* masking.c - iBOT block mask generator and collate mask rule. */
 #include "data/masking.h"
 
 #include <math.h>

@@ -51,7 +51,7 @@ dx_status dx_mask_generate(const dx_mask_gen *g, int m, dx_rng *rng, uint8_t *ma
 int dx_mask_counts(int *counts, int n_crops, int n_patches, double prob, float ratio_min,
                    float ratio_max);
 
-/* Masks of one batch of global crops (crop-major rows, spec §6.3). */
+/* Masks of one batch of global crops (crop-major rows). */
 typedef struct dx_ibot_masks {
     int n_crops, n_patches;
     uint8_t *mask;      /* [n_crops, n_patches] 1 = masked                        */

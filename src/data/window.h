@@ -1,6 +1,6 @@
 /* window.h - CT intensity windowing with random window augmentation.
  *
- * ct-data.md §4: pick a base window (width W0, level L0), with probability
+ * As in docs/data-pipeline.md: pick a base window (width W0, level L0), with probability
  * shift_p draw the level L ~ U(L0 - lj, L0 + lj), independently with
  * probability scale_p draw the width W ~ U(W0 - wj, W0 + wj); clip HU to
  * [L - W/2, L + W/2] and map that range linearly to [0, 1]. Eval uses the

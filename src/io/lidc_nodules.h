@@ -1,8 +1,7 @@
 /* lidc_nodules.h - LIDC reads placed on a CT volume: contour rasterisation,
  * clustering of the readers' marks into physical nodules, consensus masks and
  * the per-nodule table. Follows pylidc (Annotation.boolean_mask,
- * Scan.cluster_annotations, utils.consensus) as documented in
- * shared/design/ct-data.md §2.3:
+ * Scan.cluster_annotations, utils.consensus):
  *  - an "annotation" is one reader's unblindedReadNodule with characteristics
  *    (the >=3 mm class); ROIs with <=1 edgeMap point are stray marks, dropped;
  *  - ROI -> slice by imageSOP_UID, else the nearest slice z within half the

@@ -1,4 +1,4 @@
-/* head.h - the DINO / iBOT projection head (spec §2), forward and backward.
+/* head.h - the DINO / iBOT projection head, forward and backward.
  *
  *   h1 = GELU(W0 x + b0), h2 = GELU(W2 h1 + b2), ...   (nlayers - 1 hidden layers)
  *   z  = W_last_mlp h + b                              (bottleneck)

@@ -178,7 +178,7 @@ double dx_vit_flops_per_image(const dx_vit_config *c, int H, int W) {
 }
 
 /* ------------------------------------------------------------------------- */
-/* initialisation (spec §1.8)                                                 */
+/* initialisation                                                 */
 
 static void fill_normal(dx_rng *r, float *x, size_t n, double std, double cut) {
     for (size_t i = 0; i < n; i++) {
@@ -485,7 +485,7 @@ static void draw_train_randomness(const dx_vit *m, dx_backend *be, dx_vit_acts *
         }
         dx_rng r;
         dx_rng_init(&r, run->seed, DX_RNG_ROPE, run->step, (uint64_t)run->group * 4096 + l);
-        /* order as DINOv3: shift, then jitter, then rescale (spec §1.7) */
+        /* order as DINOv3: shift, then jitter, then rescale */
         if (c->rope_shift > 0) {
             aug[0] = (float)dx_rng_uniform_range(&r, -c->rope_shift, c->rope_shift);
             aug[1] = (float)dx_rng_uniform_range(&r, -c->rope_shift, c->rope_shift);

@@ -1,4 +1,4 @@
-/* vit.h - the DINOv3 Vision Transformer backbone (spec §1), forward and backward.
+/* vit.h - the DINOv3 Vision Transformer backbone, forward and backward.
  *
  * A dx_vit is configuration + the parameter table (DINOv3 state-dict names).
  * Weights and gradients are flat buffers laid out by that table, so the
@@ -66,7 +66,7 @@ typedef struct dx_vit {
 dx_status dx_vit_init(dx_vit *m, const dx_vit_config *cfg, dx_err *err);
 void dx_vit_free(dx_vit *m);
 
-/* Writes the DINOv3 initialisation (spec §1.8) into w (backend memory),
+/* Writes the DINOv3 initialisation into w (backend memory),
  * deterministic from seed (domain DX_RNG_INIT, one stream per tensor). */
 dx_status dx_vit_init_weights(const dx_vit *m, dx_backend *be, float *w, uint64_t seed, dx_err *err);
 

@@ -5,9 +5,9 @@
  *
  * Analytic regions (ellipses and domes) give the background tissue of every
  * point; tubes (synth_tubes.c) are drawn over it. HU by tissue follow
- * ct-data.md §7.1. Vessel trees branch asymmetrically and taper from ~5 mm to
- * ~0.35 mm radius and stay inside the lung: their cross-sections are the
- * nodule look-alikes. */
+ * published chest-CT values (docs/synth.md). Vessel trees branch
+ * asymmetrically and taper from ~5 mm to ~0.35 mm radius and stay inside
+ * the lung: their cross-sections are the nodule look-alikes. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

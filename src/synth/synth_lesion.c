@@ -1,7 +1,7 @@
 /* synth_lesion.c - nodules, small (<3 mm) nodules and non-nodule scars:
  * attribute model, placement in the lung, shape/appearance, true masks.
  *
- * Attribute model (ct-data.md §7.3-7.4): a latent malignancy m ~ N(0,1)
+ * Attribute model: a latent malignancy m ~ N(0,1)
  * correlates (with noise) with the diameter (log-normal, median ~6 mm,
  * sigma_log 0.5, truncated to 3-30 mm), spiculation, lobulation, poor margins,
  * internal heterogeneity and part-solid texture; benign calcification lowers

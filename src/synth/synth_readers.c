@@ -8,7 +8,7 @@
  * bias plus smooth angular noise (a few tenths of a mm). Non-nodule scars
  * and occasional vessel cross-sections get nonNodule marks.
  *
- * The XML follows ct-data.md §2.1-2.2: LidcReadMessage (default namespace
+ * The XML follows the LIDC-IDRI reads' schema: LidcReadMessage (default namespace
  * http://www.nih.gov) > ResponseHeader (SeriesInstanceUid, StudyInstanceUID),
  * readingSession* > annotationVersion, servicingRadiologistID,
  * unblindedReadNodule* (noduleID, characteristics?, roi+ with imageZposition,

@@ -2,7 +2,7 @@
  * pixel spacing, slice thickness/spacing, scanner style (pixel encoding and
  * padding), noise level, calibration drift, and the UIDs of the series.
  *
- * Distributions follow ct-data.md §1.3/§7.2: pixel 0.59-0.98 mm at 512
+ * Distributions follow LIDC-IDRI's acquisition statistics: pixel 0.59-0.98 mm at 512
  * (FOV scaled to the body), thickness mostly 1.25-2.5 mm with ~10% <= 1 mm and
  * ~13% > 2.5 mm, overlapping reconstruction on some scans, noise sigma
  * log-uniform 10-80 HU, calibration offset +-15 HU. */

@@ -43,7 +43,7 @@ typedef struct key_spec {
 #define K2(k, fld, d, lo, hi, h) {k, T_FLOAT2, F(fld), 0, d, lo, hi, NULL, h}
 
 static const key_spec SCHEMA[] = {
-    /* ---- model (spec §1) ---- */
+    /* ---- model ---- */
     KE("model.arch", model.arch, "vit_small", "vit_tiny|vit_small|vit_base|vit_large|vit_giant|custom",
        "backbone size preset (DINOv3's released sizes); custom needs dim/depth/heads"),
     KS("model.backend", model.backend, "cpu", "compute device: cpu, cuda[:N] or hip[:N] (`--device` overrides; `dinox doctor` lists them)"),
@@ -62,7 +62,7 @@ static const key_spec SCHEMA[] = {
     KF("model.rope_rescale", model.rope_rescale, "2", 0, 16, "RoPE coordinate rescale augmentation factor (0 = off, else >= 1)"),
     KF("model.rope_jitter", model.rope_jitter, "0", 0, 16, "RoPE per-axis jitter factor (0 = off, else >= 1)"),
     KF("model.rope_shift", model.rope_shift, "0", 0, 16, "RoPE coordinate shift U(-s, s) (0 = off)"),
-    /* ---- heads (spec §2) ---- */
+    /* ---- heads ---- */
     KI("heads.dino_hidden", heads.dino_hidden, "2048", 1, 65536, "DINO head MLP hidden width"),
     KI("heads.dino_bottleneck", heads.dino_bottleneck, "256", 1, 8192, "DINO head bottleneck dim"),
     KI("heads.dino_k", heads.dino_k, "65536", 2, 1048576, "DINO prototypes K"),
@@ -74,7 +74,7 @@ static const key_spec SCHEMA[] = {
     KB("heads.norm_last_layer", heads.norm_last_layer, "false",
        "L2-normalise each prototype in forward (DINO/DINOv2 weight norm, g = 1); DINOv3: false (docs/objective.md)"),
     KF("heads.init_std", heads.init_std, "0.02", 1e-6, 1, "std of the heads' truncated-normal weight init (DINOv3: 0.02)"),
-    /* ---- loss weights (spec §3.5) ---- */
+    /* ---- loss weights ---- */
     KF("loss.dino", loss.dino, "1", 0, 100, "DINO (CLS) loss weight"),
     KF("loss.ibot", loss.ibot, "1", 0, 100, "iBOT masked-patch loss weight"),
     KF("loss.koleo", loss.koleo, "0.1", 0, 100, "KoLeo loss weight"),
@@ -85,7 +85,7 @@ static const key_spec SCHEMA[] = {
     KF("loss.local_weight_end", loss.local_weight_end, "1", 0, 10, "weight of the DINO local-crop term at the end"),
     KF("loss.local_weight_epochs", loss.local_weight_epochs, "0", 0, 1e6,
        "epochs of the half-cosine ramp start -> end (0 = constant end)"),
-    /* ---- teacher (spec §4) ---- */
+    /* ---- teacher ---- */
     KF("teacher.temp_start", teacher.temp_start, "0.04", 1e-3, 10, "teacher temperature at step 0"),
     KF("teacher.temp_end", teacher.temp_end, "0.07", 1e-3, 10, "teacher temperature after the warm-up"),
     KF("teacher.temp_warmup_epochs", teacher.temp_warmup_epochs, "30", 0, 1e6, "linear temperature warm-up length"),
@@ -94,7 +94,7 @@ static const key_spec SCHEMA[] = {
     KI("teacher.sk_iters", teacher.sk_iters, "3", 1, 100, "Sinkhorn-Knopp iterations"),
     KE("teacher.centering", teacher.centering, "sinkhorn_knopp", "sinkhorn_knopp|softmax",
        "teacher target centring: DINOv3's Sinkhorn-Knopp, or DINO/DINOv2 softmax centring (centre EMA 0.9)"),
-    /* ---- Gram anchoring (spec §5) ---- */
+    /* ---- Gram anchoring ---- */
     KB("gram.enabled", gram.enabled, "false", "Gram anchoring loss and Gram-teacher crops"),
     KF("gram.weight", gram.weight, "2", 0, 100, "Gram loss weight"),
     KF("gram.weight_start_epochs", gram.weight_start_epochs, "0", 0, 1e6,
@@ -106,7 +106,7 @@ static const key_spec SCHEMA[] = {
     KI("gram.refresh_first", gram.refresh_first, "0", 0, 100000000, "first step at which a refresh may happen"),
     KI("gram.refresh_max", gram.refresh_max, "0", 0, 1000000, "maximum number of refreshes (0 = unlimited)"),
     KB("gram.img_level", gram.img_level, "true", "Gram matrix per image (true) or over the batch"),
-    /* ---- optimizer and schedules (spec §7) ---- */
+    /* ---- optimizer and schedules ---- */
     KF("optim.lr", optim.lr, "1e-3", 0, 10, "peak learning rate before the scaling rule"),
     KF("optim.min_lr", optim.min_lr, "1e-6", 0, 10, "final learning rate of the cosine"),
     KF("optim.warmup_epochs", optim.warmup_epochs, "10", 0, 1e6, "linear lr warm-up length"),
@@ -120,7 +120,7 @@ static const key_spec SCHEMA[] = {
     KF("optim.freeze_last_layer_epochs", optim.freeze_last_layer_epochs, "1", 0, 1e6, "epochs with the head prototypes frozen"),
     KE("optim.lr_scaling", optim.lr_scaling, "sqrt_wrt_1024", "none|sqrt_wrt_1024|linear_wrt_256",
        "lr scaling with the global batch (DINOv3's rule: lr*4*sqrt(B/1024))"),
-    /* ---- multi-crop and augmentation (spec §6) ---- */
+    /* ---- multi-crop and augmentation ---- */
     KI("crops.global_size", crops.global_size, "224", 8, 4096, "global crop side in pixels"),
     K2("crops.global_scale", crops.global_scale, "[0.32, 1.0]", 1e-4, 1, "RandomResizedCrop area fraction range of global crops"),
     KI("crops.local_size", crops.local_size, "96", 8, 4096, "local crop side in pixels"),
@@ -135,7 +135,7 @@ static const key_spec SCHEMA[] = {
     K2("crops.noise_hu", crops.noise_hu, "[0, 20]", 0, 1000, "noise standard deviation range in HU"),
     KF("crops.mask_prob", crops.mask_prob, "0.5", 0, 1, "fraction of global crops that get an iBOT mask"),
     K2("crops.mask_ratio", crops.mask_ratio, "[0.1, 0.5]", 0, 1, "iBOT mask ratio range"),
-    /* ---- CT data (ct-data.md §4, §5) ---- */
+    /* ---- CT data ---- */
     KS("data.root", data.root, "\"\"", "dataset location (store directory); empty = set by the command"),
     KB("data.stack25d", data.stack25d, "true", "2.5D input: slices z-d, z, z+d as channels (false = centre slice x3)"),
     KF("data.slice_spacing_mm", data.slice_spacing_mm, "2", 0.1, 50, "2.5D slice distance d in mm (nearest slice)"),

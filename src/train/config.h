@@ -127,7 +127,7 @@ int dx_config_precision(const dx_config *c);
 /* Loader options the crops / data / train keys describe (eval = 1: fixed
  * window, no flip / blur / noise). gram_size is set when gram.enabled. */
 void dx_config_loader_opts(const dx_config *c, int eval, dx_loader_opts *o);
-/* Peak learning rate after optim.lr_scaling (spec §7.3):
+/* Peak learning rate after optim.lr_scaling:
  * sqrt_wrt_1024: lr * 4 * sqrt(B / 1024); linear_wrt_256: lr * B / 256. */
 double dx_config_peak_lr(const dx_config *c);
 /* Total iterations = epochs * epoch_length. */

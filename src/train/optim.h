@@ -15,7 +15,7 @@ typedef struct dx_adamw {
 } dx_adamw;
 
 /* Sets lr_mult, wd_mult and the last-layer flag of every tensor as DINOv3's
- * param groups do (spec §7.2, dx_param_mult_of): tensors named
+ * param groups do (dx_param_mult_of): tensors named
  * "<backbone_prefix>..." belong to a backbone of `depth` blocks (layer-wise
  * decay, patch-embed factor), all others to a head (multiplier 1). */
 void dx_table_set_param_groups(dx_table *tab, const char *backbone_prefix, int depth, float decay,

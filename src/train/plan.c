@@ -60,7 +60,7 @@ dx_status dx_device_get(const char *name, int threads, int precision, dx_device 
         d->unified = 1;
     } else if (!strcmp(name, "strix-halo")) {
         /* Ryzen AI MAX+ 395: 128 GB LPDDR5X, ~256 GB/s; gfx1151 hipBLASLt bf16 ~30 TFLOPS
-         * measured by others (shared/design/gpu.md); up to ~96 GB GPU-visible. */
+         * measured by others; up to ~96 GB GPU-visible. */
         d->mem_bytes = 96e9;
         d->bw_bytes_s = 256e9;
         d->flops = 30e12;

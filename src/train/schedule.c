@@ -1,4 +1,4 @@
-/* schedule.c - schedules, parameter-group multipliers, loss weights, clipping (spec §7, §3.5). */
+/* schedule.c - schedules, parameter-group multipliers, loss weights, clipping. */
 #include "train/schedule.h"
 
 #include <math.h>

@@ -41,7 +41,7 @@ typedef struct dx_lwcd_schedule {
 dx_status dx_lwcd_schedule_check(const dx_lwcd_schedule *s, dx_err *err);
 double dx_lwcd_schedule_at(const dx_lwcd_schedule *s, int64_t it);
 
-/* Optimizer multipliers of one parameter (spec §7.2, param_groups.py).
+/* Optimizer multipliers of one parameter (as DINOv3's param_groups.py).
  * name is relative to its submodule ("blocks.3.attn.qkv.weight",
  * "last_layer.weight"); depth = number of blocks of the backbone, 0 for a
  * head. lr_mult = decay^(depth + 1 - layer_id) (x patch_embed_mult for
@@ -59,7 +59,7 @@ void dx_param_mult_of(const char *name, int depth, double decay, double patch_em
 /* Per-submodule gradient clipping: grads *= min(1, clip / (norm + 1e-6)). */
 double dx_clip_factor(double norm, double clip);
 
-/* ---- total objective, spec §3.5 ------------------------------------------ */
+/* ---- total objective ------------------------------------------ */
 typedef struct dx_loss_terms {
     double dino_local;   /* L_local  (dino_forward, ns = n_local, nt = n_global)   */
     double dino_global;  /* L_global (dino_forward, cross pairs)                  */

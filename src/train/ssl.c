@@ -1,5 +1,4 @@
-/* ssl.c - one DINOv3 step: see ssl.h. Spec references are to
- * ../shared/design/dinov3-spec.md (mirrored in docs/objective.md). */
+/* ssl.c - one DINOv3 step: see ssl.h; the formulas are in docs/objective.md. */
 #include "train/ssl.h"
 
 #include <math.h>
@@ -331,7 +330,7 @@ dx_status dx_ssl_step(dx_ssl *s, dx_backend *be, const dx_ssl_batch *batch, int6
     o->upload(be, s->img_glob, batch->global, gimg);
     if (L) o->upload(be, s->img_loc, batch->local, (size_t)L * 3 * c->local_size * c->local_size * sizeof(float));
 
-    /* masks: flat sorted indices into [G*P], weights 1/n_i (collate, spec §6.3) */
+    /* masks: flat sorted indices into [G*P], weights 1/n_i (collate) */
     int M = 0;
     float *mw = NULL;
     if (batch->masks) {
@@ -408,7 +407,7 @@ dx_status dx_ssl_step(dx_ssl *s, dx_backend *be, const dx_ssl_batch *batch, int6
         }
         if ((st = dx_vit_forward(&s->vit, be, s->gram_w, &s->g_glob, gimg_src, NULL, &eval, err))) goto done;
         if (Pg != P) {
-            /* resize BEFORE normalisation (spec §5.1): bicubic, channels-last tokens */
+            /* resize BEFORE normalisation: bicubic, channels-last tokens */
             const int ng = c->gram_size / c->vit.patch, ns = c->global_size / c->vit.patch;
             o->gather_rows(be, s->xt_big, s->g_glob.out, s->idx_patch_gram, G * Pg, (size_t)D);
             lo->resize_bicubic(be, s->xt, s->xt_big, G, ng, ng, ns, ns, D);
@@ -418,7 +417,7 @@ dx_status dx_ssl_step(dx_ssl *s, dx_backend *be, const dx_ssl_batch *batch, int6
         o->gather_rows(be, s->xs, s->s_glob.out, s->idx_patch, G * P, (size_t)D);
     }
 
-    /* ---- losses (spec §3.5) ---------------------------------------------------- */
+    /* ---- losses ---------------------------------------------------- */
     dx_loss_weights lw;
     dx_loss_weights_default(&lw);
     lw.w_dino = c->w_dino;
@@ -554,7 +553,7 @@ dx_status dx_ssl_step(dx_ssl *s, dx_backend *be, const dx_ssl_batch *batch, int6
         o->scale(be, s->g, 1.0f / (float)W, s->tab.total);
     }
 
-    /* ---- clip per submodule, AdamW, EMA (spec §7.1) ---------------------------------- */
+    /* ---- clip per submodule, AdamW, EMA ---------------------------------- */
     out->gnorm_backbone = clip_range(be, s->g, BV(s), c->clip_grad);
     out->gnorm_dino = clip_range(be, gd, s->base_ibot - s->base_dino, c->clip_grad);
     out->gnorm_ibot = clip_range(be, gi, s->tab.total - s->base_ibot, c->clip_grad);

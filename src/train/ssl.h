@@ -1,4 +1,4 @@
-/* ssl.h - one DINOv3 self-supervised step (spec §3-§5, §7.1) as a library call.
+/* ssl.h - one DINOv3 self-supervised step as a library call.
  *
  * The model is one parameter table: "backbone.*" (the ViT), "dino_head.*",
  * "ibot_head.*". Student parameters, gradients, AdamW moments, the EMA
@@ -116,7 +116,7 @@ dx_status dx_ssl_init(dx_ssl *s, const dx_ssl_config *cfg, dx_backend *be, dx_er
 void dx_ssl_free(dx_ssl *s, dx_backend *be);
 /* Fresh DINOv3 initialisation of student, teacher (= student) and Gram teacher. */
 dx_status dx_ssl_init_weights(dx_ssl *s, dx_backend *be, dx_err *err);
-/* Copies the EMA teacher's backbone into the Gram teacher (refresh, spec §5.2). */
+/* Copies the EMA teacher's backbone into the Gram teacher (refresh). */
 void dx_ssl_gram_refresh(dx_ssl *s, dx_backend *be);
 /* Bytes of parameters/optimizer state and of activations (memory planner). */
 size_t dx_ssl_state_bytes(const dx_ssl *s);

@@ -1,5 +1,5 @@
 /* train_sched.h - the values of every DINOv3 schedule at an iteration, from a
- * training config (spec §7.4 v1 shapes; §5.3 Gram / local-weight ramps). */
+ * training config (DINOv3's v1 schedule shapes; the Gram and local-weight ramps). */
 #ifndef DX_TRAIN_SCHED_H
 #define DX_TRAIN_SCHED_H
 

@@ -544,7 +544,7 @@ agree:;
             continue;
         }
         streak = 0;
-        /* Gram teacher refresh from the EMA teacher (spec §5.2) */
+        /* Gram teacher refresh from the EMA teacher */
         if (sc.use_gram && cfg.gram.refresh_every > 0 && step + 1 >= cfg.gram.refresh_first &&
             (step + 1) % cfg.gram.refresh_every == 0 &&
             (cfg.gram.refresh_max == 0 || gram_refreshes < cfg.gram.refresh_max)) {

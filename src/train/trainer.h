@@ -23,7 +23,7 @@ typedef struct dx_train_opts {
     const char *run_dir;
     int resume;                     /* continue RUN_DIR from its latest valid checkpoint */
     const char *init_weights;       /* continual pre-training: backbone safetensors (DINOv3 names) */
-    const char *gram_init;          /* Gram teacher backbone (spec §5.2 gram.ckpt), new runs only */
+    const char *gram_init;          /* Gram teacher backbone (DINOv3's gram.ckpt), new runs only */
     int64_t stop_at;                /* > 0: stop (with a checkpoint) once this step is reached */
     volatile sig_atomic_t *stop;    /* set asynchronously to request a checkpoint and exit */
     int quiet;                      /* no progress line */
