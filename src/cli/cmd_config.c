@@ -1,6 +1,6 @@
 /* cmd_config.c - `dinox config import`: a DINOv3 training YAML as a dinox
- * config. The work is dx_config_import_dinov3 (src/train/config_import.c);
- * this file parses options, prints the report and writes the result. */
+ * config. The work is dx_config_import_file (src/train/config_import.c),
+ * which reads, reports and writes; this file parses options. */
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
@@ -68,30 +68,23 @@ int cmd_config(int argc, char **argv) {
         return 2;
     }
     const char *in = argv[optind];
-    if (dx_same_file(out, in) || (base && dx_same_file(out, base))) {
+    if (dx_same_file(out, in) || (base && dx_same_file(out, base))) { /* a usage error: exit 2 */
         fprintf(stderr, "dinox config import: --out %s would replace an input\n", out);
         return 2;
     }
-    dx_config cfg;
+    dx_config_import_opts o = {.in = in, .base = base, .out = out, .gpus = (int)gpus, .strict = strict};
+    dx_import_counts n = {0};
     dx_err err = {0};
-    if (base ? dx_config_resolve(&cfg, base, NULL, 0, &err) : (dx_config_defaults(&cfg), DX_OK)) {
+    int written = 0;
+    dx_status s = dx_config_import_file(&o, stdout, &n, &written, &err);
+    if (s) {
         fprintf(stderr, "dinox config import: %s\n", err.msg);
         return 1;
     }
-    dx_import_counts n;
-    printf("dinox config import: %s (on %s)\n", in, base ? base : "dinox defaults");
-    if (dx_config_import_dinov3(&cfg, in, (int)gpus, stdout, &n, &err)) {
-        fprintf(stderr, "dinox config import: %s\n", err.msg);
-        return 1;
-    }
-    if (strict && (n.unsupported || n.unknown)) {
+    if (!written) {
         fprintf(stderr, "dinox config import: --strict: %d unsupported, %d unknown key(s); nothing written\n",
                 n.unsupported, n.unknown);
         return 3;
-    }
-    if (dx_config_save(&cfg, out, &err)) {
-        fprintf(stderr, "dinox config import: %s\n", err.msg);
-        return 1;
     }
     printf("wrote %s: dinox train -c %s --store STORE --out RUN_DIR\n", out, out);
     return 0;

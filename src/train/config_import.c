@@ -9,6 +9,7 @@
 #include <strings.h>
 #include <yaml.h>
 
+#include "core/dx_file.h"
 #include "nn/vit.h"
 
 typedef enum { K_MAP, K_SAME, K_IGN, K_FN } kind;
@@ -537,4 +538,22 @@ void dx_config_import_write_md(FILE *f) {
         else fprintf(f, "| `%s` | `%s` | %s%s%s |\n", key, r->target ? r->target : "—", K[3], r->note ? ": " : "",
                      r->note ? r->note : "");
     }
+}
+
+dx_status dx_config_import_file(const dx_config_import_opts *o, FILE *rep, dx_import_counts *n, int *written,
+                                dx_err *err) {
+    *written = 0;
+    if (dx_same_file(o->out, o->in) || (o->base && dx_same_file(o->out, o->base)))
+        return dx_fail(err, DX_EINVAL, "--out %s would replace an input", o->out);
+    dx_config cfg;
+    dx_status s = DX_OK;
+    if (o->base) s = dx_config_resolve(&cfg, o->base, NULL, 0, err);
+    else dx_config_defaults(&cfg);
+    if (s) return s;
+    if (rep) fprintf(rep, "dinox config import: %s (on %s)\n", o->in, o->base ? o->base : "dinox defaults");
+    if ((s = dx_config_import_dinov3(&cfg, o->in, o->gpus, rep, n, err))) return s;
+    if (o->strict && (n->unsupported || n->unknown)) return DX_OK;
+    if ((s = dx_config_save(&cfg, o->out, err))) return s;
+    *written = 1;
+    return DX_OK;
 }

@@ -34,6 +34,18 @@ typedef struct dx_import_counts {
 dx_status dx_config_import_dinov3(dx_config *c, const char *path, int gpus, FILE *rep, dx_import_counts *counts,
                                   dx_err *err);
 
+/* `dinox config import` whole: in (a DINOv3 YAML) read over base (a dinox
+ * config file; NULL = dinox's defaults), the report to rep, the result saved
+ * to out. out may not name in or base. With strict, any unsupported or
+ * unknown key leaves out unwritten: DX_OK with *written = 0 (counts say
+ * why); else *written = 1. */
+typedef struct dx_config_import_opts {
+    const char *in, *base, *out;
+    int gpus, strict;
+} dx_config_import_opts;
+dx_status dx_config_import_file(const dx_config_import_opts *o, FILE *rep, dx_import_counts *counts, int *written,
+                                dx_err *err);
+
 /* The mapping table as a markdown table (docs/config.md). */
 void dx_config_import_write_md(FILE *f);
 
