@@ -9,23 +9,9 @@
 #include <time.h>
 
 #include "core/dx_file.h"
+#include "eval/eval_json.h"
 #include "train/tbevents.h"
 
-
-static double num_at(const cJSON *o, const char *dotted, int index) {
-    char key[64];
-    const char *p = dotted;
-    while (o && *p) {
-        const char *dot = strchr(p, '.');
-        size_t n = dot ? (size_t)(dot - p) : strlen(p);
-        if (n >= sizeof key) return NAN;
-        memcpy(key, p, n), key[n] = 0;
-        o = cJSON_GetObjectItemCaseSensitive(o, key);
-        p = dot ? dot + 1 : p + n;
-    }
-    if (index >= 0) o = cJSON_IsArray(o) ? cJSON_GetArrayItem(o, index) : NULL;
-    return cJSON_IsNumber(o) ? o->valuedouble : NAN;
-}
 
 /* eval.json field -> TensorBoard tag (index >= 0: element of a [lo, hi] pair) */
 static const struct { const char *key; int index; const char *tag; } SCALARS[] = {
@@ -84,7 +70,8 @@ dx_status dx_eval_tb_write(const char *logdir, const char *eval_dir, int64_t ste
         float vals[N_SCALARS];
         for (int i = 0; i < N_SCALARS; i++) {
             tags[i] = SCALARS[i].tag;
-            vals[i] = (float)num_at(ev, SCALARS[i].key, SCALARS[i].index); /* NaN: skipped by the writer */
+            vals[i] = (float)(SCALARS[i].index < 0 ? dx_json_num(ev, SCALARS[i].key)
+                                                : dx_json_num_item(ev, SCALARS[i].key, SCALARS[i].index)); /* NaN: skipped by the writer */
         }
         s = dx_tb_scalars(&w, step, now, tags, vals, N_SCALARS, err);
         for (int i = 0; !s && i < 8; i++) { /* the attention overlays, in the order eval wrote them */
@@ -107,8 +94,8 @@ dx_status dx_eval_tb_write(const char *logdir, const char *eval_dir, int64_t ste
         for (int k = 0; k < N_TRACK; k++) snprintf(tags_buf[k], sizeof tags_buf[k], "eval_track/%s", TRACK[k]), tags[k] = tags_buf[k];
         for (const cJSON *e = track->child; e && !s; e = e->next) {
             float vals[N_TRACK];
-            for (int k = 0; k < N_TRACK; k++) vals[k] = (float)num_at(e, TRACK[k], -1);
-            s = dx_tb_scalars(&w, (int64_t)num_at(e, "step", -1), now, tags, vals, N_TRACK, err);
+            for (int k = 0; k < N_TRACK; k++) vals[k] = (float)dx_json_num(e, TRACK[k]);
+            s = dx_tb_scalars(&w, (int64_t)dx_json_num(e, "step"), now, tags, vals, N_TRACK, err);
         }
     }
     if (!s) s = dx_tb_flush(&w, err);

@@ -11,6 +11,7 @@
 
 #include "core/dx_file.h"
 #include "core/dx_version.h"
+#include "eval/eval_json.h"
 #include "eval/image_out.h"
 #include "train/config.h"
 
@@ -38,37 +39,14 @@ static cJSON *load_json(const char *path) {
 }
 
 /* Dotted lookup "probe.test_auc"; NULL if absent. */
-static const cJSON *jget(const cJSON *o, const char *dotted) {
-    char key[128];
-    const char *p = dotted;
-    while (o && *p) {
-        const char *dot = strchr(p, '.');
-        size_t n = dot ? (size_t)(dot - p) : strlen(p);
-        if (n >= sizeof key) return NULL;
-        memcpy(key, p, n);
-        key[n] = 0;
-        o = cJSON_GetObjectItemCaseSensitive(o, key);
-        p = dot ? dot + 1 : p + n;
-    }
-    return o;
-}
-static double jnum(const cJSON *o, const char *k) {
-    const cJSON *v = jget(o, k);
-    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
-}
-static const char *jstr(const cJSON *o, const char *k) {
-    const cJSON *v = jget(o, k);
-    return cJSON_IsString(v) ? v->valuestring : "";
-}
-
 static void num(FILE *f, double v, int prec) {
     if (isfinite(v)) fprintf(f, "%.*f", prec, v);
     else fputs("&ndash;", f);
 }
 /* "0.812 [0.75, 0.87]" from value + [lo, hi] array */
 static void with_ci(FILE *f, const cJSON *o, const char *vk, const char *cik) {
-    num(f, jnum(o, vk), 3);
-    const cJSON *ci = jget(o, cik);
+    num(f, dx_json_num(o, vk), 3);
+    const cJSON *ci = dx_json_at(o, cik);
     if (cJSON_IsArray(ci) && cJSON_GetArraySize(ci) == 2 && cJSON_IsNumber(cJSON_GetArrayItem(ci, 0))) {
         fputs(" <span class=ci>[", f);
         num(f, cJSON_GetArrayItem(ci, 0)->valuedouble, 3);
@@ -260,11 +238,11 @@ static void probe_row(FILE *f, const char *name, const cJSON *p) {
     fputs("</td><td>", f);
     with_ci(f, p, "test_auc", "test_auc_ci");
     fputs("</td><td>", f);
-    num(f, jnum(p, "val_auc"), 3);
+    num(f, dx_json_num(p, "val_auc"), 3);
     fputs("</td><td>", f);
-    num(f, jnum(p, "C"), 4);
-    fprintf(f, "</td><td>%.0f / %.0f / %.0f</td><td>%.0f</td></tr>\n", jnum(p, "n_train"), jnum(p, "n_val"), jnum(p, "n_test"),
-            jnum(p, "n_test_malignant"));
+    num(f, dx_json_num(p, "C"), 4);
+    fprintf(f, "</td><td>%.0f / %.0f / %.0f</td><td>%.0f</td></tr>\n", dx_json_num(p, "n_train"), dx_json_num(p, "n_val"), dx_json_num(p, "n_test"),
+            dx_json_num(p, "n_test_malignant"));
 }
 
 /* One row of the paired-comparison table (the header before the first). */
@@ -277,18 +255,18 @@ static void paired_row(FILE *f, const cJSON *d, int folds, int *any) {
         fputs("<table><tr><th>comparison</th><th>difference [95% CI]</th><th>P(difference &le; 0)</th><th>n</th></tr>\n", f);
     }
     fputs("<tr><td>", f);
-    html_esc(f, jstr(d, "what"));
+    html_esc(f, dx_json_str(d, "what"));
     fputs("</td><td>", f);
     with_ci(f, d, "difference", "ci95");
     fputs("</td><td>", f);
-    num(f, jnum(d, "p_le0"), 3);
-    fprintf(f, "</td><td>%.0f</td></tr>\n", jnum(d, "n_test"));
+    num(f, dx_json_num(d, "p_le0"), 3);
+    fprintf(f, "</td><td>%.0f</td></tr>\n", dx_json_num(d, "n_test"));
 }
 
 /* The scientific question in plain sentences (eval.json "verdicts"), then the
  * paired differences they rest on. */
 static void paired_table(FILE *f, const cJSON *ev) {
-    const cJSON *v = jget(ev, "verdicts");
+    const cJSON *v = dx_json_at(ev, "verdicts");
     if (cJSON_IsArray(v) && cJSON_GetArraySize(v)) {
         fputs("<h3>Verdict</h3>\n<ul class=verdict>\n", f);
         for (const cJSON *e = v->child; e; e = e->next)
@@ -298,20 +276,20 @@ static void paired_table(FILE *f, const cJSON *ev) {
     static const char *const K[] = {"ssl_minus_random_init_auc", "features_plus_diameter_minus_diameter_auc",
                                     "ssl_minus_diameter_auc", "attention_in_nodule_ssl_minus_random_init"};
     int any = 0;
-    const int folds = (int)(jget(ev, "probe.cv_folds") ? jnum(ev, "probe.cv_folds") : 0);
+    const int folds = (int)(dx_json_at(ev, "probe.cv_folds") ? dx_json_num(ev, "probe.cv_folds") : 0);
     for (size_t k = 0; k < sizeof K / sizeof K[0]; k++) {
         char key[128];
         snprintf(key, sizeof key, "comparisons.%s", K[k]);
-        const cJSON *d = jget(ev, key);
+        const cJSON *d = dx_json_at(ev, key);
         if (!d) continue;
         paired_row(f, d, folds, &any);
     }
-    const cJSON *al = jget(ev, "comparisons.main_minus_also_auc");
+    const cJSON *al = dx_json_at(ev, "comparisons.main_minus_also_auc");
     for (const cJSON *d = cJSON_IsArray(al) ? al->child : NULL; d; d = d->next) {
         paired_row(f, d, folds, &any);
     }
     if (any) fputs("</table>\n", f);
-    const cJSON *a = jget(ev, "comparisons.attention_in_nodule"), *ar = jget(ev, "comparisons.attention_in_nodule_random_init");
+    const cJSON *a = dx_json_at(ev, "comparisons.attention_in_nodule"), *ar = dx_json_at(ev, "comparisons.attention_in_nodule_random_init");
     if (a) {
         fputs("<p class=note>CLS attention inside the nodule (mass in the mask / the mask's share of the crop, 1 = chance, "
               "last block, test nodules): SSL ", f);
@@ -336,13 +314,13 @@ static void roc_chart(FILE *f, const cJSON *ev) {
         {"random_init", "random-init backbone", "baselines.random_init_auc", "#888888"},
         {"diameter", "nodule diameter alone", "baselines.size_only_auc", "#d9822b"},
     };
-    const cJSON *roc = jget(ev, "roc");
+    const cJSON *roc = dx_json_at(ev, "roc");
     if (!cJSON_IsObject(roc) || !roc->child) return;
     const int W = 300, m = 36, side = W - 2 * m;
     fprintf(f, "<figure><svg class=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
                "viewBox=\"0 0 %d %d\">", W + 200, W, W + 200, W);
     fprintf(f, "<text x=\"%d\" y=\"15\" class=\"ttl\">ROC, %s</text>", m,
-            jnum(ev, "probe.cv_folds") > 0 ? "out-of-fold scores of all labelled nodules" : "test nodules");
+            dx_json_num(ev, "probe.cv_folds") > 0 ? "out-of-fold scores of all labelled nodules" : "test nodules");
     fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" class=\"frame\"/>", m, m / 2 + 6, side, side);
     const int y0 = m / 2 + 6;
     for (int k = 0; k <= 4; k++) {
@@ -367,7 +345,7 @@ static void roc_chart(FILE *f, const cJSON *ev) {
     }
     for (int c = 0, row = 0; c < nc; c++) {
         if (!cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(roc, C[c].key))) continue;
-        const double auc = jnum(ev, C[c].auc);
+        const double auc = dx_json_num(ev, C[c].auc);
         fprintf(f, "<line x1=\"%d\" x2=\"%d\" y1=\"%d\" y2=\"%d\" stroke=\"%s\" stroke-width=\"3\"/>", W - 20, W - 4,
                 y0 + 10 + 18 * row, y0 + 10 + 18 * row, C[c].colour);
         fprintf(f, "<text x=\"%d\" y=\"%d\" class=\"ax\">%s", W, y0 + 14 + 18 * row, C[c].label);
@@ -381,38 +359,38 @@ static void roc_chart(FILE *f, const cJSON *ev) {
 
 static void eval_tables(FILE *f, const cJSON *ev) {
     fputs("<h2>Evaluation</h2>\n<p class=note>backbone: ", f);
-    html_esc(f, jstr(ev, "model.source"));
-    fprintf(f, " &middot; %s, dim %.0f, depth %.0f, heads %.0f, patch %.0f &middot; store ", jstr(ev, "model.arch"),
-            jnum(ev, "model.dim"), jnum(ev, "model.depth"), jnum(ev, "model.heads"), jnum(ev, "model.patch"));
-    html_esc(f, jstr(ev, "data.store"));
-    fprintf(f, ": %.0f patients, %.0f nodules, %.0f labelled (%.0f malignant), crops %.0f px</p>\n", jnum(ev, "data.n_patients"),
-            jnum(ev, "data.n_nodules"), jnum(ev, "data.n_labelled"), jnum(ev, "data.n_malignant"), jnum(ev, "data.crop_size"));
+    html_esc(f, dx_json_str(ev, "model.source"));
+    fprintf(f, " &middot; %s, dim %.0f, depth %.0f, heads %.0f, patch %.0f &middot; store ", dx_json_str(ev, "model.arch"),
+            dx_json_num(ev, "model.dim"), dx_json_num(ev, "model.depth"), dx_json_num(ev, "model.heads"), dx_json_num(ev, "model.patch"));
+    html_esc(f, dx_json_str(ev, "data.store"));
+    fprintf(f, ": %.0f patients, %.0f nodules, %.0f labelled (%.0f malignant), crops %.0f px</p>\n", dx_json_num(ev, "data.n_patients"),
+            dx_json_num(ev, "data.n_nodules"), dx_json_num(ev, "data.n_labelled"), dx_json_num(ev, "data.n_malignant"), dx_json_num(ev, "data.crop_size"));
 
     fputs("<h3>Malignancy probe (patient-level split, test AUC with 95% bootstrap CI over patients)</h3>\n"
           "<table><tr><th>model / features</th><th>test AUC [95% CI]</th><th>val AUC</th><th>C</th>"
           "<th>n train / val / test</th><th>test malignant</th></tr>\n", f);
     char name[160];
-    snprintf(name, sizeof name, "backbone, %s (selected on val)", jstr(ev, "probe.features"));
-    probe_row(f, name, jget(ev, "probe"));
+    snprintf(name, sizeof name, "backbone, %s (selected on val)", dx_json_str(ev, "probe.features"));
+    probe_row(f, name, dx_json_at(ev, "probe"));
     static const char *const FT[] = {"cls", "mean", "concat", "nodule"};
     for (int t = 0; t < (int)(sizeof FT / sizeof FT[0]); t++) {
         char k[64];
         snprintf(k, sizeof k, "probe.by_features.%s", FT[t]);
         snprintf(name, sizeof name, "backbone, %s", FT[t]);
-        if (jget(ev, k)) probe_row(f, name, jget(ev, k));
+        if (dx_json_at(ev, k)) probe_row(f, name, dx_json_at(ev, k));
     }
-    if (jget(ev, "baselines.size_only")) probe_row(f, "baseline: nodule diameter only", jget(ev, "baselines.size_only"));
-    if (jget(ev, "baselines.random_init.probe")) {
-        snprintf(name, sizeof name, "baseline: random-init backbone, %s", jstr(ev, "baselines.random_init.features"));
-        probe_row(f, name, jget(ev, "baselines.random_init.probe"));
+    if (dx_json_at(ev, "baselines.size_only")) probe_row(f, "baseline: nodule diameter only", dx_json_at(ev, "baselines.size_only"));
+    if (dx_json_at(ev, "baselines.random_init.probe")) {
+        snprintf(name, sizeof name, "baseline: random-init backbone, %s", dx_json_str(ev, "baselines.random_init.features"));
+        probe_row(f, name, dx_json_at(ev, "baselines.random_init.probe"));
     }
-    const cJSON *ex = jget(ev, "baselines.extra");
+    const cJSON *ex = dx_json_at(ev, "baselines.extra");
     for (const cJSON *e = ex ? ex->child : NULL; e; e = e->next) {
-        snprintf(name, sizeof name, "also: %.120s", jstr(e, "source"));
-        probe_row(f, name, jget(e, "probe"));
+        snprintf(name, sizeof name, "also: %.120s", dx_json_str(e, "source"));
+        probe_row(f, name, dx_json_at(e, "probe"));
     }
-    if (jget(ev, "comparisons.features_plus_diameter_probe"))
-        probe_row(f, "backbone features + nodule diameter", jget(ev, "comparisons.features_plus_diameter_probe"));
+    if (dx_json_at(ev, "comparisons.features_plus_diameter_probe"))
+        probe_row(f, "backbone features + nodule diameter", dx_json_at(ev, "comparisons.features_plus_diameter_probe"));
     fputs("</table>\n", f);
     roc_chart(f, ev);
     paired_table(f, ev);
@@ -431,18 +409,18 @@ static void eval_tables(FILE *f, const cJSON *ev) {
     };
     for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
         fprintf(f, "<tr><td>%s</td><td>", rows[r].label);
-        num(f, jnum(ev, rows[r].k), rows[r].prec);
+        num(f, dx_json_num(ev, rows[r].k), rows[r].prec);
         fputs("</td><td>", f);
-        if (rows[r].kr) num(f, jnum(ev, rows[r].kr), rows[r].prec);
+        if (rows[r].kr) num(f, dx_json_num(ev, rows[r].kr), rows[r].prec);
         fputs("</td></tr>\n", f);
     }
     fprintf(f, "</table>\n<p class=note>k = %.0f; segmentation: linear head on frozen patch features, bilinear upsampling, "
                "%.0f Adam steps on %.0f train crops, %.0f test crops.</p>\n",
-            jnum(ev, "knn.k"), jnum(ev, "seg.steps"), jnum(ev, "seg.n_train"), jnum(ev, "seg.n_test"));
+            dx_json_num(ev, "knn.k"), dx_json_num(ev, "seg.steps"), dx_json_num(ev, "seg.n_train"), dx_json_num(ev, "seg.n_test"));
 }
 
 static void attention(FILE *f, const cJSON *ev, const char *eval_dir) {
-    const cJSON *a = jget(ev, "attention");
+    const cJSON *a = dx_json_at(ev, "attention");
     if (!cJSON_IsArray(a) || !cJSON_GetArraySize(a)) return;
     fputs("<h2>Attention maps</h2>\n<p class=note>Last block, CLS &rarr; patch attention. Columns: the CT crop (centre "
           "slice), PCA of the patch tokens (first three components as red, green, blue: regions the backbone tells apart "
@@ -460,7 +438,7 @@ static void attention(FILE *f, const cJSON *ev, const char *eval_dir) {
           "highest value and blended over the slice. The cyan line is the consensus nodule outline.</p>\n", f);
     for (const cJSON *e = a->child; e; e = e->next) {
         char path[2048];
-        snprintf(path, sizeof path, "%s/%s", eval_dir, jstr(e, "file"));
+        snprintf(path, sizeof path, "%s/%s", eval_dir, dx_json_str(e, "file"));
         size_t len;
         char *png = dx_read_file(path, &len);
         if (!png) continue;
@@ -481,9 +459,9 @@ static void attention(FILE *f, const cJSON *ev, const char *eval_dir) {
         fputs("<img alt=\"attention\" src=\"data:image/png;base64,", f);
         fputs(b64, f);
         fputs("\"><figcaption>", f);
-        html_esc(f, jstr(e, "patient_id"));
-        fprintf(f, ", diameter %.1f mm, malignancy %.1f, %s split</figcaption></figure>\n", jnum(e, "diameter_mm"),
-                jnum(e, "malignancy"), jstr(e, "split"));
+        html_esc(f, dx_json_str(e, "patient_id"));
+        fprintf(f, ", diameter %.1f mm, malignancy %.1f, %s split</figcaption></figure>\n", dx_json_num(e, "diameter_mm"),
+                dx_json_num(e, "malignancy"), dx_json_str(e, "split"));
         free(b64);
     }
 }
@@ -505,7 +483,7 @@ static int track_chart(FILE *f, const char *eval_dir, int key_index, const char 
     int n = cJSON_GetArraySize(t), i = 0;
     double *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y);
     if (x && y) {
-        for (const cJSON *e = t->child; e; e = e->next, i++) { x[i] = jnum(e, "step"); y[i] = jnum(e, key); }
+        for (const cJSON *e = t->child; e; e = e->next, i++) { x[i] = dx_json_num(e, "step"); y[i] = dx_json_num(e, key); }
         dx_svg_line_chart_range(f, title, x, y, n, 330, 200, TRACK_MIN[key_index], TRACK_MAX[key_index]);
     }
     free(x);
@@ -602,7 +580,7 @@ static void compare_row(FILE *f, const char *label, const char *dir, const cJSON
                        "collapse.patch_cosine", "collapse.effective_rank"};
     for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
         fputs("<td>", f);
-        num(f, jnum(ev, k[i]), i == 6 ? 2 : 3);
+        num(f, dx_json_num(ev, k[i]), i == 6 ? 2 : 3);
         fputs("</td>", f);
     }
     fputs("</tr>\n", f);
@@ -624,11 +602,11 @@ static void run_section(FILE *f, const char *run_dir) {
     if (m) { /* first and last record */
         char *last = m, *q;
         cJSON *a = cJSON_Parse(strtok_r(m, "\n", &q));
-        if (a) t0 = jnum(a, "time");
+        if (a) t0 = dx_json_num(a, "time");
         cJSON_Delete(a);
         for (char *l; (l = strtok_r(NULL, "\n", &q));) last = l;
         cJSON *b = cJSON_Parse(last);
-        if (b) t1 = jnum(b, "time"), s1 = jnum(b, "step");
+        if (b) t1 = dx_json_num(b, "time"), s1 = dx_json_num(b, "step");
         cJSON_Delete(b);
     }
     fputs("<h2>Run</h2>\n<table>", f);
