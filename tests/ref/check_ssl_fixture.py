@@ -28,7 +28,8 @@ def normwise(a, ref):
     return d / r if r > 0 else d
 
 
-def rerun(t, cfg, sched, dtype):
+def rerun(t, cfg, sched, dtype, autocast_bf16=False, trace=None):
+    """trace: a list that gets (losses, norms) of every step."""
     vcfg = V.VitConfig(dim=cfg["dim"], depth=cfg["depth"], heads=cfg["heads"],
                        registers=cfg["registers"], patch=cfg["patch"], ffn="mlp",
                        ffn_ratio=cfg["ffn_hidden"] / cfg["dim"], ln_eps=cfg["ln_eps"],
@@ -53,7 +54,9 @@ def rerun(t, cfg, sched, dtype):
         b = {k: torch.from_numpy(t["step%d.%s" % (s, k)]).to(dtype) for k in ("global", "local", "gram")}
         b["masks"] = torch.from_numpy(t["step%d.masks" % s])
         sc = {k: v[s] for k, v in sched.items()}
-        losses, norms, _ = S.ssl_step(student, teacher, gram, opt, b, sc, cfg)
+        losses, norms, _ = S.ssl_step(student, teacher, gram, opt, b, sc, cfg, autocast_bf16)
+        if trace is not None:
+            trace.append((losses, norms))
         for got, key, w in ((losses, "loss", "loss"), (norms, "gnorm", "gnorm")):
             ref = t["step%d.%s" % (s, key)].astype("float64")
             rel = max(abs(g - r) / max(abs(r), 1e-6) for g, r in zip(got, ref))

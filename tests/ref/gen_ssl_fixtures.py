@@ -232,7 +232,20 @@ def main():
     print("torch float32 rerun: " + "  ".join("%s %.2e" % kv for kv in w.items()))
     assert w["after1.student"] < 1e-5 and w["after10.student"] < 1e-4 and w["loss0"] < 1e-6, \
         "fixture is not well-conditioned for a float32 implementation"
-    print("%s: %d bytes, %d tensors" % (path, os.path.getsize(path), len(t)))
+    # The bf16 reference: the same 10 steps from the file, float32 models with the forward
+    # under torch.autocast("cpu", bfloat16) (DINOv3's mixed precision). What test_ssl_parity
+    # compares dinox's bf16 policy with.
+    trace = []
+    wb = check_ssl_fixture.rerun(t_back, cfg, sched, torch.float32, autocast_bf16=True, trace=trace)
+    print("torch bf16 autocast rerun: " + "  ".join("%s %.2e" % kv for kv in wb.items()))
+    t_all, meta_back = st.load(path)
+    for s, (losses, norms) in enumerate(trace):
+        t_all["bf16.step%d.loss" % s] = torch.tensor(losses, dtype=torch.float32)
+        t_all["bf16.step%d.gnorm" % s] = torch.tensor(norms, dtype=torch.float32)
+    meta_back["bf16_generator"] = "check_ssl_fixture.rerun float32 under torch.autocast('cpu', bfloat16), torch %s" \
+        % torch.__version__
+    st.save(path, t_all, meta_back)
+    print("%s: %d bytes, %d tensors" % (path, os.path.getsize(path), len(t_all)))
 
 
 if __name__ == "__main__":

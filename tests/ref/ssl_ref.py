@@ -135,13 +135,19 @@ def ssl_losses(student, teacher, gram_backbone, batch, sched, cfg):
     return total, terms, info
 
 
-def ssl_step(student, teacher, gram_backbone, opt, batch, sched, cfg):
+def ssl_step(student, teacher, gram_backbone, opt, batch, sched, cfg, autocast_bf16=False):
     """One full step (§7.1, §5.4): forward, backward, per-submodule clipping,
     AdamW with scheduled lr / last-layer lr / wd, EMA of every trainable tensor.
+    autocast_bf16: the forward under torch.autocast("cpu", bfloat16), as DINOv3's
+    mixed precision runs it (float32 models: linear / matmul in bf16, float32
+    master weights, optimizer and EMA).
     Returns (loss vector [total, dino_local, dino_global, koleo, ibot, gram],
     pre-clip gradient norms [backbone, dino_head, ibot_head], info)."""
     opt.zero_grad(set_to_none=False)
-    total, terms, info = ssl_losses(student, teacher, gram_backbone, batch, sched, cfg)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast_bf16):
+        total, terms, info = ssl_losses(student, teacher, gram_backbone, batch, sched, cfg)
+    total = total.float() if autocast_bf16 else total
+    terms = {k: v.float() for k, v in terms.items()} if autocast_bf16 else terms
     total.backward()
     info["grads"] = {n: (p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p))
                      for n, p in student.named_parameters()}  # pre-clip
