@@ -164,7 +164,9 @@ int cmd_plan(int argc, char **argv) {
         d.bw_bytes_s = bw * 1e9;
         d.efficiency = eff > 0 ? eff : 0.45;
     } else {
-        if (dx_device_get(device, cfg.train.threads, dx_config_precision(&cfg), &d, &err)) goto fail;
+        if (dx_device_get(device, cfg.train.compute_threads ? cfg.train.compute_threads : cfg.train.threads,
+                          dx_config_precision(&cfg), &d, &err))
+            goto fail;
         if (eff > 0) d.efficiency = eff;
     }
     if (nstages) return plan_stages(config, argv + optind, argc - optind, stages, nstages, &d, days);

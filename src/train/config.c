@@ -154,6 +154,7 @@ static const key_spec SCHEMA[] = {
     KI("train.batch_size", train.batch_size, "64", 1, 65536, "images per step, over all ranks (each rank takes batch_size / ranks)"),
     KL("train.seed", train.seed, "0", 0, 9.007199254740992e15, "run seed: names every random stream"),
     KI("train.threads", train.threads, "2", 0, 256, "loader worker threads (0 = load in the caller)"),
+    KI("train.compute_threads", train.compute_threads, "0", 0, 1024, "CPU backend (OpenMP) threads (0 = train.threads; both 0: all cores)"),
     KI("train.prefetch", train.prefetch, "2", 1, 64, "batches the loader may prepare ahead"),
     KI("train.ckpt_every_steps", train.ckpt_every_steps, "1000", 0, 100000000, "checkpoint every N steps (0 = off)"),
     KF("train.ckpt_every_minutes", train.ckpt_every_minutes, "30", 0, 1e6, "also checkpoint every M minutes (0 = off)"),

@@ -90,6 +90,7 @@ typedef struct dx_config {
         int epochs, epoch_length, batch_size;
         int64_t seed;
         int threads, prefetch;
+        int compute_threads; /* OpenMP threads of the CPU backend; 0 = threads */
         int ckpt_every_steps;
         float ckpt_every_minutes;
         int keep_last, milestone_every, log_every;

@@ -362,7 +362,7 @@ static dx_status train_run(const dx_train_opts *o, dx_train_result *res, dx_comm
     dx_config_loader_opts(&cfg, 0, &lo);
     lo.batch_size = Bl;          /* this rank's share of the global batch, */
     lo.sample_offset = R * Bl;   /* drawn as the global batch's samples R*Bl.. */
-    dx_backend_params bp = {.nthreads = cfg.train.threads,
+    dx_backend_params bp = {.nthreads = cfg.train.compute_threads ? cfg.train.compute_threads : cfg.train.threads,
                             .precision = dx_config_precision(&cfg)};
     if ((st = dx_backend_parse_device(cfg.model.backend, &bp, err))) goto agree;
     if ((st = dx_backend_create(&be, &bp, err))) goto agree;
@@ -449,6 +449,8 @@ agree:;
             sc.vit.arch, (int)dx_table_numel_trainable(&s.vit.tab), store.n_series, (long long)step,
             (long long)end, (long long)total, Bg, W > 1 ? " over ranks" : "", 2, sc.n_local, sc.global_size,
             sc.local_size, sc.use_gram ? ", Gram on" : "");
+    DX_INFO("compute: %s backend, %d threads (train.compute_threads), %s precision; loader: %d worker threads "
+            "(train.threads)", be->ops->name, be->nthreads, cfg.model.precision, cfg.train.threads);
     if (W > 1)
         DX_INFO("data parallel: %d ranks (%s, %d on this host), %d images each; %.1f MB of gradients all-reduced "
                 "per step, %s", W, comm->kind, comm->local_size, Bl, s.tab.total * 4e-6,
