@@ -132,12 +132,13 @@ double dx_host_mem_usable(const char **what) {
     return best;
 }
 
-dx_status dx_plan_check_fits(const dx_config *c, double mem_bytes, const char *mem_what, dx_err *err) {
+dx_status dx_plan_check_fits(const dx_config *c, const dx_ssl_config *sc, double mem_bytes, const char *mem_what,
+                             dx_err *err) {
     if (mem_bytes <= 0) return DX_OK; /* nothing known: do not guess */
     dx_device d = {.mem_bytes = mem_bytes};
     snprintf(d.name, sizeof d.name, "this machine");
     dx_plan p;
-    dx_status st = dx_plan_compute(c, &d, &p, err);
+    dx_status st = sc ? dx_plan_compute_ssl(c, sc, &d, &p, err) : dx_plan_compute(c, &d, &p, err);
     if (st) return st;
     /* the same 8% margin as max_batch: allocator slack and fragmentation */
     if ((double)p.total <= 0.92 * mem_bytes) return DX_OK;
@@ -177,10 +178,17 @@ void dx_plan_links(size_t grad_bytes, int ranks, double step_s, dx_plan_link lin
 }
 
 dx_status dx_plan_compute(const dx_config *c, const dx_device *d, dx_plan *p, dx_err *err) {
-    memset(p, 0, sizeof *p);
     dx_ssl_config sc;
     dx_status st = dx_train_ssl_config(c, &sc, err);
     if (st) return st;
+    return dx_plan_compute_ssl(c, &sc, d, p, err);
+}
+
+dx_status dx_plan_compute_ssl(const dx_config *c, const dx_ssl_config *scp, const dx_device *d, dx_plan *p,
+                              dx_err *err) {
+    memset(p, 0, sizeof *p);
+    const dx_ssl_config sc = *scp;
+    dx_status st;
     size_t state, acts, acts1, state1;
     if ((st = dx_ssl_plan_bytes(&sc, &state, &acts, err))) return st;
     dx_ssl_config one = sc;

@@ -41,6 +41,10 @@ typedef struct dx_plan {
 } dx_plan;
 
 dx_status dx_plan_compute(const dx_config *c, const dx_device *d, dx_plan *p, dx_err *err);
+/* The same for a given step configuration (its batch, masks, crops); c gives the run (steps, loader). */
+struct dx_ssl_config;
+dx_status dx_plan_compute_ssl(const dx_config *c, const struct dx_ssl_config *sc, const dx_device *d, dx_plan *p,
+                              dx_err *err);
 
 /* Stages of one pre-training (e.g. DINOv3's long low-resolution stage, then a
  * short high-resolution one with Gram anchoring) against a budget in days:
@@ -72,7 +76,11 @@ double dx_host_mem_usable(const char **what);
 
 /* The check `dinox train` runs before allocating: DX_OK when the plan's peak
  * fits in mem_bytes; otherwise DX_ENOMEM with the breakdown, the largest
- * batch that fits and what to change in err. */
-dx_status dx_plan_check_fits(const dx_config *c, double mem_bytes, const char *mem_what, dx_err *err);
+ * batch that fits and what to change in err. sc: the step's configuration
+ * when the caller has it (one rank's batch, masks over the global batch);
+ * NULL = from c. */
+struct dx_ssl_config;
+dx_status dx_plan_check_fits(const dx_config *c, const struct dx_ssl_config *sc, double mem_bytes,
+                             const char *mem_what, dx_err *err);
 
 #endif /* DX_PLAN_H */

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "backend/dx_loss_ops.h"
+#include "data/masking.h"
 #include "train/optim.h"
 #include "train/schedule.h"
 
@@ -29,8 +30,35 @@ double dx_ssl_flops_per_step(const dx_ssl_config *cin) {
         f += flops_vit_fwd(&c->vit, G, c->global_size) + flops_vit_fwd(&c->vit, L, c->local_size);
     if (c->use_gram) f += flops_vit_fwd(&c->vit, G, c->gram_size ? c->gram_size : c->global_size);
     f += (3.0 * (G + L) + G) * dx_head_flops_per_row(&c->dino_head);
-    f += 4.0 * (G * P / 4.0) * dx_head_flops_per_row(&c->ibot_head); /* ~1/4 of patches masked */
+    /* masked rows on average: this rank's share of the global batch's (fixed) masked count under
+     * the mask rule; ~1/4 of the patches when the rule is unknown */
+    double rows = G * P / 4.0;
+    if (c->mask_ratio_max > 0) {
+        dx_ssl_config g = *c;
+        g.batch = c->mask_batch > 0 ? c->mask_batch : c->batch;
+        rows = dx_ssl_max_masked(&g) * (double)c->batch / g.batch;
+    }
+    f += 4.0 * rows * dx_head_flops_per_row(&c->ibot_head);
     return f;
+}
+
+static int cmp_desc(const void *a, const void *b) { return *(const int *)b - *(const int *)a; }
+
+int dx_ssl_max_masked(const dx_ssl_config *c) {
+    const int P = (c->global_size / c->vit.patch) * (c->global_size / c->vit.patch);
+    const int G = c->n_global * c->batch, Gall = c->n_global * (c->mask_batch > 0 ? c->mask_batch : c->batch);
+    if (!(c->mask_ratio_max > 0) || Gall < G) return G * P > 0 ? G * P : 1;
+    int *counts = malloc(sizeof(int) * (size_t)Gall);
+    if (!counts) return G * P;
+    int n = dx_mask_counts(counts, Gall, P, c->mask_prob, c->mask_ratio_min, c->mask_ratio_max);
+    long long sum = 0;
+    if (n < 0) sum = (long long)G * P;
+    else {
+        qsort(counts, (size_t)n, sizeof *counts, cmp_desc);
+        for (int i = 0; i < n && i < G; i++) sum += counts[i];
+    }
+    free(counts);
+    return sum > 0 ? (int)sum : 1;
 }
 
 dx_status dx_ssl_plan_bytes(const dx_ssl_config *c, size_t *state, size_t *acts, dx_err *err) {
@@ -52,13 +80,14 @@ dx_status dx_ssl_plan_bytes(const dx_ssl_config *c, size_t *state, size_t *acts,
     if (L) a += dx_vit_acts_bytes(&vit, L, s, s, sf);
     if (c->use_gram) a += dx_vit_acts_bytes(&vit, G, Sg, Sg, 0);
     a += dx_head_acts_bytes(&dino, G + L, 1) + dx_head_acts_bytes(&dino, G, 0);
-    a += dx_head_acts_bytes(&ibot, (int)(G * P), 1) + dx_head_acts_bytes(&ibot, (int)(G * P), 0);
+    const size_t Mx = (size_t)dx_ssl_max_masked(c); /* iBOT rows: the masked patches only */
+    a += dx_head_acts_bytes(&ibot, (int)Mx, 1) + dx_head_acts_bytes(&ibot, (int)Mx, 0);
     /* crops, targets, weights, centres, KoLeo, Gram scratch, index lists (as dx_ssl_init) */
     a += f * ((size_t)G * 3 * S * S + (size_t)L * 3 * s * s + (c->use_gram ? (size_t)G * 3 * Sg * Sg : 0));
-    a += f * ((size_t)G * dh.prototypes + G * P * ih.prototypes + G * P + 2 * (dh.prototypes + ih.prototypes));
+    a += f * ((size_t)G * dh.prototypes + Mx * ih.prototypes + Mx + 2 * (dh.prototypes + ih.prototypes));
     a += f * ((size_t)G * D + B);
     if (c->use_gram) a += f * (5 * G * P * D + G * Pg * D);
-    a += sizeof(int32_t) * (G + L + G * P + G * Pg + G * P);
+    a += sizeof(int32_t) * (G + L + G * P + G * Pg + Mx);
     *acts = a;
     dx_head_free(&dino);
     dx_head_free(&ibot);
@@ -163,16 +192,18 @@ dx_status dx_ssl_init(dx_ssl *s, const dx_ssl_config *cfg_in, dx_backend *be, dx
     const int P = s->P, Pg = s->Pg, Kd = c->dino_head.prototypes, Ki = c->ibot_head.prototypes;
     if ((st = dx_head_acts_init(&s->hd_s, &s->dino, be, G + L, 1, err))) return st;
     if ((st = dx_head_acts_init(&s->hd_t, &s->dino, be, G, 0, err))) return st;
-    if ((st = dx_head_acts_init(&s->hi_s, &s->ibot, be, G * P, 1, err))) return st;
-    if ((st = dx_head_acts_init(&s->hi_t, &s->ibot, be, G * P, 0, err))) return st;
+    s->max_masked = dx_ssl_max_masked(c);
+    const int Mx = s->max_masked;
+    if ((st = dx_head_acts_init(&s->hi_s, &s->ibot, be, Mx, 1, err))) return st;
+    if ((st = dx_head_acts_init(&s->hi_t, &s->ibot, be, Mx, 0, err))) return st;
 
     const size_t GPD = (size_t)G * P * D * sizeof(float);
     s->img_glob = be->ops->alloc(be, (size_t)G * 3 * c->global_size * c->global_size * sizeof(float));
     s->img_loc = L ? be->ops->alloc(be, (size_t)L * 3 * c->local_size * c->local_size * sizeof(float)) : NULL;
     s->img_gram = c->use_gram ? be->ops->alloc(be, (size_t)G * 3 * c->gram_size * c->gram_size * sizeof(float)) : NULL;
     s->tgt_dino = be->ops->alloc(be, (size_t)G * Kd * sizeof(float));
-    s->tgt_ibot = be->ops->alloc(be, (size_t)G * P * Ki * sizeof(float));
-    s->mask_w = be->ops->alloc(be, (size_t)G * P * sizeof(float));
+    s->tgt_ibot = be->ops->alloc(be, (size_t)Mx * Ki * sizeof(float));
+    s->mask_w = be->ops->alloc(be, (size_t)Mx * sizeof(float));
     s->mask_dev = be->ops->alloc(be, (size_t)G * P); /* the iBOT masks, uploaded once per step */
     s->center_dino = be->ops->alloc(be, (size_t)Kd * sizeof(float) * 2);
     s->center_ibot = be->ops->alloc(be, (size_t)Ki * sizeof(float) * 2);
@@ -203,7 +234,7 @@ dx_status dx_ssl_init(dx_ssl *s, const dx_ssl_config *cfg_in, dx_backend *be, dx
         s->idx_patch_gram = upload_idx(be, h, (size_t)G * Pg);
     }
     free(h);
-    s->idx_masked = be->ops->alloc(be, (size_t)G * P * sizeof(int32_t));
+    s->idx_masked = be->ops->alloc(be, (size_t)Mx * sizeof(int32_t));
     if (!s->img_glob || (L && !s->img_loc) || !s->tgt_dino || !s->tgt_ibot || !s->mask_w || !s->idx_masked ||
         !s->idx_cls_glob || !s->idx_patch || !s->dkoleo || !s->koleo_nn || !s->mask_dev ||
         (c->use_gram && (!s->xs || !s->xt || !s->xs_hat || !s->xt_hat || !s->dxs || !s->xt_big)))
@@ -351,6 +382,13 @@ dx_status dx_ssl_step(dx_ssl *s, dx_backend *be, const dx_ssl_batch *batch, int6
                 }
         }
         o->upload(be, s->mask_dev, batch->masks, (size_t)G * P);
+        if (M > s->max_masked) {
+            free(rows), free(mw);
+            return dx_fail(err, DX_EINVAL, "the step's iBOT masks hold %d patches, more than the %d the iBOT head "
+                           "was sized for (mask_prob %.6g, mask_ratio [%.6g, %.6g] over %d global crops)", M,
+                           s->max_masked, c->mask_prob, (double)c->mask_ratio_min, (double)c->mask_ratio_max,
+                           c->n_global * (c->mask_batch > 0 ? c->mask_batch : c->batch));
+        }
         if (M) {
             o->upload(be, s->idx_masked, rows, sizeof(int32_t) * M);
             o->upload(be, s->mask_w, mw, sizeof(float) * M);

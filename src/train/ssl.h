@@ -40,6 +40,15 @@ typedef struct dx_ssl_config {
     float beta1, beta2, eps;
     float layer_decay, patch_embed_lr_mult;
     uint64_t seed;
+    /* The iBOT mask rule (crops.mask_prob, crops.mask_ratio), which sizes the
+     * iBOT head's activations and targets for the most masked patches a batch
+     * can hold instead of all 2B x P patches: masks are drawn over the
+     * 2 x mask_batch global crops of the global batch (0 = batch), and this
+     * rank gets 2 x batch of them. mask_ratio_max = 0: rule unknown, every
+     * patch counts. A step whose masks exceed the bound is refused. */
+    double mask_prob;
+    float mask_ratio_min, mask_ratio_max;
+    int mask_batch;
 } dx_ssl_config;
 
 /* Values of the schedules at this step (src/train/schedule.h computes them). */
@@ -103,6 +112,7 @@ typedef struct dx_ssl {
     uint8_t *mask_dev;                       /* [2B, P] this step's iBOT masks */
     int32_t *idx_cls_glob, *idx_cls_loc, *idx_patch, *idx_patch_gram, *idx_masked, *koleo_nn;
     int P, Pg;
+    int max_masked;                          /* rows of the iBOT head and targets (dx_ssl_max_masked) */
     /* Data parallel (NULL = one process): the step reduces Sinkhorn-Knopp's
      * sums, the softmax centre, the loss terms and the gradients over it. */
     dx_comm *comm;
@@ -128,6 +138,10 @@ size_t dx_ssl_acts_bytes(const dx_ssl *s);
 dx_status dx_ssl_plan_bytes(const dx_ssl_config *cfg, size_t *state, size_t *acts, dx_err *err);
 /* Training FLOPs of one step (student fwd+bwd, teacher and Gram fwd, heads). */
 double dx_ssl_flops_per_step(const dx_ssl_config *cfg);
+/* The most masked patches one step of this rank can have under the mask rule
+ * (the sum of the 2 x batch largest per-crop counts of the global batch), or
+ * 2 x batch x P when the rule is unknown; at least 1. */
+int dx_ssl_max_masked(const dx_ssl_config *cfg);
 
 /* With s->comm of several ranks, every rank calls it with its part of the
  * global batch; the metrics are then the global batch's (means over ranks). */

@@ -73,6 +73,11 @@ dx_status dx_train_ssl_config(const dx_config *c, dx_ssl_config *s, dx_err *err)
     s->layer_decay = c->optim.layer_decay;
     s->patch_embed_lr_mult = c->optim.patch_embed_lr_mult;
     s->seed = (uint64_t)c->train.seed;
+    /* the rule the trainer draws the masks with (the same rounding to 1e-6) */
+    s->mask_prob = round(c->crops.mask_prob * 1e6) / 1e6;
+    s->mask_ratio_min = (float)(round(c->crops.mask_ratio[0] * 1e6) / 1e6);
+    s->mask_ratio_max = (float)(round(c->crops.mask_ratio[1] * 1e6) / 1e6);
+    s->mask_batch = c->train.batch_size; /* masks are drawn over the global batch */
     return DX_OK;
 }
 
@@ -335,7 +340,7 @@ static dx_status train_run(const dx_train_opts *o, dx_train_result *res, dx_comm
         goto agree;
     }
     Bg = cfg.train.batch_size, Bl = Bg / W;
-    sc.batch = Bl;
+    sc.batch = Bl; /* sc.mask_batch stays Bg: this rank's iBOT rows are bounded within the global masks */
     /* the memory plan of one rank, before anything large is allocated (the CPU backend's
      * memory is the host's, shared by the ranks on it; a GPU backend will report its device's) */
     if (!o->force) {
@@ -349,7 +354,7 @@ static dx_status train_run(const dx_train_opts *o, dx_train_result *res, dx_comm
                      comm->local_size);
             what = what_rank;
         }
-        if ((st = dx_plan_check_fits(&per_rank, usable, what, err))) goto agree;
+        if ((st = dx_plan_check_fits(&per_rank, &sc, usable, what, err))) goto agree;
     }
 
     if ((st = dx_store_open(&store, o->store, err))) goto agree;
