@@ -562,6 +562,14 @@ static void attention_one(int N, int T, int H, int Dh) {
     double *go = ddown(dout, no), *ga = ddown(datt, na);
     /* scores q.k reach ~10 at T 197: their fp32 rounding moves att by ~5e-6 */
     report("attention_forward", fmax(relerr(go, ro, no), relerr(ga, ra, na)), TOL(5e-5));
+    /* att NULL (passes without backward): the same output through row-block scratch */
+    float *dout2 = dnew(no);
+    SHAPE("N%d T%d H%d Dh%d, att NULL", N, T, H, Dh);
+    BE->ops->attention_forward(BE, dout2, NULL, dq, N, T, H, Dh, (float)sc);
+    double *go2 = ddown(dout2, no);
+    report("attention_forward", relerr(go2, ro, no), TOL(5e-5));
+    SHAPE("N%d T%d H%d Dh%d", N, T, H, Dh);
+    dfree(dout2), free(go2);
     double *delta = hnew(nq);
     dx_cpu_attention_backward_f64(delta, d, q, ra, N, T, H, Dh, (double)(float)sc);
     double *g0 = ginit(delta, nq);
@@ -580,6 +588,7 @@ static void case_attention(void) {
     attention_one(1, 1, 1, 4);
     attention_one(2, 33, 2, 16);
     attention_one(1, 197, 6, 64);
+    attention_one(2, 130, 2, 8); /* three row blocks of the att-free forward, the last of 2 rows */
 }
 
 static double *periods_for(int Dh) {

@@ -111,8 +111,10 @@ typedef struct dx_backend_ops {
     /* ---- attention ---------------------------------------------------------
      * qkv[N,T,3,H,Dh] as produced by the qkv linear (q | k | v, head-major in
      * each third). out[N,T,H*Dh] = softmax(q k^T * scale) v per (image, head),
-     * heads concatenated. att[N,H,T,T] receives the probabilities for backward.
-     * No copies to a [N,H,T,Dh] layout are needed by the caller. */
+     * heads concatenated. att[N,H,T,T] receives the probabilities for backward;
+     * att NULL (a pass without backward): they are not stored, and the backend
+     * needs no more than a few rows of them at a time. No copies to a
+     * [N,H,T,Dh] layout are needed by the caller. */
     void (*attention_forward)(dx_backend *be, float *out, float *att, const float *qkv, int N, int T,
                               int H, int Dh, float scale);
     /* dqkv[N,T,3,H,Dh] += gradient of out w.r.t. qkv. */

@@ -183,7 +183,7 @@ dx_status dx_extract_features(const dx_eval_model *em, dx_backend *be, const flo
         if (!acts.buf || nb != acts.N) {
             if (acts.buf) dx_vit_acts_free(&acts, be);
             memset(&acts, 0, sizeof acts);
-            if ((st = dx_vit_acts_init(&acts, &em->vit, be, nb, S, S, 0, err))) goto done;
+            if ((st = dx_vit_acts_init(&acts, &em->vit, be, nb, S, S, want_att ? DX_ACTS_ATTN : 0u, err))) goto done;
         }
         be->ops->upload(be, dimg, imgs + (size_t)n0 * img_elems, (size_t)nb * img_elems * sizeof(float));
         if ((st = dx_vit_forward(&em->vit, be, em->w, &acts, dimg, NULL, NULL, err))) goto done;

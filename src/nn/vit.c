@@ -283,6 +283,7 @@ static int build_acts_table(dx_table *t, const dx_vit *m, int N, int H, int W, u
         for (int k = 0; k < A_COUNT; k++) {
             if (l == c->depth && k != A_X) continue; /* x.depth = final pre-norm stream */
             if ((k == A_XA || k == A_XB) && !with_grad) continue;
+            if (k == A_ATT && !with_grad && !(flags & DX_ACTS_ATTN)) continue; /* att = NULL in the forward */
             int64_t sz = 0;
             switch (k) {
             case A_X: case A_XA: case A_LN1: case A_ATTN: case A_Y1: case A_XM: case A_XB:

@@ -101,6 +101,13 @@ double dx_vit_flops_per_image(const dx_vit_config *cfg, int H, int W);
  *                      before its backward; the residual streams, LayerNorm
  *                      statistics and RoPE tables stay fp32. */
 #define DX_ACTS_BF16 8u
+/*   DX_ACTS_ATTN       a pass without backward keeps the attention
+ *                      probabilities ([N,H,T,T], one block's, shared: what
+ *                      dx_vit_acts_last_attention returns after the forward);
+ *                      without it such passes (the EMA and Gram teachers,
+ *                      embedding) store none, and attention runs through a
+ *                      [64,T] scratch per (image, head). */
+#define DX_ACTS_ATTN 16u
 
 typedef struct dx_vit_acts {
     int N, H, W, Hp, Wp, P, T;
