@@ -1,6 +1,6 @@
 /* masking.h - iBOT block masks (MaskingGenerator) and the collate mask rule.
  *
- * Spec §6.3. A mask generator for a Hp x Wp patch grid places random
+ * As DINOv3 masks (docs/objective.md). A mask generator for a Hp x Wp patch grid places random
  * rectangles (area U(4, cap), aspect exp(U(ln 0.3, ln 1/0.3)), side lengths
  * rounded half-to-even, strictly smaller than the grid) until m patches are
  * masked or a round of 10 tries adds nothing, then masks uniformly chosen

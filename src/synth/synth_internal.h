@@ -189,7 +189,7 @@ typedef struct synth_lesions {
     synth_lesion l[SYNTH_MAX_LESIONS];
     int n;
 } synth_lesions;
-/* Samples nodule attributes (no placement): the model of §7.3-7.4. */
+/* Samples nodule attributes (no placement): the model of docs/synth.md. */
 void synth_nodule_attributes(synth_lesion *L, dx_rng *r, int cls);
 /* Samples and places all lesions of a patient (needs anatomy and scan z-range);
  * appends spicules to an->spicules. */
