@@ -2,7 +2,8 @@
  *
  * As DINOv3 schedules them (docs/objective.md). Values are computed per
  * iteration on the fly (no arrays) with the same double-precision
- * operations, in the same order, as the numpy arrays of the reference, so they match those arrays to the last bit or ulp:
+ * operations, in the same order, as the numpy arrays of the reference, so
+ * they match those arrays to the last bit or ulp:
  *  - v1 CosineScheduler (configs without a `schedules:` block):
  *      [freeze zeros | linspace(start_warmup, base, W) inclusive |
  *       final + 0.5 (base - final)(1 + cos(pi i / (T - W - F))), i = 0..T-W-F-1],
