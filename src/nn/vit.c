@@ -248,7 +248,10 @@ static const char *const A_NAMES[A_COUNT] = {
 /* Whether backward finds activation k of every block again (else it is
  * recomputed, or not needed): the checkpointing policy. */
 static int policy_keeps(int k, unsigned flags) {
-    if (k == A_X) return 1;
+    /* the residual stream: every block's input when backward runs; a pass without
+     * backward uses one buffer for all blocks (a block reads its input x only
+     * into xm, before it writes its output) */
+    if (k == A_X) return (flags & DX_ACTS_GRAD) != 0;
     if (!(flags & DX_ACTS_GRAD) || (flags & DX_ACTS_RECOMPUTE)) return 0;
     if (flags & DX_ACTS_SELECTIVE) /* GEMM and attention outputs */
         return k == A_QKV || k == A_ATT || k == A_ATTN || k == A_Y1 || k == A_H || k == A_Y2;
