@@ -49,7 +49,10 @@ typedef struct hf_list {
 static void put(hf_list *l, const float *data, int ndim, const int64_t *shape, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 static void put(hf_list *l, const float *data, int ndim, const int64_t *shape, const char *fmt, ...) {
-    if (l->n >= l->cap) return; /* cap is counted from the table: cannot happen */
+    if (l->n >= l->cap) { /* counted so that it cannot happen; dx_export_hf_write checks */
+        l->n = l->cap + 1;
+        return;
+    }
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(l->names[l->n], sizeof l->names[0], fmt, ap);
@@ -157,7 +160,9 @@ dx_status dx_export_hf_write(const dx_vit *m, const float *w, const dx_backbone_
     if (s) return s;
     const dx_vit_config *c = &m->cfg;
     const int64_t D = c->dim;
-    hf_list l = {.cap = m->tab.n + 2 * c->depth + 2};
+    /* per block at most 4 more tensors than the table has (q/k/v weights and biases from
+     * qkv's two), plus register_tokens when there are none */
+    hf_list l = {.cap = m->tab.n + 4 * c->depth + 2};
     l.e = calloc((size_t)l.cap, sizeof *l.e);
     l.names = calloc((size_t)l.cap, sizeof *l.names);
     l.shapes = calloc((size_t)l.cap, sizeof *l.shapes);
@@ -202,6 +207,10 @@ dx_status dx_export_hf_write(const dx_vit *m, const float *w, const dx_backbone_
 #undef LN
     put_t(&l, m, w, m->norm_w, "norm.weight");
     put_t(&l, m, w, m->norm_b, "norm.bias");
+    if (l.n > l.cap) {
+        s = dx_fail(err, DX_EINVAL, "hf export: more tensors than counted (%d)", l.cap);
+        goto done;
+    }
 
     /* metadata: format "pt" (what transformers 4.x requires), dinox's own
      * format under dinox_format so that dinox's readers can refuse these
