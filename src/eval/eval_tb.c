@@ -70,8 +70,8 @@ dx_status dx_eval_tb_write(const char *logdir, const char *eval_dir, int64_t ste
         float vals[N_SCALARS];
         for (int i = 0; i < N_SCALARS; i++) {
             tags[i] = SCALARS[i].tag;
-            vals[i] = (float)(SCALARS[i].index < 0 ? dx_json_num(ev, SCALARS[i].key)
-                                                : dx_json_num_item(ev, SCALARS[i].key, SCALARS[i].index)); /* NaN: skipped by the writer */
+            const char *k = SCALARS[i].key; /* NaN (absent): skipped by the writer */
+            vals[i] = (float)(SCALARS[i].index < 0 ? dx_json_num(ev, k) : dx_json_num_item(ev, k, SCALARS[i].index));
         }
         s = dx_tb_scalars(&w, step, now, tags, vals, N_SCALARS, err);
         for (int i = 0; !s && i < 8; i++) { /* the attention overlays, in the order eval wrote them */

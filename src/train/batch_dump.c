@@ -31,13 +31,14 @@ dx_status dx_train_dump_batches(const char *config_path, const char *const *over
     const int B = cfg.train.batch_size, G = 2 * B, L = cfg.crops.local_count;
     const int S = cfg.crops.global_size, s = cfg.crops.local_size, Hp = S / cfg.model.patch;
     char path[1200];
+    double mprob;
+    float mrmin, mrmax;
+    dx_config_mask_rule(&cfg, &mprob, &mrmin, &mrmax);
     for (int64_t step = first; step < first + count; step++) {
         const dx_batch *b;
         if ((st = dx_loader_get(loader, step, &b, err))) goto out;
-        dx_ibot_masks m; /* the trainer's rule: decimals of the config, int(2B * prob) masked crops */
-        if ((st = dx_ibot_masks_make(&m, G, Hp, Hp, round(cfg.crops.mask_prob * 1e6) / 1e6,
-                                     round(cfg.crops.mask_ratio[0] * 1e6) / 1e6,
-                                     round(cfg.crops.mask_ratio[1] * 1e6) / 1e6, (uint64_t)cfg.train.seed,
+        dx_ibot_masks m; /* the trainer's rule */
+        if ((st = dx_ibot_masks_make(&m, G, Hp, Hp, mprob, mrmin, mrmax, (uint64_t)cfg.train.seed,
                                      (uint64_t)step, err)))
             goto out;
         int64_t gs[4] = {G, 3, S, S}, ls[4] = {(int64_t)L * B, 3, s, s}, ms[2] = {G, (int64_t)Hp * Hp};

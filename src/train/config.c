@@ -514,6 +514,12 @@ int dx_config_precision(const dx_config *c) {
     return strcmp(c->model.precision, "bf16") == 0 ? DX_PREC_BF16 : DX_PREC_FP32;
 }
 
+void dx_config_mask_rule(const dx_config *c, double *prob, float *ratio_min, float *ratio_max) {
+    *prob = round(c->crops.mask_prob * 1e6) / 1e6;
+    *ratio_min = (float)(round(c->crops.mask_ratio[0] * 1e6) / 1e6);
+    *ratio_max = (float)(round(c->crops.mask_ratio[1] * 1e6) / 1e6);
+}
+
 dx_status dx_config_vit(const dx_config *c, dx_vit_config *v, dx_err *err) {
     dx_status s = dx_vit_config_named(v, c->model.arch, err);
     if (s) return s;

@@ -125,6 +125,10 @@ void dx_config_write_schema_md(FILE *f);
 dx_status dx_config_vit(const dx_config *c, dx_vit_config *vc, dx_err *err);
 /* model.precision as the backend's policy: DX_PREC_FP32 or DX_PREC_BF16. */
 int dx_config_precision(const dx_config *c);
+/* The iBOT mask rule as the user wrote it: the config holds floats, and the
+ * decimal is recovered (0.35f is 0.34999999) so that int(2B * prob) counts the
+ * masked crops as DINOv3's Python does. What the trainer draws masks with. */
+void dx_config_mask_rule(const dx_config *c, double *prob, float *ratio_min, float *ratio_max);
 /* Loader options the crops / data / train keys describe (eval = 1: fixed
  * window, no flip / blur / noise). gram_size is set when gram.enabled. */
 void dx_config_loader_opts(const dx_config *c, int eval, dx_loader_opts *o);

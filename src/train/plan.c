@@ -138,7 +138,7 @@ dx_status dx_plan_check_fits(const dx_config *c, const dx_ssl_config *sc, double
     dx_device d = {.mem_bytes = mem_bytes};
     snprintf(d.name, sizeof d.name, "this machine");
     dx_plan p;
-    dx_status st = sc ? dx_plan_compute_ssl(c, sc, &d, &p, err) : dx_plan_compute(c, &d, &p, err);
+    dx_status st = dx_plan_compute_ssl(c, sc, &d, &p, err);
     if (st) return st;
     /* the same 8% margin as max_batch: allocator slack and fragmentation */
     if ((double)p.total <= 0.92 * mem_bytes) return DX_OK;

@@ -77,8 +77,7 @@ double dx_host_mem_usable(const char **what);
 /* The check `dinox train` runs before allocating: DX_OK when the plan's peak
  * fits in mem_bytes; otherwise DX_ENOMEM with the breakdown, the largest
  * batch that fits and what to change in err. sc: the step's configuration
- * when the caller has it (one rank's batch, masks over the global batch);
- * NULL = from c. */
+ * (one rank's batch, masks over the global batch); c gives the run. */
 struct dx_ssl_config;
 dx_status dx_plan_check_fits(const dx_config *c, const struct dx_ssl_config *sc, double mem_bytes,
                              const char *mem_what, dx_err *err);

@@ -18,6 +18,9 @@ static double flops_vit_fwd(const dx_vit_config *c, int n, int side) {
     return n * dx_vit_flops_per_image(c, side, side);
 }
 
+/* global crops of the batch the masks are drawn over (all ranks') */
+static int mask_crops(const dx_ssl_config *c) { return c->n_global * (c->mask_batch > 0 ? c->mask_batch : c->batch); }
+
 double dx_ssl_flops_per_step(const dx_ssl_config *cin) {
     dx_ssl_config cc = *cin; /* heads read the backbone's width, whatever in_dim says */
     cc.dino_head.in_dim = cc.ibot_head.in_dim = cc.vit.dim;
@@ -34,8 +37,8 @@ double dx_ssl_flops_per_step(const dx_ssl_config *cin) {
      * the mask rule; ~1/4 of the patches when the rule is unknown */
     double rows = G * P / 4.0;
     if (c->mask_ratio_max > 0) {
-        dx_ssl_config g = *c;
-        g.batch = c->mask_batch > 0 ? c->mask_batch : c->batch;
+        dx_ssl_config g = *c; /* the whole batch the masks are drawn over: its count is fixed */
+        g.batch = mask_crops(c) / c->n_global;
         rows = dx_ssl_max_masked(&g) * (double)c->batch / g.batch;
     }
     f += 4.0 * rows * dx_head_flops_per_row(&c->ibot_head);
@@ -46,7 +49,7 @@ static int cmp_desc(const void *a, const void *b) { return *(const int *)b - *(c
 
 int dx_ssl_max_masked(const dx_ssl_config *c) {
     const int P = (c->global_size / c->vit.patch) * (c->global_size / c->vit.patch);
-    const int G = c->n_global * c->batch, Gall = c->n_global * (c->mask_batch > 0 ? c->mask_batch : c->batch);
+    const int G = c->n_global * c->batch, Gall = mask_crops(c);
     if (!(c->mask_ratio_max > 0) || Gall < G) return G * P > 0 ? G * P : 1;
     int *counts = malloc(sizeof(int) * (size_t)Gall);
     if (!counts) return G * P;
@@ -387,7 +390,7 @@ dx_status dx_ssl_step(dx_ssl *s, dx_backend *be, const dx_ssl_batch *batch, int6
             return dx_fail(err, DX_EINVAL, "the step's iBOT masks hold %d patches, more than the %d the iBOT head "
                            "was sized for (mask_prob %.6g, mask_ratio [%.6g, %.6g] over %d global crops)", M,
                            s->max_masked, c->mask_prob, (double)c->mask_ratio_min, (double)c->mask_ratio_max,
-                           c->n_global * (c->mask_batch > 0 ? c->mask_batch : c->batch));
+                           mask_crops(c));
         }
         if (M) {
             o->upload(be, s->idx_masked, rows, sizeof(int32_t) * M);

@@ -73,10 +73,7 @@ dx_status dx_train_ssl_config(const dx_config *c, dx_ssl_config *s, dx_err *err)
     s->layer_decay = c->optim.layer_decay;
     s->patch_embed_lr_mult = c->optim.patch_embed_lr_mult;
     s->seed = (uint64_t)c->train.seed;
-    /* the rule the trainer draws the masks with (the same rounding to 1e-6) */
-    s->mask_prob = round(c->crops.mask_prob * 1e6) / 1e6;
-    s->mask_ratio_min = (float)(round(c->crops.mask_ratio[0] * 1e6) / 1e6);
-    s->mask_ratio_max = (float)(round(c->crops.mask_ratio[1] * 1e6) / 1e6);
+    dx_config_mask_rule(c, &s->mask_prob, &s->mask_ratio_min, &s->mask_ratio_max); /* what the masks are drawn with */
     s->mask_batch = c->train.batch_size; /* masks are drawn over the global batch */
     return DX_OK;
 }
@@ -507,13 +504,10 @@ agree:;
         }
         const double data_wait = now_s() - t0; /* > 0 only when the loader is behind */
         dx_ibot_masks masks;
-        /* the config holds floats; recover the decimal the user wrote (0.35f is 0.34999999) so
-         * that int(2B * prob) counts masked crops as DINOv3's Python does. The masks are the
-         * global batch's (2*Bg crops); a rank takes its rows. */
-        const double mask_prob = round(cfg.crops.mask_prob * 1e6) / 1e6;
-        if ((st = dx_ibot_masks_make(&masks, 2 * Bg, Hp, Hp, mask_prob, round(cfg.crops.mask_ratio[0] * 1e6) / 1e6,
-                                     round(cfg.crops.mask_ratio[1] * 1e6) / 1e6, (uint64_t)cfg.train.seed,
-                                     (uint64_t)step, err)))
+        /* the global batch's masks (2*Bg crops) under the step config's rule
+         * (dx_config_mask_rule); a rank takes its rows */
+        if ((st = dx_ibot_masks_make(&masks, 2 * Bg, Hp, Hp, sc.mask_prob, sc.mask_ratio_min, sc.mask_ratio_max,
+                                     (uint64_t)cfg.train.seed, (uint64_t)step, err)))
             goto out;
         masks_of_rank(&masks, Bg, Bl, R, rank_masks);
         dx_ssl_sched sch;
