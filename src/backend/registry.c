@@ -9,6 +9,9 @@
 
 #include "backend/checked.h"
 #include "backend/cpu/cpu_backend.h"
+#if defined(DINOX_HAVE_CUDA) || defined(DINOX_HAVE_HIP)
+#include "backend/gpu/gpu_backend.h"
+#endif
 
 static const dx_backend_entry entries[] = {
     {.name = "cpu",
