@@ -38,7 +38,7 @@ void *gpu_scratch(dx_backend *be, int slot, size_t bytes) {
     if (st->scratch_bytes[slot] >= bytes && st->scratch[slot]) return st->scratch[slot];
     if (st->scratch[slot]) {
         GPU_CHECK(be, cudaStreamSynchronize(st->stream)); /* earlier ops may still read it */
-        cudaFree(st->scratch[slot]);
+        (void)cudaFree(st->scratch[slot]);
         st->scratch[slot] = NULL;
         st->scratch_bytes[slot] = 0;
     }
@@ -90,13 +90,13 @@ static void *gpu_alloc(dx_backend *be, size_t bytes) {
     gpu_state *st = gpu_st(be);
     char *p = NULL;
     if (cudaMalloc((void **)&p, bytes + GPU_HDR) != cudaSuccess) {
-        cudaGetLastError(); /* an out-of-memory return is not a sticky error */
+        (void)cudaGetLastError(); /* an out-of-memory return is not a sticky error */
         return NULL;
     }
     if (cudaMemsetAsync(p + GPU_HDR, 0, bytes, st->stream) != cudaSuccess ||
         cudaMemcpyAsync(p, &bytes, sizeof bytes, cudaMemcpyHostToDevice, st->stream) != cudaSuccess ||
         cudaStreamSynchronize(st->stream) != cudaSuccess) {
-        cudaFree(p);
+        (void)cudaFree(p);
         return NULL;
     }
     st->bytes_in_use += bytes;
@@ -113,7 +113,7 @@ static void gpu_free(dx_backend *be, void *p) {
     GPU_CHECK(be, cudaMemcpyAsync(&bytes, base, sizeof bytes, cudaMemcpyDeviceToHost, st->stream));
     GPU_CHECK(be, cudaStreamSynchronize(st->stream));
     st->bytes_in_use -= bytes <= st->bytes_in_use ? bytes : st->bytes_in_use;
-    cudaFree(base);
+    (void)cudaFree(base);
 }
 
 static void gpu_upload(dx_backend *be, void *dst, const void *src, size_t bytes) {
@@ -137,14 +137,14 @@ static void gpu_sync(dx_backend *be) { GPU_CHECK(be, cudaStreamSynchronize(gpu_s
 static void *gpu_host_alloc(dx_backend *be, size_t bytes) {
     void *p = NULL;
     if (cudaMallocHost(&p, bytes ? bytes : 64) != cudaSuccess) {
-        cudaGetLastError();
+        (void)cudaGetLastError();
         return NULL;
     }
     memset(p, 0, bytes);
     return p;
 }
 static void gpu_host_free(dx_backend *be, void *p) {
-    if (p) cudaFreeHost(p);
+    if (p) (void)cudaFreeHost(p);
 }
 
 /* ---- the tables ---------------------------------------------------------------- */
@@ -180,15 +180,15 @@ static void gpu_fill_tables(void) {
 static void gpu_destroy(dx_backend *be) {
     gpu_state *st = gpu_st(be);
     if (st) {
-        cudaStreamSynchronize(st->stream);
+        (void)cudaStreamSynchronize(st->stream);
         for (int i = 0; i < 4; i++)
-            if (st->scratch[i]) cudaFree(st->scratch[i]);
-        if (st->lt_workspace) cudaFree(st->lt_workspace);
-        if (st->red) cudaFree(st->red);
-        if (st->host_red) cudaFreeHost(st->host_red);
+            if (st->scratch[i]) (void)cudaFree(st->scratch[i]);
+        if (st->lt_workspace) (void)cudaFree(st->lt_workspace);
+        if (st->red) (void)cudaFree(st->red);
+        if (st->host_red) (void)cudaFreeHost(st->host_red);
         if (st->lt) cublasLtDestroy(st->lt);
         if (st->blas) cublasDestroy(st->blas);
-        if (st->stream) cudaStreamDestroy(st->stream);
+        if (st->stream) (void)cudaStreamDestroy(st->stream);
         free(st);
     }
     free(be);
@@ -199,7 +199,7 @@ extern "C" int DX_GPU_FN(device_count)(char *why, size_t why_len) {
     cudaError_t e = cudaGetDeviceCount(&n);
     if (e != cudaSuccess) {
         if (why && why_len) snprintf(why, why_len, "%s", cudaGetErrorString(e));
-        cudaGetLastError();
+        (void)cudaGetLastError();
         return 0;
     }
     if (n == 0 && why && why_len) snprintf(why, why_len, "the runtime sees no GPU");
@@ -220,8 +220,8 @@ extern "C" dx_status DX_GPU_FN(device_info)(int device, dx_device_info *info, dx
     info->mem_bytes = (uint64_t)pr.totalGlobalMem;
     info->unified = pr.integrated ? 1 : 0;
     int dv = 0, rv = 0;
-    cudaDriverGetVersion(&dv);
-    cudaRuntimeGetVersion(&rv);
+    (void)cudaDriverGetVersion(&dv);
+    (void)cudaRuntimeGetVersion(&rv);
     snprintf(info->driver, sizeof info->driver, "%d.%d", dv / 1000, (dv % 1000) / 10);
     snprintf(info->runtime, sizeof info->runtime, "%s runtime %d.%d", DX_GPU_VENDOR, rv / 1000, (rv % 1000) / 10);
     snprintf(info->notes, sizeof info->notes, "%d compute units, %s", pr.multiProcessorCount,
