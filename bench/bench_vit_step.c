@@ -15,6 +15,11 @@
  *
  * usage: bench_vit_step [multicrop|single|dinov3|all] [--steps S] [--warmup W] [--arch A]
  *                       [--threads T] [--gram-scale F] [--precision fp32|bf16]
+ *                       [--device cpu|cuda[:N]|hip[:N]] [--batch B] [--sizes G/L]
+ * --batch and --sizes set the images per step and the global/local crop sizes of
+ * multicrop and dinov3 (default 8 and 224/96; the GPU figures of the issue are
+ * ViT-S/16 at --batch 64 and ViT-L/16 at --sizes 512/112 with the batch that
+ * `dinox plan` says fits). Every figure is on the backend --device names.
  * --precision bf16: the linear layers' GEMMs in bf16 (fp32 accumulation), as
  * `dinox train --precision bf16`; the GEMM peak is then the bf16 GEMM's. */
 #include <stdio.h>
@@ -23,11 +28,14 @@
 #include <time.h>
 
 #include "backend/dx_backend.h"
+#include "backend/registry.h"
 #include "core/dx_rng.h"
 #include "nn/vit.h"
 #include "data/masking.h"
 #include "train/optim.h"
 #include "train/ssl.h"
+
+static char dev_label[40] = "cpu";
 
 static double now(void) {
     struct timespec ts;
@@ -60,8 +68,9 @@ static float *rand_buf(dx_backend *be, size_t n, uint64_t seed) {
 static double gemm_peak(dx_backend *be, int M, int D, int F) {
     int shapes[][3] = {{M, 3 * D, D}, {M, D, D}, {M, F, D}, {M, D, F}};
     double best = 0;
-    float *A = rand_buf(be, (size_t)M * F * 3, 1), *B = rand_buf(be, (size_t)M * F * 3, 2);
-    float *C = rand_buf(be, (size_t)M * F * 3, 3);
+    /* every operand of these shapes: an M-row one is at most M x 3F, the others 3D x F */
+    size_t n = (size_t)M * F * 3 + (size_t)3 * D * F;
+    float *A = rand_buf(be, n, 1), *B = rand_buf(be, n, 2), *C = rand_buf(be, n, 3);
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
         for (int variant = 0; variant < 3; variant++) {
@@ -130,10 +139,10 @@ static void run_config(dx_backend *be, const char *name, const char *arch, const
     }
     double med = median(t, steps);
     double gflops = flop / med / 1e9;
-    printf("{\"impl\":\"%s\",\"config\":\"%s\",\"arch\":\"%s\",\"batch\":%d,\"threads\":%d,"
+    printf("{\"impl\":\"%s\",\"device\":\"%s\",\"config\":\"%s\",\"arch\":\"%s\",\"batch\":%d,\"threads\":%d,"
            "\"step_s_median\":%.4f,\"img_per_s\":%.3f,\"gflop_per_img\":%.2f,\"gflop_per_s\":%.1f,"
            "\"gemm_peak_gflop_per_s\":%.1f,\"fraction_of_gemm_peak\":%.3f}\n",
-           be->precision == DX_PREC_BF16 ? "dinox-bf16" : "dinox", name, arch, batch, be->nthreads, med, batch / med, flop / batch / 1e9, gflops, peak,
+           be->precision == DX_PREC_BF16 ? "dinox-bf16" : "dinox", dev_label, name, arch, batch, be->nthreads, med, batch / med, flop / batch / 1e9, gflops, peak,
            peak > 0 ? gflops / peak : 0);
     fflush(stdout);
     free(t);
@@ -149,7 +158,8 @@ static void run_config(dx_backend *be, const char *name, const char *arch, const
     dx_vit_free(&m);
 }
 
-static void run_dinov3(dx_backend *be, const char *arch, int steps, int warmup, int gram_scale, double peak) {
+static void run_dinov3(dx_backend *be, const char *arch, int batch, int gsize, int lsize, int steps, int warmup,
+                       int gram_scale, double peak) {
     dx_err err;
     dx_ssl_config c;
     memset(&c, 0, sizeof c);
@@ -158,15 +168,15 @@ static void run_dinov3(dx_backend *be, const char *arch, int steps, int warmup, 
     c.vit.rope_rescale = 2.0f;
     c.dino_head = (dx_head_config){.hidden = 2048, .bottleneck = 256, .prototypes = 65536, .nlayers = 3};
     c.ibot_head = c.dino_head;
-    c.batch = 8;
+    c.batch = batch;
     c.n_global = 2;
     c.n_local = 8;
-    c.global_size = 224;
-    c.local_size = 96;
+    c.global_size = gsize;
+    c.local_size = lsize;
     c.use_gram = 1;
     c.gram_img_level = 1;
     if (be->precision == DX_PREC_BF16) c.student_acts = DX_ACTS_BF16; /* as the trainer: bf16 storage */
-    c.gram_size = 224 * gram_scale;
+    c.gram_size = gsize * gram_scale;
     c.w_dino = 1;
     c.w_koleo = 0.1f;
     c.w_ibot = 1;
@@ -185,7 +195,7 @@ static void run_dinov3(dx_backend *be, const char *arch, int steps, int warmup, 
         return;
     }
     const int G = 2 * c.batch, L = c.n_local * c.batch, Hp = c.global_size / c.vit.patch;
-    size_t ng = (size_t)G * 3 * 224 * 224, nl = (size_t)L * 3 * 96 * 96, ngr = (size_t)G * 3 * c.gram_size * c.gram_size;
+    size_t ng = (size_t)G * 3 * gsize * gsize, nl = (size_t)L * 3 * lsize * lsize, ngr = (size_t)G * 3 * c.gram_size * c.gram_size;
     float *gl = malloc(ng * sizeof(float)), *lc = malloc(nl * sizeof(float)), *gr = malloc(ngr * sizeof(float));
     dx_rng r;
     dx_rng_init(&r, 3, DX_RNG_TEST, 0, 0);
@@ -207,10 +217,10 @@ static void run_dinov3(dx_backend *be, const char *arch, int steps, int warmup, 
         dx_ibot_masks_free(&mk);
     }
     double med = median(t, steps), flop = dx_ssl_flops_per_step(&c);
-    printf("{\"impl\":\"%s\",\"config\":\"dinov3\",\"arch\":\"%s\",\"batch\":%d,\"threads\":%d,"
+    printf("{\"impl\":\"%s\",\"device\":\"%s\",\"config\":\"dinov3\",\"arch\":\"%s\",\"batch\":%d,\"threads\":%d,"
            "\"gram_size\":%d,\"step_s_median\":%.4f,\"img_per_s\":%.3f,\"gflop_per_img\":%.2f,"
            "\"gflop_per_s\":%.1f,\"gemm_peak_gflop_per_s\":%.1f,\"fraction_of_gemm_peak\":%.3f}\n",
-           be->precision == DX_PREC_BF16 ? "dinox-bf16" : "dinox", arch, c.batch, be->nthreads, c.gram_size, med, c.batch / med, flop / c.batch / 1e9, flop / med / 1e9, peak,
+           be->precision == DX_PREC_BF16 ? "dinox-bf16" : "dinox", dev_label, arch, c.batch, be->nthreads, c.gram_size, med, c.batch / med, flop / c.batch / 1e9, flop / med / 1e9, peak,
            peak > 0 ? flop / med / 1e9 / peak : 0);
     fflush(stdout);
     free(t); free(gl); free(lc); free(gr);
@@ -219,7 +229,9 @@ static void run_dinov3(dx_backend *be, const char *arch, int steps, int warmup, 
 
 int main(int argc, char **argv) {
     const char *which = "all", *arch = "vit_small";
-    int steps = 5, warmup = 1, threads = 0, gram_scale = 1, precision = DX_PREC_FP32;
+    int steps = 5, warmup = 1, threads = 0, gram_scale = 1, precision = DX_PREC_FP32, batch = 8, gsize = 224,
+        lsize = 96;
+    const char *device = "cpu";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--warmup") && i + 1 < argc) warmup = atoi(argv[++i]);
@@ -227,12 +239,32 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--gram-scale") && i + 1 < argc) gram_scale = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--precision") && i + 1 < argc) precision = !strcmp(argv[++i], "bf16");
+        else if (!strcmp(argv[i], "--device") && i + 1 < argc) device = argv[++i];
+        else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--sizes") && i + 1 < argc) {
+            if (sscanf(argv[++i], "%d/%d", &gsize, &lsize) != 2) {
+                fprintf(stderr, "--sizes wants G/L, e.g. 512/112\n");
+                return 1;
+            }
+        }
         else which = argv[i];
     }
     if (steps < 1) steps = 1;
+    if (batch < 1 || gsize < 16 || lsize < 16) {
+        fprintf(stderr, "--batch must be >= 1 and --sizes at least 16/16\n");
+        return 1;
+    }
     dx_err err;
     dx_backend *be;
-    if (dx_backend_create(&be, &(dx_backend_params){.nthreads = threads, .precision = precision}, &err)) {
+    dx_backend_params bp = {0};
+    if (dx_backend_parse_device(device, &bp, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    bp.nthreads = threads;
+    bp.precision = precision;
+    snprintf(dev_label, sizeof dev_label, "%s", device);
+    if (dx_backend_create(&be, &bp, &err)) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }
@@ -241,16 +273,19 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }
-    double peak = gemm_peak(be, 16 * 201, cfg.dim, cfg.ffn_hidden);
+    /* the GEMM peak on the global crops' token count (16 x 201 at batch 8, 224 px) */
+    int ptok = (gsize / cfg.patch) * (gsize / cfg.patch) + 5, mrows = 2 * batch * ptok;
+    if (mrows > 16384) mrows = 16384; /* the GEMM peak is reached well before (and the buffers stay small) */
+    double peak = gemm_peak(be, mrows, cfg.dim, cfg.ffn_hidden);
     if (!strcmp(which, "all") || !strcmp(which, "multicrop")) {
-        group g[2] = {{2 * 8, 224}, {8 * 8, 96}};
-        run_config(be, "multicrop", arch, g, 2, 8, steps, warmup, peak);
+        group g[2] = {{2 * batch, gsize}, {8 * batch, lsize}};
+        run_config(be, "multicrop", arch, g, 2, batch, steps, warmup, peak);
     }
     if (!strcmp(which, "all") || !strcmp(which, "single")) {
         group g[1] = {{32, 112}};
         run_config(be, "single", arch, g, 1, 32, steps, warmup, peak);
     }
-    if (!strcmp(which, "all") || !strcmp(which, "dinov3")) run_dinov3(be, arch, steps, warmup, gram_scale, peak);
+    if (!strcmp(which, "all") || !strcmp(which, "dinov3")) run_dinov3(be, arch, batch, gsize, lsize, steps, warmup, gram_scale, peak);
     dx_backend_destroy(be);
     return 0;
 }
