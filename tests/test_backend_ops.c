@@ -266,6 +266,35 @@ static void case_memory(void) {
     }
 }
 
+/* device_stats: alloc memory is counted while held and released on free, the
+ * peak never below what is held; busy time (where measured) grows with queued
+ * work; temperature and clock are plausible where the machine has them. */
+static void case_device_stats(void) {
+    const size_t n = 8u << 20; /* 8 MiB */
+    SHAPE("%zu MiB", n >> 20);
+    dx_device_stats s0, s1, s2;
+    BE->ops->device_stats(BE, &s0);
+    float *a = BE->ops->alloc(BE, n), *b = BE->ops->alloc(BE, n);
+    for (int r = 0; r < 8; r++) BE->ops->copy(BE, b, a, n); /* some queued work */
+    BE->ops->sync(BE);
+    BE->ops->device_stats(BE, &s1);
+    BE->ops->free(BE, a);
+    BE->ops->free(BE, b);
+    BE->ops->device_stats(BE, &s2);
+    long bad = 0;
+    bad += !(s1.mem_in_use >= s0.mem_in_use + 2.0 * n);          /* both buffers counted */
+    bad += !(s1.mem_peak >= s1.mem_in_use && s0.mem_peak <= s1.mem_peak && s2.mem_peak >= s1.mem_peak);
+    bad += !(s2.mem_in_use <= s1.mem_in_use - 2.0 * n);          /* and released */
+    bad += !(s1.mem_total > s1.mem_in_use);
+    bad += !(s0.busy_s == -1 ? s1.busy_s == -1 : s1.busy_s > s0.busy_s && s0.busy_s >= 0);
+    bad += !(s1.temp_c == -1 || (s1.temp_c > 0 && s1.temp_c < 150));
+    bad += !(s1.clock_mhz == -1 || (s1.clock_mhz > 10 && s1.clock_mhz < 10000));
+    printf("%-5s %-24s [%s] in use +%.1f MiB, peak %.1f MiB, total %.1f GiB, busy %s, %.0f C, %.0f MHz\n", BNAME,
+           "device_stats", SH, (s1.mem_in_use - s0.mem_in_use) / 1048576.0, s1.mem_peak / 1048576.0,
+           s1.mem_total / 1073741824.0, s1.busy_s < 0 ? "not measured" : "measured", s1.temp_c, s1.clock_mhz);
+    report_exact("device_stats", "memory counted and released, plausible facts", bad);
+}
+
 /* destroy: a second instance of the same backend is created, used, destroyed */
 static void case_destroy(void) {
     const dx_backend_entry *e = dx_backend_find(BNAME);
@@ -1483,6 +1512,7 @@ typedef struct test_case {
 static const test_case CASES[] = {
     {"memory", "alloc free upload download copy zero sync host_alloc host_free", case_memory},
     {"destroy", "destroy", case_destroy},
+    {"device_stats", "device_stats", case_device_stats},
     {"gemm", "gemm", case_gemm},
     {"gemm_bf16", "gemm_bf16", case_gemm_bf16},
     {"bf16", "to_bf16 from_bf16", case_bf16},

@@ -177,6 +177,7 @@ static void ck_from_bf16(dx_backend *be, float *dst, const uint16_t *src, size_t
 static void ck_sync(dx_backend *be) { IN(be)->ops->sync(IN(be)); }
 static void *ck_host_alloc(dx_backend *be, size_t bytes) { return IN(be)->ops->host_alloc(IN(be), bytes); }
 static void ck_host_free(dx_backend *be, void *p) { IN(be)->ops->host_free(IN(be), p); }
+static void ck_device_stats(dx_backend *be, dx_device_stats *out) { IN(be)->ops->device_stats(IN(be), out); }
 static void ck_gemm(dx_backend *be, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                     const float *B, int ldb, float beta, float *C, int ldc, int batch, int64_t sa, int64_t sb,
                     int64_t sc) {
@@ -249,6 +250,7 @@ static const dx_backend_ops checked_ops = {
     .sync = ck_sync,
     .host_alloc = ck_host_alloc,
     .host_free = ck_host_free,
+    .device_stats = ck_device_stats,
     .gemm = ck_gemm,
     .gemm_bf16 = ck_gemm_bf16,
 #define CK_ENTRY(op, params, args) .op = ck_##op,

@@ -44,6 +44,16 @@ typedef struct dx_segment {
 } dx_segment;
 
 
+/* Run-health facts of a backend's device (device_stats; -1 where unknown). */
+typedef struct dx_device_stats {
+    double mem_in_use, mem_peak; /* bytes of `alloc` memory held now, and the most held at once */
+    double mem_total;            /* bytes the device has (host RAM on the CPU) */
+    double busy_s;               /* seconds the device spent running queued work since the backend was
+                                    created, from events (-1: not measured; the CPU runs ops inline) */
+    double temp_c;               /* device temperature, degrees C (-1: unknown) */
+    double clock_mhz;            /* current compute clock, MHz (-1: unknown) */
+} dx_device_stats;
+
 typedef struct dx_backend_ops {
     const char *name;
     void (*destroy)(dx_backend *be);
@@ -64,6 +74,9 @@ typedef struct dx_backend_ops {
     /* (host) staging memory for transfers: 64-B aligned, zero-filled, NULL on failure */
     void *(*host_alloc)(dx_backend *be, size_t bytes);
     void (*host_free)(dx_backend *be, void *p);
+    /* Run-health facts (host out), cheap enough for every logged step; does
+     * not wait for queued work. host_alloc memory is not counted. */
+    void (*device_stats)(dx_backend *be, dx_device_stats *out);
 
     /* ---- GEMM: the one matrix-multiply entry point -------------------------
      * C[M,N] = alpha * op(A) @ op(B) + beta * C, op(X) = X or X^T.
@@ -207,7 +220,7 @@ typedef struct dx_backend_ops {
 #define DX_BACKEND_OP_NAMES(X)                                                                  \
     X(destroy) X(alloc) X(free) X(upload) X(download) X(copy) X(zero) X(to_bf16) X(from_bf16)  \
     X(sync) X(host_alloc)                                                                       \
-    X(host_free) X(gemm) X(gemm_bf16) X(bias_forward) X(bias_backward) X(layernorm_forward)                  \
+    X(host_free) X(device_stats) X(gemm) X(gemm_bf16) X(bias_forward) X(bias_backward) X(layernorm_forward)                  \
     X(layernorm_backward) X(gelu_forward) X(gelu_backward) X(swiglu_forward)                    \
     X(swiglu_backward) X(softmax_forward) X(softmax_backward) X(attention_forward)              \
     X(attention_backward) X(rope_tables) X(rope_forward) X(rope_backward) X(residual_forward)   \

@@ -126,6 +126,57 @@ void dx_svg_line_chart_range(FILE *f, const char *title, const double *x, const 
 
 typedef struct series { char name[96]; double *y; } series;
 
+/* mean of y[from..n) over the finite entries (NAN when none) */
+static double mean_from(const double *y, int from, int n) {
+    double s = 0;
+    int k = 0;
+    for (int t = from < 0 ? 0 : from; t < n; t++)
+        if (y[t] == y[t]) s += y[t], k++;
+    return k ? s / k : NAN;
+}
+
+/* The run-health sentence of the device metrics (docs/training.md): peak
+ * memory, busy and data-wait fractions against the mission's targets, and
+ * the temperature and clock trend (first vs last quarter of the run). */
+static void device_health(FILE *f, const series *s, int ns, int n) {
+    int mem = -1, frac = -1, busy = -1, wait = -1, temp = -1, clk = -1;
+    for (int k = 0; k < ns; k++) {
+        if (!strcmp(s[k].name, "device/mem_peak_gb")) mem = k;
+        if (!strcmp(s[k].name, "device/mem_peak_fraction")) frac = k;
+        if (!strcmp(s[k].name, "device/busy_fraction")) busy = k;
+        if (!strcmp(s[k].name, "perf/data_wait_fraction")) wait = k;
+        if (!strcmp(s[k].name, "device/temp_c")) temp = k;
+        if (!strcmp(s[k].name, "device/clock_mhz")) clk = k;
+    }
+    if (mem < 0 || n < 1) return;
+    double peak = NAN, pf = NAN;
+    for (int t = 0; t < n; t++) {
+        if (s[mem].y[t] == s[mem].y[t] && !(s[mem].y[t] <= peak)) peak = s[mem].y[t];
+        if (frac >= 0 && s[frac].y[t] == s[frac].y[t] && !(s[frac].y[t] <= pf)) pf = s[frac].y[t];
+    }
+    /* the first logged interval holds start-up (allocation, first-touch): left out of the means */
+    const int from = n > 2 ? 1 : 0;
+    fprintf(f, "<p class=note>run health: peak device memory %.2f GB", peak);
+    if (pf == pf) fprintf(f, " (%.0f%% of the device)", 100 * pf);
+    if (busy >= 0) {
+        double b = mean_from(s[busy].y, from, n);
+        fprintf(f, "; device busy %.1f%% of wall time (target &gt; 90%%: %s)", 100 * b, b > 0.9 ? "met" : "not met");
+    } else {
+        fputs("; device busy fraction not measured on this backend", f);
+    }
+    if (wait >= 0) fprintf(f, "; waiting for data %.1f%% of wall time", 100 * mean_from(s[wait].y, from, n));
+    if (temp >= 0) {
+        double a = mean_from(s[temp].y, from, from + (n - from + 3) / 4), z = mean_from(s[temp].y, n - (n - from + 3) / 4, n);
+        fprintf(f, "; temperature %.0f C in the first quarter, %.0f C in the last", a, z);
+    }
+    if (clk >= 0) {
+        double a = mean_from(s[clk].y, from, from + (n - from + 3) / 4), z = mean_from(s[clk].y, n - (n - from + 3) / 4, n);
+        fprintf(f, "; clock %.0f MHz, then %.0f MHz%s", a, z,
+                z < 0.9 * a ? " &mdash; <b>the clock fell by more than 10%: throttling</b>" : "");
+    }
+    fputs(".</p>\n", f);
+}
+
 static dx_status curves(FILE *f, const char *run_dir, dx_err *err) {
     char path[2048];
     snprintf(path, sizeof path, "%s/metrics.jsonl", run_dir);
@@ -192,6 +243,7 @@ static dx_status curves(FILE *f, const char *run_dir, dx_err *err) {
         fprintf(f, "<p class=note>training health: teacher target entropy %.3f ln K at the last logged step (1 = "
                    "uniform); DINO global loss %.4f; no collapse alarm.</p>\n",
                 s[ent].y[n - 1], dg >= 0 ? s[dg].y[n - 1] : NAN);
+    device_health(f, s, ns, n);
     if (n) {
         /* a key that is the same number at every logged step (a disabled loss at 0, a fixed
          * schedule) is named in one line instead of drawn as a flat panel */

@@ -170,6 +170,8 @@ typedef struct watchdog {
     pthread_cond_t cv;
     int running;
     double step_start, typical;  /* seconds; typical = EMA of step times */
+    double temp_c, clock_mhz, clock_max; /* the device's last logged temperature and clock, and the
+                                            highest clock seen (-1: unknown): a slow step names throttling */
     int64_t step;
     dx_comm *comm;               /* several ranks: a step past timeout_s ends the job */
     double timeout_s;
@@ -188,8 +190,13 @@ static void *watchdog_main(void *arg) {
         double limit = w->typical > 0 ? fmax(10 * w->typical, 60.0) : 1800.0;
         double t = now_s() - w->step_start;
         if (t > limit && warned != w->step) {
-            DX_WARN("watchdog: step %lld has been running %.0f s (typical %.1f s) - a hung device or a "
-                    "stalled filesystem?", (long long)w->step, t, w->typical);
+            if (w->clock_mhz > 0 && w->clock_max > 0 && w->clock_mhz < 0.85 * w->clock_max)
+                DX_WARN("watchdog: step %lld has been running %.0f s (typical %.1f s); the device clock is at %.0f "
+                        "of %.0f MHz (%.0f C): thermal or power throttling?", (long long)w->step, t, w->typical,
+                        w->clock_mhz, w->clock_max, w->temp_c);
+            else
+                DX_WARN("watchdog: step %lld has been running %.0f s (typical %.1f s) - a hung device or a "
+                        "stalled filesystem?", (long long)w->step, t, w->typical);
             warned = w->step;
         }
         if (w->comm && w->comm->size > 1 && t > w->timeout_s) {
@@ -467,6 +474,14 @@ agree:;
     pthread_create(&wd.th, NULL, watchdog_main, &wd);
 
     double t_start = now_s(), t_last_ckpt = now_s(), last_step_s = 0;
+    /* run health between logged steps: data wait and device busy time over wall time */
+    double t_last_log = t_start, wait_since_log = 0, busy_last_log = -1;
+    int throttle_warned = 0;
+    {
+        dx_device_stats ds0;
+        be->ops->device_stats(be, &ds0);
+        busy_last_log = ds0.busy_s;
+    }
     int64_t start_step = step, streak = 0, last_ckpt_step = step, rollback_allowed_from = 0;
     /* collapse alarm: armed after the lr warm-up, fires when every logged step of a
      * train.collapse_window-step stretch looked collapsed */
@@ -503,6 +518,7 @@ agree:;
             break;
         }
         const double data_wait = now_s() - t0; /* > 0 only when the loader is behind */
+        wait_since_log += data_wait;
         dx_ibot_masks masks;
         /* the global batch's masks (2*Bg crops) under the step config's rule
          * (dx_config_mask_rule); a rank takes its rows */
@@ -587,6 +603,38 @@ agree:;
                 {"health/patch_cos", h.patch_cos}, {"health/last_layer_norm", h.last_layer_norm},
                 {"health/collapse_alarm", 0}};
             const int n_mt = (int)(sizeof mt / sizeof mt[0]);
+            /* the device's health: memory from the backend's alloc (the four big allocations and the
+             * scratch), busy and data-wait fractions since the last logged step, temperature, clock */
+            dx_metric dev[8];
+            int n_dev = 0;
+            {
+                dx_device_stats ds;
+                be->ops->device_stats(be, &ds);
+                const double t_now = now_s(), span = t_now - t_last_log;
+                dev[n_dev++] = (dx_metric){"device/mem_in_use_gb", ds.mem_in_use / 1e9};
+                dev[n_dev++] = (dx_metric){"device/mem_peak_gb", ds.mem_peak / 1e9};
+                if (ds.mem_total > 0) dev[n_dev++] = (dx_metric){"device/mem_peak_fraction", ds.mem_peak / ds.mem_total};
+                if (ds.busy_s >= 0 && busy_last_log >= 0 && span > 0)
+                    dev[n_dev++] = (dx_metric){"device/busy_fraction", fmin(1.0, (ds.busy_s - busy_last_log) / span)};
+                dev[n_dev++] = (dx_metric){"perf/data_wait_fraction", span > 0 ? fmin(1.0, wait_since_log / span) : 0};
+                if (ds.temp_c >= 0) dev[n_dev++] = (dx_metric){"device/temp_c", ds.temp_c};
+                if (ds.clock_mhz >= 0) dev[n_dev++] = (dx_metric){"device/clock_mhz", ds.clock_mhz};
+                t_last_log = t_now;
+                wait_since_log = 0;
+                busy_last_log = ds.busy_s;
+                pthread_mutex_lock(&wd.mu);
+                wd.temp_c = ds.temp_c;
+                wd.clock_mhz = ds.clock_mhz;
+                if (ds.clock_mhz > wd.clock_max) wd.clock_max = ds.clock_mhz;
+                const double cmax = wd.clock_max;
+                pthread_mutex_unlock(&wd.mu);
+                if (root && !throttle_warned && ds.clock_mhz > 0 && ds.clock_mhz < 0.8 * cmax && ds.temp_c >= 85) {
+                    DX_WARN("step %lld: the device clock has fallen to %.0f MHz (highest so far %.0f) at %.0f C: "
+                            "thermal throttling; steps will be slower until it cools (check the cooling and the "
+                            "power limit)", (long long)step, ds.clock_mhz, cmax, ds.temp_c);
+                    throttle_warned = 1;
+                }
+            }
             const double dino = sc.n_local ? (2.0 * m.dino_global + 16.0 * m.dino_local) / 18.0 : m.dino_global;
             if (cfg.train.collapse_window > 0 && step >= warmup_steps &&
                 dx_train_collapsed(h.dino_t_entropy, dino, sc.dino_head.prototypes)) {
@@ -608,7 +656,10 @@ agree:;
             } else {
                 collapse_since = -1;
             }
-            if (root && (st = dx_rundir_log(&rd, step, mt, n_mt, err))) goto out;
+            dx_metric all[sizeof mt / sizeof mt[0] + sizeof dev / sizeof dev[0]];
+            memcpy(all, mt, sizeof mt); /* after the collapse flag is set */
+            memcpy(all + n_mt, dev, sizeof(dx_metric) * (size_t)n_dev);
+            if (root && (st = dx_rundir_log(&rd, step, all, n_mt + n_dev, err))) goto out;
             if (root && !o->quiet) {
                 char line[512];
                 dx_progress p = {.step = step, .total = total, .elapsed_s = elapsed, .start_step = start_step,

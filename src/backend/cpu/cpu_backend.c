@@ -8,7 +8,9 @@
  * (be->loss) live in cpu_loss*.c. */
 #include "backend/cpu/cpu_backend.h"
 
+#include <malloc.h>
 #include <omp.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,19 +19,44 @@
 #include "backend/dx_backend_info.h"
 #include "core/dx_bf16.h"
 #include "core/dx_meminfo.h"
+#include "core/dx_sensors.h"
 #include "backend/cpu/cpu_loss.h"
 #include "backend/cpu/cpu_vec.h"
 
 /* ---- memory: plain host memory, 64-byte aligned, zero-filled ---- */
 
-static void *cpu_alloc(dx_backend *be, size_t bytes) {
+/* private state: the bf16 GEMM's primitive cache, made on first use; the
+ * bytes of alloc memory held (malloc_usable_size, so free needs no header;
+ * atomic: the loader's threads may allocate while the trainer runs) */
+typedef struct {
+    dx_cpu_bf16 *bf16;
+    _Atomic size_t bytes_in_use, bytes_peak;
+} cpu_state;
+
+static void *aligned_zeroed(size_t bytes) {
     size_t sz = (bytes + 63) / 64 * 64; /* aligned_alloc needs a multiple of the alignment */
     if (sz == 0) sz = 64;
     void *p = aligned_alloc(64, sz);
     if (p) memset(p, 0, sz);
     return p;
 }
-static void cpu_free(dx_backend *be, void *p) { free(p); }
+static void *cpu_alloc(dx_backend *be, size_t bytes) {
+    void *p = aligned_zeroed(bytes);
+    if (p) {
+        cpu_state *st = be->impl;
+        size_t now = atomic_fetch_add(&st->bytes_in_use, malloc_usable_size(p)) + malloc_usable_size(p);
+        size_t peak = atomic_load(&st->bytes_peak);
+        while (now > peak && !atomic_compare_exchange_weak(&st->bytes_peak, &peak, now)) {
+        }
+    }
+    return p;
+}
+static void cpu_free(dx_backend *be, void *p) {
+    if (!p) return;
+    cpu_state *st = be->impl;
+    atomic_fetch_sub(&st->bytes_in_use, malloc_usable_size(p));
+    free(p);
+}
 static void cpu_upload(dx_backend *be, void *dst, const void *src, size_t bytes) {
     if (bytes) memcpy(dst, src, bytes);
 }
@@ -44,7 +71,18 @@ static void cpu_zero(dx_backend *be, void *dst, size_t bytes) {
 }
 static void cpu_sync(dx_backend *be) { (void)be; /* host ops complete on return */ }
 /* no page locking on the CPU: staging memory is ordinary aligned memory */
-static void *cpu_host_alloc(dx_backend *be, size_t bytes) { return cpu_alloc(be, bytes); }
+static void *cpu_host_alloc(dx_backend *be, size_t bytes) { return aligned_zeroed(bytes); }
+static void cpu_device_stats(dx_backend *be, dx_device_stats *out) {
+    cpu_state *st = be->impl;
+    uint64_t total = 0;
+    dx_meminfo(&total, NULL);
+    out->mem_in_use = (double)atomic_load(&st->bytes_in_use);
+    out->mem_peak = (double)atomic_load(&st->bytes_peak);
+    out->mem_total = total ? (double)total : -1;
+    out->busy_s = -1; /* ops run inline on the calling threads: the step time is the busy time */
+    out->temp_c = dx_sensor_cpu_temp_c();
+    out->clock_mhz = dx_sensor_cpu_mhz();
+}
 static void cpu_host_free(dx_backend *be, void *p) { free(p); }
 
 /* ---- compute: thin wrappers over the float kernels ---- */
@@ -54,10 +92,6 @@ static void cpu_gemm(dx_backend *be, int ta, int tb, int M, int N, int K, float 
                      int64_t sa, int64_t sb, int64_t sc) {
     dx_cpu_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, batch, sa, sb, sc);
 }
-/* private state: the bf16 GEMM's primitive cache, made on first use */
-typedef struct {
-    dx_cpu_bf16 *bf16;
-} cpu_state;
 
 static void cpu_gemm_bf16(dx_backend *be, int ta, int tb, int M, int N, int K, float alpha, const float *A,
                           int lda, const float *B, int ldb, float beta, float *C, int ldc, int batch, int64_t sa,
@@ -137,6 +171,7 @@ static const dx_backend_ops cpu_ops = {
     .from_bf16 = cpu_from_bf16,
     .sync = cpu_sync,
     .host_alloc = cpu_host_alloc,
+    .device_stats = cpu_device_stats,
     .host_free = cpu_host_free,
     .gemm = cpu_gemm,
     .gemm_bf16 = cpu_gemm_bf16,

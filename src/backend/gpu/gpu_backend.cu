@@ -37,7 +37,7 @@ void *gpu_scratch(dx_backend *be, int slot, size_t bytes) {
     gpu_state *st = gpu_st(be);
     if (st->scratch_bytes[slot] >= bytes && st->scratch[slot]) return st->scratch[slot];
     if (st->scratch[slot]) {
-        GPU_CHECK(be, cudaStreamSynchronize(st->stream)); /* earlier ops may still read it */
+        gpu_drain(be); /* earlier ops may still read it */
         (void)cudaFree(st->scratch[slot]);
         st->scratch[slot] = NULL;
         st->scratch_bytes[slot] = 0;
@@ -72,8 +72,8 @@ void gpu_sum_f64_dev(dx_backend *be, double *dst, const double *src, size_t n, i
 
 void gpu_red_to_host(dx_backend *be, double *host, int n) {
     gpu_state *st = gpu_st(be);
-    GPU_CHECK(be, cudaMemcpyAsync(st->host_red, st->red, sizeof(double) * n, cudaMemcpyDeviceToHost, st->stream));
-    GPU_CHECK(be, cudaStreamSynchronize(st->stream));
+    GPU_CHECK(be, cudaMemcpyAsync(st->host_red, st->red, sizeof(double) * n, cudaMemcpyDeviceToHost, gpu_stream(be)));
+    gpu_drain(be);
     if (st->failed)
         for (int i = 0; i < n; i++) host[i] = NAN;
     else
@@ -93,9 +93,9 @@ static void *gpu_alloc(dx_backend *be, size_t bytes) {
         (void)cudaGetLastError(); /* an out-of-memory return is not a sticky error */
         return NULL;
     }
-    if (cudaMemsetAsync(p + GPU_HDR, 0, bytes, st->stream) != cudaSuccess ||
-        cudaMemcpyAsync(p, &bytes, sizeof bytes, cudaMemcpyHostToDevice, st->stream) != cudaSuccess ||
-        cudaStreamSynchronize(st->stream) != cudaSuccess) {
+    if (cudaMemsetAsync(p + GPU_HDR, 0, bytes, gpu_stream(be)) != cudaSuccess ||
+        cudaMemcpyAsync(p, &bytes, sizeof bytes, cudaMemcpyHostToDevice, gpu_stream(be)) != cudaSuccess ||
+        gpu_drain_status(be) != cudaSuccess) {
         (void)cudaFree(p);
         return NULL;
     }
@@ -110,8 +110,8 @@ static void gpu_free(dx_backend *be, void *p) {
     char *base = (char *)p - GPU_HDR;
     size_t bytes = 0;
     /* the stream may still use p: wait, then read the size back and free */
-    GPU_CHECK(be, cudaMemcpyAsync(&bytes, base, sizeof bytes, cudaMemcpyDeviceToHost, st->stream));
-    GPU_CHECK(be, cudaStreamSynchronize(st->stream));
+    GPU_CHECK(be, cudaMemcpyAsync(&bytes, base, sizeof bytes, cudaMemcpyDeviceToHost, gpu_stream(be)));
+    gpu_drain(be);
     st->bytes_in_use -= bytes <= st->bytes_in_use ? bytes : st->bytes_in_use;
     (void)cudaFree(base);
 }
@@ -119,12 +119,12 @@ static void gpu_free(dx_backend *be, void *p) {
 static void gpu_upload(dx_backend *be, void *dst, const void *src, size_t bytes) {
     if (!bytes) return;
     GPU_CHECK(be, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, gpu_stream(be)));
-    GPU_CHECK(be, cudaStreamSynchronize(gpu_stream(be)));
+    gpu_drain(be);
 }
 static void gpu_download(dx_backend *be, void *dst, const void *src, size_t bytes) {
     if (!bytes) return;
     GPU_CHECK(be, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, gpu_stream(be)));
-    GPU_CHECK(be, cudaStreamSynchronize(gpu_stream(be)));
+    gpu_drain(be);
 }
 static void gpu_copy(dx_backend *be, void *dst, const void *src, size_t bytes) {
     if (!bytes || dst == src) return;
@@ -133,7 +133,30 @@ static void gpu_copy(dx_backend *be, void *dst, const void *src, size_t bytes) {
 static void gpu_zero(dx_backend *be, void *dst, size_t bytes) {
     if (bytes) GPU_CHECK(be, cudaMemsetAsync(dst, 0, bytes, gpu_stream(be)));
 }
-static void gpu_sync(dx_backend *be) { GPU_CHECK(be, cudaStreamSynchronize(gpu_stream(be))); }
+static void gpu_sync(dx_backend *be) { gpu_drain(be); }
+
+cudaError_t gpu_drain_status(dx_backend *be) {
+    gpu_state *st = gpu_st(be);
+    if (!st->burst_open) return cudaStreamSynchronize(st->stream);
+    st->burst_open = 0;
+    if (cudaEventRecord(st->ev_end, st->stream) != cudaSuccess) st->events_ok = 0;
+    cudaError_t e = cudaStreamSynchronize(st->stream);
+    float ms = 0;
+    if (e == cudaSuccess && st->events_ok) {
+        if (cudaEventElapsedTime(&ms, st->ev_begin, st->ev_end) == cudaSuccess) st->busy_ms += ms;
+        else st->events_ok = 0;
+    }
+    return e;
+}
+
+static void gpu_device_stats(dx_backend *be, dx_device_stats *out) {
+    gpu_state *st = gpu_st(be);
+    out->mem_in_use = (double)st->bytes_in_use;
+    out->mem_peak = (double)st->bytes_peak;
+    out->mem_total = st->mem_total ? (double)st->mem_total : -1;
+    out->busy_s = st->events_ok ? st->busy_ms / 1e3 : -1;
+    gpu_telemetry_read(st, &out->temp_c, &out->clock_mhz);
+}
 static void *gpu_host_alloc(dx_backend *be, size_t bytes) {
     void *p = NULL;
     if (cudaMallocHost(&p, bytes ? bytes : 64) != cudaSuccess) {
@@ -168,6 +191,7 @@ static void gpu_fill_tables(void) {
     gpu_ops.sync = gpu_sync;
     gpu_ops.host_alloc = gpu_host_alloc;
     gpu_ops.host_free = gpu_host_free;
+    gpu_ops.device_stats = gpu_device_stats;
     gpu_ops.gemm = gpu_gemm;
     gpu_ops.gemm_bf16 = gpu_gemm_bf16;
     gpu_fill_kernel_ops(&gpu_ops);
@@ -181,6 +205,11 @@ static void gpu_destroy(dx_backend *be) {
     gpu_state *st = gpu_st(be);
     if (st) {
         (void)cudaStreamSynchronize(st->stream);
+        gpu_telemetry_close(st);
+        if (st->events_ok) {
+            (void)cudaEventDestroy(st->ev_begin);
+            (void)cudaEventDestroy(st->ev_end);
+        }
         for (int i = 0; i < 4; i++)
             if (st->scratch[i]) (void)cudaFree(st->scratch[i]);
         if (st->lt_workspace) (void)cudaFree(st->lt_workspace);
@@ -259,6 +288,19 @@ extern "C" dx_status DX_GPU_FN(backend_create)(dx_backend **out, const dx_backen
     else if (cudaMalloc((void **)&st->red, sizeof(double) * GPU_RED_SLOTS) != cudaSuccess) what = "reduction slots";
     else if (cudaMallocHost((void **)&st->host_red, sizeof(double) * GPU_RED_SLOTS) != cudaSuccess)
         what = "pinned reduction slots";
+    if (!what) {
+        st->events_ok = cudaEventCreate(&st->ev_begin) == cudaSuccess;
+        if (st->events_ok && cudaEventCreate(&st->ev_end) != cudaSuccess) {
+            (void)cudaEventDestroy(st->ev_begin);
+            st->events_ok = 0;
+        }
+        size_t free_b = 0, total_b = 0;
+        if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) st->mem_total = total_b;
+        if (cudaDeviceGetPCIBusId(st->pci_bus_id, (int)sizeof st->pci_bus_id, device) != cudaSuccess)
+            st->pci_bus_id[0] = 0;
+        (void)cudaGetLastError();
+        gpu_telemetry_open(st);
+    }
     if (what) {
         gpu_destroy(be);
         return dx_fail(err, DX_EBACKEND, "%s backend, device %d: could not create its %s", DX_GPU_VENDOR, device, what);

@@ -41,6 +41,16 @@ typedef struct gpu_state {
     double *red;              /* small device doubles for reductions to the host */
     double *host_red;         /* pinned host copy of red */
     size_t bytes_in_use, bytes_peak; /* device memory from alloc */
+    size_t mem_total;         /* the device's memory (cudaMemGetInfo at creation) */
+    /* Busy time from events: a burst opens when an op is queued on an idle
+     * stream (ev_begin recorded before it) and closes where the host waits
+     * for the stream (ev_end, then the elapsed time is added). Time between
+     * bursts, when the device waits for the host, is not counted. */
+    cudaEvent_t ev_begin, ev_end;
+    int events_ok, burst_open;
+    double busy_ms;
+    char pci_bus_id[32];      /* "0000:c1:00.0": for NVML / sysfs telemetry */
+    void *telemetry;          /* gpu_telemetry.cu's handle (NVML device), NULL = none */
     int failed;               /* a CUDA/BLAS call failed: later results are NaN */
     char why[256];            /* the first failure, for the log */
 } gpu_state;
@@ -49,7 +59,24 @@ enum { GPU_SCRATCH_BF16_A, GPU_SCRATCH_BF16_B, GPU_SCRATCH_OP, GPU_SCRATCH_OP2 }
 #define GPU_RED_SLOTS 64 /* doubles in gpu_state.red */
 
 static inline gpu_state *gpu_st(dx_backend *be) { return (gpu_state *)be->impl; }
-static inline cudaStream_t gpu_stream(dx_backend *be) { return gpu_st(be)->stream; }
+/* The stream every op queues on. Every enqueue goes through here, so the
+ * first one after the stream drained opens a busy burst. */
+static inline cudaStream_t gpu_stream(dx_backend *be) {
+    gpu_state *st = gpu_st(be);
+    if (!st->burst_open && st->events_ok) {
+        st->burst_open = 1;
+        if (cudaEventRecord(st->ev_begin, st->stream) != cudaSuccess) st->events_ok = 0;
+    }
+    return st->stream;
+}
+/* Waits for everything queued (and closes the busy burst): the one place the
+ * backend synchronises with its stream. */
+cudaError_t gpu_drain_status(dx_backend *be);
+#define gpu_drain(be) GPU_CHECK((be), gpu_drain_status(be))
+/* temperature (deg C) and compute clock (MHz) of the backend's device, -1 where unknown */
+void gpu_telemetry_open(gpu_state *st);
+void gpu_telemetry_read(gpu_state *st, double *temp_c, double *clock_mhz);
+void gpu_telemetry_close(gpu_state *st);
 
 /* Records the first failure (the op cannot return an error: dx_backend.h);
  * the trainer's non-finite checks then stop the run with this message. */

@@ -20,6 +20,7 @@ void gpu_gemm(dx_backend *be, int ta, int tb, int M, int N, int K, float alpha, 
     if (M <= 0 || N <= 0 || batch <= 0) return;
     gpu_state *st = gpu_st(be);
     if (batch == 1) sa = sb = sc = 0;
+    (void)gpu_stream(be); /* opens the busy burst: cuBLAS queues on the handle's stream, the same one */
     cublasStatus_t s = cublasSgemmStridedBatched(st->blas, blas_op(tb), blas_op(ta), N, M, K, &alpha, B, ldb, sb, A,
                                                  lda, sa, &beta, C, ldc, sc, batch);
     if (s != CUBLAS_STATUS_SUCCESS) gpu_note_failure(be, "sgemm", "BLAS call failed");
@@ -63,8 +64,8 @@ void gpu_gemm_bf16(dx_backend *be, int ta, int tb, int M, int N, int K, float al
     __nv_bfloat16 *a16 = (__nv_bfloat16 *)gpu_scratch(be, GPU_SCRATCH_BF16_A, na * sizeof(uint16_t));
     __nv_bfloat16 *b16 = (__nv_bfloat16 *)gpu_scratch(be, GPU_SCRATCH_BF16_B, nb * sizeof(uint16_t));
     if (!a16 || !b16) return;
-    k_round_bf16<<<gpu_blocks(na), DX_GPU_BLOCK, 0, st->stream>>>(a16, A, na);
-    k_round_bf16<<<gpu_blocks(nb), DX_GPU_BLOCK, 0, st->stream>>>(b16, B, nb);
+    k_round_bf16<<<gpu_blocks(na), DX_GPU_BLOCK, 0, gpu_stream(be)>>>(a16, A, na);
+    k_round_bf16<<<gpu_blocks(nb), DX_GPU_BLOCK, 0, gpu_stream(be)>>>(b16, B, nb);
     GPU_LAUNCHED(be);
 
     /* column-major call: C^T[N,M] = op(B)^T[N,K] op(A)^T[K,M]; the first
@@ -97,7 +98,7 @@ void gpu_gemm_bf16(dx_backend *be, int ta, int tb, int M, int N, int K, float al
         }
     }
     if (!fail && cublasLtMatmul(st->lt, op, &alpha, b16, la, a16, lb, &beta, C, lc, C, lc, &heur.algo,
-                                st->lt_workspace, st->lt_workspace_bytes, st->stream) != CUBLAS_STATUS_SUCCESS)
+                                st->lt_workspace, st->lt_workspace_bytes, gpu_stream(be)) != CUBLAS_STATUS_SUCCESS)
         fail = "matmul";
     if (fail) gpu_note_failure(be, "bf16 GEMM (BLASLt)", fail);
     if (pref) cublasLtMatmulPreferenceDestroy(pref);

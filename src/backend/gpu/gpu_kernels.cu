@@ -516,7 +516,7 @@ __global__ void k_nonfinite(int *flag, const float *x, size_t n) {
 }
 static int gpu_nonfinite(dx_backend *be, const float *x, size_t n) {
     gpu_state *st = gpu_st(be);
-    GPU_CHECK(be, cudaMemsetAsync(st->red, 0, sizeof(double), st->stream));
+    GPU_CHECK(be, cudaMemsetAsync(st->red, 0, sizeof(double), gpu_stream(be)));
     LAUNCH(be, k_nonfinite, n, (int *)st->red, x, n);
     double r;
     gpu_red_to_host(be, &r, 1);

@@ -467,7 +467,7 @@ static void gram_blocks(dx_backend *be, float *dxs, const float *xs, const float
             gpu_gemm(be, 0, 1, nr, G, D, -1.0f, xt_hat + (size_t)r0 * D, D, xt_hat + (size_t)g0 * D, D, 1.0f, E, G, 1, 0, 0,
                      0);
             if (!dxs) {
-                k_sq_part<<<GRAM_SQ_BLOCKS, DX_GPU_BLOCK, 0, st->stream>>>(st->red + 16, E, (size_t)nr * G);
+                k_sq_part<<<GRAM_SQ_BLOCKS, DX_GPU_BLOCK, 0, gpu_stream(be)>>>(st->red + 16, E, (size_t)nr * G);
                 GPU_LAUNCHED(be);
                 gpu_sum_f64_dev(be, st->red + 1, st->red + 16, GRAM_SQ_BLOCKS, 1);
             } else {
@@ -483,7 +483,7 @@ static double gpu_gram_forward(dx_backend *be, float *xs_hat, float *xt_hat, con
     gpu_l2norm_forward(be, xs_hat, xs, M, D, (float)GRAM_EPS);
     gpu_l2norm_forward(be, xt_hat, xt, M, D, (float)GRAM_EPS);
     gpu_state *st = gpu_st(be);
-    GPU_CHECK(be, cudaMemsetAsync(st->red, 0, sizeof(double) * 2, st->stream));
+    GPU_CHECK(be, cudaMemsetAsync(st->red, 0, sizeof(double) * 2, gpu_stream(be)));
     gram_blocks(be, NULL, xs, xs_hat, xt_hat, nimg, P, D, img_level, 0.0f);
     double r[2];
     gpu_red_to_host(be, r, 2);
