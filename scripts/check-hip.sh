@@ -19,7 +19,9 @@
 #     against the HIP headers too. -Werror: a warning fails the check.
 #   - each code object is read back with llvm-readelf: machine AMDGPU, target
 #     gfx1151 / gfx1100 in its notes, wave size 32, and one kernel descriptor
-#     (.kd) per __global__ kernel that the source defines.
+#     (.kd) per __global__ kernel that the source defines; a source that uses
+#     the tile abstraction (gpu_tile.cuh) must hold v_wmma_f32_16x16x16_bf16
+#     instructions (llvm-objdump).
 # Linking libdinox against libamdhip64/hipBLASLt needs a ROCm machine
 # (-DDINOX_HIP=ON there); this check proves the source compiles for the target.
 #
@@ -47,6 +49,7 @@ if ((${#missing[@]})); then
 fi
 CLANG=/usr/lib/llvm-19/bin/clang++
 READELF=/usr/lib/llvm-19/bin/llvm-readelf
+OBJDUMP=/usr/lib/llvm-19/bin/llvm-objdump
 
 # suite:package pairs unpacked into the sysroot (headers and device bitcode only).
 DEBS=(
@@ -125,6 +128,12 @@ for src in src/backend/gpu/*.cu; do
     fi
     if [ "$want" -gt 0 ] && [ "${waves% }" != "32" ]; then
       echo "check-hip: FAIL: $co wave size '${waves% }' (RDNA3 builds are wave32)"; fail=1
+    fi
+    # the tile abstraction (gpu_tile.cuh) must reach the matrix units: WMMA instructions in the object
+    if grep -q "gpu_tile.cuh" "$src"; then
+      nw=$("$OBJDUMP" -d --mcpu="$a" "$co" | grep -c "v_wmma_f32_16x16x16_bf16" || true)
+      [ "$nw" -gt 0 ] || { echo "check-hip: FAIL: $co has no v_wmma_f32_16x16x16_bf16 instruction"; fail=1; }
+      echo "check-hip: $name $a: $nw v_wmma_f32_16x16x16_bf16 instructions"
     fi
     printf 'check-hip: %-14s %-8s %7d bytes, %3d kernels (%d __global__ definitions), wave %s\n' \
       "$name" "$a" "$(stat -c %s "$co")" "$got" "$want" "${waves:-n/a }"

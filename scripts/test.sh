@@ -86,6 +86,11 @@ if [ -n "$nvcc" ]; then
   cmake --build build-cuda -j"$(nproc)" --target dinox test_backend_ops >/dev/null
   fresh_deps build-cuda
   build-cuda/dinox --version | grep "^backends:"
+  # the tile abstraction must reach the tensor cores: WMMA in the sm_90 PTX of the attention
+  "$nvcc" -std=c++17 -arch=sm_90 -ptx -Isrc -DDINOX_HAVE_CUDA=1 src/backend/gpu/gpu_attention.cu -o build-cuda/attention.ptx
+  n_mma=$(grep -c "wmma.mma.sync.aligned.*bf16" build-cuda/attention.ptx || true)
+  [ "$n_mma" -gt 0 ] || { echo "cuda: FAIL: no bf16 wmma.mma.sync in the attention's PTX"; exit 1; }
+  echo "cuda: $n_mma bf16 wmma.mma.sync instructions in the attention's sm_90 PTX"
   build-cuda/test_backend_ops | tail -3
 else
   echo "cuda: SKIPPED (no nvcc on this machine: the CUDA backend was not built)"

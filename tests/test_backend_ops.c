@@ -579,6 +579,38 @@ static void case_softmax(void) {
 
 /* ==== attention, RoPE ========================================================= */
 
+/* The bf16 policy's att-free forward, on a second instance of the backend made
+ * with precision bf16 (a GPU takes its tensor-core kernel there: q, k, v and the
+ * probabilities rounded to bf16, statistics and output in fp32). A numpy
+ * emulation of those roundings gives up to 3.1e-2 on these shapes (scores of
+ * std ~2): tolerance 6e-2. The CPU keeps fp32 attention under bf16. */
+static void attention_bf16_one(const double *q, const double *ro, int N, int T, int H, int Dh, float sc) {
+    const dx_backend_entry *e = dx_backend_find(BNAME);
+    size_t nq = (size_t)N * T * 3 * H * Dh, no = (size_t)N * T * H * Dh;
+    dx_backend *b16 = NULL;
+    dx_err err = {0};
+    SHAPE("N%d T%d H%d Dh%d, att NULL, bf16 policy", N, T, H, Dh);
+    if (!e || e->create(&b16, &(dx_backend_params){.name = BNAME, .device = BE->device, .nthreads = BE->nthreads,
+                                                   .precision = DX_PREC_BF16},
+                        &err) != DX_OK || !b16) {
+        report_exact("attention_forward", err.msg[0] ? err.msg : "create a bf16 instance", 1);
+        return;
+    }
+    float *hq = malloc(nq * sizeof(float)), *ho = malloc(no * sizeof(float));
+    for (size_t i = 0; i < nq; i++) hq[i] = (float)q[i];
+    float *dq = b16->ops->alloc(b16, nq * sizeof(float)), *dout = b16->ops->alloc(b16, no * sizeof(float));
+    b16->ops->upload(b16, dq, hq, nq * sizeof(float));
+    b16->ops->attention_forward(b16, dout, NULL, dq, N, T, H, Dh, sc);
+    b16->ops->download(b16, ho, dout, no * sizeof(float));
+    double *go = hnew(no);
+    for (size_t i = 0; i < no; i++) go[i] = ho[i];
+    report("attention_forward", relerr(go, ro, no), TOL(6e-2));
+    b16->ops->free(b16, dq);
+    b16->ops->free(b16, dout);
+    b16->ops->destroy(b16);
+    free(hq), free(ho), free(go);
+}
+
 static void attention_one(int N, int T, int H, int Dh) {
     size_t nq = (size_t)N * T * 3 * H * Dh, na = (size_t)N * H * T * T, no = (size_t)N * T * H * Dh;
     double sc = 1.0 / sqrt((double)Dh);
@@ -597,8 +629,9 @@ static void attention_one(int N, int T, int H, int Dh) {
     BE->ops->attention_forward(BE, dout2, NULL, dq, N, T, H, Dh, (float)sc);
     double *go2 = ddown(dout2, no);
     report("attention_forward", relerr(go2, ro, no), TOL(5e-5));
-    SHAPE("N%d T%d H%d Dh%d", N, T, H, Dh);
     dfree(dout2), free(go2);
+    if (Dh == 32 || Dh == 64) attention_bf16_one(q, ro, N, T, H, Dh, (float)sc);
+    SHAPE("N%d T%d H%d Dh%d", N, T, H, Dh);
     double *delta = hnew(nq);
     dx_cpu_attention_backward_f64(delta, d, q, ra, N, T, H, Dh, (double)(float)sc);
     double *g0 = ginit(delta, nq);
@@ -618,6 +651,7 @@ static void case_attention(void) {
     attention_one(2, 33, 2, 16);
     attention_one(1, 197, 6, 64);
     attention_one(2, 130, 2, 8); /* three row blocks of the att-free forward, the last of 2 rows */
+    attention_one(1, 130, 2, 32); /* tensor-core forward under bf16: 3 query blocks, a partial key tile */
 }
 
 static double *periods_for(int Dh) {

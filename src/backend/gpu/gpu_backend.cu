@@ -300,6 +300,13 @@ extern "C" dx_status DX_GPU_FN(backend_create)(dx_backend **out, const dx_backen
             st->pci_bus_id[0] = 0;
         (void)cudaGetLastError();
         gpu_telemetry_open(st);
+        cudaDeviceProp pr;
+        if (cudaGetDeviceProperties(&pr, device) == cudaSuccess)
+#if defined(DX_GPU_HIP)
+            st->tile_ok = strncmp(pr.gcnArchName, "gfx11", 5) == 0;
+#else
+            st->tile_ok = pr.major >= 8;
+#endif
     }
     if (what) {
         gpu_destroy(be);

@@ -51,6 +51,7 @@ typedef struct gpu_state {
     double busy_ms;
     char pci_bus_id[32];      /* "0000:c1:00.0": for NVML / sysfs telemetry */
     void *telemetry;          /* gpu_telemetry.cu's handle (NVML device), NULL = none */
+    int tile_ok;              /* bf16 matrix units for gpu_tile.cuh: sm_80+ or gfx11 */
     int failed;               /* a CUDA/BLAS call failed: later results are NaN */
     char why[256];            /* the first failure, for the log */
 } gpu_state;
@@ -96,6 +97,15 @@ static inline unsigned gpu_blocks(size_t n, unsigned per = DX_GPU_BLOCK) {
     if (b < 1) b = 1;
     if (b > 65535u * 8) b = 65535u * 8; /* kernels use grid-stride loops */
     return (unsigned)b;
+}
+
+/* bf16 bits of f, round to nearest even, NaN stays NaN: core/dx_bf16.h's rounding,
+ * so the CPU and GPU bf16 policies round every operand identically */
+__device__ inline uint16_t gpu_f32_to_bf16(float f) {
+    uint32_t u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
 }
 
 /* ---- block reductions (blockDim.x == DX_GPU_BLOCK) ------------------------- */

@@ -28,13 +28,8 @@ void gpu_gemm(dx_backend *be, int ta, int tb, int M, int N, int K, float alpha, 
 
 /* dst[i] = bf16(src[i]) for the n elements a strided operand spans */
 __global__ void k_round_bf16(__nv_bfloat16 *dst, const float *src, size_t n) {
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        uint32_t u = __float_as_uint(src[i]);
-        uint16_t h;
-        if ((u & 0x7fffffffu) > 0x7f800000u) h = (uint16_t)((u >> 16) | 0x40);
-        else h = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-        ((uint16_t *)dst)[i] = h;
-    }
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        ((uint16_t *)dst)[i] = gpu_f32_to_bf16(src[i]);
 }
 
 /* elements from the first to one past the last of a [rows, cols] operand

@@ -597,12 +597,6 @@ static void gpu_ema_multi(dx_backend *be, float *teacher, const float *student, 
 
 /* ---- bf16 storage (the rounding of core/dx_bf16.h) ---------------------------------------- */
 
-__device__ inline uint16_t gpu_f32_to_bf16(float f) {
-    uint32_t u = __float_as_uint(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
 __global__ void k_to_bf16(uint16_t *dst, const float *src, size_t n) {
     GPU_FOR(i, n) dst[i] = gpu_f32_to_bf16(src[i]);
 }
