@@ -15,6 +15,8 @@
 #   4. bench_vit_step --device cuda: ViT-S/16 multicrop (2x224 + 8x96) batch 64
 #      fp32 and bf16, the whole DINOv3 step ViT-S/16 batch 64 bf16 and ViT-L/16
 #      at 512/112 batch 8 bf16 (img/s, TFLOP/s, fraction of the measured GEMM peak);
+#      bench_attention at T 1025, Dh 64, 16 heads, 8 images (ViT-L/16 at 512 px):
+#      forward + backward against the GEMM peak of the same run, fp32 and bf16;
 #   5. the NCCL engine (1 rank; N ranks with several GPUs and mpirun).
 # A stage that fails or runs out of its time is recorded and the next one runs;
 # the exit status is non-zero if any failed. A stage that cannot run says SKIPPED.
@@ -51,7 +53,7 @@ ldconfig -p 2>/dev/null | grep -q libnccl.so && nccl=ON
 nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
 if ! cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=Release -DDINOX_CUDA=ON -DCMAKE_CUDA_COMPILER="$nvcc" \
      -DCMAKE_CUDA_ARCHITECTURES="$arch" -DDINOX_NCCL=$nccl >"$LOG/configure.log" 2>&1 ||
-   ! cmake --build "$B" -j"$(nproc)" --target dinox test_backend_ops test_ssl_device bench_vit_step \
+   ! cmake --build "$B" -j"$(nproc)" --target dinox test_backend_ops test_ssl_device bench_vit_step bench_attention \
      $([ $nccl = ON ] && echo test_comm_nccl) >"$LOG/build.log" 2>&1; then
   tail -40 "$LOG/configure.log" "$LOG/build.log"
   echo "gpu-check: FAILED: the CUDA build (sm_$arch)"
@@ -101,6 +103,8 @@ stage "4 benchmarks on the GPU"
 run bench_vits_multicrop_fp32 90 "$B"/bench_vit_step multicrop --device cuda --batch 64 --steps 5
 run bench_vits_multicrop_bf16 90 "$B"/bench_vit_step multicrop --device cuda --batch 64 --steps 5 --precision bf16
 run bench_vits_dinov3_bf16 90 "$B"/bench_vit_step dinov3 --device cuda --batch 64 --steps 3 --precision bf16
+run bench_attention_fp32 60 "$B"/bench_attention --device cuda --n 8 --t 1025 --heads 16 --dh 64
+run bench_attention_bf16 60 "$B"/bench_attention --device cuda --precision bf16 --n 8 --t 1025 --heads 16 --dh 64
 run bench_vitl_dinov3_bf16 120 "$B"/bench_vit_step dinov3 --device cuda --arch vit_large --sizes 512/112 \
   --batch 8 --steps 3 --precision bf16
 
