@@ -134,6 +134,7 @@ static void block_grads_done(void *ctx, int l) {
     dx_comm *c = s->comm;
     if (s->nreq < 0) return; /* an earlier start failed: everything goes in the final reduction */
     for (int i = 0; i < s->nreq; i++) c->test(c, s->reqs[i]);
+    s->step_be->ops->sync(s->step_be); /* block l's gradient kernels are done before the engine reads them */
     const size_t lo = s->bucket[2 * l], hi = s->bucket[2 * l + 1];
     if (c->iallreduce_f32(c, s->g + lo, hi - lo, &s->reqs[s->nreq], NULL)) s->nreq = -1 - s->nreq;
     else s->nreq++;
@@ -328,6 +329,9 @@ static dx_status teacher_targets(dx_ssl *s, dx_backend *be, float *out, const fl
     }
     if (distributed(s)) {
         if (N > 0) be->ops->scale(be, mean, (float)N / (float)N_tot, (size_t)K);
+        /* a GPU backend's kernels run on its own stream, the engine's (NCCL) on another:
+         * the buffer is complete before it is reduced (a no-op on the CPU) */
+        be->ops->sync(be);
         dx_status st = s->comm->allreduce_f32(s->comm, mean, (size_t)K, DX_COMM_SUM, err);
         if (st) return st;
     }
@@ -543,6 +547,8 @@ dx_status dx_ssl_step(dx_ssl *s, dx_backend *be, const dx_ssl_batch *batch, int6
     double t_comm = 0;
     if (overlap) {
         const double t0 = mono_s();
+        s->step_be = be;
+        be->ops->sync(be); /* the heads' gradients are complete (see softmax-centre reduction) */
         if ((st = s->comm->iallreduce_f32(s->comm, s->g + s->base_dino, s->tab.total - s->base_dino,
                                           &s->reqs[s->nreq], err))) goto done;
         s->nreq++;
@@ -569,6 +575,7 @@ dx_status dx_ssl_step(dx_ssl *s, dx_backend *be, const dx_ssl_batch *batch, int6
             goto done;
         }
         const int L_ = c->vit.depth;
+        be->ops->sync(be); /* the rest of the backbone's gradients are complete */
         if (s->nreq < 0) { /* a bucket failed to start: reduce the whole backbone once */
             if ((st = s->comm->allreduce_f32(s->comm, s->g, BV(s), DX_COMM_SUM, err))) goto done;
         } else {
@@ -589,6 +596,7 @@ dx_status dx_ssl_step(dx_ssl *s, dx_backend *be, const dx_ssl_batch *batch, int6
     /* ---- data parallel: the mean of the ranks' gradients (each is its share's mean) ---- */
     if (distributed(s) && !overlap) {
         const double t0 = mono_s();
+        be->ops->sync(be); /* the gradients are complete before the engine reads them */
         if ((st = s->comm->allreduce_f32(s->comm, s->g, s->tab.total, DX_COMM_SUM, err))) goto done;
         out->comm_s = mono_s() - t0; /* includes waiting for the slowest rank's backward */
         o->scale(be, s->g, 1.0f / (float)W, s->tab.total);

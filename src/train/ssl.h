@@ -120,6 +120,7 @@ typedef struct dx_ssl {
     size_t *bucket;                  /* host [depth][2]: block l's range [lo, hi) in tab (0 = not contiguous) */
     dx_comm_req **reqs;              /* host [depth + 4]: reductions in flight during a step */
     int nreq;
+    dx_backend *step_be;             /* the backend of the step in progress (the overlap callback syncs it) */
 } dx_ssl;
 
 dx_status dx_ssl_init(dx_ssl *s, const dx_ssl_config *cfg, dx_backend *be, dx_err *err);

@@ -171,6 +171,8 @@ __global__ void k_flash_forward_mma(float *out, const float *qkv, int T, int H, 
         const int r = e / DH, d = e % DH, t = q0 + warp * DX_TILE + r;
         if (t < T) out[((size_t)n * T + t) * ostride + (size_t)h * DH + d] = O[e] / row_l[warp * DX_TILE + r];
     }
+#elif defined(__CUDA_ARCH__) || defined(__HIP_DEVICE_COMPILE__)
+    __trap(); /* built for a target without bf16 matrix units but run on one that has them (PTX JIT): fail loudly */
 #endif
 }
 

@@ -15,11 +15,31 @@
 
 static cublasOperation_t blas_op(int t) { return t ? CUBLAS_OP_T : CUBLAS_OP_N; }
 
+/* K = 0: C = beta C (0 where beta = 0, NaN or not), as the CPU's GEMM does; the
+ * BLAS libraries reject a leading dimension of 0 that such a call may carry */
+__global__ void k_gemm_k0(float *C, int M, int N, int ldc, int64_t sc, int batch, float beta) {
+    const size_t n = (size_t)batch * M * N;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        const size_t b = i / ((size_t)M * N), r = i / N % M, c = i % N;
+        float *p = C + (size_t)b * sc + r * (size_t)ldc + c;
+        *p = beta == 0.0f ? 0.0f : beta * *p;
+    }
+}
+static void gemm_k0(dx_backend *be, float *C, int M, int N, int ldc, int64_t sc, int batch, float beta) {
+    const size_t n = (size_t)batch * M * N;
+    k_gemm_k0<<<gpu_blocks(n), DX_GPU_BLOCK, 0, gpu_stream(be)>>>(C, M, N, ldc, sc, batch, beta);
+    GPU_LAUNCHED(be);
+}
+
 void gpu_gemm(dx_backend *be, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc, int batch, int64_t sa, int64_t sb, int64_t sc) {
     if (M <= 0 || N <= 0 || batch <= 0) return;
     gpu_state *st = gpu_st(be);
     if (batch == 1) sa = sb = sc = 0;
+    if (K <= 0) {
+        gemm_k0(be, C, M, N, ldc, sc, batch, beta);
+        return;
+    }
     (void)gpu_stream(be); /* opens the busy burst: cuBLAS queues on the handle's stream, the same one */
     cublasStatus_t s = cublasSgemmStridedBatched(st->blas, blas_op(tb), blas_op(ta), N, M, K, &alpha, B, ldb, sb, A,
                                                  lda, sa, &beta, C, ldc, sc, batch);
@@ -35,6 +55,7 @@ __global__ void k_round_bf16(__nv_bfloat16 *dst, const float *src, size_t n) {
 /* elements from the first to one past the last of a [rows, cols] operand
  * with leading dimension ld, batch matrices `stride` apart */
 static size_t span(int rows, int cols, int ld, int batch, int64_t stride) {
+    if (rows <= 0 || cols <= 0) return 0;
     return (size_t)(batch - 1) * (size_t)stride + (size_t)(rows - 1) * ld + cols;
 }
 
@@ -53,6 +74,10 @@ void gpu_gemm_bf16(dx_backend *be, int ta, int tb, int M, int N, int K, float al
                    int64_t sc) {
     if (M <= 0 || N <= 0 || batch <= 0) return;
     if (batch == 1) sa = sb = sc = 0;
+    if (K <= 0) {
+        gemm_k0(be, C, M, N, ldc, sc, batch, beta);
+        return;
+    }
     gpu_state *st = gpu_st(be);
     /* row-major operands as stored: A is [M,K] (ta = 0) or [K,M]; B is [K,N] or [N,K] */
     size_t na = span(ta ? K : M, ta ? M : K, lda, batch, sa), nb = span(tb ? N : K, tb ? K : N, ldb, batch, sb);
@@ -86,6 +111,9 @@ void gpu_gemm_bf16(dx_backend *be, int ta, int tb, int M, int N, int K, float al
         else {
             size_t ws = st->lt_workspace_bytes;
             cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+            /* C's real alignment (and of its batch stride): the largest power of two, at most 256 B */
+            uintptr_t cu = (uintptr_t)C | (batch > 1 ? (uintptr_t)(sc * (int64_t)sizeof(float)) : 0) | 256;
+            DX_LT_PREF_C_ALIGNMENT(pref, (uint32_t)(cu & (~cu + 1)));
             if (cublasLtMatmulAlgoGetHeuristic(st->lt, op, la, lb, lc, lc, pref, 1, &heur, &found) !=
                     CUBLAS_STATUS_SUCCESS ||
                 found < 1)

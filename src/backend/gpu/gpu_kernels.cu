@@ -352,7 +352,7 @@ static void gpu_residual_backward(dx_backend *be, float *dx, float *dy, float *d
     const size_t ss = (size_t)T * C;
     if (dx) LAUNCH(be, k_add, ss * nsamples, dx, dout, ss * nsamples);
     if (dy) LAUNCH(be, k_residual_backward_dy, (size_t)k * ss, dy, dout, gamma, idx, k, T, C, scale);
-    if (dgamma && k > 0 && T > 0) {
+    if (dgamma && k > 0 && T > 0 && C > 0) {
         int rows = k * T, nchunk = (rows + GPU_ROWS - 1) / GPU_ROWS;
         float *part = (float *)gpu_scratch(be, GPU_SCRATCH_OP, sizeof(float) * (size_t)nchunk * C);
         if (!part) return;
@@ -526,15 +526,17 @@ static int gpu_nonfinite(dx_backend *be, const float *x, size_t n) {
 }
 
 /* AdamW with the CPU kernel's float roundings (cpu_vec.c); the double
- * scalars are formed by the caller (host) or by the block (multi) */
+ * scalars are formed by the caller (host) or by the block (multi). The _rn
+ * intrinsics keep the compilers from contracting a*b + c into an FMA (nvcc
+ * and clang do by default for GPU code): only the CPU's two fmaf are fused. */
 __device__ inline void adamw_elem(float *p, const float *g, float *m, float *v, size_t i, float decay, float b1,
                                   float one_m_b1, float b2, float one_m_b2, float neg_step, float bc2_sqrt, float e) {
-    float pi = p[i] * decay;
+    float pi = __fmul_rn(p[i], decay);
     float gi = g[i];
-    float mi = fmaf(gi, one_m_b1, m[i] * b1);
-    float vi = fmaf(one_m_b2 * gi, gi, v[i] * b2);
-    float den = __fdiv_rn(__fsqrt_rn(vi), bc2_sqrt) + e;
-    p[i] = pi + __fdiv_rn(neg_step * mi, den);
+    float mi = fmaf(gi, one_m_b1, __fmul_rn(m[i], b1));
+    float vi = fmaf(__fmul_rn(one_m_b2, gi), gi, __fmul_rn(v[i], b2));
+    float den = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), bc2_sqrt), e);
+    p[i] = __fadd_rn(pi, __fdiv_rn(__fmul_rn(neg_step, mi), den));
     m[i] = mi;
     v[i] = vi;
 }
@@ -576,7 +578,7 @@ static void gpu_adamw_multi(dx_backend *be, float *p, const float *g, float *m, 
 
 __global__ void k_ema(float *teacher, const float *student, size_t n, float m) {
     const float om = 1.0f - m;
-    GPU_FOR(i, n) teacher[i] = m * teacher[i] + om * student[i];
+    GPU_FOR(i, n) teacher[i] = __fadd_rn(__fmul_rn(m, teacher[i]), __fmul_rn(om, student[i]));
 }
 static void gpu_ema(dx_backend *be, float *teacher, const float *student, size_t n, float m) {
     LAUNCH(be, k_ema, n, teacher, student, n, m);
@@ -585,7 +587,7 @@ __global__ void k_ema_multi(float *teacher, const float *student, const dx_segme
     const dx_segment s = seg[blockIdx.y];
     const float om = 1.0f - m;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < s.n; i += (size_t)gridDim.x * blockDim.x)
-        teacher[s.offset + i] = m * teacher[s.offset + i] + om * student[s.offset + i];
+        teacher[s.offset + i] = __fadd_rn(__fmul_rn(m, teacher[s.offset + i]), __fmul_rn(om, student[s.offset + i]));
 }
 static void gpu_ema_multi(dx_backend *be, float *teacher, const float *student, const dx_segment *seg, int nseg,
                           float m) {

@@ -154,24 +154,37 @@ static void gpu_sinkhorn_knopp(dx_backend *be, float *out, const float *logits, 
     double *dd = (double *)gpu_scratch(be, GPU_SCRATCH_OP, sizeof(double) * (2 * (size_t)K + N + 2));
     if (!dd) return;
     double *shift = dd, *col = dd + K, *rowpart = dd + 2 * K, *total = rowpart + N, *Nt = total + 1;
-    cudaStream_t s = gpu_stream(be);
     const size_t NK = (size_t)N * K;
-    k_set_f64<<<1, 1, 0, s>>>(Nt, (double)N);
+    /* the engine's reductions (NCCL on its own stream) read device buffers that this
+     * stream writes: each waits for the kernels before it (gpu_drain) */
+    k_set_f64<<<1, 1, 0, gpu_stream(be)>>>(Nt, (double)N);
     GPU_LAUNCHED(be);
-    if (red) red->sum_f64(red->ctx, Nt, 1);
+    if (red) {
+        gpu_drain(be);
+        red->sum_f64(red->ctx, Nt, 1);
+    }
     ELEM_LAUNCH(be, k_sk_colmax, (size_t)K, shift, logits, N, K);
-    if (red) red->max_f64(red->ctx, shift, K);
+    if (red) {
+        gpu_drain(be);
+        red->max_f64(red->ctx, shift, K);
+    }
     if (n_iter <= 0) {
-        k_sk_globalmax<<<1, DX_GPU_BLOCK, 0, s>>>(shift, K);
+        k_sk_globalmax<<<1, DX_GPU_BLOCK, 0, gpu_stream(be)>>>(shift, K);
         GPU_LAUNCHED(be);
     }
     ROWS_LAUNCH(be, k_sk_exp, N, out, rowpart, logits, shift, K, (float)(1.0 / temp));
     gpu_sum_f64_dev(be, total, rowpart, (size_t)N, 0);
-    if (red) red->sum_f64(red->ctx, total, 1);
+    if (red) {
+        gpu_drain(be);
+        red->sum_f64(red->ctx, total, 1);
+    }
     ELEM_LAUNCH(be, k_sk_scale_total, NK, out, NK, total);
     for (int it = 0; it < n_iter; it++) {
         ELEM_LAUNCH(be, k_sk_colsum, (size_t)K, col, out, N, K);
-        if (red) red->sum_f64(red->ctx, col, K);
+        if (red) {
+        gpu_drain(be);
+        red->sum_f64(red->ctx, col, K);
+    }
         ELEM_LAUNCH(be, k_sk_colinv, (size_t)K, col, K);
         ROWS_LAUNCH(be, k_sk_rows, N, out, col, K, Nt, it == n_iter - 1);
     }
@@ -447,12 +460,26 @@ __global__ void k_sq_part(double *part, const float *e, size_t n) {
     if (threadIdx.x == 0) part[blockIdx.x] = s;
 }
 
+/* dz[r, :] = coef * E[r, :] xg, summed in double as the CPU does: the
+ * L2-normalisation backward keeps only the part of dz orthogonal to x_hat,
+ * small for this loss, so an fp32 GEMM here costs ~1e-3 of the gradient.
+ * One block per row, threads over the D columns (xg rows read coalesced). */
+__global__ void k_gram_dz(float *dz, const float *E, const float *xg, int G, int D, double coef) {
+    const size_t r = blockIdx.x;
+    const float *e = E + r * G;
+    for (int d = threadIdx.x; d < D; d += blockDim.x) {
+        double acc = 0;
+        for (int q = 0; q < G; q++) acc += (double)e[q] * (double)xg[(size_t)q * D + d];
+        dz[r * D + d] = (float)(coef * acc);
+    }
+}
+
 /* For each Gram block (an image, or all rows) and each block of rb rows:
  * E = xs_hat[r] xs_hat[g]^T - xt_hat[r] xt_hat[g]^T. Forward (dxs NULL): the
  * sum of E^2 into red[1]; backward: dz = coef E xs_hat[g], then through the
  * normalisation of rows r. */
 static void gram_blocks(dx_backend *be, float *dxs, const float *xs, const float *xs_hat, const float *xt_hat, int nimg,
-                        int P, int D, int img_level, float coef) {
+                        int P, int D, int img_level, double coef) {
     gpu_state *st = gpu_st(be);
     const int M = nimg * P, G = img_level ? P : M;
     size_t rbz = GRAM_BLOCK_FLOATS / (size_t)G;
@@ -471,7 +498,8 @@ static void gram_blocks(dx_backend *be, float *dxs, const float *xs, const float
                 GPU_LAUNCHED(be);
                 gpu_sum_f64_dev(be, st->red + 1, st->red + 16, GRAM_SQ_BLOCKS, 1);
             } else {
-                gpu_gemm(be, 0, 0, nr, D, G, coef, E, G, xs_hat + (size_t)g0 * D, D, 0.0f, dz, D, 1, 0, 0, 0);
+                k_gram_dz<<<nr, DX_GPU_BLOCK, 0, gpu_stream(be)>>>(dz, E, xs_hat + (size_t)g0 * D, G, D, coef);
+                GPU_LAUNCHED(be);
                 ROWS_LAUNCH(be, k_l2norm_backward<float>, nr, dxs + (size_t)r0 * D, xs + (size_t)r0 * D, dz, D, GRAM_EPS);
             }
         }
@@ -480,11 +508,11 @@ static double gpu_gram_forward(dx_backend *be, float *xs_hat, float *xt_hat, con
                                int P, int D, int img_level) {
     const int M = nimg * P, G = img_level ? P : M;
     if (M <= 0) return 0.0;
-    gpu_l2norm_forward(be, xs_hat, xs, M, D, (float)GRAM_EPS);
-    gpu_l2norm_forward(be, xt_hat, xt, M, D, (float)GRAM_EPS);
+    ROWS_LAUNCH(be, k_l2norm_forward, M, xs_hat, xs, D, GRAM_EPS); /* eps in double, as on the CPU */
+    ROWS_LAUNCH(be, k_l2norm_forward, M, xt_hat, xt, D, GRAM_EPS);
     gpu_state *st = gpu_st(be);
     GPU_CHECK(be, cudaMemsetAsync(st->red, 0, sizeof(double) * 2, gpu_stream(be)));
-    gram_blocks(be, NULL, xs, xs_hat, xt_hat, nimg, P, D, img_level, 0.0f);
+    gram_blocks(be, NULL, xs, xs_hat, xt_hat, nimg, P, D, img_level, 0.0);
     double r[2];
     gpu_red_to_host(be, r, 2);
     return r[1] / ((double)M * G);
@@ -493,7 +521,7 @@ static void gpu_gram_backward(dx_backend *be, float *dxs, const float *xs, const
                               int nimg, int P, int D, int img_level, float scale) {
     const int M = nimg * P, G = img_level ? P : M;
     if (M <= 0) return;
-    gram_blocks(be, dxs, xs, xs_hat, xt_hat, nimg, P, D, img_level, (float)((double)scale * 4.0 / ((double)M * G)));
+    gram_blocks(be, dxs, xs, xs_hat, xt_hat, nimg, P, D, img_level, (double)scale * 4.0 / ((double)M * G));
 }
 
 /* ---- bicubic resize (PyTorch upsample_bicubic2d, align_corners = False) ----------------------- */

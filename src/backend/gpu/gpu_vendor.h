@@ -94,6 +94,8 @@
 #define cublasLtMatmulPreferenceDestroy hipblasLtMatmulPreferenceDestroy
 #define cublasLtMatmulPreferenceSetAttribute hipblasLtMatmulPreferenceSetAttribute
 #define CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES HIPBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES
+/* hipBLASLt has no alignment preferences: its kernels take any aligned pointer */
+#define DX_LT_PREF_C_ALIGNMENT(pref, bytes) ((void)(pref), (void)(bytes))
 #define cublasLtMatmulHeuristicResult_t hipblasLtMatmulHeuristicResult_t
 #define cublasLtMatmulAlgoGetHeuristic hipblasLtMatmulAlgoGetHeuristic
 #define cublasLtMatmul hipblasLtMatmul
@@ -115,6 +117,14 @@
 #define DX_GPU_VENDOR "cuda"
 #define DX_GPU_FN(name) dx_cuda_##name
 #define DX_GPU_WAVE 32
+/* cuBLASLt assumes 256-B aligned C/D unless told: a gradient inside the flat
+ * table is only 64-B aligned, and an algorithm that needs more fails */
+#define DX_LT_PREF_C_ALIGNMENT(pref, bytes)                                                               \
+    do {                                                                                                  \
+        uint32_t a_ = (bytes);                                                                            \
+        cublasLtMatmulPreferenceSetAttribute((pref), CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &a_, sizeof a_); \
+        cublasLtMatmulPreferenceSetAttribute((pref), CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &a_, sizeof a_); \
+    } while (0)
 #endif
 
 #endif /* DX_GPU_VENDOR_H */
