@@ -99,6 +99,26 @@ static inline unsigned gpu_blocks(size_t n, unsigned per = DX_GPU_BLOCK) {
     return (unsigned)b;
 }
 
+/* grid-stride loop over [0, n) */
+#define GPU_FOR(i, n) \
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
+/* n elements, grid-stride kernels of DX_GPU_BLOCK threads; nothing for n = 0 */
+#define ELEM_LAUNCH(be, kernel, n, ...)                                                  \
+    do {                                                                                 \
+        if ((n) > 0) {                                                                   \
+            kernel<<<gpu_blocks(n), DX_GPU_BLOCK, 0, gpu_stream(be)>>>(__VA_ARGS__);     \
+            GPU_LAUNCHED(be);                                                            \
+        }                                                                                \
+    } while (0)
+/* one block of DX_GPU_BLOCK threads per row */
+#define ROWS_LAUNCH(be, kernel, rows, ...)                                               \
+    do {                                                                                 \
+        if ((rows) > 0) {                                                                \
+            kernel<<<(rows), DX_GPU_BLOCK, 0, gpu_stream(be)>>>(__VA_ARGS__);            \
+            GPU_LAUNCHED(be);                                                            \
+        }                                                                                \
+    } while (0)
+
 /* bf16 bits of f, round to nearest even, NaN stays NaN: core/dx_bf16.h's rounding,
  * so the CPU and GPU bf16 policies round every operand identically */
 __device__ inline uint16_t gpu_f32_to_bf16(float f) {

@@ -19,7 +19,7 @@ static cublasOperation_t blas_op(int t) { return t ? CUBLAS_OP_T : CUBLAS_OP_N; 
  * BLAS libraries reject a leading dimension of 0 that such a call may carry */
 __global__ void k_gemm_k0(float *C, int M, int N, int ldc, int64_t sc, int batch, float beta) {
     const size_t n = (size_t)batch * M * N;
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+    GPU_FOR(i, n) {
         const size_t b = i / ((size_t)M * N), r = i / N % M, c = i % N;
         float *p = C + (size_t)b * sc + r * (size_t)ldc + c;
         *p = beta == 0.0f ? 0.0f : beta * *p;
@@ -48,8 +48,7 @@ void gpu_gemm(dx_backend *be, int ta, int tb, int M, int N, int K, float alpha, 
 
 /* dst[i] = bf16(src[i]) for the n elements a strided operand spans */
 __global__ void k_round_bf16(__nv_bfloat16 *dst, const float *src, size_t n) {
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        ((uint16_t *)dst)[i] = gpu_f32_to_bf16(src[i]);
+    GPU_FOR(i, n) ((uint16_t *)dst)[i] = gpu_f32_to_bf16(src[i]);
 }
 
 /* elements from the first to one past the last of a [rows, cols] operand

@@ -15,17 +15,6 @@
 
 #define GPU_ROWS 128 /* rows per chunk of the column reductions */
 
-/* grid-stride loop over [0, n) */
-#define GPU_FOR(i, n) \
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
-
-#define LAUNCH(be, kernel, n, ...)                                                                   \
-    do {                                                                                             \
-        if ((n) > 0) {                                                                               \
-            kernel<<<gpu_blocks(n), DX_GPU_BLOCK, 0, gpu_stream(be)>>>(__VA_ARGS__);                 \
-            GPU_LAUNCHED(be);                                                                        \
-        }                                                                                            \
-    } while (0)
 
 /* ---- column-sum finishing stage: dst[c] += scale * sum_chunks part[chunk, c] (* mask[c]) ---- */
 
@@ -40,7 +29,7 @@ __global__ void k_colsum_finish(float *dst, const float *part, int nchunk, int N
 
 static void colsum_finish(dx_backend *be, float *dst, const float *part, int nchunk, int N, const float *mask,
                           float scale) {
-    LAUNCH(be, k_colsum_finish, (size_t)N, dst, part, nchunk, N, mask, scale);
+    ELEM_LAUNCH(be, k_colsum_finish, (size_t)N, dst, part, nchunk, N, mask, scale);
 }
 
 /* ---- bias -------------------------------------------------------------------------- */
@@ -52,7 +41,7 @@ __global__ void k_bias_forward(float *y, const float *b, const float *mask, int 
     }
 }
 static void gpu_bias_forward(dx_backend *be, float *y, const float *b, const float *mask, int M, int N) {
-    LAUNCH(be, k_bias_forward, (size_t)M * N, y, b, mask, M, N);
+    ELEM_LAUNCH(be, k_bias_forward, (size_t)M * N, y, b, mask, M, N);
 }
 
 /* part[chunk, c] = sum of dy over the chunk's rows; grid (column blocks, chunks) */
@@ -164,7 +153,7 @@ __global__ void k_gelu_forward(float *out, const float *x, size_t n) {
     }
 }
 static void gpu_gelu_forward(dx_backend *be, float *out, const float *x, size_t n) {
-    LAUNCH(be, k_gelu_forward, n, out, x, n);
+    ELEM_LAUNCH(be, k_gelu_forward, n, out, x, n);
 }
 __global__ void k_gelu_backward(float *dx, const float *x, const float *dout, size_t n) {
     GPU_FOR(i, n) {
@@ -175,7 +164,7 @@ __global__ void k_gelu_backward(float *dx, const float *x, const float *dout, si
     }
 }
 static void gpu_gelu_backward(dx_backend *be, float *dx, const float *x, const float *dout, size_t n) {
-    LAUNCH(be, k_gelu_backward, n, dx, x, dout, n);
+    ELEM_LAUNCH(be, k_gelu_backward, n, dx, x, dout, n);
 }
 
 __global__ void k_swiglu_forward(float *out, const float *h, int M, int F) {
@@ -187,7 +176,7 @@ __global__ void k_swiglu_forward(float *out, const float *h, int M, int F) {
     }
 }
 static void gpu_swiglu_forward(dx_backend *be, float *out, const float *h, int M, int F) {
-    LAUNCH(be, k_swiglu_forward, (size_t)M * F, out, h, M, F);
+    ELEM_LAUNCH(be, k_swiglu_forward, (size_t)M * F, out, h, M, F);
 }
 __global__ void k_swiglu_backward(float *dh, const float *h, const float *dout, int M, int F) {
     GPU_FOR(e, (size_t)M * F) {
@@ -199,7 +188,7 @@ __global__ void k_swiglu_backward(float *dh, const float *h, const float *dout, 
     }
 }
 static void gpu_swiglu_backward(dx_backend *be, float *dh, const float *h, const float *dout, int M, int F) {
-    LAUNCH(be, k_swiglu_backward, (size_t)M * F, dh, h, dout, M, F);
+    ELEM_LAUNCH(be, k_swiglu_backward, (size_t)M * F, dh, h, dout, M, F);
 }
 
 /* ---- softmax (one block per row) ---------------------------------------------------- */
@@ -264,7 +253,7 @@ __global__ void k_rope_tables(float *sin_t, float *cos_t, const float *periods, 
 }
 static void gpu_rope_tables(dx_backend *be, float *sin_t, float *cos_t, const float *periods, int Hp, int Wp,
                             int Dh, float shift_y, float shift_x, float scale_y, float scale_x) {
-    LAUNCH(be, k_rope_tables, (size_t)Hp * Wp * (Dh / 2), sin_t, cos_t, periods, Hp, Wp, Dh, shift_y, shift_x,
+    ELEM_LAUNCH(be, k_rope_tables, (size_t)Hp * Wp * (Dh / 2), sin_t, cos_t, periods, Hp, Wp, Dh, shift_y, shift_x,
            scale_y, scale_x);
 }
 
@@ -290,12 +279,12 @@ __global__ void k_rope_apply(float *qkv, const float *sin_t, const float *cos_t,
 }
 static void gpu_rope_forward(dx_backend *be, float *qkv, const float *sin_t, const float *cos_t, int N, int T,
                              int H, int Dh, int prefix) {
-    LAUNCH(be, k_rope_apply, (size_t)N * (T - prefix) * 2 * H * (Dh / 2), qkv, sin_t, cos_t, N, T, H, Dh, prefix,
+    ELEM_LAUNCH(be, k_rope_apply, (size_t)N * (T - prefix) * 2 * H * (Dh / 2), qkv, sin_t, cos_t, N, T, H, Dh, prefix,
            1.0f);
 }
 static void gpu_rope_backward(dx_backend *be, float *dqkv, const float *sin_t, const float *cos_t, int N, int T,
                               int H, int Dh, int prefix) {
-    LAUNCH(be, k_rope_apply, (size_t)N * (T - prefix) * 2 * H * (Dh / 2), dqkv, sin_t, cos_t, N, T, H, Dh,
+    ELEM_LAUNCH(be, k_rope_apply, (size_t)N * (T - prefix) * 2 * H * (Dh / 2), dqkv, sin_t, cos_t, N, T, H, Dh,
            prefix, -1.0f);
 }
 
@@ -316,7 +305,7 @@ static void gpu_residual_forward(dx_backend *be, float *out, const float *x, con
     const size_t ss = (size_t)T * C;
     if (out != x) GPU_CHECK(be, cudaMemcpyAsync(out, x, sizeof(float) * ss * nsamples, cudaMemcpyDeviceToDevice,
                                                 gpu_stream(be)));
-    LAUNCH(be, k_residual_forward, (size_t)k * ss, out, y, gamma, idx, k, T, C, scale);
+    ELEM_LAUNCH(be, k_residual_forward, (size_t)k * ss, out, y, gamma, idx, k, T, C, scale);
 }
 
 __global__ void k_add(float *dst, const float *src, size_t n) {
@@ -350,8 +339,8 @@ static void gpu_residual_backward(dx_backend *be, float *dx, float *dy, float *d
                                   const float *y, const float *gamma, const int32_t *idx, int nsamples, int k, int T,
                                   int C, float scale) {
     const size_t ss = (size_t)T * C;
-    if (dx) LAUNCH(be, k_add, ss * nsamples, dx, dout, ss * nsamples);
-    if (dy) LAUNCH(be, k_residual_backward_dy, (size_t)k * ss, dy, dout, gamma, idx, k, T, C, scale);
+    if (dx) ELEM_LAUNCH(be, k_add, ss * nsamples, dx, dout, ss * nsamples);
+    if (dy) ELEM_LAUNCH(be, k_residual_backward_dy, (size_t)k * ss, dy, dout, gamma, idx, k, T, C, scale);
     if (dgamma && k > 0 && T > 0 && C > 0) {
         int rows = k * T, nchunk = (rows + GPU_ROWS - 1) / GPU_ROWS;
         float *part = (float *)gpu_scratch(be, GPU_SCRATCH_OP, sizeof(float) * (size_t)nchunk * C);
@@ -367,7 +356,7 @@ __global__ void k_gather_rows(float *dst, const float *src, const int32_t *idx, 
     GPU_FOR(e, (size_t)k * row) dst[e] = src[(size_t)idx[e / row] * row + e % row];
 }
 static void gpu_gather_rows(dx_backend *be, float *dst, const float *src, const int32_t *idx, int k, size_t row) {
-    LAUNCH(be, k_gather_rows, (size_t)k * row, dst, src, idx, k, row);
+    ELEM_LAUNCH(be, k_gather_rows, (size_t)k * row, dst, src, idx, k, row);
 }
 /* parallel over the row, serial over i: repeated indices add in order */
 __global__ void k_scatter_add_rows(float *dsrc, const float *ddst, const int32_t *idx, int k, size_t row) {
@@ -377,7 +366,7 @@ __global__ void k_scatter_add_rows(float *dsrc, const float *ddst, const int32_t
 }
 static void gpu_scatter_add_rows(dx_backend *be, float *dsrc, const float *ddst, const int32_t *idx, int k,
                                  size_t row) {
-    LAUNCH(be, k_scatter_add_rows, row, dsrc, ddst, idx, k, row);
+    ELEM_LAUNCH(be, k_scatter_add_rows, row, dsrc, ddst, idx, k, row);
 }
 
 /* ---- patch embedding ---------------------------------------------------------------------- */
@@ -393,7 +382,7 @@ __global__ void k_im2col(float *cols, const float *img, int N, int Cin, int H, i
     }
 }
 static void gpu_im2col(dx_backend *be, float *cols, const float *img, int N, int Cin, int H, int W, int p) {
-    LAUNCH(be, k_im2col, (size_t)N * (H / p) * (W / p) * Cin * p * p, cols, img, N, Cin, H, W, p);
+    ELEM_LAUNCH(be, k_im2col, (size_t)N * (H / p) * (W / p) * Cin * p * p, cols, img, N, Cin, H, W, p);
 }
 /* stride = kernel: every pixel gets at most one column element, no conflicts */
 __global__ void k_col2im(float *dimg, const float *dcols, int N, int Cin, int H, int W, int p) {
@@ -407,7 +396,7 @@ __global__ void k_col2im(float *dimg, const float *dcols, int N, int Cin, int H,
     }
 }
 static void gpu_col2im(dx_backend *be, float *dimg, const float *dcols, int N, int Cin, int H, int W, int p) {
-    LAUNCH(be, k_col2im, (size_t)N * (H / p) * (W / p) * Cin * p * p, dimg, dcols, N, Cin, H, W, p);
+    ELEM_LAUNCH(be, k_col2im, (size_t)N * (H / p) * (W / p) * Cin * p * p, dimg, dcols, N, Cin, H, W, p);
 }
 
 /* ---- token assembly ------------------------------------------------------------------------ */
@@ -432,7 +421,7 @@ __global__ void k_tokens_forward(float *tokens, const float *patches, const floa
 static void gpu_tokens_forward(dx_backend *be, float *tokens, const float *patches, const float *cls,
                                const float *reg, const float *mask_token, const uint8_t *mask, int N, int P, int R,
                                int D) {
-    LAUNCH(be, k_tokens_forward, (size_t)N * (1 + R + P) * D, tokens, patches, cls, reg, mask_token, mask, N, P, R,
+    ELEM_LAUNCH(be, k_tokens_forward, (size_t)N * (1 + R + P) * D, tokens, patches, cls, reg, mask_token, mask, N, P, R,
            D);
 }
 __global__ void k_tokens_backward_patches(float *dpatches, const float *dtokens, const uint8_t *mask, int N, int P,
@@ -469,9 +458,9 @@ __global__ void k_tokens_backward_prefix(float *dcls, float *dreg, float *dmask_
 }
 static void gpu_tokens_backward(dx_backend *be, float *dpatches, float *dcls, float *dreg, float *dmask_token,
                                 const float *dtokens, const uint8_t *mask, int N, int P, int R, int D) {
-    if (dpatches) LAUNCH(be, k_tokens_backward_patches, (size_t)N * P * D, dpatches, dtokens, mask, N, P, R, D);
+    if (dpatches) ELEM_LAUNCH(be, k_tokens_backward_patches, (size_t)N * P * D, dpatches, dtokens, mask, N, P, R, D);
     if (dcls || dreg || (dmask_token && mask))
-        LAUNCH(be, k_tokens_backward_prefix, (size_t)(2 + R) * D, dcls, dreg, dmask_token, dtokens, mask, N, P, R, D);
+        ELEM_LAUNCH(be, k_tokens_backward_prefix, (size_t)(2 + R) * D, dcls, dreg, dmask_token, dtokens, mask, N, P, R, D);
 }
 
 /* ---- vector ops ---------------------------------------------------------------------------- */
@@ -479,12 +468,12 @@ static void gpu_tokens_backward(dx_backend *be, float *dpatches, float *dcls, fl
 __global__ void k_scale(float *x, float s, size_t n) {
     GPU_FOR(i, n) x[i] *= s;
 }
-static void gpu_scale(dx_backend *be, float *x, float s, size_t n) { LAUNCH(be, k_scale, n, x, s, n); }
+static void gpu_scale(dx_backend *be, float *x, float s, size_t n) { ELEM_LAUNCH(be, k_scale, n, x, s, n); }
 __global__ void k_axpy(float *y, float a, const float *x, size_t n) {
     GPU_FOR(i, n) y[i] += a * x[i];
 }
 static void gpu_axpy(dx_backend *be, float *y, float a, const float *x, size_t n) {
-    LAUNCH(be, k_axpy, n, y, a, x, n);
+    ELEM_LAUNCH(be, k_axpy, n, y, a, x, n);
 }
 
 #define GPU_SUM_BLOCKS 512 /* fixed: the partials and their order do not depend on n */
@@ -517,7 +506,7 @@ __global__ void k_nonfinite(int *flag, const float *x, size_t n) {
 static int gpu_nonfinite(dx_backend *be, const float *x, size_t n) {
     gpu_state *st = gpu_st(be);
     GPU_CHECK(be, cudaMemsetAsync(st->red, 0, sizeof(double), gpu_stream(be)));
-    LAUNCH(be, k_nonfinite, n, (int *)st->red, x, n);
+    ELEM_LAUNCH(be, k_nonfinite, n, (int *)st->red, x, n);
     double r;
     gpu_red_to_host(be, &r, 1);
     int flag;
@@ -548,7 +537,7 @@ static void gpu_adamw(dx_backend *be, float *p, const float *g, float *m, float 
                       float beta2, float eps, float wd, int t) {
     const double dlr = lr, db1 = beta1, db2 = beta2;
     const double bc1 = 1.0 - pow(db1, (double)t), bc2 = 1.0 - pow(db2, (double)t);
-    LAUNCH(be, k_adamw, n, p, g, m, v, n, (float)(1.0 - dlr * (double)wd), beta1, (float)(1.0 - db1), beta2,
+    ELEM_LAUNCH(be, k_adamw, n, p, g, m, v, n, (float)(1.0 - dlr * (double)wd), beta1, (float)(1.0 - db1), beta2,
            (float)(1.0 - db2), (float)(-(dlr / bc1)), (float)sqrt(bc2), eps);
 }
 /* grid (blocks, segments): segment blockIdx.y, its scalars formed in double */
@@ -581,7 +570,7 @@ __global__ void k_ema(float *teacher, const float *student, size_t n, float m) {
     GPU_FOR(i, n) teacher[i] = __fadd_rn(__fmul_rn(m, teacher[i]), __fmul_rn(om, student[i]));
 }
 static void gpu_ema(dx_backend *be, float *teacher, const float *student, size_t n, float m) {
-    LAUNCH(be, k_ema, n, teacher, student, n, m);
+    ELEM_LAUNCH(be, k_ema, n, teacher, student, n, m);
 }
 __global__ void k_ema_multi(float *teacher, const float *student, const dx_segment *seg, float m) {
     const dx_segment s = seg[blockIdx.y];
@@ -606,10 +595,10 @@ __global__ void k_from_bf16(float *dst, const uint16_t *src, size_t n) {
     GPU_FOR(i, n) dst[i] = __uint_as_float((uint32_t)src[i] << 16);
 }
 static void gpu_to_bf16(dx_backend *be, uint16_t *dst, const float *src, size_t n) {
-    LAUNCH(be, k_to_bf16, n, dst, src, n);
+    ELEM_LAUNCH(be, k_to_bf16, n, dst, src, n);
 }
 static void gpu_from_bf16(dx_backend *be, float *dst, const uint16_t *src, size_t n) {
-    LAUNCH(be, k_from_bf16, n, dst, src, n);
+    ELEM_LAUNCH(be, k_from_bf16, n, dst, src, n);
 }
 
 void gpu_fill_kernel_ops(dx_backend_ops *o) {

@@ -18,22 +18,6 @@ extern "C" {
 #include "backend/cpu/cpu_health.h"
 }
 
-#define ROWS_LAUNCH(be, kernel, rows, ...)                                           \
-    do {                                                                             \
-        if ((rows) > 0) {                                                            \
-            kernel<<<(rows), DX_GPU_BLOCK, 0, gpu_stream(be)>>>(__VA_ARGS__);        \
-            GPU_LAUNCHED(be);                                                        \
-        }                                                                            \
-    } while (0)
-#define GPU_FOR(i, n) \
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
-#define ELEM_LAUNCH(be, kernel, n, ...)                                                      \
-    do {                                                                                     \
-        if ((n) > 0) {                                                                       \
-            kernel<<<gpu_blocks(n), DX_GPU_BLOCK, 0, gpu_stream(be)>>>(__VA_ARGS__);         \
-            GPU_LAUNCHED(be);                                                                \
-        }                                                                                    \
-    } while (0)
 
 /* ---- row helpers (called by every thread of a block) -------------------------------- */
 
