@@ -36,17 +36,8 @@ mkdir -p "$OUT" "$CACHE"
 OUT=$(cd "$OUT" && pwd)
 
 # The build-only toolchain: Debian 12's clang-19.
-TOOLS=(clang-19 lld-19 llvm-19)
-missing=()
-for p in "${TOOLS[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  echo "check-hip: installing ${missing[*]}"
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+source scripts/lib/apt.sh
+apt_ensure check-hip clang-19 lld-19 llvm-19
 CLANG=/usr/lib/llvm-19/bin/clang++
 READELF=/usr/lib/llvm-19/bin/llvm-readelf
 OBJDUMP=/usr/lib/llvm-19/bin/llvm-objdump

@@ -16,16 +16,8 @@ PKGS=(
   dcmtk dicom3tools libgdcm-tools dcm2niix libopenblas0-openmp chromium
   bc time
 )
-missing=()
-for p in "${PKGS[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  echo "setup: installing ${missing[*]}"
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+source scripts/lib/apt.sh
+apt_ensure setup "${PKGS[@]}"
 
 # timm and safetensors (the test that loads exported weights in timm) and
 # TensorBoard's own event reader (the test that reads dinox's event files

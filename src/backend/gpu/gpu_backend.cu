@@ -70,6 +70,22 @@ void gpu_sum_f64_dev(dx_backend *be, double *dst, const double *src, size_t n, i
     GPU_LAUNCHED(be);
 }
 
+/* part[b] = sum of x[i]^2 over the grid-stride share of block b */
+__global__ void k_sumsq_part(double *part, const float *x, size_t n) {
+    __shared__ double sh[DX_GPU_BLOCK];
+    double s = 0;
+    for (size_t i = (size_t)blockIdx.x * DX_GPU_BLOCK + threadIdx.x; i < n; i += (size_t)gridDim.x * DX_GPU_BLOCK)
+        s += (double)x[i] * (double)x[i];
+    s = gpu_block_sum(s, sh);
+    if (threadIdx.x == 0) part[blockIdx.x] = s;
+}
+
+void gpu_sumsq_f64_dev(dx_backend *be, double *dst, double *part, int nparts, const float *x, size_t n, int accumulate) {
+    k_sumsq_part<<<nparts, DX_GPU_BLOCK, 0, gpu_stream(be)>>>(part, x, n);
+    GPU_LAUNCHED(be);
+    gpu_sum_f64_dev(be, dst, part, (size_t)nparts, accumulate);
+}
+
 void gpu_red_to_host(dx_backend *be, double *host, int n) {
     gpu_state *st = gpu_st(be);
     GPU_CHECK(be, cudaMemcpyAsync(st->host_red, st->red, sizeof(double) * n, cudaMemcpyDeviceToHost, gpu_stream(be)));

@@ -181,6 +181,9 @@ __device__ inline int gpu_block_argmax(float v, int i, float *shv, int *shi) {
  * gpu_sum_f64_dev: *dst (device) = (accumulate ? *dst : 0) + sum of n doubles
  * in src, in a fixed order. gpu_red_to_host: download slots [0, n) of red. */
 void gpu_sum_f64_dev(dx_backend *be, double *dst, const double *src, size_t n, int accumulate);
+/* *dst (device) = (accumulate ? *dst : 0) + sum of x[i]^2 in double, through
+ * nparts partial sums in part[] (device doubles): a fixed order for a fixed nparts */
+void gpu_sumsq_f64_dev(dx_backend *be, double *dst, double *part, int nparts, const float *x, size_t n, int accumulate);
 void gpu_red_to_host(dx_backend *be, double *host, int n);
 
 /* ---- GEMM, as the ops table's (row-major, fp32) ---------------------------- */

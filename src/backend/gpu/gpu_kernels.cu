@@ -477,20 +477,10 @@ static void gpu_axpy(dx_backend *be, float *y, float a, const float *x, size_t n
 }
 
 #define GPU_SUM_BLOCKS 512 /* fixed: the partials and their order do not depend on n */
-__global__ void k_sumsq_part(double *part, const float *x, size_t n) {
-    __shared__ double sh[DX_GPU_BLOCK];
-    double s = 0;
-    for (size_t i = (size_t)blockIdx.x * DX_GPU_BLOCK + threadIdx.x; i < n; i += (size_t)GPU_SUM_BLOCKS * DX_GPU_BLOCK)
-        s += (double)x[i] * (double)x[i];
-    s = gpu_block_sum(s, sh);
-    if (threadIdx.x == 0) part[blockIdx.x] = s;
-}
 static double gpu_sumsq(dx_backend *be, const float *x, size_t n) {
     double *part = (double *)gpu_scratch(be, GPU_SCRATCH_OP2, sizeof(double) * GPU_SUM_BLOCKS);
     if (!part) return NAN;
-    k_sumsq_part<<<GPU_SUM_BLOCKS, DX_GPU_BLOCK, 0, gpu_stream(be)>>>(part, x, n);
-    GPU_LAUNCHED(be);
-    gpu_sum_f64_dev(be, gpu_st(be)->red, part, GPU_SUM_BLOCKS, 0);
+    gpu_sumsq_f64_dev(be, gpu_st(be)->red, part, GPU_SUM_BLOCKS, x, n, 0);
     double r;
     gpu_red_to_host(be, &r, 1);
     return r;

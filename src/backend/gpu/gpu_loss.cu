@@ -435,15 +435,6 @@ static void gpu_koleo_backward(dx_backend *be, float *dx, const float *x, const 
 #define GRAM_BLOCK_FLOATS ((size_t)16 << 20) /* one block of Gram rows: 64 MB */
 #define GRAM_SQ_BLOCKS 32
 
-__global__ void k_sq_part(double *part, const float *e, size_t n) {
-    __shared__ double sh[DX_GPU_BLOCK];
-    double s = 0;
-    for (size_t i = (size_t)blockIdx.x * DX_GPU_BLOCK + threadIdx.x; i < n; i += (size_t)GRAM_SQ_BLOCKS * DX_GPU_BLOCK)
-        s += (double)e[i] * (double)e[i];
-    s = gpu_block_sum(s, sh);
-    if (threadIdx.x == 0) part[blockIdx.x] = s;
-}
-
 /* dz[r, :] = coef * E[r, :] xg, summed in double as the CPU does: the
  * L2-normalisation backward keeps only the part of dz orthogonal to x_hat,
  * small for this loss, so an fp32 GEMM here costs ~1e-3 of the gradient.
@@ -478,9 +469,7 @@ static void gram_blocks(dx_backend *be, float *dxs, const float *xs, const float
             gpu_gemm(be, 0, 1, nr, G, D, -1.0f, xt_hat + (size_t)r0 * D, D, xt_hat + (size_t)g0 * D, D, 1.0f, E, G, 1, 0, 0,
                      0);
             if (!dxs) {
-                k_sq_part<<<GRAM_SQ_BLOCKS, DX_GPU_BLOCK, 0, gpu_stream(be)>>>(st->red + 16, E, (size_t)nr * G);
-                GPU_LAUNCHED(be);
-                gpu_sum_f64_dev(be, st->red + 1, st->red + 16, GRAM_SQ_BLOCKS, 1);
+                gpu_sumsq_f64_dev(be, st->red + 1, st->red + 16, GRAM_SQ_BLOCKS, E, (size_t)nr * G, 1);
             } else {
                 k_gram_dz<<<nr, DX_GPU_BLOCK, 0, gpu_stream(be)>>>(dz, E, xs_hat + (size_t)g0 * D, G, D, coef);
                 GPU_LAUNCHED(be);
