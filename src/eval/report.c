@@ -135,6 +135,13 @@ static double mean_from(const double *y, int from, int n) {
     return k ? s / k : NAN;
 }
 
+/* means of y over the first and the last quarter of [from, n) */
+static void quarter_means(const double *y, int from, int n, double *first, double *last) {
+    const int q = (n - from + 3) / 4;
+    *first = mean_from(y, from, from + q);
+    *last = mean_from(y, n - q, n);
+}
+
 /* The run-health sentence of the device metrics (docs/training.md): peak
  * memory, busy and data-wait fractions against the mission's targets, and
  * the temperature and clock trend (first vs last quarter of the run). */
@@ -165,12 +172,13 @@ static void device_health(FILE *f, const series *s, int ns, int n) {
         fputs("; device busy fraction not measured on this backend", f);
     }
     if (wait >= 0) fprintf(f, "; waiting for data %.1f%% of wall time", 100 * mean_from(s[wait].y, from, n));
+    double a, z;
     if (temp >= 0) {
-        double a = mean_from(s[temp].y, from, from + (n - from + 3) / 4), z = mean_from(s[temp].y, n - (n - from + 3) / 4, n);
+        quarter_means(s[temp].y, from, n, &a, &z);
         fprintf(f, "; temperature %.0f C in the first quarter, %.0f C in the last", a, z);
     }
     if (clk >= 0) {
-        double a = mean_from(s[clk].y, from, from + (n - from + 3) / 4), z = mean_from(s[clk].y, n - (n - from + 3) / 4, n);
+        quarter_means(s[clk].y, from, n, &a, &z);
         fprintf(f, "; clock %.0f MHz, then %.0f MHz%s", a, z,
                 z < 0.9 * a ? " &mdash; <b>the clock fell by more than 10%: throttling</b>" : "");
     }

@@ -219,6 +219,50 @@ static void watchdog_step(watchdog *w, int64_t step, double last_step_s) {
     pthread_mutex_unlock(&w->mu);
 }
 
+/* ---- run health of the device ------------------------------------------------------ */
+
+typedef struct run_health {
+    double t_last_log, busy_last_log; /* at the previous logged step (busy -1: not measured) */
+    int throttle_warned;
+} run_health;
+#define RUN_HEALTH_MAX 8
+
+/* The device's metrics of a logged step into out[] (returns how many): memory
+ * from the backend's alloc (the four big allocations and the scratch), busy and
+ * data-wait fractions since the last logged step, temperature and clock where
+ * known. Hands temperature and clock to the watchdog, and warns once when the
+ * clock has fallen to < 80% of its highest at >= 85 C (thermal throttling). */
+static int run_health_metrics(run_health *rh, dx_backend *be, watchdog *wd, int64_t step, int root,
+                              double wait_s, dx_metric out[RUN_HEALTH_MAX]) {
+    dx_device_stats ds;
+    be->ops->device_stats(be, &ds);
+    const double t_now = now_s(), span = t_now - rh->t_last_log;
+    int n = 0;
+    out[n++] = (dx_metric){"device/mem_in_use_gb", ds.mem_in_use / 1e9};
+    out[n++] = (dx_metric){"device/mem_peak_gb", ds.mem_peak / 1e9};
+    if (ds.mem_total > 0) out[n++] = (dx_metric){"device/mem_peak_fraction", ds.mem_peak / ds.mem_total};
+    if (ds.busy_s >= 0 && rh->busy_last_log >= 0 && span > 0)
+        out[n++] = (dx_metric){"device/busy_fraction", fmin(1.0, (ds.busy_s - rh->busy_last_log) / span)};
+    out[n++] = (dx_metric){"perf/data_wait_fraction", span > 0 ? fmin(1.0, wait_s / span) : 0};
+    if (ds.temp_c >= 0) out[n++] = (dx_metric){"device/temp_c", ds.temp_c};
+    if (ds.clock_mhz >= 0) out[n++] = (dx_metric){"device/clock_mhz", ds.clock_mhz};
+    rh->t_last_log = t_now;
+    rh->busy_last_log = ds.busy_s;
+    pthread_mutex_lock(&wd->mu);
+    wd->temp_c = ds.temp_c;
+    wd->clock_mhz = ds.clock_mhz;
+    if (ds.clock_mhz > wd->clock_max) wd->clock_max = ds.clock_mhz;
+    const double cmax = wd->clock_max;
+    pthread_mutex_unlock(&wd->mu);
+    if (root && !rh->throttle_warned && ds.clock_mhz > 0 && ds.clock_mhz < 0.8 * cmax && ds.temp_c >= 85) {
+        DX_WARN("step %lld: the device clock has fallen to %.0f MHz (highest so far %.0f) at %.0f C: thermal "
+                "throttling; steps will be slower until it cools (check the cooling and the power limit)",
+                (long long)step, ds.clock_mhz, cmax, ds.temp_c);
+        rh->throttle_warned = 1;
+    }
+    return n;
+}
+
 /* ---- collapse alarm ------------------------------------------------------------ */
 
 int dx_train_collapsed(double teacher_entropy_lnk, double dino_loss, int K) {
@@ -471,16 +515,17 @@ agree:;
     pthread_mutex_init(&wd.mu, NULL);
     pthread_cond_init(&wd.cv, NULL);
     wd.step_start = now_s();
+    wd.temp_c = wd.clock_mhz = wd.clock_max = -1; /* unknown until a logged step reads them */
     pthread_create(&wd.th, NULL, watchdog_main, &wd);
 
     double t_start = now_s(), t_last_ckpt = now_s(), last_step_s = 0;
     /* run health between logged steps: data wait and device busy time over wall time */
-    double t_last_log = t_start, wait_since_log = 0, busy_last_log = -1;
-    int throttle_warned = 0;
+    double wait_since_log = 0;
+    run_health rh = {.t_last_log = t_start};
     {
         dx_device_stats ds0;
         be->ops->device_stats(be, &ds0);
-        busy_last_log = ds0.busy_s;
+        rh.busy_last_log = ds0.busy_s;
     }
     int64_t start_step = step, streak = 0, last_ckpt_step = step, rollback_allowed_from = 0;
     /* collapse alarm: armed after the lr warm-up, fires when every logged step of a
@@ -603,38 +648,9 @@ agree:;
                 {"health/patch_cos", h.patch_cos}, {"health/last_layer_norm", h.last_layer_norm},
                 {"health/collapse_alarm", 0}};
             const int n_mt = (int)(sizeof mt / sizeof mt[0]);
-            /* the device's health: memory from the backend's alloc (the four big allocations and the
-             * scratch), busy and data-wait fractions since the last logged step, temperature, clock */
-            dx_metric dev[8];
-            int n_dev = 0;
-            {
-                dx_device_stats ds;
-                be->ops->device_stats(be, &ds);
-                const double t_now = now_s(), span = t_now - t_last_log;
-                dev[n_dev++] = (dx_metric){"device/mem_in_use_gb", ds.mem_in_use / 1e9};
-                dev[n_dev++] = (dx_metric){"device/mem_peak_gb", ds.mem_peak / 1e9};
-                if (ds.mem_total > 0) dev[n_dev++] = (dx_metric){"device/mem_peak_fraction", ds.mem_peak / ds.mem_total};
-                if (ds.busy_s >= 0 && busy_last_log >= 0 && span > 0)
-                    dev[n_dev++] = (dx_metric){"device/busy_fraction", fmin(1.0, (ds.busy_s - busy_last_log) / span)};
-                dev[n_dev++] = (dx_metric){"perf/data_wait_fraction", span > 0 ? fmin(1.0, wait_since_log / span) : 0};
-                if (ds.temp_c >= 0) dev[n_dev++] = (dx_metric){"device/temp_c", ds.temp_c};
-                if (ds.clock_mhz >= 0) dev[n_dev++] = (dx_metric){"device/clock_mhz", ds.clock_mhz};
-                t_last_log = t_now;
-                wait_since_log = 0;
-                busy_last_log = ds.busy_s;
-                pthread_mutex_lock(&wd.mu);
-                wd.temp_c = ds.temp_c;
-                wd.clock_mhz = ds.clock_mhz;
-                if (ds.clock_mhz > wd.clock_max) wd.clock_max = ds.clock_mhz;
-                const double cmax = wd.clock_max;
-                pthread_mutex_unlock(&wd.mu);
-                if (root && !throttle_warned && ds.clock_mhz > 0 && ds.clock_mhz < 0.8 * cmax && ds.temp_c >= 85) {
-                    DX_WARN("step %lld: the device clock has fallen to %.0f MHz (highest so far %.0f) at %.0f C: "
-                            "thermal throttling; steps will be slower until it cools (check the cooling and the "
-                            "power limit)", (long long)step, ds.clock_mhz, cmax, ds.temp_c);
-                    throttle_warned = 1;
-                }
-            }
+            dx_metric dev[RUN_HEALTH_MAX];
+            const int n_dev = run_health_metrics(&rh, be, &wd, step, root, wait_since_log, dev);
+            wait_since_log = 0;
             const double dino = sc.n_local ? (2.0 * m.dino_global + 16.0 * m.dino_local) / 18.0 : m.dino_global;
             if (cfg.train.collapse_window > 0 && step >= warmup_steps &&
                 dx_train_collapsed(h.dino_t_entropy, dino, sc.dino_head.prototypes)) {

@@ -44,7 +44,8 @@ static void *cpu_alloc(dx_backend *be, size_t bytes) {
     void *p = aligned_zeroed(bytes);
     if (p) {
         cpu_state *st = be->impl;
-        size_t now = atomic_fetch_add(&st->bytes_in_use, malloc_usable_size(p)) + malloc_usable_size(p);
+        const size_t sz = malloc_usable_size(p);
+        size_t now = atomic_fetch_add(&st->bytes_in_use, sz) + sz;
         size_t peak = atomic_load(&st->bytes_peak);
         while (now > peak && !atomic_compare_exchange_weak(&st->bytes_peak, &peak, now)) {
         }
