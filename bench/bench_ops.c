@@ -131,13 +131,14 @@ int main(int argc, char **argv) {
         char lab[64];
         const float sc = 0.125f;
         snprintf(lab, sizeof lab, "attention fwd N=%d T=%d (gemm)", An, At);
-        TIME(lab, 0, fl, be->ops->attention_forward(be, ao, att, qkv, An, At, H, Dh, sc));
+        /* the training pair: forward keeps the rows' log-sum-exps (in att's buffer), backward recomputes P */
+        TIME(lab, 0, fl, be->ops->attention_forward(be, ao, NULL, att, qkv, An, At, H, Dh, sc));
         snprintf(lab, sizeof lab, "attention bwd N=%d T=%d (gemm)", An, At);
-        TIME(lab, 0, 2 * fl, be->ops->attention_backward(be, dqkv, ao, qkv, att, An, At, H, Dh, sc));
+        TIME(lab, 0, 2 * fl, be->ops->attention_backward(be, dqkv, ao, qkv, ao, att, An, At, H, Dh, sc));
         snprintf(lab, sizeof lab, "attention fwd N=%d T=%d (loop)", An, At);
-        TIME(lab, 0, fl, dx_cpu_attention_forward_f32(ao, att, qkv, An, At, H, Dh, sc));
+        TIME(lab, 0, fl, dx_cpu_attention_forward_f32(ao, NULL, att, qkv, An, At, H, Dh, sc));
         snprintf(lab, sizeof lab, "attention bwd N=%d T=%d (loop)", An, At);
-        TIME(lab, 0, 2 * fl, dx_cpu_attention_backward_f32(dqkv, ao, qkv, att, An, At, H, Dh, sc));
+        TIME(lab, 0, 2 * fl, dx_cpu_attention_backward_f32(dqkv, ao, qkv, ao, att, An, At, H, Dh, sc));
     }
 
     /* patch embedding, tokens */

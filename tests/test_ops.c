@@ -185,17 +185,17 @@ static void sm_b64(double **in, const double *d, double **g) {
 #define QKV_N ((size_t)NB * T_ * 3 * H_ * DH)
 #define ATT_N ((size_t)NB * H_ * T_ * T_)
 #define AO_N ((size_t)NB * T_ * H_ * DH)
+#define LSE_N ((size_t)NB * H_ * T_)
 static const double att_scale = 0.35355339059327373; /* 1/sqrt(8) */
 static void att_f64(double **in, double *out) {
-    double *att = dnew(ATT_N);
-    dx_cpu_attention_forward_f64(out, att, in[0], NB, T_, H_, DH, att_scale);
-    free(att);
+    dx_cpu_attention_forward_f64(out, NULL, NULL, in[0], NB, T_, H_, DH, att_scale);
 }
+/* backward from the row statistics alone: the forward keeps no probabilities */
 static void att_b64(double **in, const double *d, double **g) {
-    double *att = dnew(ATT_N), *out = dnew(AO_N);
-    dx_cpu_attention_forward_f64(out, att, in[0], NB, T_, H_, DH, att_scale);
-    dx_cpu_attention_backward_f64(g[0], d, in[0], att, NB, T_, H_, DH, att_scale);
-    free(att); free(out);
+    double *lse = dnew(LSE_N), *out = dnew(AO_N);
+    dx_cpu_attention_forward_f64(out, NULL, lse, in[0], NB, T_, H_, DH, att_scale);
+    dx_cpu_attention_backward_f64(g[0], d, in[0], out, lse, NB, T_, H_, DH, att_scale);
+    free(lse); free(out);
 }
 
 /* ---- rope (tables are inputs 1, 2: not differentiated) ---- */
@@ -318,9 +318,10 @@ static void test_rope_norms(void) {
 }
 
 static void test_attention_naive(void) {
-    double *qkv = dnew(QKV_N), *out = dnew(AO_N), *att = dnew(ATT_N), *ref = dnew(AO_N);
+    double *qkv = dnew(QKV_N), *out = dnew(AO_N), *att = dnew(ATT_N), *ref = dnew(AO_N), *lse = dnew(LSE_N);
+    double *lse_ref = dnew(LSE_N);
     drand(qkv, QKV_N, 1.0);
-    dx_cpu_attention_forward_f64(out, att, qkv, NB, T_, H_, DH, att_scale);
+    dx_cpu_attention_forward_f64(out, att, lse, qkv, NB, T_, H_, DH, att_scale);
     /* naive: explicit q, k, v indexing, softmax with exp */
     for (int n = 0; n < NB; n++)
         for (int h = 0; h < H_; h++)
@@ -335,6 +336,7 @@ static void test_attention_naive(void) {
                     mx = fmax(mx, sc[j]);
                 }
                 for (int j = 0; j < T_; j++) sum += (sc[j] = exp(sc[j] - mx));
+                lse_ref[((size_t)n * H_ + h) * T_ + i] = mx + log(sum);
                 for (int d = 0; d < DH; d++) {
                     double o = 0;
                     for (int j = 0; j < T_; j++)
@@ -345,17 +347,21 @@ static void test_attention_naive(void) {
     double w = 0;
     for (size_t i = 0; i < AO_N; i++) w = fmax(w, fabs(out[i] - ref[i]));
     CHECK(w < 1e-13, "f64 attention vs naive: %.3g", w);
-    float *fq = tof(qkv, QKV_N), *fo = fnew(AO_N), *fa = fnew(ATT_N), *fo2 = fnew(AO_N);
+    double wl = 0;
+    for (size_t i = 0; i < LSE_N; i++) wl = fmax(wl, fabs(lse[i] - lse_ref[i]));
+    CHECK(wl < 1e-13, "f64 attention lse vs naive: %.3g", wl);
+    float *fq = tof(qkv, QKV_N), *fo = fnew(AO_N), *fa = fnew(ATT_N), *fo2 = fnew(AO_N), *fl = fnew(LSE_N);
     {
-        float *dq = dev(fq, QKV_N), *dout = devz(AO_N), *datt = devz(ATT_N);
-        be->ops->attention_forward(be, dout, datt, dq, NB, T_, H_, DH, (float)att_scale);
-        get(fo, dout, AO_N), get(fa, datt, ATT_N);
-        dfree(dq), dfree(dout), dfree(datt);
+        float *dq = dev(fq, QKV_N), *dout = devz(AO_N), *datt = devz(ATT_N), *dl = devz(LSE_N);
+        be->ops->attention_forward(be, dout, datt, dl, dq, NB, T_, H_, DH, (float)att_scale);
+        get(fo, dout, AO_N), get(fa, datt, ATT_N), get(fl, dl, LSE_N);
+        dfree(dq), dfree(dout), dfree(datt), dfree(dl);
     }
     double e1 = relerr_fd(fo, ref, AO_N, 1.0), ea = relerr_fd(fa, att, ATT_N, 1.0);
-    dx_cpu_attention_forward_f32(fo2, fa, fq, NB, T_, H_, DH, (float)att_scale);
+    double el = relerr_fd(fl, lse_ref, LSE_N, 1.0);
+    dx_cpu_attention_forward_f32(fo2, fa, NULL, fq, NB, T_, H_, DH, (float)att_scale);
     double e2 = relerr_fd(fo2, ref, AO_N, 1.0);
-    CHECK(e1 < 1e-5 && ea < 1e-5, "backend attention vs naive: out %.3g att %.3g", e1, ea);
+    CHECK(e1 < 1e-5 && ea < 1e-5 && el < 1e-5, "backend attention vs naive: out %.3g att %.3g lse %.3g", e1, ea, el);
     CHECK(e2 < 1e-5, "loop attention (f32) vs naive: %.3g", e2);
     /* rows of att are probabilities */
     double rs = 0;
@@ -366,6 +372,7 @@ static void test_attention_naive(void) {
     }
     CHECK(rs < 1e-6, "attention rows sum to 1: %.3g", rs);
     free(qkv); free(out); free(att); free(ref); free(fq); free(fo); free(fa); free(fo2);
+    free(lse); free(lse_ref); free(fl);
 }
 
 static void test_kbias_mask(void) {
@@ -640,20 +647,23 @@ static void test_vec_ops(void) {
 static void test_attention_vit_shape(void) {
     enum { N = 2, T = 201, H = 2, D = 64 };
     const size_t nq = (size_t)N * T * 3 * H * D, na = (size_t)N * H * T * T, no = (size_t)N * T * H * D;
-    double *q = dnew(nq), *o = dnew(no), *a = dnew(na), *g = dnew(no), *dq = dnew(nq);
+    const size_t nl = (size_t)N * H * T;
+    double *q = dnew(nq), *o = dnew(no), *a = dnew(na), *g = dnew(no), *dq = dnew(nq), *l = dnew(nl);
     float *fq, *fo = fnew(no), *fa = fnew(na), *fg, *fdq = fnew(nq);
     drand(q, nq, 1.5);
     drand(g, no, 1.0);
     fq = tof(q, nq);
     fg = tof(g, no);
     const double sc = 0.125;
-    dx_cpu_attention_forward_f64(o, a, q, N, T, H, D, sc);
-    dx_cpu_attention_backward_f64(dq, g, q, a, N, T, H, D, sc);
+    dx_cpu_attention_forward_f64(o, a, l, q, N, T, H, D, sc);
+    dx_cpu_attention_backward_f64(dq, g, q, o, l, N, T, H, D, sc);
     float *d_q = dev(fq, nq), *d_o = devz(no), *d_a = devz(na), *d_g = dev(fg, no), *d_dq = devz(nq);
-    be->ops->attention_forward(be, d_o, d_a, d_q, N, T, H, D, (float)sc);
-    be->ops->attention_backward(be, d_dq, d_g, d_q, d_a, N, T, H, D, (float)sc);
+    float *d_l = devz(nl);
+    be->ops->attention_forward(be, d_o, d_a, d_l, d_q, N, T, H, D, (float)sc);
+    be->ops->attention_backward(be, d_dq, d_g, d_q, d_o, d_l, N, T, H, D, (float)sc);
     get(fo, d_o, no), get(fa, d_a, na), get(fdq, d_dq, nq);
-    dfree(d_q), dfree(d_o), dfree(d_a), dfree(d_g), dfree(d_dq);
+    dfree(d_q), dfree(d_o), dfree(d_a), dfree(d_g), dfree(d_dq), dfree(d_l);
+    free(l);
     double eo = relerr_fd(fo, o, no, 1.0), ea = relerr_fd(fa, a, na, 1e-3), ed = relerr_fd(fdq, dq, nq, 1.0);
     printf("attention T=201 Dh=64: f32 out %.2e att %.2e dqkv %.2e\n", eo, ea, ed);
     CHECK(eo < 1e-5 && ea < 1e-5 && ed < 1e-5, "attention at ViT shape: out %.3g att %.3g dqkv %.3g", eo, ea, ed);
@@ -668,10 +678,13 @@ static void test_attention_loop_f32(void) {
     drand(g, AO_N, 1.0);
     drand(dq, QKV_N, 1.0);
     float *fq = tof(q, QKV_N), *fg = tof(g, AO_N), *fdq = tof(dq, QKV_N), *fo = fnew(AO_N), *fa = fnew(ATT_N);
-    dx_cpu_attention_forward_f64(o, a, q, NB, T_, H_, DH, att_scale);
-    dx_cpu_attention_backward_f64(dq, g, q, a, NB, T_, H_, DH, att_scale);
-    dx_cpu_attention_forward_f32(fo, fa, fq, NB, T_, H_, DH, (float)att_scale);
-    dx_cpu_attention_backward_f32(fdq, fg, fq, fa, NB, T_, H_, DH, (float)att_scale);
+    double *l = dnew(LSE_N);
+    float *fl = fnew(LSE_N);
+    dx_cpu_attention_forward_f64(o, a, l, q, NB, T_, H_, DH, att_scale);
+    dx_cpu_attention_backward_f64(dq, g, q, o, l, NB, T_, H_, DH, att_scale);
+    dx_cpu_attention_forward_f32(fo, fa, fl, fq, NB, T_, H_, DH, (float)att_scale);
+    dx_cpu_attention_backward_f32(fdq, fg, fq, fo, fl, NB, T_, H_, DH, (float)att_scale);
+    free(l), free(fl);
     double eo = relerr_fd(fo, o, AO_N, 1.0), ea = relerr_fd(fa, a, ATT_N, 1.0), eg = relerr_fd(fdq, dq, QKV_N, 1.0);
     CHECK(eo <= 1e-5 && ea <= 1e-5, "attention(loop f32): forward rel err out %.3g att %.3g", eo, ea);
     CHECK(eg <= 1e-5, "attention(loop f32): backward rel err %.3g", eg);

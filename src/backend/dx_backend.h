@@ -124,15 +124,22 @@ typedef struct dx_backend_ops {
     /* ---- attention ---------------------------------------------------------
      * qkv[N,T,3,H,Dh] as produced by the qkv linear (q | k | v, head-major in
      * each third). out[N,T,H*Dh] = softmax(q k^T * scale) v per (image, head),
-     * heads concatenated. att[N,H,T,T] receives the probabilities for backward;
-     * att NULL (a pass without backward): they are not stored, and the backend
-     * needs no more than a few rows of them at a time. No copies to a
-     * [N,H,T,Dh] layout are needed by the caller. */
-    void (*attention_forward)(dx_backend *be, float *out, float *att, const float *qkv, int N, int T,
-                              int H, int Dh, float scale);
-    /* dqkv[N,T,3,H,Dh] += gradient of out w.r.t. qkv. */
+     * heads concatenated. No copies to a [N,H,T,Dh] layout are needed by the
+     * caller, and no T x T matrix is kept for backward:
+     *  - lse[N,H,T] (NULL: not wanted) receives each score row's log-sum-exp,
+     *    lse_i = log sum_j exp(scale q_i.k_j), all that backward needs to
+     *    recompute the probabilities P_ij = exp(scale q_i.k_j - lse_i);
+     *  - att[N,H,T,T] (NULL: not wanted) receives the probabilities themselves,
+     *    for the attention maps of eval.
+     * With both NULL (passes without backward) the backend needs no more than
+     * a few rows of scores at a time. */
+    void (*attention_forward)(dx_backend *be, float *out, float *att, float *lse, const float *qkv, int N,
+                              int T, int H, int Dh, float scale);
+    /* dqkv[N,T,3,H,Dh] += gradient of out w.r.t. qkv, from the forward's out
+     * and lse: P recomputed, dV = P^T dO, dP = dO V^T, D_i = dO_i . O_i,
+     * dS = P (dP - D), dQ = scale dS K, dK = scale dS^T Q. */
     void (*attention_backward)(dx_backend *be, float *dqkv, const float *dout, const float *qkv,
-                               const float *att, int N, int T, int H, int Dh, float scale);
+                               const float *out, const float *lse, int N, int T, int H, int Dh, float scale);
 
     /* ---- RoPE (axial 2-D, rotate-half pairing i <-> i+Dh/2) ---------------
      * Tables for a Hp x Wp grid: sin/cos[P = Hp*Wp, Dh]. Coordinates per axis

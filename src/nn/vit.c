@@ -237,12 +237,12 @@ typedef struct acts_ids {
 } acts_ids;
 
 /* Per-block activation names, in this order, at index base + k. */
-enum { A_X, A_XA, A_LN1, A_MEAN1, A_RSTD1, A_QKV, A_ATT, A_ATTN, A_Y1, A_XM, A_XB, A_LN2, A_MEAN2,
+enum { A_X, A_XA, A_LN1, A_MEAN1, A_RSTD1, A_QKV, A_ATT, A_LSE, A_ATTN, A_Y1, A_XM, A_XB, A_LN2, A_MEAN2,
        A_RSTD2, A_H, A_ACT, A_Y2, A_SIN, A_COS, A_COUNT };
 _Static_assert(A_COUNT <= (int)(sizeof(((dx_vit_acts *)0)->bnumel) / sizeof(size_t)),
                "dx_vit_acts.bnumel is shorter than the list of activation kinds");
 static const char *const A_NAMES[A_COUNT] = {
-    "x", "xa", "ln1", "mean1", "rstd1", "qkv", "att", "attn", "y1", "xm", "xb", "ln2", "mean2",
+    "x", "xa", "ln1", "mean1", "rstd1", "qkv", "att", "lse", "attn", "y1", "xm", "xb", "ln2", "mean2",
     "rstd2", "h", "act", "y2", "rope_sin", "rope_cos"};
 
 /* Whether backward finds activation k of every block again (else it is
@@ -252,9 +252,11 @@ static int policy_keeps(int k, unsigned flags) {
      * backward uses one buffer for all blocks (a block reads its input x only
      * into xm, before it writes its output) */
     if (k == A_X) return (flags & DX_ACTS_GRAD) != 0;
+    /* the probabilities, kept only for eval's maps: one buffer, the last block's */
+    if (k == A_ATT) return 0;
     if (!(flags & DX_ACTS_GRAD) || (flags & DX_ACTS_RECOMPUTE)) return 0;
-    if (flags & DX_ACTS_SELECTIVE) /* GEMM and attention outputs */
-        return k == A_QKV || k == A_ATT || k == A_ATTN || k == A_Y1 || k == A_H || k == A_Y2;
+    if (flags & DX_ACTS_SELECTIVE) /* GEMM and attention outputs, and the attention's row statistics */
+        return k == A_QKV || k == A_LSE || k == A_ATTN || k == A_Y1 || k == A_H || k == A_Y2;
     return 1;
 }
 /* Kept in bf16 (DX_ACTS_BF16): the outputs of GEMMs, attention and
@@ -262,7 +264,7 @@ static int policy_keeps(int k, unsigned flags) {
  * LayerNorm statistics and the RoPE tables stay fp32. */
 static int kept_bf16(int k, unsigned flags) {
     return (flags & DX_ACTS_BF16) && policy_keeps(k, flags) &&
-           (k == A_LN1 || k == A_QKV || k == A_ATT || k == A_ATTN || k == A_Y1 || k == A_LN2 || k == A_H ||
+           (k == A_LN1 || k == A_QKV || k == A_ATTN || k == A_Y1 || k == A_LN2 || k == A_H ||
             k == A_ACT || k == A_Y2);
 }
 /* Whether every block has its own fp32 activation k, or all blocks use blocks.0's. */
@@ -286,7 +288,8 @@ static int build_acts_table(dx_table *t, const dx_vit *m, int N, int H, int W, u
         for (int k = 0; k < A_COUNT; k++) {
             if (l == c->depth && k != A_X) continue; /* x.depth = final pre-norm stream */
             if ((k == A_XA || k == A_XB) && !with_grad) continue;
-            if (k == A_ATT && !with_grad && !(flags & DX_ACTS_ATTN)) continue; /* att = NULL in the forward */
+            if (k == A_ATT && !(flags & DX_ACTS_ATTN)) continue; /* att = NULL in the forward */
+            if (k == A_LSE && !with_grad) continue;                   /* lse = NULL: no backward */
             int64_t sz = 0;
             switch (k) {
             case A_X: case A_XA: case A_LN1: case A_ATTN: case A_Y1: case A_XM: case A_XB:
@@ -294,6 +297,7 @@ static int build_acts_table(dx_table *t, const dx_vit *m, int N, int H, int W, u
             case A_MEAN1: case A_RSTD1: case A_MEAN2: case A_RSTD2: sz = M; break;
             case A_QKV: sz = M * 3 * D; break;
             case A_ATT: sz = (int64_t)N * Hh * T * T; break;
+            case A_LSE: sz = (int64_t)N * Hh * T; break;
             case A_H: sz = M * hw; break;
             case A_ACT: sz = M * aw; break;
             case A_SIN: case A_COS: sz = P * Dh; break;
@@ -541,7 +545,7 @@ static void block_forward(const dx_vit *m, dx_backend *be, const float *w, dx_vi
     o->rope_tables(be, sin_t, cos_t, WP(m->periods), a->Hp, a->Wp, Dh, aug[0], aug[1], aug[2], aug[3]);
     if (full) {
         o->rope_forward(be, qkv, sin_t, cos_t, k1, T, Hh, Dh, 1 + R);
-        o->attention_forward(be, attn, bact(a, l, A_ATT), qkv, k1, T, Hh, Dh, scale);
+        o->attention_forward(be, attn, bact(a, l, A_ATT), bact(a, l, A_LSE), qkv, k1, T, Hh, Dh, scale);
         linear_forward(be, y1, attn, WP(b->proj_w), WP(b->proj_b), NULL, M1, D, D);
     }
     o->residual_forward(be, xm, x, y1, WP(b->ls1), idx1, N, k1, T, D, (float)N / k1);
@@ -659,7 +663,7 @@ dx_status dx_vit_backward(const dx_vit *m, dx_backend *be, const float *w, float
                              (float)N / k1);
         linear_backward(be, dattn, GP(b->proj_w), GP(b->proj_b), dy, attn, WP(b->proj_w), NULL, M1, D, D, 0.0f);
         o->zero(be, dqkv, (size_t)M1 * 3 * D * sizeof(float));
-        o->attention_backward(be, dqkv, dattn, qkv, bact(a, l, A_ATT), k1, T, Hh, Dh, scale);
+        o->attention_backward(be, dqkv, dattn, qkv, attn, bact(a, l, A_LSE), k1, T, Hh, Dh, scale);
         o->rope_backward(be, dqkv, bact(a, l, A_SIN), bact(a, l, A_COS), k1, T, Hh, Dh, 1 + R);
         linear_backward(be, dln, GP(b->qkv_w), GP(b->qkv_b), dqkv, ln1, WP(b->qkv_w), WP(b->qkv_mask), M1, D,
                         3 * D, 0.0f);

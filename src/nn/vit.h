@@ -85,7 +85,7 @@ double dx_vit_flops_per_image(const dx_vit_config *cfg, int H, int W);
  *                      bit-identical to keeping everything (about one extra
  *                      forward per step).
  *   DX_ACTS_SELECTIVE  activation checkpointing "selective": keep the outputs of
- *                      the GEMMs and of attention (qkv, attention probabilities
+ *                      the GEMMs and of attention (qkv, attention row statistics
  *                      and output, projection, fc1, fc2) per block and recompute
  *                      the element-wise ops (LayerNorms, RoPE tables, the first
  *                      residual, GELU/SwiGLU, gathers) in backward: no GEMM is
@@ -95,18 +95,19 @@ double dx_vit_flops_per_image(const dx_vit_config *cfg, int H, int W);
 #define DX_ACTS_SELECTIVE 4u
 /*   DX_ACTS_BF16       the bf16 policy's storage: of what backward keeps, the
  *                      outputs of GEMMs, attention and LayerNorm (ln, qkv,
- *                      attention probabilities and output, projection, fc1,
+ *                      attention output, projection, fc1,
  *                      GELU, fc2) are narrowed to bf16 per block after the
  *                      block's forward and widened into one shared fp32 set
  *                      before its backward; the residual streams, LayerNorm
  *                      statistics and RoPE tables stay fp32. */
 #define DX_ACTS_BF16 8u
-/*   DX_ACTS_ATTN       a pass without backward keeps the attention
- *                      probabilities ([N,H,T,T], one block's, shared: what
- *                      dx_vit_acts_last_attention returns after the forward);
- *                      without it such passes (the EMA and Gram teachers,
- *                      embedding) store none, and attention runs through a
- *                      [64,T] scratch per (image, head). */
+/*   DX_ACTS_ATTN       the pass keeps the attention probabilities ([N,H,T,T],
+ *                      one block's, shared: what dx_vit_acts_last_attention
+ *                      returns after the forward) for eval's maps. Without it
+ *                      no pass stores them: backward recomputes them from each
+ *                      row's log-sum-exp (the [N,H,T] "lse" activation), and
+ *                      the attention runs through [64,T] scratch rows per
+ *                      (image, head). */
 #define DX_ACTS_ATTN 16u
 
 typedef struct dx_vit_acts {

@@ -111,13 +111,13 @@ DX_CPU_KERNELS_TABLE(CPU_WRAP)
 #undef CPU_WRAP
 #undef real
 
-static void cpu_attention_forward(dx_backend *be, float *out, float *att, const float *qkv, int N,
+static void cpu_attention_forward(dx_backend *be, float *out, float *att, float *lse, const float *qkv, int N,
                                   int T, int H, int Dh, float scale) {
-    dx_cpu_attention_forward_gemm(out, att, qkv, N, T, H, Dh, scale);
+    dx_cpu_attention_forward_gemm(out, att, lse, qkv, N, T, H, Dh, scale);
 }
 static void cpu_attention_backward(dx_backend *be, float *dqkv, const float *dout, const float *qkv,
-                                   const float *att, int N, int T, int H, int Dh, float scale) {
-    dx_cpu_attention_backward_gemm(dqkv, dout, qkv, att, N, T, H, Dh, scale);
+                                   const float *out, const float *lse, int N, int T, int H, int Dh, float scale) {
+    dx_cpu_attention_backward_gemm(dqkv, dout, qkv, out, lse, N, T, H, Dh, scale);
 }
 static void cpu_to_bf16(dx_backend *be, uint16_t *dst, const float *src, size_t n) {
 #pragma omp parallel for schedule(static) if (n > 65536)

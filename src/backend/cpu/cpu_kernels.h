@@ -77,12 +77,12 @@
 
 #define DX_CPU_KERNELS_OTHER(X)                                                                   \
     X(attention_forward,                                                                          \
-      (real *out, real *att, const real *qkv, int N, int T, int H, int Dh, real scale),           \
-      (out, att, qkv, N, T, H, Dh, scale))                                                        \
+      (real *out, real *att, real *lse, const real *qkv, int N, int T, int H, int Dh, real scale),\
+      (out, att, lse, qkv, N, T, H, Dh, scale))                                                   \
     X(attention_backward,                                                                         \
-      (real *dqkv, const real *dout, const real *qkv, const real *att, int N, int T, int H,       \
-       int Dh, real scale),                                                                       \
-      (dqkv, dout, qkv, att, N, T, H, Dh, scale))
+      (real *dqkv, const real *dout, const real *qkv, const real *out, const real *lse, int N,    \
+       int T, int H, int Dh, real scale),                                                         \
+      (dqkv, dout, qkv, out, lse, N, T, H, Dh, scale))
 
 #define DX_CPU_KERNEL_DECLARE_F32(op, params, args) void dx_cpu_##op##_f32 params;
 #define DX_CPU_KERNEL_DECLARE_F64(op, params, args) void dx_cpu_##op##_f64 params;
@@ -120,9 +120,9 @@ void dx_cpu_dgemm_ref(int ta, int tb, int M, int N, int K, double alpha, const d
 /* ---- attention on strided views with per-(image,head) sgemm (cpu_attention.c) ----
  * Same contract as dx_cpu_attention_{forward,backward}_f32; the backend uses
  * whichever measured faster (see docs/backend.md). */
-void dx_cpu_attention_forward_gemm(float *out, float *att, const float *qkv, int N, int T, int H,
+void dx_cpu_attention_forward_gemm(float *out, float *att, float *lse, const float *qkv, int N, int T, int H,
                                    int Dh, float scale);
-void dx_cpu_attention_backward_gemm(float *dqkv, const float *dout, const float *qkv,
-                                    const float *att, int N, int T, int H, int Dh, float scale);
+void dx_cpu_attention_backward_gemm(float *dqkv, const float *dout, const float *qkv, const float *out,
+                                    const float *lse, int N, int T, int H, int Dh, float scale);
 
 #endif /* DX_CPU_KERNELS_H */
