@@ -165,6 +165,8 @@ static const key_spec SCHEMA[] = {
        "collapse alarm: steps after the lr warm-up with the DINO targets uniform before it fires (0 = off)"),
     KE("train.checkpointing", train.checkpointing, "none", "none|block|selective",
        "activation checkpointing: block = keep each block's input, recompute the block in backward (~1/3 more compute, far less memory); selective = keep the GEMM and attention outputs, recompute the element-wise ops (no GEMM twice, less saved); gradients bit-identical either way"),
+    KI("train.teacher_chunk", train.teacher_chunk, "0", 0, 131072,
+       "global crops per EMA / Gram teacher forward (0 = all 2 x batch at once): the passes without backward run in chunks of the largest divisor of 2 x batch not above it, so their internals are allocated for one chunk; results equal to rounding"),
     KB("train.stop_on_collapse", train.stop_on_collapse, "false", "stop training (exit non-zero) when the collapse alarm fires"),
     KB("train.overlap_allreduce", train.overlap_allreduce, "true",
        "data parallel: all-reduce each block's gradients as soon as backward is through it (false: one all-reduce after backward)"),

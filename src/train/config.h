@@ -97,7 +97,8 @@ typedef struct dx_config {
         int collapse_window, stop_on_collapse;
         float comm_timeout_s;
         int overlap_allreduce;
-        char checkpointing[16]; /* activation checkpointing: none | block */
+        char checkpointing[16]; /* activation checkpointing: none | block | selective */
+        int teacher_chunk;      /* global crops per EMA / Gram teacher forward; 0 = all */
     } train;
 } dx_config;
 

@@ -45,6 +45,14 @@ double dx_ssl_flops_per_step(const dx_ssl_config *cin) {
     return f;
 }
 
+int dx_ssl_teacher_chunk(const dx_ssl_config *c) {
+    const int G = c->n_global * c->batch;
+    if (c->teacher_chunk <= 0 || c->teacher_chunk >= G) return G;
+    int n = c->teacher_chunk;
+    while (G % n) n--;
+    return n;
+}
+
 static int cmp_desc(const void *a, const void *b) { return *(const int *)b - *(const int *)a; }
 
 int dx_ssl_max_masked(const dx_ssl_config *c) {
@@ -79,9 +87,12 @@ dx_status dx_ssl_plan_bytes(const dx_ssl_config *c, size_t *state, size_t *acts,
     const size_t P = (size_t)(S / p) * (S / p), Pg = (size_t)(Sg / p) * (Sg / p);
     *state = (5 * tab + (c->use_gram ? vit.tab.total : 0)) * f;
     const unsigned sf = DX_ACTS_GRAD | c->student_acts;
-    size_t a = dx_vit_acts_bytes(&vit, G, S, S, sf) + dx_vit_acts_bytes(&vit, G, S, S, 0);
+    /* teachers: one chunk's internals, and the whole batch's output when chunked */
+    const int C = dx_ssl_teacher_chunk(c), R1 = 1 + c->vit.registers;
+    size_t a = dx_vit_acts_bytes(&vit, G, S, S, sf) + dx_vit_acts_bytes(&vit, C, S, S, 0);
+    if (C < G) a += f * (size_t)G * (R1 + P) * D;
     if (L) a += dx_vit_acts_bytes(&vit, L, s, s, sf);
-    if (c->use_gram) a += dx_vit_acts_bytes(&vit, G, Sg, Sg, 0);
+    if (c->use_gram) a += dx_vit_acts_bytes(&vit, C, Sg, Sg, 0);
     a += dx_head_acts_bytes(&dino, G + L, 1) + dx_head_acts_bytes(&dino, G, 0);
     const size_t Mx = (size_t)dx_ssl_max_masked(c); /* iBOT rows: the masked patches only */
     a += dx_head_acts_bytes(&ibot, (int)Mx, 1) + dx_head_acts_bytes(&ibot, (int)Mx, 0);
@@ -89,7 +100,7 @@ dx_status dx_ssl_plan_bytes(const dx_ssl_config *c, size_t *state, size_t *acts,
     a += f * ((size_t)G * 3 * S * S + (size_t)L * 3 * s * s + (c->use_gram ? (size_t)G * 3 * Sg * Sg : 0));
     a += f * ((size_t)G * dh.prototypes + Mx * ih.prototypes + Mx + 2 * (dh.prototypes + ih.prototypes));
     a += f * ((size_t)G * D + B);
-    if (c->use_gram) a += f * (5 * G * P * D + G * Pg * D);
+    if (c->use_gram) a += f * (5 * G * P * D + (size_t)C * Pg * D); /* xt_big: one chunk */
     a += sizeof(int32_t) * (G + L + G * P + G * Pg + Mx);
     *acts = a;
     dx_head_free(&dino);
@@ -188,9 +199,16 @@ dx_status dx_ssl_init(dx_ssl *s, const dx_ssl_config *cfg_in, dx_backend *be, dx
     const unsigned sf = DX_ACTS_GRAD | c->student_acts; /* student */
     if ((st = dx_vit_acts_init(&s->s_glob, &s->vit, be, G, c->global_size, c->global_size, sf, err))) return st;
     if (L > 0 && (st = dx_vit_acts_init(&s->s_loc, &s->vit, be, L, c->local_size, c->local_size, sf, err))) return st;
-    if ((st = dx_vit_acts_init(&s->t_glob, &s->vit, be, G, c->global_size, c->global_size, 0, err))) return st;
-    if (c->use_gram && (st = dx_vit_acts_init(&s->g_glob, &s->vit, be, G, c->gram_size, c->gram_size, 0, err)))
+    s->t_chunk = dx_ssl_teacher_chunk(c);
+    if ((st = dx_vit_acts_init(&s->t_glob, &s->vit, be, s->t_chunk, c->global_size, c->global_size, 0, err)))
         return st;
+    if (c->use_gram &&
+        (st = dx_vit_acts_init(&s->g_glob, &s->vit, be, s->t_chunk, c->gram_size, c->gram_size, 0, err)))
+        return st;
+    if (s->t_chunk < G) { /* the EMA teacher's chunks side by side, as one unchunked pass leaves them */
+        s->t_out = be->ops->alloc(be, (size_t)G * s->t_glob.T * D * sizeof(float));
+        if (!s->t_out) return dx_fail(err, DX_ENOMEM, "teacher outputs");
+    }
     s->P = s->s_glob.P;
     s->Pg = (c->gram_size / p) * (c->gram_size / p);
     const int P = s->P, Pg = s->Pg, Kd = c->dino_head.prototypes, Ki = c->ibot_head.prototypes;
@@ -219,7 +237,7 @@ dx_status dx_ssl_init(dx_ssl *s, const dx_ssl_config *cfg_in, dx_backend *be, dx
         s->xs_hat = be->ops->alloc(be, GPD);
         s->xt_hat = be->ops->alloc(be, GPD);
         s->dxs = be->ops->alloc(be, GPD);
-        s->xt_big = be->ops->alloc(be, (size_t)G * Pg * D * sizeof(float));
+        s->xt_big = be->ops->alloc(be, (size_t)s->t_chunk * Pg * D * sizeof(float)); /* one teacher chunk */
     }
     /* fixed gather lists: CLS rows and all patch rows of each crop group */
     const int R1 = 1 + c->vit.registers;
@@ -252,7 +270,8 @@ void dx_ssl_free(dx_ssl *s, dx_backend *be) {
     void *bufs[] = {s->seg, s->w, s->g, s->m, s->v, s->teacher, s->gram_w, s->center_dino, s->center_ibot,
                     s->img_glob, s->img_loc, s->img_gram, s->tgt_dino, s->tgt_ibot, s->mask_w, s->xs,
                     s->xt, s->xs_hat, s->xt_hat, s->dxs, s->xt_big, s->dkoleo, s->idx_cls_glob,
-                    s->idx_cls_loc, s->idx_patch, s->idx_patch_gram, s->idx_masked, s->koleo_nn, s->mask_dev};
+                    s->idx_cls_loc, s->idx_patch, s->idx_patch_gram, s->idx_masked, s->koleo_nn, s->mask_dev,
+                    s->t_out};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (bufs[i]) be->ops->free(be, bufs[i]);
     dx_vit_acts *va[] = {&s->s_glob, &s->s_loc, &s->t_glob, &s->g_glob};
@@ -292,8 +311,10 @@ size_t dx_ssl_state_bytes(const dx_ssl *s) {
 }
 
 size_t dx_ssl_acts_bytes(const dx_ssl *s) {
+    const size_t G = 2 * (size_t)s->cfg.batch, D = (size_t)s->cfg.vit.dim;
     return s->s_glob.bytes + s->s_loc.bytes + s->t_glob.bytes + s->g_glob.bytes + s->hd_s.bytes +
-           s->hd_t.bytes + s->hi_s.bytes + s->hi_t.bytes;
+           s->hd_t.bytes + s->hi_s.bytes + s->hi_t.bytes +
+           (s->t_out ? G * s->t_glob.T * D * sizeof(float) : 0);
 }
 
 static double mono_s(void) {
@@ -311,6 +332,23 @@ static void red_max(void *ctx, double *b, int n) { ((dx_comm *)ctx)->allreduce_f
 
 /* Teacher targets from logits [N, K] (N of the N_tot rows over all ranks):
  * Sinkhorn-Knopp or softmax centring. */
+/* A pass without backward (EMA or Gram teacher, eval mode) over the G global
+ * crops img[G, 3, side, side] in chunks of a->N crops; returns the [G*T, D]
+ * output: a's own when one chunk holds them all, else `full`, which receives
+ * each chunk's output at its crops' rows. Eval mode draws nothing, so every
+ * crop's output is that of the unchunked pass. */
+static const float *teacher_forward(dx_ssl *s, dx_backend *be, const float *w, dx_vit_acts *a, const float *img,
+                                    int G, int side, float *full, dx_status *st, dx_err *err) {
+    const dx_vit_run eval = {0};
+    const size_t per_img = (size_t)3 * side * side, per_out = (size_t)a->T * s->cfg.vit.dim;
+    for (int c0 = 0; c0 < G; c0 += a->N) {
+        if ((*st = dx_vit_forward(&s->vit, be, w, a, img + (size_t)c0 * per_img, NULL, &eval, err))) return NULL;
+        if (a->N == G) return a->out;
+        be->ops->copy(be, full + (size_t)c0 * per_out, a->out, (size_t)a->N * per_out * sizeof(float));
+    }
+    return full;
+}
+
 static dx_status teacher_targets(dx_ssl *s, dx_backend *be, float *out, const float *logits, float *center,
                                  int N, int N_tot, int K, float temp, dx_err *err) {
     if (s->cfg.centering == DX_CENTER_SINKHORN) {
@@ -405,16 +443,17 @@ dx_status dx_ssl_step(dx_ssl *s, dx_backend *be, const dx_ssl_batch *batch, int6
     out->n_masked = M;
 
     /* ---- teacher (EMA): clean global crops, eval mode --------------------- */
-    dx_vit_run eval = {0};
-    if ((st = dx_vit_forward(&s->vit, be, s->teacher, &s->t_glob, s->img_glob, NULL, &eval, err))) goto done;
-    o->gather_rows(be, s->hd_t.x, s->t_glob.out, s->idx_cls_glob, G, (size_t)D);
+    const float *t_out = teacher_forward(s, be, s->teacher, &s->t_glob, s->img_glob, G, c->global_size, s->t_out,
+                                         &st, err);
+    if (!t_out) goto done;
+    o->gather_rows(be, s->hd_t.x, t_out, s->idx_cls_glob, G, (size_t)D);
     dx_head_forward(&s->dino, be, td, &s->hd_t, G);
     const int W = s->comm ? s->comm->size : 1;
     const int M_tot = batch->masked_total > 0 ? batch->masked_total : M; /* over all ranks */
     if ((st = teacher_targets(s, be, s->tgt_dino, s->hd_t.logits, s->center_dino, G, G * W, Kd, sc->teacher_temp,
                               err))) goto done;
     if (M) {
-        o->gather_rows(be, s->hi_t.x, s->t_glob.out, s->idx_masked, M, (size_t)D);
+        o->gather_rows(be, s->hi_t.x, t_out, s->idx_masked, M, (size_t)D);
         dx_head_forward(&s->ibot, be, ti, &s->hi_t, M);
     }
     /* every rank joins the iBOT targets' reductions, with or without masked patches of its own */
@@ -450,14 +489,21 @@ dx_status dx_ssl_step(dx_ssl *s, dx_backend *be, const dx_ssl_batch *batch, int6
             o->upload(be, s->img_gram, batch->gram, (size_t)G * 3 * c->gram_size * c->gram_size * sizeof(float));
             gimg_src = s->img_gram;
         }
-        if ((st = dx_vit_forward(&s->vit, be, s->gram_w, &s->g_glob, gimg_src, NULL, &eval, err))) goto done;
-        if (Pg != P) {
-            /* resize BEFORE normalisation: bicubic, channels-last tokens */
-            const int ng = c->gram_size / c->vit.patch, ns = c->global_size / c->vit.patch;
-            o->gather_rows(be, s->xt_big, s->g_glob.out, s->idx_patch_gram, G * Pg, (size_t)D);
-            lo->resize_bicubic(be, s->xt, s->xt_big, G, ng, ng, ns, ns, D);
-        } else {
-            o->gather_rows(be, s->xt, s->g_glob.out, s->idx_patch_gram, G * P, (size_t)D);
+        /* chunk by chunk: the patch tokens (bicubically resized BEFORE normalisation when the Gram crops
+         * are larger, channels-last) go straight to their crops' rows of xt. The first C * Pg entries of
+         * idx_patch_gram are the rows of a chunk's own output. */
+        const dx_vit_run eval = {0};
+        const int C = s->t_chunk, ng = c->gram_size / c->vit.patch, ns = c->global_size / c->vit.patch;
+        for (int c0 = 0; c0 < G; c0 += C) {
+            const float *img = gimg_src + (size_t)c0 * 3 * c->gram_size * c->gram_size;
+            if ((st = dx_vit_forward(&s->vit, be, s->gram_w, &s->g_glob, img, NULL, &eval, err))) goto done;
+            float *xt_c = s->xt + (size_t)c0 * P * D;
+            if (Pg != P) {
+                o->gather_rows(be, s->xt_big, s->g_glob.out, s->idx_patch_gram, C * Pg, (size_t)D);
+                lo->resize_bicubic(be, xt_c, s->xt_big, C, ng, ng, ns, ns, D);
+            } else {
+                o->gather_rows(be, xt_c, s->g_glob.out, s->idx_patch_gram, C * P, (size_t)D);
+            }
         }
         o->gather_rows(be, s->xs, s->s_glob.out, s->idx_patch, G * P, (size_t)D);
     }
@@ -664,7 +710,8 @@ void dx_ssl_health_compute(const dx_ssl *s, dx_backend *be, const dx_ssl_sched *
     h->cls_erank = fs[1];
     h->cls_cos = fs[2];
     const int T = s->t_glob.T, first = 1 + c->vit.registers;
-    h->patch_cos = lo->patch_cosine(be, s->t_glob.out + (size_t)first * D, G, s->P, D, (size_t)T * D);
+    const float *t_out = s->t_out ? s->t_out : s->t_glob.out; /* all G crops' teacher tokens */
+    h->patch_cos = lo->patch_cosine(be, t_out + (size_t)first * D, G, s->P, D, (size_t)T * D);
     const dx_tensor_spec *ll = &s->dino.tab.t[s->dino.last];
     h->last_layer_norm = sqrt(be->ops->sumsq(be, s->w + s->base_dino + ll->offset, ll->numel) / Kd);
     (void)sc;

@@ -32,6 +32,13 @@ typedef struct dx_ssl_config {
     int use_gram, gram_img_level;
     unsigned student_acts;                /* DX_ACTS_* for the student: checkpointing (RECOMPUTE or
                                              SELECTIVE) and the bf16 policy's storage (BF16) */
+    int teacher_chunk;                    /* global crops per EMA / Gram teacher forward (0 = all 2B at
+                                             once): the passes without backward run in chunks of the
+                                             largest divisor of 2B not above it (the EMA teacher's
+                                             outputs copied into one [2B, T, D] buffer, the Gram
+                                             teacher's patch tokens resized into their crops' rows);
+                                             same results to rounding, the internals allocated for
+                                             one chunk only */
     float w_dino, w_koleo, w_ibot;        /* w_gram and lambda_local come per step */
     float student_temp;
     dx_centering centering;
@@ -104,7 +111,9 @@ typedef struct dx_ssl {
     float *center_dino, *center_ibot;/* softmax centring (DX_CENTER_SOFTMAX) */
     int center_init;
     /* activations and scratch */
-    dx_vit_acts s_glob, s_loc, t_glob, g_glob;
+    dx_vit_acts s_glob, s_loc, t_glob, g_glob; /* t_glob, g_glob: one teacher chunk of crops */
+    int t_chunk;                             /* crops per teacher forward (dx_ssl_teacher_chunk) */
+    float *t_out;                            /* [2B*T, D] EMA teacher outputs when t_chunk < 2B, else NULL */
     dx_head_acts hd_s, hd_t, hi_s, hi_t;
     float *img_glob, *img_loc, *img_gram;    /* device copies of the crops */
     float *tgt_dino, *tgt_ibot, *mask_w;     /* targets [2B,K], [M,K]; weights [M] */
@@ -143,6 +152,9 @@ double dx_ssl_flops_per_step(const dx_ssl_config *cfg);
  * (the sum of the 2 x batch largest per-crop counts of the global batch), or
  * 2 x batch x P when the rule is unknown; at least 1. */
 int dx_ssl_max_masked(const dx_ssl_config *cfg);
+/* Global crops per teacher forward: the largest divisor of 2 x batch that is
+ * not above cfg->teacher_chunk (all 2 x batch when it is 0 or above). */
+int dx_ssl_teacher_chunk(const dx_ssl_config *cfg);
 
 /* With s->comm of several ranks, every rank calls it with its part of the
  * global batch; the metrics are then the global batch's (means over ranks). */
