@@ -2,7 +2,7 @@
 # bench_plan_memory.sh - `dinox plan`'s memory prediction vs the measured peak
 # resident memory of `dinox train` (3 steps, so that a checkpoint is written),
 # for several CPU configurations (fp32 and bf16, without activation checkpointing
-# and with both of its modes). Prints one line per config and the error.
+# and with both of its modes, teacher passes in chunks). Prints one line per config and the error.
 # usage: bench/bench_plan_memory.sh [BUILD_DIR]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,6 +20,7 @@ configs=(
   "vit_small-112-sel|$demo|model.arch=vit_small model.dim=0 model.depth=0 model.heads=0 model.patch=16 crops.global_size=112 crops.local_size=48 train.batch_size=8 heads.dino_k=8192 heads.ibot_k=8192 heads.dino_hidden=2048 heads.ibot_hidden=2048 heads.dino_bottleneck=256 heads.ibot_bottleneck=256 gram.teacher_res_factor=2 train.checkpointing=selective"
   "vit_small-112-bf16|$demo|model.arch=vit_small model.dim=0 model.depth=0 model.heads=0 model.patch=16 crops.global_size=112 crops.local_size=48 train.batch_size=8 heads.dino_k=8192 heads.ibot_k=8192 heads.dino_hidden=2048 heads.ibot_hidden=2048 heads.dino_bottleneck=256 heads.ibot_bottleneck=256 gram.teacher_res_factor=2 model.precision=bf16"
   "vit_small-112-bf16-sel|$demo|model.arch=vit_small model.dim=0 model.depth=0 model.heads=0 model.patch=16 crops.global_size=112 crops.local_size=48 train.batch_size=8 heads.dino_k=8192 heads.ibot_k=8192 heads.dino_hidden=2048 heads.ibot_hidden=2048 heads.dino_bottleneck=256 heads.ibot_bottleneck=256 gram.teacher_res_factor=2 model.precision=bf16 train.checkpointing=selective"
+  "vit_small-112-chunk4|$demo|model.arch=vit_small model.dim=0 model.depth=0 model.heads=0 model.patch=16 crops.global_size=112 crops.local_size=48 train.batch_size=8 heads.dino_k=8192 heads.ibot_k=8192 heads.dino_hidden=2048 heads.ibot_hidden=2048 heads.dino_bottleneck=256 heads.ibot_bottleneck=256 gram.teacher_res_factor=2 train.teacher_chunk=4"
 )
 printf '%-22s %12s %12s %8s\n' config predicted_MB measured_MB error
 for c in "${configs[@]}"; do

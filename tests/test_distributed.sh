@@ -121,11 +121,20 @@ rank_pid() { # RANK: the pid of that rank's dinox
     tr '\0' '\n' </proc/$p/environ 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$1" && { echo $p; return; }
   done
 }
-long_run() { # DIR: a 2-rank run far longer than the test; returns once checkpoint 10 exists
+long_run() { # DIR: a 2-rank run far longer than the test; returns once checkpoint 10 exists and rank 1
+  # runs (at most 120 s: an ASan build on a loaded machine is slow), or once the job has ended
   "${MPI[@]}" 2 "$DINOX" train --quiet -c "$C" --store store --out "$1" "${SET[@]}" train.epoch_length=100000 \
       train.comm_timeout_s=10 loss.koleo_group=2 >"$1.log" 2>&1 & # koleo_group: the same run at any world size
   mp=$!
-  for _ in $(seq 600); do [ -e "$1/checkpoints/ckpt-0000000010.safetensors" ] && break; sleep 0.1; done
+  for _ in $(seq 1200); do
+    [ -e "$1/checkpoints/ckpt-0000000010.safetensors" ] && [ -n "$(rank_pid 1)" ] && break
+    kill -0 $mp 2>/dev/null || break
+    sleep 0.1
+  done
+}
+no_rank1() { # DIR: why there was no rank 1 to kill
+  if kill -0 $mp 2>/dev/null; then bad "no rank 1 process found, the job still runs: $(tail -3 "$1.log")"; kill -9 $mp
+  else wait $mp; bad "no rank 1 process found: the job had ended (rc $?): $(tail -3 "$1.log")"; fi
 }
 ended_within() { # PID SECONDS: waits at most SECONDS; sets rc (or "hung") and secs
   local t0=$SECONDS
@@ -152,7 +161,7 @@ if [ -n "$victim" ]; then
   train --stop-at 30 --out straight "${SET[@]}" train.epoch_length=100000 loss.koleo_group=2 2>/dev/null
   out=$(compare straight die) && ok "resumed with 1 rank = uninterrupted run: $out" || bad "resume with 1 rank differs: $out"
 else
-  bad "no rank 1 process found"; kill -9 $mp 2>/dev/null
+  no_rank1 die
 fi
 
 long_run hang
@@ -165,7 +174,7 @@ if [ -n "$victim" ]; then
     && ok "rank 1 hung: the others ended the job (rc $rc) after ${secs} s: $(grep -m1 -o 'step [0-9]* has not finished after [0-9]* s' hang.log)" \
     || bad "rank 1 hung: rc $rc after ${secs} s: $(tail -3 hang.log)"
 else
-  bad "no rank 1 process found"; kill -9 $mp 2>/dev/null
+  no_rank1 hang
 fi
 left=$(our_trains); [ -n "$left" ] && kill -9 $left 2>/dev/null
 [ $fail = 0 ] && echo "test_distributed: all checks passed" || echo "test_distributed: $fail checks failed"

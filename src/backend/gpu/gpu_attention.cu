@@ -57,8 +57,8 @@ static void attention_unfused_image(dx_backend *be, float *out, float *P, float 
 template <int DH>
 __global__ void k_flash_forward(float *out, float *lse, const float *qkv, int T, int H, float scale) {
     __shared__ float ks[FA_KT * DH], vs[FA_KT * DH];
-    const int nh = blockIdx.y, n = nh / H, h = nh % H;
-    const int i = blockIdx.x * FA_ROWS + threadIdx.x;
+    const int nh = blockIdx.x, n = nh / H, h = nh % H;
+    const int i = blockIdx.y * FA_ROWS + threadIdx.x;
     const size_t rs = (size_t)3 * H * DH, os = (size_t)H * DH;
     const float *q0 = qkv + (size_t)n * T * rs + (size_t)h * DH, *k0 = q0 + os, *v0 = q0 + 2 * os;
     float q[DH], o[DH];
@@ -97,7 +97,7 @@ __global__ void k_flash_forward(float *out, float *lse, const float *qkv, int T,
 template <int DH>
 static void flash_forward(dx_backend *be, float *out, float *lse, const float *qkv, int N, int T, int H,
                           float scale) {
-    dim3 grid((T + FA_ROWS - 1) / FA_ROWS, N * H);
+    dim3 grid(N * H, (T + FA_ROWS - 1) / FA_ROWS); /* pairs in x: up to 2^31 - 1 */
     k_flash_forward<DH><<<grid, FA_ROWS, 0, gpu_stream(be)>>>(out, lse, qkv, T, H, scale);
     GPU_LAUNCHED(be);
 }
@@ -108,7 +108,7 @@ static void flash_forward(dx_backend *be, float *out, float *lse, const float *q
 #define FM_BQ (FM_WARPS * DX_TILE) /* query rows per block */
 #define FM_BK 32                   /* keys per shared-memory tile */
 
-/* grid (ceil(T / FM_BQ), N * H), FM_WARPS * 32 threads. Shared memory for
+/* grid (N * H, ceil(T / FM_BQ)), FM_WARPS * 32 threads. Shared memory for
  * Dh 64: q 8 KB, k and v 4 KB each, S 8 KB, P 4 KB, O 16 KB (45.6 KB in all). */
 template <int DH>
 __global__ void k_flash_forward_mma(float *out, float *lse, const float *qkv, int T, int H, float scale) {
@@ -118,7 +118,7 @@ __global__ void k_flash_forward_mma(float *out, float *lse, const float *qkv, in
     __shared__ __align__(32) uint16_t ps[FM_WARPS][DX_TILE * FM_BK];
     __shared__ __align__(32) float os_[FM_WARPS][DX_TILE * DH];
     __shared__ float row_m[FM_BQ], row_l[FM_BQ], row_a[FM_BQ];
-    const int nh = blockIdx.y, n = nh / H, h = nh % H, q0 = blockIdx.x * FM_BQ;
+    const int nh = blockIdx.x, n = nh / H, h = nh % H, q0 = blockIdx.y * FM_BQ;
     const int tid = threadIdx.x, warp = tid / DX_TILE_WARP, lane = tid % DX_TILE_WARP;
     const size_t rs = (size_t)3 * H * DH, ostride = (size_t)H * DH;
     const float *qb = qkv + (size_t)n * T * rs + (size_t)h * DH, *kb = qb + ostride, *vb = qb + 2 * ostride;
@@ -201,7 +201,7 @@ __global__ void k_flash_forward_mma(float *out, float *lse, const float *qkv, in
 template <int DH>
 static void flash_forward_mma(dx_backend *be, float *out, float *lse, const float *qkv, int N, int T, int H,
                               float scale) {
-    dim3 grid((T + FM_BQ - 1) / FM_BQ, N * H);
+    dim3 grid(N * H, (T + FM_BQ - 1) / FM_BQ);
     k_flash_forward_mma<DH><<<grid, FM_WARPS * DX_TILE_WARP, 0, gpu_stream(be)>>>(out, lse, qkv, T, H, scale);
     GPU_LAUNCHED(be);
 }
@@ -255,7 +255,7 @@ template <int DH>
 __global__ void k_flash_backward_dq(float *dqkv, const float *dout, const float *qkv, const float *lse,
                                     const float *Dv, int T, int H, float scale) {
     __shared__ float qs[FB_ROWS * (DH + 1)], ks[FB_T * DH], vs[FB_T * DH];
-    const int nh = blockIdx.y, n = nh / H, h = nh % H, i0 = blockIdx.x * FB_ROWS, tid = threadIdx.x;
+    const int nh = blockIdx.x, n = nh / H, h = nh % H, i0 = blockIdx.y * FB_ROWS, tid = threadIdx.x;
     const int i = i0 + tid;
     const size_t rs = (size_t)3 * H * DH, os = (size_t)H * DH;
     const float *qb = qkv + (size_t)n * T * rs + (size_t)h * DH, *kb = qb + os, *vb = qb + 2 * os;
@@ -302,7 +302,7 @@ template <int DH>
 __global__ void k_flash_backward_dkv(float *dqkv, const float *dout, const float *qkv, const float *lse,
                                      const float *Dv, int T, int H, float scale) {
     __shared__ float kv[2 * FB_ROWS * (DH + 1)], qt[FB_T * DH], gt[FB_T * DH], lt[FB_T], dt[FB_T];
-    const int nh = blockIdx.y, n = nh / H, h = nh % H, j0 = blockIdx.x * FB_ROWS, tid = threadIdx.x;
+    const int nh = blockIdx.x, n = nh / H, h = nh % H, j0 = blockIdx.y * FB_ROWS, tid = threadIdx.x;
     const int j = j0 + tid;
     const size_t rs = (size_t)3 * H * DH, os = (size_t)H * DH;
     const float *qb = qkv + (size_t)n * T * rs + (size_t)h * DH, *kb = qb + os, *vb = qb + 2 * os;
@@ -354,7 +354,7 @@ __global__ void k_flash_backward_dkv(float *dqkv, const float *dout, const float
 template <int DH>
 static void flash_backward(dx_backend *be, float *dqkv, const float *dout, const float *qkv, const float *lse,
                            const float *Dv, int N, int T, int H, float scale) {
-    dim3 grid((T + FB_ROWS - 1) / FB_ROWS, N * H);
+    dim3 grid(N * H, (T + FB_ROWS - 1) / FB_ROWS);
     k_flash_backward_dq<DH><<<grid, FB_ROWS, 0, gpu_stream(be)>>>(dqkv, dout, qkv, lse, Dv, T, H, scale);
     GPU_LAUNCHED(be);
     k_flash_backward_dkv<DH><<<grid, FB_ROWS, 0, gpu_stream(be)>>>(dqkv, dout, qkv, lse, Dv, T, H, scale);

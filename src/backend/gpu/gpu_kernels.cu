@@ -14,6 +14,11 @@
 #include "backend/gpu/gpu_common.cuh"
 
 #define GPU_ROWS 128 /* rows per chunk of the column reductions */
+/* grid (column blocks, chunks), the chunks capped at CUDA's 65535 blocks in y:
+ * the part kernels stride over chunks by gridDim.y */
+static inline dim3 gpu_part_grid(int cols, int nchunk) {
+    return dim3((cols + DX_GPU_BLOCK - 1) / DX_GPU_BLOCK, nchunk < 65535 ? nchunk : 65535);
+}
 
 
 /* ---- column-sum finishing stage: dst[c] += scale * sum_chunks part[chunk, c] (* mask[c]) ---- */
@@ -45,21 +50,22 @@ static void gpu_bias_forward(dx_backend *be, float *y, const float *b, const flo
 }
 
 /* part[chunk, c] = sum of dy over the chunk's rows; grid (column blocks, chunks) */
-__global__ void k_colsum_part(float *part, const float *dy, int M, int N) {
-    int c = blockIdx.x * blockDim.x + threadIdx.x, ch = blockIdx.y;
+__global__ void k_colsum_part(float *part, const float *dy, int M, int N, int nchunk) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= N) return;
-    int m0 = ch * GPU_ROWS, m1 = m0 + GPU_ROWS < M ? m0 + GPU_ROWS : M;
-    float s = 0;
-    for (int m = m0; m < m1; m++) s += dy[(size_t)m * N + c];
-    part[(size_t)ch * N + c] = s;
+    for (int ch = blockIdx.y; ch < nchunk; ch += gridDim.y) {
+        int m0 = ch * GPU_ROWS, m1 = m0 + GPU_ROWS < M ? m0 + GPU_ROWS : M;
+        float s = 0;
+        for (int m = m0; m < m1; m++) s += dy[(size_t)m * N + c];
+        part[(size_t)ch * N + c] = s;
+    }
 }
 static void gpu_bias_backward(dx_backend *be, float *db, const float *dy, const float *mask, int M, int N) {
     if (M <= 0 || N <= 0) return;
     int nchunk = (M + GPU_ROWS - 1) / GPU_ROWS;
     float *part = (float *)gpu_scratch(be, GPU_SCRATCH_OP, sizeof(float) * (size_t)nchunk * N);
     if (!part) return;
-    dim3 grid((N + DX_GPU_BLOCK - 1) / DX_GPU_BLOCK, nchunk);
-    k_colsum_part<<<grid, DX_GPU_BLOCK, 0, gpu_stream(be)>>>(part, dy, M, N);
+    k_colsum_part<<<gpu_part_grid(N, nchunk), DX_GPU_BLOCK, 0, gpu_stream(be)>>>(part, dy, M, N, nchunk);
     GPU_LAUNCHED(be);
     colsum_finish(be, db, part, nchunk, N, mask, 1.0f);
 }
@@ -113,17 +119,19 @@ __global__ void k_layernorm_backward_dx(float *dx, const float *dout, const floa
 /* partials of dw (part) and db (part + nchunk*C) */
 __global__ void k_layernorm_backward_part(float *part, const float *dout, const float *x, const float *mean,
                                           const float *rstd, int M, int C, int nchunk) {
-    int c = blockIdx.x * blockDim.x + threadIdx.x, ch = blockIdx.y;
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= C) return;
-    int m0 = ch * GPU_ROWS, m1 = m0 + GPU_ROWS < M ? m0 + GPU_ROWS : M;
-    float aw = 0, ab = 0;
-    for (int m = m0; m < m1; m++) {
-        float g = dout[(size_t)m * C + c];
-        aw += g * (x[(size_t)m * C + c] - mean[m]) * rstd[m];
-        ab += g;
+    for (int ch = blockIdx.y; ch < nchunk; ch += gridDim.y) {
+        int m0 = ch * GPU_ROWS, m1 = m0 + GPU_ROWS < M ? m0 + GPU_ROWS : M;
+        float aw = 0, ab = 0;
+        for (int m = m0; m < m1; m++) {
+            float g = dout[(size_t)m * C + c];
+            aw += g * (x[(size_t)m * C + c] - mean[m]) * rstd[m];
+            ab += g;
+        }
+        part[(size_t)ch * C + c] = aw;
+        part[((size_t)nchunk + ch) * C + c] = ab;
     }
-    part[(size_t)ch * C + c] = aw;
-    part[((size_t)nchunk + ch) * C + c] = ab;
 }
 static void gpu_layernorm_backward(dx_backend *be, float *dx, float *dw, float *db, const float *dout,
                                    const float *x, const float *w, const float *mean, const float *rstd, int M,
@@ -137,8 +145,8 @@ static void gpu_layernorm_backward(dx_backend *be, float *dx, float *dw, float *
     int nchunk = (M + GPU_ROWS - 1) / GPU_ROWS;
     float *part = (float *)gpu_scratch(be, GPU_SCRATCH_OP, sizeof(float) * 2 * (size_t)nchunk * C);
     if (!part) return;
-    dim3 grid((C + DX_GPU_BLOCK - 1) / DX_GPU_BLOCK, nchunk);
-    k_layernorm_backward_part<<<grid, DX_GPU_BLOCK, 0, gpu_stream(be)>>>(part, dout, x, mean, rstd, M, C, nchunk);
+    k_layernorm_backward_part<<<gpu_part_grid(C, nchunk), DX_GPU_BLOCK, 0, gpu_stream(be)>>>(part, dout, x, mean,
+                                                                                            rstd, M, C, nchunk);
     GPU_LAUNCHED(be);
     if (dw) colsum_finish(be, dw, part, nchunk, C, NULL, 1.0f);
     if (db) colsum_finish(be, db, part + (size_t)nchunk * C, nchunk, C, NULL, 1.0f);
@@ -322,18 +330,20 @@ __global__ void k_residual_backward_dy(float *dy, const float *dout, const float
 }
 /* part[chunk, c] over rows (i, t) of the k selected samples */
 __global__ void k_residual_dgamma_part(float *part, const float *dout, const float *y, const int32_t *idx, int k,
-                                       int T, int C) {
-    int c = blockIdx.x * blockDim.x + threadIdx.x, ch = blockIdx.y;
+                                       int T, int C, int nchunk) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= C) return;
     const size_t ss = (size_t)T * C;
-    int r0 = ch * GPU_ROWS, r1 = r0 + GPU_ROWS < k * T ? r0 + GPU_ROWS : k * T;
-    float acc = 0;
-    for (int r = r0; r < r1; r++) {
-        int i = r / T, t = r % T;
-        size_t s = idx ? (size_t)idx[i] : (size_t)i;
-        acc += dout[s * ss + (size_t)t * C + c] * y[(size_t)i * ss + (size_t)t * C + c];
+    for (int ch = blockIdx.y; ch < nchunk; ch += gridDim.y) {
+        int r0 = ch * GPU_ROWS, r1 = r0 + GPU_ROWS < k * T ? r0 + GPU_ROWS : k * T;
+        float acc = 0;
+        for (int r = r0; r < r1; r++) {
+            int i = r / T, t = r % T;
+            size_t s = idx ? (size_t)idx[i] : (size_t)i;
+            acc += dout[s * ss + (size_t)t * C + c] * y[(size_t)i * ss + (size_t)t * C + c];
+        }
+        part[(size_t)ch * C + c] = acc;
     }
-    part[(size_t)ch * C + c] = acc;
 }
 static void gpu_residual_backward(dx_backend *be, float *dx, float *dy, float *dgamma, const float *dout,
                                   const float *y, const float *gamma, const int32_t *idx, int nsamples, int k, int T,
@@ -345,8 +355,8 @@ static void gpu_residual_backward(dx_backend *be, float *dx, float *dy, float *d
         int rows = k * T, nchunk = (rows + GPU_ROWS - 1) / GPU_ROWS;
         float *part = (float *)gpu_scratch(be, GPU_SCRATCH_OP, sizeof(float) * (size_t)nchunk * C);
         if (!part) return;
-        dim3 grid((C + DX_GPU_BLOCK - 1) / DX_GPU_BLOCK, nchunk);
-        k_residual_dgamma_part<<<grid, DX_GPU_BLOCK, 0, gpu_stream(be)>>>(part, dout, y, idx, k, T, C);
+        k_residual_dgamma_part<<<gpu_part_grid(C, nchunk), DX_GPU_BLOCK, 0, gpu_stream(be)>>>(part, dout, y, idx, k,
+                                                                                             T, C, nchunk);
         GPU_LAUNCHED(be);
         colsum_finish(be, dgamma, part, nchunk, C, NULL, scale);
     }
