@@ -18,6 +18,23 @@ for part in parameters gradients AdamW "EMA teacher" activations "per image" loa
   grep -q "$part" huge.txt || bad "the refusal lacks the '$part' line of the breakdown"
 done
 [ ! -e huge ] || bad "the refusal created the run directory"
+# teacher passes over all 8192 crops at once: the refusal names train.teacher_chunk and what it saves, and
+# dinox plan agrees on the saving (its JSON)
+saving=$(sed -n 's/.*set train.teacher_chunk=8 (saves \([0-9.]*\) GB).*/\1/p' huge.txt)
+if [ -n "$saving" ]; then
+  "$DINOX" plan -c "$C" --device cpu --json "${SET[@]}" "${HUGE[@]}" >huge.json 2>/dev/null
+  "$DINOX" plan -c "$C" --device cpu --json "${SET[@]}" "${HUGE[@]}" train.teacher_chunk=8 >chunk.json 2>/dev/null
+  /usr/bin/python3 - "$saving" <<'PY' || bad "train.teacher_chunk=8 does not save the $saving GB the refusal names"
+import json, sys
+a, b = json.load(open("huge.json")), json.load(open("chunk.json"))
+named = float(sys.argv[1]) * 1e9
+assert b["teacher_chunk"] == 8 and a["teacher_chunk"] == 8192, (a["teacher_chunk"], b["teacher_chunk"])
+assert abs((a["total_bytes"] - b["total_bytes"]) - named) < 0.01e9, (a["total_bytes"] - b["total_bytes"], named)
+assert b["teacher_chunk_saving_bytes"] == 0
+PY
+else
+  bad "the refusal does not name train.teacher_chunk: $(cat huge.txt)"
+fi
 [ $(( $(date +%s) - start )) -lt 60 ] || bad "the refusal came late (it must come before allocating)"
 best=$(sed -n 's/.*The largest batch that fits is \([0-9]*\).*/\1/p' huge.txt)
 if [ -n "$best" ]; then

@@ -144,10 +144,15 @@ dx_status dx_plan_check_fits(const dx_config *c, const dx_ssl_config *sc, double
     if ((double)p.total <= 0.92 * mem_bytes) return DX_OK;
     const double G = 1e9;
     char fix[200];
+    char chunk[96] = "";
+    if (p.chunk_saving)
+        snprintf(chunk, sizeof chunk, ", set train.teacher_chunk=%d (saves %.2f GB)", DX_PLAN_HINT_CHUNK,
+                 p.chunk_saving / G);
     if (p.max_batch >= 1)
-        snprintf(fix, sizeof fix, "The largest batch that fits is %d: set train.batch_size=%d", p.max_batch, p.max_batch);
+        snprintf(fix, sizeof fix, "The largest batch that fits is %d: set train.batch_size=%d%s", p.max_batch,
+                 p.max_batch, chunk);
     else
-        snprintf(fix, sizeof fix, "Not even batch 1 fits: use a smaller model.arch or crops");
+        snprintf(fix, sizeof fix, "Not even batch 1 fits: use a smaller model.arch or crops%s", chunk);
     return dx_fail(err, DX_ENOMEM,
                    "the memory plan says this config does not fit: it needs %.2f GB at its peak, %.2f GB usable "
                    "(%s, with an 8%% margin: %.2f GB). Breakdown: parameters %.2f, gradients %.2f, AdamW %.2f, "
@@ -209,6 +214,13 @@ dx_status dx_plan_compute_ssl(const dx_config *c, const dx_ssl_config *scp, cons
     p->batch = sc.batch;
     p->acts = acts;
     p->acts_per_image = sc.batch > 1 ? (acts - acts1) / (size_t)(sc.batch - 1) : acts;
+    p->teacher_chunk = dx_ssl_teacher_chunk(&sc);
+    if (sc.teacher_chunk <= 0 && 2 * sc.batch > DX_PLAN_HINT_CHUNK) {
+        dx_ssl_config ch = sc;
+        ch.teacher_chunk = DX_PLAN_HINT_CHUNK;
+        size_t s2, a2;
+        if (dx_ssl_plan_bytes(&ch, &s2, &a2, NULL) == DX_OK && a2 < acts) p->chunk_saving = acts - a2;
+    }
     const size_t fixed_acts = acts1 > p->acts_per_image ? acts1 - p->acts_per_image : 0;
     /* loader ring: (prefetch + 1) batches when threaded, host float32 crops */
     const size_t img = sizeof(float) * 3 *

@@ -38,7 +38,11 @@ typedef struct dx_plan {
     double flops_per_image, flops_per_step;
     double step_s, epoch_s, run_s;
     int64_t steps, epoch_length;
+    int teacher_chunk;        /* global crops per teacher pass (dx_ssl_teacher_chunk), of 2 x batch */
+    size_t chunk_saving;      /* bytes train.teacher_chunk=DX_PLAN_HINT_CHUNK would save (0: none, or set) */
 } dx_plan;
+/* the teacher chunk the plan suggests when a config without one does not fit */
+#define DX_PLAN_HINT_CHUNK 8
 
 dx_status dx_plan_compute(const dx_config *c, const dx_device *d, dx_plan *p, dx_err *err);
 /* The same for a given step configuration (its batch, masks, crops); c gives the run (steps, loader). */
