@@ -185,21 +185,37 @@ static void device_health(FILE *f, const series *s, int ns, int n) {
     fputs(".</p>\n", f);
 }
 
-static dx_status curves(FILE *f, const char *run_dir, dx_err *err) {
+/* metrics.jsonl read once: every numeric key as a series over the logged
+ * steps (NAN where a record lacks it), and the wall clock of the first and
+ * last record for the Run section. */
+typedef struct metrics {
+    int found;         /* the file exists */
+    int n, ns;         /* records, keys */
+    double *steps;     /* [n] */
+    series *s;         /* [ns] */
+    double t0, t1;     /* "time" of the first and last record (NAN: none) */
+} metrics;
+
+static void metrics_free(metrics *m) {
+    for (int k = 0; k < m->ns; k++) free(m->s[k].y);
+    free(m->s);
+    free(m->steps);
+    memset(m, 0, sizeof *m);
+}
+
+static void metrics_load(metrics *m, const char *run_dir) {
     char path[2048];
+    memset(m, 0, sizeof *m);
+    m->t0 = m->t1 = NAN;
     snprintf(path, sizeof path, "%s/metrics.jsonl", run_dir);
-    fputs("<h2>Training curves</h2>\n", f);
     FILE *in = fopen(path, "r");
-    if (!in) {
-        fputs("<p class=note>no metrics.jsonl in the run directory</p>\n", f);
-        return DX_OK;
-    }
+    if (!in) return;
+    m->found = 1;
     int n = 0, cap = 256, ns = 0;
     double *steps = malloc(cap * sizeof *steps);
     series *s = NULL;
     char *line = NULL;
     size_t lcap = 0;
-    dx_status st = DX_OK;
     while (getline(&line, &lcap, in) > 0) {
         cJSON *j = cJSON_Parse(line);
         if (!cJSON_IsObject(j)) { cJSON_Delete(j); continue; } /* a torn last line after a crash */
@@ -211,6 +227,11 @@ static dx_status curves(FILE *f, const char *run_dir, dx_err *err) {
             for (int k = 0; k < ns; k++) s[k].y = realloc(s[k].y, cap * sizeof(double));
         }
         steps[n] = sv->valuedouble;
+        const double t = dx_json_num(j, "time");
+        if (t == t) {
+            if (m->t0 != m->t0) m->t0 = t;
+            m->t1 = t;
+        }
         for (int k = 0; k < ns; k++) s[k].y[n] = NAN;
         for (const cJSON *it = j->child; it; it = it->next) {
             if (!strcmp(it->string, "step") || !strcmp(it->string, "time")) continue;
@@ -231,6 +252,18 @@ static dx_status curves(FILE *f, const char *run_dir, dx_err *err) {
     }
     free(line);
     fclose(in);
+    m->n = n, m->ns = ns, m->steps = steps, m->s = s;
+}
+
+static void curves(FILE *f, const metrics *m) {
+    fputs("<h2>Training curves</h2>\n", f);
+    if (!m->found) {
+        fputs("<p class=note>no metrics.jsonl in the run directory</p>\n", f);
+        return;
+    }
+    const int n = m->n, ns = m->ns;
+    const double *steps = m->steps;
+    const series *s = m->s;
     if (!n) fputs("<p class=note>metrics.jsonl has no records yet</p>\n", f);
     /* training health (docs/objective.md): say plainly when the objective did not learn */
     int alarm_from = -1, ent = -1, dg = -1;
@@ -286,10 +319,6 @@ static dx_status curves(FILE *f, const char *run_dir, dx_err *err) {
         }
         free(flat);
     }
-    for (int k = 0; k < ns; k++) free(s[k].y);
-    free(s);
-    free(steps);
-    return st;
 }
 
 static void probe_row(FILE *f, const char *name, const cJSON *p) {
@@ -649,26 +678,14 @@ static void compare_row(FILE *f, const char *label, const char *dir, const cJSON
 /* What run this is: the model and recipe in brief, how far it got, how long
  * it took (first to last logged step, wall clock: a resumed run's pauses
  * included), the version, and the resolved config itself. */
-static void run_section(FILE *f, const char *run_dir) {
+static void run_section(FILE *f, const char *run_dir, const metrics *mt) {
     char p[2100];
     snprintf(p, sizeof p, "%s/config.yaml", run_dir);
     dx_config c;
     dx_err e = {0};
     int have_cfg = dx_config_resolve(&c, p, NULL, 0, &e) == DX_OK;
     char *yaml = have_cfg ? dx_read_file(p, NULL) : NULL;
-    snprintf(p, sizeof p, "%s/metrics.jsonl", run_dir);
-    char *m = dx_read_file(p, NULL);
-    double t0 = NAN, t1 = NAN, s1 = NAN;
-    if (m) { /* first and last record */
-        char *last = m, *q;
-        cJSON *a = cJSON_Parse(strtok_r(m, "\n", &q));
-        if (a) t0 = dx_json_num(a, "time");
-        cJSON_Delete(a);
-        for (char *l; (l = strtok_r(NULL, "\n", &q));) last = l;
-        cJSON *b = cJSON_Parse(last);
-        if (b) t1 = dx_json_num(b, "time"), s1 = dx_json_num(b, "step");
-        cJSON_Delete(b);
-    }
+    const double t0 = mt->t0, t1 = mt->t1, s1 = mt->n ? mt->steps[mt->n - 1] : NAN; /* first and last record */
     fputs("<h2>Run</h2>\n<table>", f);
     if (have_cfg) {
         dx_vit_config v;
@@ -705,7 +722,6 @@ static void run_section(FILE *f, const char *run_dir) {
         fputs("</pre></details>\n", f);
     }
     free(yaml);
-    free(m);
 }
 
 static const char CSS[] =
@@ -737,8 +753,11 @@ dx_status dx_report_write(const dx_report_opts *o, dx_err *err) {
     fputs("</h1>\n", f);
     dx_status st = DX_OK;
     if (o->run_dir) {
-        run_section(f, o->run_dir);
-        st = curves(f, o->run_dir, err);
+        metrics m;
+        metrics_load(&m, o->run_dir);
+        run_section(f, o->run_dir, &m);
+        curves(f, &m);
+        metrics_free(&m);
     }
     if (!st) {
         if (ev) {
