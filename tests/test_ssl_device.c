@@ -60,6 +60,7 @@ static dx_ssl_config make_config(int small) {
     c.n_global = 2;
     c.use_gram = 1;
     c.gram_img_level = 1;
+    c.teacher_chunk = 4; /* the EMA and Gram teachers in 2 passes of 4 of the 8 crops (the copy op, per-chunk resize) */
     c.w_dino = 1.0f;
     c.w_koleo = 0.1f;
     c.w_ibot = 1.0f;
