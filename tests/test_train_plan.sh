@@ -31,6 +31,12 @@ named = float(sys.argv[1]) * 1e9
 assert b["teacher_chunk"] == 8 and a["teacher_chunk"] == 8192, (a["teacher_chunk"], b["teacher_chunk"])
 assert abs((a["total_bytes"] - b["total_bytes"]) - named) < 0.01e9, (a["total_bytes"] - b["total_bytes"], named)
 assert b["teacher_chunk_saving_bytes"] == 0
+# the activation parts add up to the activations, and chunking shrinks only the teacher passes and the Gram scratch
+for j in (a, b):
+    assert sum(j["acts_parts"].values()) == j["acts_bytes"], (sum(j["acts_parts"].values()), j["acts_bytes"])
+changed = {k for k in a["acts_parts"] if a["acts_parts"][k] != b["acts_parts"][k]}
+assert changed <= {"EMA teacher pass", "Gram teacher pass", "Gram and KoLeo scratch"}, changed
+assert b["acts_parts"]["EMA teacher pass"] < a["acts_parts"]["EMA teacher pass"]
 PY
 else
   bad "the refusal does not name train.teacher_chunk: $(cat huge.txt)"

@@ -185,10 +185,13 @@ int cmd_plan(int argc, char **argv) {
                "\"gram_teacher_bytes\":%zu,\"acts_bytes\":%zu,\"acts_per_image_bytes\":%zu,\"loader_bytes\":%zu,"
                "\"staging_bytes\":%zu,\"runtime_bytes\":%zu,\"total_bytes\":%zu,\"batch\":%d,\"max_batch\":%d,"
                "\"flops_per_image\":%.6g,\"step_s\":%.6g,\"epoch_s\":%.6g,\"run_s\":%.6g,\"teacher_chunk\":%d,"
-               "\"teacher_chunk_saving_bytes\":%zu}\n",
+               "\"teacher_chunk_saving_bytes\":%zu,\"acts_parts\":{",
                d.name, p.params, p.grads, p.adam, p.teacher, p.gram_teacher, p.acts, p.acts_per_image, p.loader,
                p.staging, p.runtime, p.total, p.batch, p.max_batch, p.flops_per_image, p.step_s, p.epoch_s,
                p.run_s, p.teacher_chunk, p.chunk_saving);
+        static const char *const names[DX_SSL_PLAN_PARTS] = DX_SSL_PLAN_PART_NAMES;
+        for (int i = 0; i < DX_SSL_PLAN_PARTS; i++) printf("%s\"%s\":%zu", i ? "," : "", names[i], p.acts_part[i]);
+        printf("}}\n");
         return p.max_batch < p.batch ? 3 : 0;
     }
     printf("plan for %s on %s (%.0f GB, %.1f TFLOPS x %.2f, %.0f GB/s)\n", config, d.name, d.mem_bytes / 1e9,
@@ -204,6 +207,11 @@ int cmd_plan(int argc, char **argv) {
     gb("Gram teacher", (double)p.gram_teacher);
     gb("activations + step scratch", (double)p.acts);
     printf("  %-34s %10.3f MB\n", "  of which per image", p.acts_per_image / 1e6);
+    static const char *const part_names[DX_SSL_PLAN_PARTS] = DX_SSL_PLAN_PART_NAMES; /* marginal per image */
+    for (int i = 0; i < DX_SSL_PLAN_PARTS; i++)
+        if (p.acts_part[i])
+            printf("    %-32s %10.3f GB  %9.3f MB per image\n", part_names[i], p.acts_part[i] / 1e9,
+                   p.acts_part_per_image[i] / 1e6);
     if (p.chunk_saving)
         printf("    teacher passes over all %d global crops at once; train.teacher_chunk=%d would save %.3f GB\n",
                2 * p.batch, DX_PLAN_HINT_CHUNK, p.chunk_saving / 1e9);

@@ -214,6 +214,12 @@ dx_status dx_plan_compute_ssl(const dx_config *c, const dx_ssl_config *scp, cons
     p->batch = sc.batch;
     p->acts = acts;
     p->acts_per_image = sc.batch > 1 ? (acts - acts1) / (size_t)(sc.batch - 1) : acts;
+    size_t part1[DX_SSL_PLAN_PARTS];
+    if ((st = dx_ssl_plan_parts(&sc, p->acts_part, err)) || (st = dx_ssl_plan_parts(&one, part1, err))) return st;
+    for (int i = 0; i < DX_SSL_PLAN_PARTS; i++)
+        p->acts_part_per_image[i] = sc.batch > 1 && p->acts_part[i] > part1[i]
+                                        ? (p->acts_part[i] - part1[i]) / (size_t)(sc.batch - 1)
+                                        : (sc.batch > 1 ? 0 : p->acts_part[i]);
     p->teacher_chunk = dx_ssl_teacher_chunk(&sc);
     if (sc.teacher_chunk <= 0 && 2 * sc.batch > DX_PLAN_HINT_CHUNK) {
         dx_ssl_config ch = sc;

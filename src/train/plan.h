@@ -11,6 +11,7 @@
 
 #include "core/dx_error.h"
 #include "train/config.h"
+#include "train/ssl.h"
 
 typedef struct dx_device {
     char name[32];
@@ -40,6 +41,8 @@ typedef struct dx_plan {
     int64_t steps, epoch_length;
     int teacher_chunk;        /* global crops per teacher pass (dx_ssl_teacher_chunk), of 2 x batch */
     size_t chunk_saving;      /* bytes train.teacher_chunk=DX_PLAN_HINT_CHUNK would save (0: none, or set) */
+    size_t acts_part[DX_SSL_PLAN_PARTS];           /* acts in parts (DX_SSL_PLAN_PART_NAMES) */
+    size_t acts_part_per_image[DX_SSL_PLAN_PARTS]; /* their marginal bytes per image */
 } dx_plan;
 /* the teacher chunk the plan suggests when a config without one does not fit */
 #define DX_PLAN_HINT_CHUNK 8

@@ -72,7 +72,7 @@ int dx_ssl_max_masked(const dx_ssl_config *c) {
     return sum > 0 ? (int)sum : 1;
 }
 
-dx_status dx_ssl_plan_bytes(const dx_ssl_config *c, size_t *state, size_t *acts, dx_err *err) {
+static dx_status plan_bytes(const dx_ssl_config *c, size_t *state, size_t part[DX_SSL_PLAN_PARTS], dx_err *err) {
     dx_vit vit;
     dx_head dino, ibot;
     dx_status st;
@@ -89,24 +89,38 @@ dx_status dx_ssl_plan_bytes(const dx_ssl_config *c, size_t *state, size_t *acts,
     const unsigned sf = DX_ACTS_GRAD | c->student_acts;
     /* teachers: one chunk's internals, and the whole batch's output when chunked */
     const int C = dx_ssl_teacher_chunk(c), R1 = 1 + c->vit.registers;
-    size_t a = dx_vit_acts_bytes(&vit, G, S, S, sf) + dx_vit_acts_bytes(&vit, C, S, S, 0);
-    if (C < G) a += f * (size_t)G * (R1 + P) * D;
-    if (L) a += dx_vit_acts_bytes(&vit, L, s, s, sf);
-    if (c->use_gram) a += dx_vit_acts_bytes(&vit, C, Sg, Sg, 0);
-    a += dx_head_acts_bytes(&dino, G + L, 1) + dx_head_acts_bytes(&dino, G, 0);
+    memset(part, 0, sizeof(size_t) * DX_SSL_PLAN_PARTS);
+    part[0] = dx_vit_acts_bytes(&vit, G, S, S, sf);
+    if (L) part[1] = dx_vit_acts_bytes(&vit, L, s, s, sf);
+    part[2] = dx_vit_acts_bytes(&vit, C, S, S, 0) + (C < G ? f * (size_t)G * (R1 + P) * D : 0);
+    if (c->use_gram) part[3] = dx_vit_acts_bytes(&vit, C, Sg, Sg, 0);
+    part[4] = dx_head_acts_bytes(&dino, G + L, 1) + dx_head_acts_bytes(&dino, G, 0);
     const size_t Mx = (size_t)dx_ssl_max_masked(c); /* iBOT rows: the masked patches only */
-    a += dx_head_acts_bytes(&ibot, (int)Mx, 1) + dx_head_acts_bytes(&ibot, (int)Mx, 0);
-    /* crops, targets, weights, centres, KoLeo, Gram scratch, index lists (as dx_ssl_init) */
-    a += f * ((size_t)G * 3 * S * S + (size_t)L * 3 * s * s + (c->use_gram ? (size_t)G * 3 * Sg * Sg : 0));
-    a += f * ((size_t)G * dh.prototypes + Mx * ih.prototypes + Mx + 2 * (dh.prototypes + ih.prototypes));
-    a += f * ((size_t)G * D + B);
-    if (c->use_gram) a += f * (5 * G * P * D + (size_t)C * Pg * D); /* xt_big: one chunk */
-    a += sizeof(int32_t) * (G + L + G * P + G * Pg + Mx);
-    *acts = a;
+    part[5] = dx_head_acts_bytes(&ibot, (int)Mx, 1) + dx_head_acts_bytes(&ibot, (int)Mx, 0);
+    /* crops, targets, weights, centres, index lists (as dx_ssl_init) */
+    part[6] = f * ((size_t)G * 3 * S * S + (size_t)L * 3 * s * s + (c->use_gram ? (size_t)G * 3 * Sg * Sg : 0)) +
+              f * ((size_t)G * dh.prototypes + Mx * ih.prototypes + Mx + 2 * (dh.prototypes + ih.prototypes)) +
+              sizeof(int32_t) * (G + L + G * P + G * Pg + Mx);
+    /* KoLeo, Gram (xs, xt, their normalised copies, dxs; xt_big: one chunk) */
+    part[7] = f * ((size_t)G * D + B) + (c->use_gram ? f * (5 * G * P * D + (size_t)C * Pg * D) : 0);
     dx_head_free(&dino);
     dx_head_free(&ibot);
     dx_vit_free(&vit);
     return DX_OK;
+}
+
+dx_status dx_ssl_plan_bytes(const dx_ssl_config *c, size_t *state, size_t *acts, dx_err *err) {
+    size_t part[DX_SSL_PLAN_PARTS];
+    dx_status st = plan_bytes(c, state, part, err);
+    if (st) return st;
+    *acts = 0;
+    for (int i = 0; i < DX_SSL_PLAN_PARTS; i++) *acts += part[i];
+    return DX_OK;
+}
+
+dx_status dx_ssl_plan_parts(const dx_ssl_config *c, size_t parts[DX_SSL_PLAN_PARTS], dx_err *err) {
+    size_t state;
+    return plan_bytes(c, &state, parts, err);
 }
 
 /* Gradient buckets for data parallel: block l's tensors ("blocks.l.*" in the
