@@ -1126,27 +1126,32 @@ static void case_sinkhorn(void) {
     sk_one(8, 65536, 0.04, 3, 6, 0);
 }
 
-static void center_one(int N, int K, double temp) {
+/* inplace: out aliases logits (the trainer's use: the targets replace the teacher's
+ * logits), row_mean first as the trainer does */
+static void center_one(int N, int K, double temp, int inplace) {
     size_t n = (size_t)N * K;
     double *z = hrand(n, 1), *c = hrand(K, 0.3);
-    float *dz = dup_(z, n), *dc = dup_(c, K), *dout = dnew(n), *dmean = dnew(K);
-    SHAPE("%dx%d temp %g", N, K, temp);
+    float *dz = dup_(z, n), *dc = dup_(c, K), *dout = inplace ? dz : dnew(n), *dmean = dnew(K);
+    SHAPE("%dx%d temp %g%s", N, K, temp, inplace ? " in place" : "");
+    if (inplace) BE->loss->row_mean(BE, dmean, dz, N, K);
     BE->loss->softmax_center(BE, dout, dz, dc, N, K, (float)temp);
     double *ref = hnew(n), *got = ddown(dout, n);
     dx_cpu_softmax_center_f64(ref, z, c, N, K, (double)(float)temp);
     report("softmax_center", relerr(got, ref, n), TOL(1e-4));
-    BE->loss->row_mean(BE, dmean, dz, N, K);
+    if (!inplace) BE->loss->row_mean(BE, dmean, dz, N, K);
     double *rm = hnew(K), *gm = ddown(dmean, K);
     dx_cpu_row_mean_f64(rm, z, N, K);
     report("row_mean", relerr(gm, rm, K), TOL(1e-6));
-    dfree(dz), dfree(dc), dfree(dout), dfree(dmean);
+    if (!inplace) dfree(dout);
+    dfree(dz), dfree(dc), dfree(dmean);
     free(z), free(c), free(ref), free(got), free(rm), free(gm);
 }
 
 static void case_center(void) {
-    center_one(5, 12, 0.07);
-    center_one(1, 1, 1.0);
-    center_one(64, 4099, 0.04);
+    center_one(5, 12, 0.07, 0);
+    center_one(1, 1, 1.0, 0);
+    center_one(64, 4099, 0.04, 0);
+    center_one(9, 700, 0.04, 1);
 }
 
 /* positive targets, rows not normalised (T_scale), on the host */

@@ -55,7 +55,8 @@ struct dx_loss_ops {
      * rank with N = 0 still takes part. */
     void (*sinkhorn_knopp)(dx_backend *be, float *out, const float *logits, int N, int K,
                            float temp, int n_iter, const dx_allreduce *red);
-    /* Softmax centring: out[N,K] = softmax((Z - center[K]) / temp) per row. */
+    /* Softmax centring: out[N,K] = softmax((Z - center[K]) / temp) per row.
+     * out may alias logits. */
     void (*softmax_center)(dx_backend *be, float *out, const float *logits, const float *center,
                            int N, int K, float temp);
     /* mean[K] = (1/N) sum_n x[n,:]  (the batch centre m_t; the lazy update

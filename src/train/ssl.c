@@ -99,7 +99,7 @@ static dx_status plan_bytes(const dx_ssl_config *c, size_t *state, size_t part[D
     part[5] = dx_head_acts_bytes(&ibot, (int)Mx, 1) + dx_head_acts_bytes(&ibot, (int)Mx, 0);
     /* crops, targets, weights, centres, index lists (as dx_ssl_init) */
     part[6] = f * ((size_t)G * 3 * S * S + (size_t)L * 3 * s * s + (c->use_gram ? (size_t)G * 3 * Sg * Sg : 0)) +
-              f * ((size_t)G * dh.prototypes + Mx * ih.prototypes + Mx + 2 * (dh.prototypes + ih.prototypes)) +
+              f * (Mx + 2 * (dh.prototypes + ih.prototypes)) + /* the targets replace the teacher logits */
               sizeof(int32_t) * (G + L + G * P + G * Pg + Mx);
     /* KoLeo, Gram (xs, xt, their normalised copies, dxs; xt_big: one chunk) */
     part[7] = f * ((size_t)G * D + B) + (c->use_gram ? f * (5 * G * P * D + (size_t)C * Pg * D) : 0);
@@ -237,8 +237,9 @@ dx_status dx_ssl_init(dx_ssl *s, const dx_ssl_config *cfg_in, dx_backend *be, dx
     s->img_glob = be->ops->alloc(be, (size_t)G * 3 * c->global_size * c->global_size * sizeof(float));
     s->img_loc = L ? be->ops->alloc(be, (size_t)L * 3 * c->local_size * c->local_size * sizeof(float)) : NULL;
     s->img_gram = c->use_gram ? be->ops->alloc(be, (size_t)G * 3 * c->gram_size * c->gram_size * sizeof(float)) : NULL;
-    s->tgt_dino = be->ops->alloc(be, (size_t)G * Kd * sizeof(float));
-    s->tgt_ibot = be->ops->alloc(be, (size_t)Mx * Ki * sizeof(float));
+    /* the teacher targets replace the teacher heads' logits (centring works in place) */
+    s->tgt_dino = s->hd_t.logits;
+    s->tgt_ibot = s->hi_t.logits;
     s->mask_w = be->ops->alloc(be, (size_t)Mx * sizeof(float));
     s->mask_dev = be->ops->alloc(be, (size_t)G * P); /* the iBOT masks, uploaded once per step */
     s->center_dino = be->ops->alloc(be, (size_t)Kd * sizeof(float) * 2);
@@ -282,7 +283,7 @@ void dx_ssl_free(dx_ssl *s, dx_backend *be) {
     free(s->bucket);
     free(s->reqs);
     void *bufs[] = {s->seg, s->w, s->g, s->m, s->v, s->teacher, s->gram_w, s->center_dino, s->center_ibot,
-                    s->img_glob, s->img_loc, s->img_gram, s->tgt_dino, s->tgt_ibot, s->mask_w, s->xs,
+                    s->img_glob, s->img_loc, s->img_gram, s->mask_w, s->xs,
                     s->xt, s->xs_hat, s->xt_hat, s->dxs, s->xt_big, s->dkoleo, s->idx_cls_glob,
                     s->idx_cls_loc, s->idx_patch, s->idx_patch_gram, s->idx_masked, s->koleo_nn, s->mask_dev,
                     s->t_out};
@@ -373,9 +374,9 @@ static dx_status teacher_targets(dx_ssl *s, dx_backend *be, float *out, const fl
     /* DINOv2 softmax centring: use the centre, then c <- 0.9 c + 0.1 mean(logits),
      * the mean over the rows of every rank */
     float *mean = center + K;
-    if (N > 0) {
-        be->loss->softmax_center(be, out, logits, center, N, K, temp);
+    if (N > 0) { /* the batch mean first: out may be logits */
         be->loss->row_mean(be, mean, logits, N, K);
+        be->loss->softmax_center(be, out, logits, center, N, K, temp);
     } else {
         be->ops->zero(be, mean, (size_t)K * sizeof(float));
     }
