@@ -321,11 +321,11 @@ static int build_acts_table(dx_table *t, const dx_vit *m, int N, int H, int W, u
         A1("dB", M * D);
         A1("dxs", M * D);
         A1("dy", M * D);
-        A1("dattn", M * D);
-        A1("dqkv", M * 3 * D);
-        A1("dln", M * D);
+        /* the attention branch's dqkv and the FFN branch's da are never live together, nor are
+         * dattn (read by attention_backward) and dln (written after it): one buffer each */
+        A1("dqkv_da", M * (3 * D > aw ? 3 * D : aw));
+        A1("dattn_dln", M * D);
         A1("dh", M * hw);
-        A1("da", M * aw);
         A1("dpatches", N * P * D);
     }
 #undef A1
@@ -615,8 +615,9 @@ dx_status dx_vit_backward(const dx_vit *m, dx_backend *be, const float *w, float
     const int swiglu = c->ffn == DX_FFN_SWIGLU, F = c->ffn_hidden, hw = swiglu ? 2 * F : F;
     const float scale = 1.0f / sqrtf((float)Dh);
     float *dA = act(a, "dA"), *dB = act(a, "dB"), *dxs = act(a, "dxs"), *dy = act(a, "dy");
-    float *dattn = act(a, "dattn"), *dqkv = act(a, "dqkv"), *dln = act(a, "dln");
-    float *dh = act(a, "dh"), *da = act(a, "da");
+    float *dqkv = act(a, "dqkv_da"), *da = dqkv;    /* attention branch | FFN branch */
+    float *dattn = act(a, "dattn_dln"), *dln = dattn; /* dattn is dead once dln is written */
+    float *dh = act(a, "dh");
     const size_t MD = (size_t)MT * D * sizeof(float);
 
     /* final norm: dA = d(x_L) */
