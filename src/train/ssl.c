@@ -347,11 +347,12 @@ static void red_max(void *ctx, double *b, int n) { ((dx_comm *)ctx)->allreduce_f
 
 /* Teacher targets from logits [N, K] (N of the N_tot rows over all ranks):
  * Sinkhorn-Knopp or softmax centring. */
-/* A pass without backward (EMA or Gram teacher, eval mode) over the G global
- * crops img[G, 3, side, side] in chunks of a->N crops; returns the [G*T, D]
- * output: a's own when one chunk holds them all, else `full`, which receives
- * each chunk's output at its crops' rows. Eval mode draws nothing, so every
- * crop's output is that of the unchunked pass. */
+/* The EMA teacher's pass (no backward, eval mode) over the G global crops
+ * img[G, 3, side, side] in chunks of a->N crops; returns the [G*T, D] output:
+ * a's own when one chunk holds them all, else `full`, which receives each
+ * chunk's output at its crops' rows. Eval mode draws nothing, so every crop's
+ * output is that of the unchunked pass (to the GEMMs' rounding). The Gram
+ * teacher's chunks go straight into the Gram target instead (dx_ssl_step). */
 static const float *teacher_forward(dx_ssl *s, dx_backend *be, const float *w, dx_vit_acts *a, const float *img,
                                     int G, int side, float *full, dx_status *st, dx_err *err) {
     const dx_vit_run eval = {0};
