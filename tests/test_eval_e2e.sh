@@ -137,6 +137,50 @@ ok = not bad and svgs >= 10 and imgs >= 1 and rows == 3 and "Malignancy probe" i
 sys.exit(0 if ok else 1)
 PYEOF
 
+# --layer: the features after block 1 of 2 (final norm kept) equal those of the same file cut to its
+# first block by hand (blocks.1.* removed, metadata depth 1); --layer above the depth is a usage error
+"$DINOX" eval --store store --weights backbone.safetensors --config run/config.yaml --out ev4 --size 64 \
+    --min-readers 2 --boot 200 --layer 1
+$PY - <<'PYEOF'
+import json, struct
+raw = open("backbone.safetensors", "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+head = json.loads(raw[8:8 + n])
+data = raw[8 + n:]
+out, blob = {}, b""
+for k, v in head.items():
+    if k == "__metadata__":
+        out[k] = dict(v, **({"model.depth": "1"} if "model.depth" in v else {}))
+        continue
+    if k.startswith("blocks.1."):
+        continue
+    b0, b1 = v["data_offsets"]
+    out[k] = dict(v, data_offsets=[len(blob), len(blob) + b1 - b0])
+    blob += data[b0:b1]
+h = json.dumps(out).encode()
+h += b" " * (-len(h) % 8)
+open("cut1.safetensors", "wb").write(struct.pack("<Q", len(h)) + h + blob)
+PYEOF
+"$DINOX" eval --store store --weights cut1.safetensors --config run/config.yaml --depth 1 --out ev5 --size 64 \
+    --min-readers 2 --boot 200
+rc=0; "$DINOX" eval --store store --weights backbone.safetensors --config run/config.yaml --out ev6 --size 64 \
+    --layer 3 2>layer3.txt || rc=$?
+$PY - "$rc" <<'PYEOF'
+import json, sys
+d, e, full = (json.load(open(p + "/eval.json")) for p in ("ev4", "ev5", "ev2"))
+keys = [("probe", "test_auc"), ("baselines", "random_init_auc"), ("knn", "test_accuracy"), ("seg", "test_dice"),
+        ("collapse", "patch_cosine"), ("collapse", "effective_rank")]
+nums = [(a, b) for a, b in keys if isinstance(d[a][b], (int, float))]
+same = len(nums) >= 3 and all(d[a][b] == e[a][b] for a, b in keys)
+differs = d["collapse"]["patch_cosine"] != full["collapse"]["patch_cosine"]
+shape = d["model"]["depth"] == 1 and d["model"].get("full_depth") == 2 and "full_depth" not in e["model"]
+refused = sys.argv[1] == "2" and "--layer 3: the backbone has 2 blocks" in open("layer3.txt").read()
+print("--layer 1 = the file cut to 1 block by hand:", same, [(a + "." + b, d[a][b]) for a, b in nums])
+print("--layer 1 differs from the whole backbone:", differs, "; eval.json depth 1 of 2:", shape,
+      "; --layer 3 refused (exit 2):", refused)
+sys.exit(0 if same and differs and shape and refused else 1)
+PYEOF
+
 # ROC curves: a store with enough labelled test nodules; the exported file alone (its metadata gives the shape)
 "$DINOX" synth --out synth40 --patients 40 --size 128 --seed 3 >/dev/null 2>&1
 "$DINOX" ingest synth40 --out store40 >/dev/null 2>&1

@@ -34,6 +34,8 @@ static void eval_usage(FILE *f) {
             "  (no config: shape and preprocessing from W's metadata when it has them, e.g. from `dinox export`)\n"
             "  --arch NAME        vit_tiny | vit_small | ... (default vit_small) when neither gives one;\n"
             "  --patch P --registers R --dim D --depth L --heads H   override the shape\n"
+            "  --layer L          features after block L (1 .. depth) instead of the last, the final\n"
+            "                     norm kept: every measure (and the random-init baseline) at that depth\n"
             "  --also W2          evaluate another backbone file of the same shape beside it (repeatable, 4)\n"
             "  --no-random-baseline  skip the random-init backbone baseline\n"
             "  --random-seed S    seed of the random-init baseline weights (12345)\n"
@@ -80,7 +82,7 @@ int cmd_eval(int argc, char **argv) {
     dx_eval_job j;
     dx_eval_job_default(&j);
     dx_eval_opts *o = &j.eval;
-    enum { O_STORE = 1000, O_W, O_PREFIX, O_RUN, O_CKPT, O_CONFIG, O_ARCH, O_PATCH, O_REG, O_DIM, O_DEPTH, O_HEADS,
+    enum { O_STORE = 1000, O_W, O_PREFIX, O_RUN, O_CKPT, O_CONFIG, O_ARCH, O_PATCH, O_REG, O_DIM, O_DEPTH, O_LAYER, O_HEADS,
            O_ALSO, O_NORND, O_RSEED, O_TRACK, O_TRACKONLY, O_SIZE, O_CMIN, O_CMULT, O_WIN, O_NO25D, O_MINR, O_BEN,
            O_MAL, O_VAL, O_TEST, O_FOLDS, O_SEED, O_BOOT, O_KNN, O_SEGN, O_SEGLR, O_ATT, O_BATCH, O_THREADS, O_OUT,
            O_SELFTEST, O_SEGMIN, O_SEGMULT, O_HELP, O_DEVICE };
@@ -90,7 +92,8 @@ int cmd_eval(int argc, char **argv) {
         {"checkpoint", required_argument, 0, O_CKPT}, {"config", required_argument, 0, O_CONFIG},
         {"arch", required_argument, 0, O_ARCH}, {"patch", required_argument, 0, O_PATCH},
         {"registers", required_argument, 0, O_REG}, {"dim", required_argument, 0, O_DIM},
-        {"depth", required_argument, 0, O_DEPTH}, {"heads", required_argument, 0, O_HEADS},
+        {"depth", required_argument, 0, O_DEPTH}, {"layer", required_argument, 0, O_LAYER},
+        {"heads", required_argument, 0, O_HEADS},
         {"also", required_argument, 0, O_ALSO}, {"no-random-baseline", no_argument, 0, O_NORND},
         {"random-seed", required_argument, 0, O_RSEED}, {"track", no_argument, 0, O_TRACK},
         {"track-only", no_argument, 0, O_TRACKONLY}, {"size", required_argument, 0, O_SIZE},
@@ -121,6 +124,7 @@ int cmd_eval(int argc, char **argv) {
         case O_REG: CLI_INT("eval", j.registers, 0, 1024); break;
         case O_DIM: CLI_INT("eval", j.dim, 1, 1 << 16); break;
         case O_DEPTH: CLI_INT("eval", j.depth, 1, 1024); break;
+        case O_LAYER: CLI_INT("eval", j.layer, 1, 1024); break;
         case O_HEADS: CLI_INT("eval", j.heads, 1, 1024); break;
         case O_ALSO:
             if (j.n_also == DX_EVAL_MAX_ALSO) { fprintf(stderr, "dinox eval: at most 4 --also\n"); return 2; }

@@ -24,14 +24,16 @@ static dx_status model_init(dx_eval_model *em, const dx_vit_config *cfg, dx_back
 }
 
 dx_status dx_eval_model_load(dx_eval_model *em, const dx_vit_config *cfg, dx_backend *be,
-                             const char *path, const char *prefix, dx_err *err) {
+                             const char *path, const char *prefix, int full_depth, dx_err *err) {
     dx_status st = model_init(em, cfg, be, 0, err);
     if (st) return st;
-    if ((st = dx_weights_load(&em->vit.tab, be, em->w, path, prefix ? prefix : "", DX_LOAD_BUFFERS_OPTIONAL,
-                              err))) {
+    const int cut = full_depth > cfg->depth;
+    if ((st = dx_weights_load(&em->vit.tab, be, em->w, path, prefix ? prefix : "",
+                              DX_LOAD_BUFFERS_OPTIONAL | (cut ? DX_LOAD_IGNORE_EXTRA : 0u), err))) {
         dx_eval_model_free(em, be);
         return dx_fail_prefix(err, "loading %s", path);
     }
+    em->full_depth = cut ? full_depth : 0;
     snprintf(em->source, sizeof em->source, "%s", path);
     return DX_OK;
 }

@@ -22,12 +22,15 @@ typedef struct dx_eval_model {
     float *w;          /* backend memory [vit.tab.total] */
     int64_t step;      /* checkpoint step, -1 if not from a checkpoint */
     char source[1024]; /* what was loaded, for the report */
+    int full_depth;    /* blocks of the loaded backbone when cut after cfg.depth of them, else 0 */
 } dx_eval_model;
 
 /* Weights file (DINOv3 state-dict names, optional "prefix"): buffers the file
- * lacks keep their computed values. */
+ * lacks keep their computed values. full_depth > cfg->depth: the file holds
+ * that many blocks and the model is cut after cfg->depth (its final norm
+ * kept): the later blocks are not loaded. */
 dx_status dx_eval_model_load(dx_eval_model *em, const dx_vit_config *cfg, dx_backend *be,
-                             const char *path, const char *prefix, dx_err *err);
+                             const char *path, const char *prefix, int full_depth, dx_err *err);
 /* The DINOv3 initialisation drawn from seed (the random-init baseline). */
 dx_status dx_eval_model_random(dx_eval_model *em, const dx_vit_config *cfg, dx_backend *be,
                                uint64_t seed, dx_err *err);

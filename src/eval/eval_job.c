@@ -91,6 +91,17 @@ dx_status dx_eval_job_run(const dx_eval_job *j, int *bad_option, dx_err *err) {
             return s;
     }
 
+    /* --layer: cut the backbone after that block (the later blocks are not loaded), keeping its
+     * final norm, so every measure below is of that depth's features (the random-init baseline too) */
+    const int full_depth = vc.depth;
+    if (j->layer) {
+        if (j->layer > vc.depth) {
+            if (bad_option) *bad_option = 1;
+            return dx_fail(err, DX_EINVAL, "--layer %d: the backbone has %d blocks", j->layer, vc.depth);
+        }
+        vc.depth = j->layer;
+    }
+
     dx_backend *be = NULL;
     dx_store store;
     int have_store = 0, n_loaded = 0, have_main = 0;
@@ -101,12 +112,14 @@ dx_status dx_eval_job_run(const dx_eval_job *j, int *bad_option, dx_err *err) {
     if ((s = dx_store_open(&store, j->store_dir, err))) goto done;
     have_store = 1;
     if (!j->track_only) {
-        if (weights) s = dx_eval_model_load(&main_m, &vc, be, weights, prefix, err);
-        else s = dx_eval_model_from_ckpt(&main_m, &vc, be, ckpt, "teacher", err);
+        if (weights) s = dx_eval_model_load(&main_m, &vc, be, weights, prefix, full_depth, err);
+        else if (!(s = dx_eval_model_from_ckpt(&main_m, &vc, be, ckpt, "teacher", err)) && full_depth > vc.depth)
+            main_m.full_depth = full_depth;
         if (s) goto done;
         have_main = 1;
         for (; n_loaded < n_also; n_loaded++) {
-            if ((s = dx_eval_model_load(&extra[n_loaded], &vc, be, j->also[n_loaded], prefix, err))) goto done;
+            if ((s = dx_eval_model_load(&extra[n_loaded], &vc, be, j->also[n_loaded], prefix, full_depth, err)))
+                goto done;
             extra_p[n_loaded] = &extra[n_loaded];
         }
         if ((s = dx_eval_all(&store, &o, be, &main_m, extra_p, n_also, j->out, err))) goto done;

@@ -24,6 +24,7 @@ typedef struct dx_eval_job {
     const char *arch;       /* named size when there is no config; NULL = the file's model.*
                              * metadata, else vit_small */
     int patch, registers, dim, depth, heads; /* shape overrides: 0 (registers -1) = keep */
+    int layer; /* features after this many blocks (1 .. depth), the final norm kept; 0 = all blocks */
     const char *also[DX_EVAL_MAX_ALSO];      /* more backbone files of the same shape */
     int n_also;
     int track;      /* also the checkpoint track (needs run) */

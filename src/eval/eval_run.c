@@ -1002,6 +1002,8 @@ dx_status dx_eval_all(const dx_store *s, const dx_eval_opts *o, dx_backend *be, 
     cJSON_AddStringToObject(mo, "arch", vc->arch);
     cJSON_AddNumberToObject(mo, "dim", vc->dim);
     cJSON_AddNumberToObject(mo, "depth", vc->depth);
+    if (main_model->full_depth > vc->depth) /* --layer: the features of block `depth` of full_depth */
+        cJSON_AddNumberToObject(mo, "full_depth", main_model->full_depth);
     cJSON_AddNumberToObject(mo, "heads", vc->heads);
     cJSON_AddNumberToObject(mo, "patch", vc->patch);
     cJSON_AddNumberToObject(mo, "registers", vc->registers);

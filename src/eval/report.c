@@ -449,8 +449,11 @@ static void roc_chart(FILE *f, const cJSON *ev) {
 static void eval_tables(FILE *f, const cJSON *ev) {
     fputs("<h2>Evaluation</h2>\n<p class=note>backbone: ", f);
     html_esc(f, dx_json_str(ev, "model.source"));
-    fprintf(f, " &middot; %s, dim %.0f, depth %.0f, heads %.0f, patch %.0f &middot; store ", dx_json_str(ev, "model.arch"),
+    fprintf(f, " &middot; %s, dim %.0f, depth %.0f, heads %.0f, patch %.0f", dx_json_str(ev, "model.arch"),
             dx_json_num(ev, "model.dim"), dx_json_num(ev, "model.depth"), dx_json_num(ev, "model.heads"), dx_json_num(ev, "model.patch"));
+    const double full = dx_json_num(ev, "model.full_depth");
+    if (full == full) fprintf(f, " (<b>features after block %.0f of %.0f</b>)", dx_json_num(ev, "model.depth"), full);
+    fputs(" &middot; store ", f);
     html_esc(f, dx_json_str(ev, "data.store"));
     fprintf(f, ": %.0f patients, %.0f nodules, %.0f labelled (%.0f malignant), crops %.0f px</p>\n", dx_json_num(ev, "data.n_patients"),
             dx_json_num(ev, "data.n_nodules"), dx_json_num(ev, "data.n_labelled"), dx_json_num(ev, "data.n_malignant"), dx_json_num(ev, "data.crop_size"));
