@@ -6,8 +6,9 @@
  * is written through a view with leading dimension H*Dh. Pairs are spread
  * over OpenMP threads; oneDNN runs sequentially inside the parallel region.
  * Neither direction keeps a T x T matrix: each pair works through blocks of
- * query rows in [rows, T] scratch, so memory does not grow with N x H x T^2. The forward writes each row's log-sum-exp (lse); backward
- * recomputes the block's probabilities from it, P = exp(scale q k^T - lse),
+ * query rows in [rows, T] scratch, so memory does not grow with N x H x T^2.
+ * The forward writes each row's log-sum-exp (lse); backward recomputes the
+ * block's probabilities from it, P = exp(scale q k^T - lse),
  * then dV += P^T dO, dP = dO V^T, dS = P (dP - D) with D_i = dO_i . O_i,
  * dQ += scale dS K, dK += scale dS^T Q. One thread owns a pair and walks its
  * blocks in order, so the sums do not depend on the thread count. */
