@@ -376,9 +376,7 @@ static void gpu_attention_backward(dx_backend *be, float *dqkv, const float *dou
     if (N <= 0 || T <= 0) return;
     const int rs = 3 * H * Dh, os = H * Dh;
     const size_t rows = (size_t)N * H * T, tt = (size_t)T * T;
-    const int fused = Dh == 16 || Dh == 32 || Dh == 64;
-    /* D[N*H*T], then (unfused) P and dS of one image, [H,T,T] each */
-    float *Dv = (float *)gpu_scratch(be, GPU_SCRATCH_OP2, sizeof(float) * (rows + (fused ? 0 : 2 * H * tt)));
+    float *Dv = (float *)gpu_scratch(be, GPU_SCRATCH_OP, sizeof(float) * rows); /* D[N*H*T] */
     if (!Dv) return;
     ELEM_LAUNCH(be, k_attention_rowdot, rows, Dv, dout, out, N, T, H, Dh);
     switch (Dh) {
@@ -387,7 +385,10 @@ static void gpu_attention_backward(dx_backend *be, float *dqkv, const float *dou
     case 64: flash_backward<64>(be, dqkv, dout, qkv, lse, Dv, N, T, H, scale); return;
     default: break;
     }
-    float *P = Dv + rows, *dS = P + (size_t)H * tt;
+    /* other head sizes: P and dS of one image, [H,T,T] each */
+    float *P = (float *)gpu_scratch(be, GPU_SCRATCH_OP2, sizeof(float) * 2 * H * tt);
+    if (!P) return;
+    float *dS = P + (size_t)H * tt;
     for (int n = 0; n < N; n++) {
         const float *q = qkv + (size_t)n * T * rs, *k = q + os, *v = q + 2 * os;
         float *dq = dqkv + (size_t)n * T * rs, *dk = dq + os, *dv = dq + 2 * os;
