@@ -194,11 +194,16 @@ dx_status dx_plan_compute_ssl(const dx_config *c, const dx_ssl_config *scp, cons
     memset(p, 0, sizeof *p);
     const dx_ssl_config sc = *scp;
     dx_status st;
-    size_t state, acts, acts1, state1;
-    if ((st = dx_ssl_plan_bytes(&sc, &state, &acts, err))) return st;
+    /* the activations at batch B and at batch 1: their difference is what one image costs */
+    size_t state, acts = 0, acts1 = 0, part1[DX_SSL_PLAN_PARTS];
     dx_ssl_config one = sc;
     one.batch = 1;
-    if ((st = dx_ssl_plan_bytes(&one, &state1, &acts1, err))) return st;
+    if ((st = dx_ssl_plan_parts(&sc, &state, p->acts_part, err)) || (st = dx_ssl_plan_parts(&one, NULL, part1, err)))
+        return st;
+    for (int i = 0; i < DX_SSL_PLAN_PARTS; i++) {
+        acts += p->acts_part[i];
+        acts1 += part1[i];
+    }
     /* state = 5 tables (+ Gram backbone): params, grads, m, v, teacher */
     size_t gram = 0;
     if (sc.use_gram) {
@@ -214,8 +219,6 @@ dx_status dx_plan_compute_ssl(const dx_config *c, const dx_ssl_config *scp, cons
     p->batch = sc.batch;
     p->acts = acts;
     p->acts_per_image = sc.batch > 1 ? (acts - acts1) / (size_t)(sc.batch - 1) : acts;
-    size_t part1[DX_SSL_PLAN_PARTS];
-    if ((st = dx_ssl_plan_parts(&sc, p->acts_part, err)) || (st = dx_ssl_plan_parts(&one, part1, err))) return st;
     for (int i = 0; i < DX_SSL_PLAN_PARTS; i++)
         p->acts_part_per_image[i] = sc.batch > 1 && p->acts_part[i] > part1[i]
                                         ? (p->acts_part[i] - part1[i]) / (size_t)(sc.batch - 1)

@@ -118,9 +118,9 @@ dx_status dx_ssl_plan_bytes(const dx_ssl_config *c, size_t *state, size_t *acts,
     return DX_OK;
 }
 
-dx_status dx_ssl_plan_parts(const dx_ssl_config *c, size_t parts[DX_SSL_PLAN_PARTS], dx_err *err) {
-    size_t state;
-    return plan_bytes(c, &state, parts, err);
+dx_status dx_ssl_plan_parts(const dx_ssl_config *c, size_t *state, size_t parts[DX_SSL_PLAN_PARTS], dx_err *err) {
+    size_t st;
+    return plan_bytes(c, state ? state : &st, parts, err);
 }
 
 /* Gradient buckets for data parallel: block l's tensors ("blocks.l.*" in the

@@ -146,14 +146,14 @@ size_t dx_ssl_acts_bytes(const dx_ssl *s);
  * step's activations and scratch (crops on the device, all four forward
  * passes, heads, targets, Gram/KoLeo scratch). */
 dx_status dx_ssl_plan_bytes(const dx_ssl_config *cfg, size_t *state, size_t *acts, dx_err *err);
-/* The same activations in parts (their sum is dx_ssl_plan_bytes's acts), in
- * the order of DX_SSL_PLAN_PART_NAMES. */
+/* The same in parts: state (may be NULL) and the activations (their sum is
+ * dx_ssl_plan_bytes's acts) in the order of DX_SSL_PLAN_PART_NAMES. */
 #define DX_SSL_PLAN_PARTS 8
 #define DX_SSL_PLAN_PART_NAMES                                                                                 \
     {"student, global crops", "student, local crops", "EMA teacher pass", "Gram teacher pass",                \
      "DINO heads (student + teacher)", "iBOT heads (student + teacher)", "crops, targets, index lists",       \
      "Gram and KoLeo scratch"}
-dx_status dx_ssl_plan_parts(const dx_ssl_config *cfg, size_t parts[DX_SSL_PLAN_PARTS], dx_err *err);
+dx_status dx_ssl_plan_parts(const dx_ssl_config *cfg, size_t *state, size_t parts[DX_SSL_PLAN_PARTS], dx_err *err);
 /* Training FLOPs of one step (student fwd+bwd, teacher and Gram fwd, heads). */
 double dx_ssl_flops_per_step(const dx_ssl_config *cfg);
 /* The most masked patches one step of this rank can have under the mask rule
