@@ -345,8 +345,6 @@ static int distributed(const dx_ssl *s) { return s->comm && s->comm->size > 1; }
 static void red_sum(void *ctx, double *b, int n) { ((dx_comm *)ctx)->allreduce_f64(ctx, b, (size_t)n, DX_COMM_SUM, NULL); }
 static void red_max(void *ctx, double *b, int n) { ((dx_comm *)ctx)->allreduce_f64(ctx, b, (size_t)n, DX_COMM_MAX, NULL); }
 
-/* Teacher targets from logits [N, K] (N of the N_tot rows over all ranks):
- * Sinkhorn-Knopp or softmax centring. */
 /* The EMA teacher's pass (no backward, eval mode) over the G global crops
  * img[G, 3, side, side] in chunks of a->N crops; returns the [G*T, D] output:
  * a's own when one chunk holds them all, else `full`, which receives each
@@ -365,6 +363,8 @@ static const float *teacher_forward(dx_ssl *s, dx_backend *be, const float *w, d
     return full;
 }
 
+/* Teacher targets from logits [N, K] (N of the N_tot rows over all ranks):
+ * Sinkhorn-Knopp or softmax centring. */
 static dx_status teacher_targets(dx_ssl *s, dx_backend *be, float *out, const float *logits, float *center,
                                  int N, int N_tot, int K, float temp, dx_err *err) {
     if (s->cfg.centering == DX_CENTER_SINKHORN) {
