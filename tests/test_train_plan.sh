@@ -10,9 +10,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 SET=("${TINY[@]}" train.threads=1 train.epoch_length=2)
 # a model that certainly does not fit in this machine's memory: ViT-L at 512 px, batch 4096
 HUGE=(model.arch=vit_large crops.global_size=512 crops.local_size=112 train.batch_size=4096)
-start=$(date +%s)
 "$DINOX" train --quiet -c "$C" --store store --out huge "${SET[@]}" "${HUGE[@]}" 2>huge.txt; rc=$?
 [ $rc -ne 0 ] || bad "a config that does not fit was accepted"
+# the plan's message (not an allocation failure: the model needs terabytes) shows it refused before allocating
 grep -q "the memory plan says this config does not fit" huge.txt || bad "no plan message: $(cat huge.txt)"
 for part in parameters gradients AdamW "EMA teacher" activations "per image" loader "checkpoint staging"; do
   grep -q "$part" huge.txt || bad "the refusal lacks the '$part' line of the breakdown"
@@ -41,7 +41,6 @@ PY
 else
   bad "the refusal does not name train.teacher_chunk: $(cat huge.txt)"
 fi
-[ $(( $(date +%s) - start )) -lt 60 ] || bad "the refusal came late (it must come before allocating)"
 best=$(sed -n 's/.*The largest batch that fits is \([0-9]*\).*/\1/p' huge.txt)
 if [ -n "$best" ]; then
   # the batch the refusal names must be one the planner accepts for the same memory
