@@ -130,32 +130,35 @@ static void test_logreg(void) {
         y[i] = z + dx_rng_normal(&r) > 0;
     }
     const double Cs[3] = {0.01, 1, 1000};
-    for (int c = 0; c < 3; c++) {
+    for (int c = 0; c < 6; c++) {
+        const int n_free = c < 3 ? 0 : 2; /* then the last two columns unpenalised */
         dx_logreg m;
         dx_err e = {0};
-        CHECK(dx_logreg_fit(&m, X, y, n, d, Cs[c], 100, 1e-12, &e) == DX_OK, "fit: %s", e.msg);
-        /* stationarity: w + C X^T (p - y) = 0 and sum (p - y) = 0 */
+        CHECK(dx_logreg_fit(&m, X, y, n, d, n_free, Cs[c % 3], 100, 1e-12, &e) == DX_OK, "fit: %s", e.msg);
+        /* stationarity: w_pen + C X^T (p - y) = 0 (0 + ... for the free columns) and sum (p - y) = 0 */
         double g[7] = {0}, worst = 0;
         for (int i = 0; i < n; i++) {
             double z = m.b;
             for (int j = 0; j < d; j++) z += X[i * d + j] * m.w[j];
             double res = 1 / (1 + exp(-z)) - y[i];
-            for (int j = 0; j < d; j++) g[j] += Cs[c] * X[i * d + j] * res;
+            for (int j = 0; j < d; j++) g[j] += Cs[c % 3] * X[i * d + j] * res;
             g[d] += res;
         }
-        for (int j = 0; j < d; j++) worst = fmax(worst, fabs(g[j] + m.w[j]));
+        for (int j = 0; j < d; j++) worst = fmax(worst, fabs(g[j] + (j < d - n_free ? m.w[j] : 0)));
         worst = fmax(worst, fabs(g[d]));
-        CHECK(worst < 1e-8 * fmax(1, Cs[c] * n), "KKT residual %.3g at C=%g", worst, Cs[c]);
+        CHECK(worst < 1e-8 * fmax(1, Cs[c % 3] * n), "KKT residual %.3g at C=%g, %d columns unpenalised", worst,
+              Cs[c % 3], n_free);
         dx_logreg_free(&m);
     }
     /* separable data with a small penalty stays finite */
     for (int i = 0; i < n; i++) y[i] = X[i * d] > 0;
     dx_logreg m;
-    CHECK(dx_logreg_fit(&m, X, y, n, d, 1e4, 100, 1e-12, NULL) == DX_OK, "separable data");
+    CHECK(dx_logreg_fit(&m, X, y, n, d, 0, 1e4, 100, 1e-12, NULL) == DX_OK, "separable data");
     CHECK(isfinite(m.w[0]) && m.w[0] > 0, "separable: w0 = %g", m.w[0]);
     dx_logreg_free(&m);
     dx_err e = {0};
-    CHECK(dx_logreg_fit(&m, X, y, n, d, -1, 100, 1e-12, &e) == DX_EINVAL, "C <= 0 rejected");
+    CHECK(dx_logreg_fit(&m, X, y, n, d, 0, -1, 100, 1e-12, &e) == DX_EINVAL, "C <= 0 rejected");
+    CHECK(dx_logreg_fit(&m, X, y, n, d, d + 1, 1, 100, 1e-12, &e) == DX_EINVAL, "n_free > d rejected");
     free(X); free(y);
 }
 
@@ -459,7 +462,7 @@ static void test_probe_cv(void) {
     const double Cs[3] = {1e-4, 1e-2, 1};
     dx_probe_result p;
     double oof[N];
-    CHECK(dx_probe_run_cv(X, y, rf, K, g, N, D, Cs, 3, 200, 1, &p, oof, &e) == DX_OK, "cv probe: %s", e.msg);
+    CHECK(dx_probe_run_cv(X, y, rf, K, g, N, D, 0, Cs, 3, 200, 1, &p, oof, &e) == DX_OK, "cv probe: %s", e.msg);
     int labelled = 0, scored = 0, unl_nan = 1;
     for (int i = 0; i < N; i++) {
         labelled += y[i] >= 0;
@@ -478,7 +481,7 @@ static void test_probe_cv(void) {
     for (int i = 0; i < N; i++)
         if (y[i] >= 0) { ya[m] = x0[i]; yl[m++] = y[i]; }
     const double auc_x0 = dx_auc(ya, yl, m);
-    CHECK(dx_probe_run_cv(x0, y, rf, K, g, N, 1, &c1, 1, 0, 1, &p, oof, &e) == DX_OK, "cv probe 1-d");
+    CHECK(dx_probe_run_cv(x0, y, rf, K, g, N, 1, 0, &c1, 1, 0, 1, &p, oof, &e) == DX_OK, "cv probe 1-d");
     CHECK(fabs(p.test_auc - auc_x0) < 0.02, "1-d pooled AUC %.4f vs AUC of the feature %.4f", p.test_auc, auc_x0);
     /* no label of a fold reaches its own scores: flipping fold 0's labels leaves fold 0's scores as they were */
     double oof2[N];
@@ -486,8 +489,8 @@ static void test_probe_cv(void) {
     memcpy(y2, y, sizeof y);
     for (int i = 0; i < N; i++)
         if (rf[i] == 0 && y2[i] >= 0) y2[i] = 1 - y2[i];
-    dx_probe_run_cv(X, y, rf, K, g, N, D, &c1, 1, 0, 1, &p, oof, NULL);
-    dx_probe_run_cv(X, y2, rf, K, g, N, D, &c1, 1, 0, 1, &p, oof2, NULL);
+    dx_probe_run_cv(X, y, rf, K, g, N, D, 0, &c1, 1, 0, 1, &p, oof, NULL);
+    dx_probe_run_cv(X, y2, rf, K, g, N, D, 0, &c1, 1, 0, 1, &p, oof2, NULL);
     int same = 1;
     for (int i = 0; i < N; i++)
         if (rf[i] == 0 && y[i] >= 0 && oof[i] != oof2[i]) same = 0;
@@ -498,9 +501,24 @@ static void test_probe_cv(void) {
     const double *sets[2] = {Xn, X};
     const int ds[2] = {D, D};
     int mode = -1;
-    CHECK(dx_probe_run_cv_sets(sets, ds, 2, y, rf, K, g, N, Cs, 3, 0, 1, &p, oof, &mode, &e) == DX_OK, "cv sets");
+    CHECK(dx_probe_run_cv_sets(sets, ds, 2, 0, y, rf, K, g, N, Cs, 3, 0, 1, &p, oof, &mode, &e) == DX_OK, "cv sets");
     CHECK(mode == 1 && p.test_auc > 0.7, "sets: chose %d, AUC %.3f", mode, p.test_auc);
-    CHECK(dx_probe_run_cv(X, y, rf, 2, g, N, D, Cs, 3, 0, 1, &p, oof, &e) == DX_EINVAL, "2 folds rejected");
+    CHECK(dx_probe_run_cv(X, y, rf, 2, g, N, D, 0, Cs, 3, 0, 1, &p, oof, &e) == DX_EINVAL, "2 folds rejected");
+    /* a known covariate (x0, last) beside 40 noise features at the strongest penalty: unpenalised
+     * (n_free 1) it keeps its weight and the probe ranks like x0 alone; penalised like the noise,
+     * its weight shrinks with theirs and the noise costs AUC */
+    enum { DN = 41 };
+    double *Xc = malloc(sizeof(double) * N * DN);
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < DN; j++) Xc[i * DN + j] = j == DN - 1 ? x0[i] : dx_rng_normal(&r);
+    dx_probe_result pf, pp;
+    CHECK(dx_probe_run_cv(Xc, y, rf, K, g, N, DN, 1, &c1, 1, 0, 1, &pf, oof, &e) == DX_OK &&
+              dx_probe_run_cv(Xc, y, rf, K, g, N, DN, 0, &c1, 1, 0, 1, &pp, oof2, &e) == DX_OK,
+          "cv probe with a covariate: %s", e.msg);
+    CHECK(fabs(pf.test_auc - auc_x0) < 0.02 && pp.test_auc < pf.test_auc - 0.02,
+          "covariate unpenalised: AUC %.4f (x0 alone %.4f); penalised with the noise: %.4f", pf.test_auc, auc_x0,
+          pp.test_auc);
+    free(Xc);
 }
 
 int main(void) {

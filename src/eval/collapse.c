@@ -111,7 +111,7 @@ dx_status dx_collapse_diagnostics(dx_backend *be, const dx_features *fc, const d
         if (t < ntr) ytr[t] = lab[id]; else yte[t - ntr] = lab[id];
     }
     if ((st = dx_standardize(X, ntr, ntr + nte, D, err))) goto done;
-    if ((st = dx_logreg_fit(&m, X, ytr, ntr, D, 1.0, 50, 1e-8, err))) goto done;
+    if ((st = dx_logreg_fit(&m, X, ytr, ntr, D, 0, 1.0, 50, 1e-8, err))) goto done;
     dx_logreg_decision(&m, X + (size_t)ntr * D, nte, sc);
     out->separability_auc = dx_auc(sc, yte, nte);
 done:

@@ -177,14 +177,15 @@ void dx_eval_set_free(dx_eval_set *es) {
 /* ---- one backbone --------------------------------------------------------- */
 
 /* The probe protocol on X [n, d]: the one patient split, or K-fold cross-validation. score[i]
- * (may be NULL): the decision value of every row the probe is tested on (test_rows). */
-static dx_status probe(const dx_eval_set *es, const dx_eval_opts *o, const double *X, int d, int n_boot,
+ * (may be NULL): the decision value of every row the probe is tested on (test_rows). The last
+ * n_free columns (the diameter beside the features) are not penalised. */
+static dx_status probe(const dx_eval_set *es, const dx_eval_opts *o, const double *X, int d, int n_free, int n_boot,
                        dx_probe_result *r, double *score, dx_err *err) {
     if (es->folds)
-        return dx_probe_run_cv(X, es->y, es->fold, es->folds, es->patient, es->n, d, C_GRID, N_CGRID, n_boot,
+        return dx_probe_run_cv(X, es->y, es->fold, es->folds, es->patient, es->n, d, n_free, C_GRID, N_CGRID, n_boot,
                                o->seed, r, score, err);
-    return dx_probe_run_scored(X, es->y, es->split, es->patient, es->n, d, C_GRID, N_CGRID, n_boot, o->seed, r,
-                               score, err);
+    return dx_probe_run_scored(X, es->y, es->split, es->patient, es->n, d, n_free, C_GRID, N_CGRID, n_boot, o->seed,
+                               r, score, err);
 }
 
 static dx_status run_knn(const dx_eval_set *es, const float *F, int d, int k, double *acc, int *ntest, dx_err *err) {
@@ -335,7 +336,6 @@ static dx_status run_model(const dx_eval_set *es, const dx_eval_opts *o, dx_back
     dx_features f, fs = {0};
     dx_status st = dx_extract_features(em, be, es->img, es->n, es->S, o->batch, 1, 1, &f, err);
     if (st) { dx_model_eval_free(r); return st; }
-    if (st) return st;
     if ((st = dx_extract_features(em, be, es->seg_img, es->n, es->S, o->batch, 1, 0, &fs, err))) {
         dx_features_free(&f);
         dx_model_eval_free(r);
@@ -361,11 +361,13 @@ static dx_status run_model(const dx_eval_set *es, const dx_eval_opts *o, dx_back
         const int d = fd[t];
         for (int i = 0; i < n; i++)
             for (int j = 0; j < d; j++) X[(size_t)i * d + j] = fs_[t][(size_t)i * d + j];
-        if ((st = probe(es, o, X, d, o->n_boot, &r->probe[t], NULL, err))) goto done;
+        if ((st = probe(es, o, X, d, 0, o->n_boot, &r->probe[t], NULL, err))) goto done;
         if (!isnan(r->probe[t].val_auc) && r->probe[t].val_auc > bestv) { bestv = r->probe[t].val_auc; r->best = t; }
     }
-    /* the chosen features again, keeping their test scores, and with the diameter as one more column:
-     * do the features add information beyond size? */
+    /* the chosen features again, keeping their test scores, and with the diameter as one more,
+     * unpenalised column: do the features add information beyond size? (With the diameter penalised
+     * like each of the D feature columns, a strongly regularised probe would shrink its weight with
+     * theirs and the comparison would be biased against the features.) */
     if (es->folds) { /* each fold chooses its feature set on its own validation fold */
         double *Xs[DX_EVAL_NFEAT] = {0}, *Xd[DX_EVAL_NFEAT] = {0};
         int fd1[DX_EVAL_NFEAT];
@@ -383,11 +385,11 @@ static dx_status run_model(const dx_eval_set *es, const dx_eval_opts *o, dx_back
                 }
         }
         if (!st)
-            st = dx_probe_run_cv_sets((const double *const *)Xs, fd, DX_EVAL_NFEAT, es->y, es->fold, es->folds,
+            st = dx_probe_run_cv_sets((const double *const *)Xs, fd, DX_EVAL_NFEAT, 0, es->y, es->fold, es->folds,
                                       es->patient, n, C_GRID, N_CGRID, o->n_boot, o->seed, &r->chosen, r->score,
                                       &r->best, err);
         if (!st)
-            st = dx_probe_run_cv_sets((const double *const *)Xd, fd1, DX_EVAL_NFEAT, es->y, es->fold, es->folds,
+            st = dx_probe_run_cv_sets((const double *const *)Xd, fd1, DX_EVAL_NFEAT, 1, es->y, es->fold, es->folds,
                                       es->patient, n, C_GRID, N_CGRID, o->n_boot, o->seed, &r->probe_fd,
                                       r->score_fd, NULL, err);
         for (int t = 0; t < DX_EVAL_NFEAT; t++) { free(Xs[t]); free(Xd[t]); }
@@ -398,11 +400,11 @@ static dx_status run_model(const dx_eval_set *es, const dx_eval_opts *o, dx_back
         for (int i = 0; i < n; i++)
             for (int j = 0; j <= d; j++)
                 X[(size_t)i * (d + 1) + j] = j == d ? es->diam[i] : fs_[t][(size_t)i * d + j];
-        if ((st = probe(es, o, X, d + 1, o->n_boot, &r->probe_fd, r->score_fd, err))) goto done;
+        if ((st = probe(es, o, X, d + 1, 1, o->n_boot, &r->probe_fd, r->score_fd, err))) goto done;
         for (int i = 0; i < n; i++)
             for (int j = 0; j < d; j++) X[(size_t)i * d + j] = fs_[t][(size_t)i * d + j];
         dx_probe_result again;
-        if ((st = probe(es, o, X, d, 0, &again, r->score, err))) goto done;
+        if ((st = probe(es, o, X, d, 0, 0, &again, r->score, err))) goto done;
     }
     attention_ratios(es, &f, r);
     r->knn_k = o->knn_k;
@@ -885,7 +887,7 @@ dx_status dx_eval_all(const dx_store *s, const dx_eval_opts *o, dx_backend *be, 
     dx_probe_result size_r;
     double *size_score = malloc(sizeof(double) * (size_t)(es.n > 0 ? es.n : 1));
     if (!size_score) { st = dx_fail(err, DX_ENOMEM, "eval"); goto done; }
-    st = probe(&es, o, es.diam, 1, o->n_boot, &size_r, size_score, err);
+    st = probe(&es, o, es.diam, 1, 0, o->n_boot, &size_r, size_score, err);
     /* ROC curves of the test scores, for the report */
     cJSON *rc;
     roc = cJSON_CreateObject();

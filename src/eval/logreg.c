@@ -13,9 +13,10 @@ static double sigmoid(double z) {
     return e / (1 + e);
 }
 
-static double objective(const double *X, const int *y, int n, int d, double C, const double *w, double b) {
+static double objective(const double *X, const int *y, int n, int d, int dp, double C, const double *w,
+                        double b) {
     double f = 0;
-    for (int j = 0; j < d; j++) f += 0.5 * w[j] * w[j];
+    for (int j = 0; j < dp; j++) f += 0.5 * w[j] * w[j]; /* the first dp columns are penalised */
     for (int i = 0; i < n; i++) {
         double z = b;
         for (int j = 0; j < d; j++) z += X[(size_t)i * d + j] * w[j];
@@ -51,22 +52,26 @@ static int chol_solve(double *A, int m, double *r) {
     return 0;
 }
 
-dx_status dx_logreg_fit(dx_logreg *m, const double *X, const int *y, int n, int d, double C,
+dx_status dx_logreg_fit(dx_logreg *m, const double *X, const int *y, int n, int d, int n_free, double C,
                         int max_iter, double tol, dx_err *err) {
     memset(m, 0, sizeof *m);
-    if (n <= 0 || d <= 0 || !(C > 0)) return dx_fail(err, DX_EINVAL, "logreg: n=%d d=%d C=%g", n, d, C);
-    const int p = d + 1; /* unknowns: w, then b */
+    if (n <= 0 || d <= 0 || !(C > 0) || n_free < 0 || n_free > d)
+        return dx_fail(err, DX_EINVAL, "logreg: n=%d d=%d n_free=%d C=%g", n, d, n_free, C);
+    const int p = d + 1, dp = d - n_free; /* unknowns: w, then b; w[0..dp) penalised */
     m->d = d;
     m->w = calloc((size_t)d, sizeof *m->w);
     double *H = malloc((size_t)p * p * sizeof *H), *g = malloc((size_t)p * sizeof *g);
     double *wt = malloc((size_t)d * sizeof *wt), *xi1 = malloc((size_t)p * sizeof *xi1);
     dx_status st = DX_OK;
     if (!m->w || !H || !g || !wt || !xi1) { st = dx_fail(err, DX_ENOMEM, "logreg d=%d", d); goto done; }
-    double f = objective(X, y, n, d, C, m->w, m->b);
+    double f = objective(X, y, n, d, dp, C, m->w, m->b);
     for (m->iters = 0; m->iters < max_iter; m->iters++) {
-        /* g = [w; 0] + C X1^T (p - y);  H = diag(1..1, 0) + C X1^T S X1, X1 = [X, 1] */
+        /* g = [w_pen; 0; 0] + C X1^T (p - y);  H = diag(1..1, 0..0, 0) + C X1^T S X1, X1 = [X, 1] */
         memset(H, 0, (size_t)p * p * sizeof *H);
-        for (int j = 0; j < d; j++) { g[j] = m->w[j]; H[(size_t)j * p + j] = 1; }
+        for (int j = 0; j < d; j++) {
+            g[j] = j < dp ? m->w[j] : 0;
+            H[(size_t)j * p + j] = j < dp ? 1 : 1e-12; /* like the intercept's, below */
+        }
         g[d] = 0;
         for (int i = 0; i < n; i++) {
             const double *xi = X + (size_t)i * d;
@@ -92,7 +97,7 @@ dx_status dx_logreg_fit(dx_logreg *m, const double *X, const int *y, int n, int 
         double step = 1, fn = f;
         for (int ls = 0; ls < 60; ls++, step *= 0.5) {
             for (int j = 0; j < d; j++) wt[j] = m->w[j] - step * g[j];
-            fn = objective(X, y, n, d, C, wt, m->b - step * g[d]);
+            fn = objective(X, y, n, d, dp, C, wt, m->b - step * g[d]);
             if (fn <= f) break;
         }
         double maxstep = 0;

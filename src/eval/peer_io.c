@@ -77,13 +77,16 @@ dx_status dx_eval_peer_compute(const char *in, const char *out_json, dx_err *err
     if (r) {
         LOAD("lr_y", &b);
         LOAD("lr_C", &c);
+        LOAD("lr_free", &d); /* optional: trailing unpenalised columns */
+        const int n_free = r ? (int)d.d[0] : 0;
+        if (r) free(d.d);
         int n = (int)a.shape[0], dd = (int)a.shape[1];
         double *X = malloc((size_t)n * dd * sizeof *X);
         int *y = malloc((size_t)n * sizeof *y);
         for (int64_t i = 0; i < a.n; i++) X[i] = a.d[i];
         for (int i = 0; i < n; i++) y[i] = b.d[i] != 0;
         dx_logreg m;
-        st = dx_logreg_fit(&m, X, y, n, dd, c.d[0], 200, 1e-12, err);
+        st = dx_logreg_fit(&m, X, y, n, dd, n_free, c.d[0], 200, 1e-12, err);
         if (!st) {
             cJSON_AddItemToObject(root, "logreg_coef", darr(m.w, dd));
             cJSON_AddNumberToObject(root, "logreg_intercept", m.b);

@@ -16,8 +16,8 @@
  * model's decision values are its intercept plus a tiny spread, and the K
  * intercepts differ by more than that spread). Uses no label of a scored row.
  * Returns DX_OK with *fitted = 0 when the training rows have one class. */
-static dx_status fit_and_score(const double *X, const int *y, const signed char *role, int n, int d, double C,
-                               int train_z, double *out, int *fitted, dx_err *err) {
+static dx_status fit_and_score(const double *X, const int *y, const signed char *role, int n, int d, int n_free,
+                               double C, int train_z, double *out, int *fitted, dx_err *err) {
     int ntr = 0, nsc = 0, pos = 0;
     for (int i = 0; i < n; i++) {
         if (role[i] == 1) { ntr++; pos += y[i]; }
@@ -40,7 +40,7 @@ static dx_status fit_and_score(const double *X, const int *y, const signed char 
                 yy[k++] = y[i];
             }
     if ((st = dx_standardize(Z, ntr, m, d, err))) goto done;
-    if ((st = dx_logreg_fit(&lr, Z, yy, ntr, d, C, 100, 1e-9, err))) goto done;
+    if ((st = dx_logreg_fit(&lr, Z, yy, ntr, d, n_free, C, 100, 1e-9, err))) goto done;
     dx_logreg_decision(&lr, Z, m, sc);
     double mu = 0, sd = 1;
     if (train_z) {
@@ -83,11 +83,11 @@ done:
 dx_status dx_probe_run(const double *X, const int *y, const int *split, const int *group, int n, int d,
                        const double *Cgrid, int nC, int n_boot, uint64_t seed, dx_probe_result *r,
                        dx_err *err) {
-    return dx_probe_run_scored(X, y, split, group, n, d, Cgrid, nC, n_boot, seed, r, NULL, err);
+    return dx_probe_run_scored(X, y, split, group, n, d, 0, Cgrid, nC, n_boot, seed, r, NULL, err);
 }
 
 dx_status dx_probe_run_scored(const double *X, const int *y, const int *split, const int *group, int n, int d,
-                              const double *Cgrid, int nC, int n_boot, uint64_t seed, dx_probe_result *r,
+                              int n_free, const double *Cgrid, int nC, int n_boot, uint64_t seed, dx_probe_result *r,
                               double *test_score, dx_err *err) {
     memset(r, 0, sizeof *r);
     if (test_score)
@@ -107,7 +107,7 @@ dx_status dx_probe_run_scored(const double *X, const int *y, const int *split, c
     int fitted = 1;
     for (int c = 0; c < nC && cnt[1] > 0; c++) {
         for (int i = 0; i < n; i++) role[i] = y[i] < 0 ? 0 : split[i] == DX_SPLIT_TRAIN ? 1 : split[i] == DX_SPLIT_VAL ? 2 : 0;
-        if ((st = fit_and_score(X, y, role, n, d, Cgrid[c], 0, sc, &fitted, err))) goto done;
+        if ((st = fit_and_score(X, y, role, n, d, n_free, Cgrid[c], 0, sc, &fitted, err))) goto done;
         if (!fitted) break;
         double a;
         if ((st = score_auc(sc, y, group, role, n, 0, seed, &a, NULL, NULL, NULL, err))) goto done;
@@ -122,7 +122,7 @@ dx_status dx_probe_run_scored(const double *X, const int *y, const int *split, c
     r->C = bestC;
     r->val_auc = best >= 0 ? best : NAN;
     for (int i = 0; i < n; i++) role[i] = y[i] < 0 ? 0 : split[i] == DX_SPLIT_TRAIN ? 1 : split[i] == DX_SPLIT_TEST ? 2 : 0;
-    if ((st = fit_and_score(X, y, role, n, d, bestC, 0, sc, &fitted, err))) goto done;
+    if ((st = fit_and_score(X, y, role, n, d, n_free, bestC, 0, sc, &fitted, err))) goto done;
     if (!fitted) {
         DX_WARN("probe: the training split has one class only (%d rows); no AUC", cnt[0]);
         goto done;
@@ -139,14 +139,15 @@ done:
 }
 
 dx_status dx_probe_run_cv(const double *X, const int *y, const int *fold, int K, const int *group, int n, int d,
-                          const double *Cgrid, int nC, int n_boot, uint64_t seed, dx_probe_result *r,
+                          int n_free, const double *Cgrid, int nC, int n_boot, uint64_t seed, dx_probe_result *r,
                           double *oof_score, dx_err *err) {
-    return dx_probe_run_cv_sets(&X, &d, 1, y, fold, K, group, n, Cgrid, nC, n_boot, seed, r, oof_score, NULL, err);
+    return dx_probe_run_cv_sets(&X, &d, 1, n_free, y, fold, K, group, n, Cgrid, nC, n_boot, seed, r, oof_score, NULL,
+                                err);
 }
 
-dx_status dx_probe_run_cv_sets(const double *const *Xs, const int *ds, int nsets, const int *y, const int *fold, int K,
-                               const int *group, int n, const double *Cgrid, int nC, int n_boot, uint64_t seed,
-                               dx_probe_result *r, double *oof_score, int *set_mode, dx_err *err) {
+dx_status dx_probe_run_cv_sets(const double *const *Xs, const int *ds, int nsets, int n_free, const int *y,
+                               const int *fold, int K, const int *group, int n, const double *Cgrid, int nC, int n_boot,
+                               uint64_t seed, dx_probe_result *r, double *oof_score, int *set_mode, dx_err *err) {
     memset(r, 0, sizeof *r);
     r->folds = K;
     r->val_auc = r->test_auc = r->ci.lo = r->ci.hi = r->ci.se = NAN;
@@ -181,7 +182,7 @@ dx_status dx_probe_run_cv_sets(const double *const *Xs, const int *ds, int nsets
         for (int h = 0; h < nh; h++) {
             int fitted;
             double a;
-            if ((st = fit_and_score(Xs[h / nC], y, role, n, ds[h / nC], Cgrid[h % nC], 0, sc, &fitted, err))) goto done;
+            if ((st = fit_and_score(Xs[h / nC], y, role, n, ds[h / nC], n_free, Cgrid[h % nC], 0, sc, &fitted, err))) goto done;
             if (!fitted) break;
             if ((st = score_auc(sc, y, group, role, n, 0, seed, &a, NULL, NULL, NULL, err))) goto done;
             if (isnan(a)) break; /* the validation fold has one class */
@@ -192,7 +193,7 @@ dx_status dx_probe_run_cv_sets(const double *const *Xs, const int *ds, int nsets
         const double C = bh >= 0 ? Cgrid[bh % nC] : 1;
         for (int i = 0; i < n; i++) role[i] = y[i] < 0 ? 0 : fold[i] == f ? 2 : 1;
         int fitted;
-        if ((st = fit_and_score(Xs[t], y, role, n, ds[t], C, 1, oof, &fitted, err))) goto done;
+        if ((st = fit_and_score(Xs[t], y, role, n, ds[t], n_free, C, 1, oof, &fitted, err))) goto done;
         if (!fitted) DX_WARN("probe: the training folds of fold %d have one class; its rows get no score", f);
     }
     r->selected_on_val = val_n == K;

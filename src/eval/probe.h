@@ -26,9 +26,11 @@ dx_status dx_probe_run(const double *X, const int *y, const int *split, const in
                        dx_err *err);
 /* The same, and test_score[i] (n entries, may be NULL) = the probe's decision
  * value for every labelled test row i, NAN elsewhere: the per-item scores a
- * paired comparison of two probes on the same test items needs. */
+ * paired comparison of two probes on the same test items needs. The last
+ * n_free columns of X are not penalised (dx_logreg_fit): a known covariate
+ * beside the features, so that the probe tests what the features add to it. */
 dx_status dx_probe_run_scored(const double *X, const int *y, const int *split, const int *group, int n, int d,
-                              const double *Cgrid, int nC, int n_boot, uint64_t seed, dx_probe_result *r,
+                              int n_free, const double *Cgrid, int nC, int n_boot, uint64_t seed, dx_probe_result *r,
                               double *test_score, dx_err *err);
 
 
@@ -46,12 +48,12 @@ dx_status dx_probe_run_scored(const double *X, const int *y, const int *split, c
  * mean over folds of the chosen C's validation AUC, C the value most folds
  * chose; n_train / n_val per-fold means, n_test all labelled rows scored. */
 dx_status dx_probe_run_cv(const double *X, const int *y, const int *fold, int K, const int *group, int n, int d,
-                          const double *Cgrid, int nC, int n_boot, uint64_t seed, dx_probe_result *r,
+                          int n_free, const double *Cgrid, int nC, int n_boot, uint64_t seed, dx_probe_result *r,
                           double *oof_score, dx_err *err);
 /* The same with the feature set as one more hyperparameter: each fold chooses
  * the (set t, C) pair with the best validation AUC among nsets matrices Xs[t]
  * [n, ds[t]]; *set_mode (may be NULL) = the set most folds chose. */
-dx_status dx_probe_run_cv_sets(const double *const *Xs, const int *ds, int nsets, const int *y, const int *fold, int K,
-                               const int *group, int n, const double *Cgrid, int nC, int n_boot, uint64_t seed,
-                               dx_probe_result *r, double *oof_score, int *set_mode, dx_err *err);
+dx_status dx_probe_run_cv_sets(const double *const *Xs, const int *ds, int nsets, int n_free, const int *y,
+                               const int *fold, int K, const int *group, int n, const double *Cgrid, int nC, int n_boot,
+                               uint64_t seed, dx_probe_result *r, double *oof_score, int *set_mode, dx_err *err);
 #endif /* DX_EVAL_PROBE_H */

@@ -237,6 +237,37 @@ def main():
               "logreg n=%d d=%d C=%g: max |coef diff| / scale %.2e vs sklearn, KKT residual %.2e (%d Newton steps)"
               % (n, d, C, diff, kkt, r["logreg_iters"]))
 
+    # ---- logistic regression with an unpenalised last column (the diameter beside the features) ----
+    # peer: sklearn (its Newton solver: lbfgs stalls on the rescaled column) with that column multiplied
+    # by 1e4, which divides its penalty by 1e8
+    for (n, d, C) in [(200, 20, 0.01), (120, 40, 0.001)]:
+        clean(work)
+        X = rng.normal(size=(n, d)).astype(np.float32)
+        yy = (1.5 * X[:, -1] + 0.3 * X[:, 0] + rng.normal(size=n) > 0).astype(np.float32)
+        save(work, "lr_X", X)
+        save(work, "lr_y", yy)
+        save(work, "lr_C", [C])
+        save(work, "lr_free", [1])
+        r = run(dinox, work)
+        Xd = X.astype(np.float64)
+        C32 = float(np.float32(C))
+        Xs = Xd.copy()
+        Xs[:, -1] *= 1e4
+        sk = LogisticRegression(C=C32, tol=1e-12, max_iter=1000, solver="newton-cholesky").fit(Xs, yy.astype(int))
+        skw = sk.coef_[0].copy()
+        skw[-1] *= 1e4
+        cw = np.array(r["logreg_coef"])
+        cb = r["logreg_intercept"]
+        pr = 1 / (1 + np.exp(-(Xd @ cw + cb)))
+        gl = C32 * Xd.T @ (pr - yy)
+        kkt = max(np.max(np.abs(cw[:-1] + gl[:-1])), abs(gl[-1]), abs(C32 * np.sum(pr - yy)))
+        scale = max(1.0, np.max(np.abs(skw)))
+        diff = max(np.max(np.abs(cw - skw)), abs(cb - sk.intercept_[0])) / scale
+        pen = LogisticRegression(C=C32, tol=1e-12, max_iter=100000).fit(Xd, yy.astype(int)).coef_[0][-1]
+        check(diff < 1e-4 and kkt < 1e-6 * max(1.0, C32 * n) and abs(cw[-1]) > 2 * abs(pen),
+              "logreg n=%d d=%d C=%g, last column unpenalised: max |coef diff| / scale %.2e vs sklearn, KKT %.2e, "
+              "its weight %.3f (penalised: %.3f)" % (n, d, C, diff, kkt, cw[-1], pen))
+
     # ---- probe protocol ------------------------------------------------------
     clean(work)
     n, d = 180, 12
