@@ -104,7 +104,7 @@ int main(void) {
     CHECK(st == DX_OK, "init: %s", err.msg);
     if (st) return dx_test_summary();
     dx_ssl_init_weights(&s, be, &err);
-    CHECK(s.max_masked == bound && s.hi_s.bytes == dx_head_acts_bytes(&s.ibot, bound, 1) &&
+    CHECK(s.max_masked == bound && s.hi_s.bytes == dx_head_acts_bytes(&s.ibot, bound, DX_HEAD_GRAD_IN_PLACE) &&
               s.hi_t.bytes == dx_head_acts_bytes(&s.ibot, bound, 0),
           "the iBOT head's student and teacher activations are allocated for %d rows (%zu + %zu bytes)", s.max_masked,
           s.hi_s.bytes, s.hi_t.bytes);

@@ -68,7 +68,8 @@ struct dx_loss_ops {
      * Returns sum_n w_n CE_n; row_loss[N] (may be NULL) receives the unweighted CE_n. */
     double (*ce_forward)(dx_backend *be, float *row_loss, const float *S, const float *T,
                          const float *w, int N, int K, float temp);
-    /* dS[n,:] += scale * w_n * (softmax(S_n/temp) * sum_k T[n,k] - T[n,:]) / temp */
+    /* dS[n,:] = scale * w_n * (softmax(S_n/temp) * sum_k T[n,k] - T[n,:]) / temp, overwritten; dS may
+     * be S (in place: the iBOT student's logits become their gradient) */
     void (*ce_backward)(dx_backend *be, float *dS, const float *S, const float *T,
                         const float *w, int N, int K, float temp, float scale);
 
@@ -155,6 +156,7 @@ static inline double dx_ibot_loss_forward(dx_backend *be, const float *S, const 
                                           const float *w, int M, int K, float temp, int n_crops) {
     return be->loss->ce_forward(be, NULL, S, T, w, M, K, temp) / (double)n_crops;
 }
+/* dS = dL/dS (overwritten; dS may be S) */
 static inline void dx_ibot_loss_backward(dx_backend *be, float *dS, const float *S,
                                          const float *T, const float *w, int M, int K, float temp,
                                          int n_crops, float scale) {

@@ -90,7 +90,7 @@ static size_t layout(const dx_head *h, int R, int with_grad, size_t *off, int co
     const size_t kb = h->cfg.norm_last_layer ? (size_t)h->cfg.prototypes * h->cfg.bottleneck : 0;
     TAKE(kb);                                              /* wn */
     if (with_grad) {
-        TAKE((size_t)R * h->cfg.prototypes);               /* dlogits */
+        TAKE(with_grad == DX_HEAD_GRAD_IN_PLACE ? 0 : (size_t)R * h->cfg.prototypes); /* dlogits */
         TAKE((size_t)R * h->cfg.in_dim);                   /* dx */
         TAKE((size_t)R * max_width(h));                    /* dA */
         TAKE((size_t)R * max_width(h));                    /* dB */
@@ -125,7 +125,8 @@ dx_status dx_head_acts_init(dx_head_acts *a, const dx_head *h, dx_backend *be, i
     a->logits = a->buf + off[k++];
     a->wn = a->buf + off[k++];
     if (with_grad) {
-        a->dlogits = a->buf + off[k++];
+        a->dlogits = with_grad == DX_HEAD_GRAD_IN_PLACE ? a->logits : a->buf + off[k];
+        k++;
         a->dx = a->buf + off[k++];
         a->dA = a->buf + off[k++];
         a->dB = a->buf + off[k++];

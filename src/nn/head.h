@@ -47,13 +47,18 @@ typedef struct dx_head_acts {
     float *pre[DX_HEAD_MAX_LAYERS], *post[DX_HEAD_MAX_LAYERS]; /* per MLP layer */
     float *u;          /* [rows, bottleneck] normalised */
     float *logits;     /* [rows, K] */
-    float *dlogits;    /* [rows, K] caller writes (grad mode) */
+    float *dlogits;    /* [rows, K] caller writes (grad mode); = logits under DX_HEAD_GRAD_IN_PLACE */
     float *dx;         /* [rows, in_dim] gradient w.r.t. x after backward */
     float *dA, *dB;    /* scratch [rows, max width] */
     float *wn, *dwn;   /* norm_last_layer: normalised prototypes [K, bottleneck] and their gradient */
     size_t bytes;
 } dx_head_acts;
 
+/* with_grad: 0 (forward only), DX_HEAD_GRAD, or DX_HEAD_GRAD_IN_PLACE: dlogits is
+ * logits, for a loss whose backward overwrites the logits with their gradient
+ * (the iBOT student's: one [rows, K] buffer fewer, its largest). */
+#define DX_HEAD_GRAD 1
+#define DX_HEAD_GRAD_IN_PLACE 2
 dx_status dx_head_acts_init(dx_head_acts *a, const dx_head *h, dx_backend *be, int max_rows,
                             int with_grad, dx_err *err);
 void dx_head_acts_free(dx_head_acts *a, dx_backend *be);

@@ -96,7 +96,7 @@ static dx_status plan_bytes(const dx_ssl_config *c, size_t *state, size_t part[D
     if (c->use_gram) part[3] = dx_vit_acts_bytes(&vit, C, Sg, Sg, 0);
     part[4] = dx_head_acts_bytes(&dino, G + L, 1) + dx_head_acts_bytes(&dino, G, 0);
     const size_t Mx = (size_t)dx_ssl_max_masked(c); /* iBOT rows: the masked patches only */
-    part[5] = dx_head_acts_bytes(&ibot, (int)Mx, 1) + dx_head_acts_bytes(&ibot, (int)Mx, 0);
+    part[5] = dx_head_acts_bytes(&ibot, (int)Mx, DX_HEAD_GRAD_IN_PLACE) + dx_head_acts_bytes(&ibot, (int)Mx, 0);
     /* crops, targets, weights, centres, index lists (as dx_ssl_init) */
     part[6] = f * ((size_t)G * 3 * S * S + (size_t)L * 3 * s * s + (c->use_gram ? (size_t)G * 3 * Sg * Sg : 0)) +
               f * (Mx + 2 * (dh.prototypes + ih.prototypes)) + /* the targets replace the teacher logits */
@@ -230,7 +230,8 @@ dx_status dx_ssl_init(dx_ssl *s, const dx_ssl_config *cfg_in, dx_backend *be, dx
     if ((st = dx_head_acts_init(&s->hd_t, &s->dino, be, G, 0, err))) return st;
     s->max_masked = dx_ssl_max_masked(c);
     const int Mx = s->max_masked;
-    if ((st = dx_head_acts_init(&s->hi_s, &s->ibot, be, Mx, 1, err))) return st;
+    /* the iBOT loss turns the student's logits into their gradient in place */
+    if ((st = dx_head_acts_init(&s->hi_s, &s->ibot, be, Mx, DX_HEAD_GRAD_IN_PLACE, err))) return st;
     if ((st = dx_head_acts_init(&s->hi_t, &s->ibot, be, Mx, 0, err))) return st;
 
     const size_t GPD = (size_t)G * P * D * sizeof(float);
@@ -549,7 +550,12 @@ dx_status dx_ssl_step(dx_ssl *s, dx_backend *be, const dx_ssl_batch *batch, int6
             const size_t r0 = (size_t)cr * B + (size_t)q * kg;
             out->koleo += 0.5 / ngrp * lo->koleo_forward(be, s->koleo_nn + r0, s->hd_s.x + r0 * D, kg, D);
         }
-    if (M) out->ibot = dx_ibot_loss_forward(be, s->hi_s.logits, s->tgt_ibot, s->mask_w, M, Ki, ts, G);
+    if (M) {
+        out->ibot = dx_ibot_loss_forward(be, s->hi_s.logits, s->tgt_ibot, s->mask_w, M, Ki, ts, G);
+        double pst[DX_PROB_STATS]; /* for the health metrics: the backward overwrites these logits */
+        lo->prob_stats(be, pst, s->hi_s.logits, M, Ki, c->student_temp, 1);
+        s->ibot_s_entropy = pst[0];
+    }
     if (c->use_gram)
         out->gram = lo->gram_forward(be, s->xs_hat, s->xt_hat, s->xs, s->xt, G, P, D, c->gram_img_level);
     terms = (dx_loss_terms){out->dino_local, out->dino_global, out->koleo, out->ibot, out->gram};
@@ -591,7 +597,6 @@ dx_status dx_ssl_step(dx_ssl *s, dx_backend *be, const dx_ssl_batch *batch, int6
     o->scatter_add_rows(be, s->s_glob.dout, s->hd_s.dx, s->idx_cls_glob, G, (size_t)D);
     if (L) o->scatter_add_rows(be, s->s_loc.dout, s->hd_s.dx + (size_t)G * D, s->idx_cls_loc, L, (size_t)D);
     if (M) {
-        o->zero(be, s->hi_s.dlogits, (size_t)M * Ki * sizeof(float));
         dx_ibot_loss_backward(be, s->hi_s.dlogits, s->hi_s.logits, s->tgt_ibot, s->mask_w, M, Ki, ts, G, (float)coef.ibot);
         dx_head_backward(&s->ibot, be, wi, gi, &s->hi_s);
         o->scatter_add_rows(be, s->s_glob.dout, s->hi_s.dx, s->idx_masked, M, (size_t)D);
@@ -718,8 +723,7 @@ void dx_ssl_health_compute(const dx_ssl *s, dx_backend *be, const dx_ssl_sched *
         lo->prob_stats(be, st, s->tgt_ibot, M, Ki, 1.0f, 0);
         h->ibot_t_entropy = st[0] / log((double)Ki);
         h->ibot_t_used = st[2];
-        lo->prob_stats(be, st, s->hi_s.logits, M, Ki, c->student_temp, 1);
-        h->ibot_s_kl_uniform = log((double)Ki) - st[0];
+        h->ibot_s_kl_uniform = log((double)Ki) - s->ibot_s_entropy; /* measured in the step */
     }
     lo->feature_stats(be, fs, s->hd_t.x, G, D);
     h->cls_std = fs[0];

@@ -122,6 +122,8 @@ typedef struct dx_ssl {
     int32_t *idx_cls_glob, *idx_cls_loc, *idx_patch, *idx_patch_gram, *idx_masked, *koleo_nn;
     int P, Pg;
     int max_masked;                          /* rows of the iBOT head and targets (dx_ssl_max_masked) */
+    double ibot_s_entropy;                   /* the iBOT student's mean row entropy at the last step, taken
+                                              * before its backward turned the logits into their gradient */
     /* Data parallel (NULL = one process): the step reduces Sinkhorn-Knopp's
      * sums, the softmax centre, the loss terms and the gradients over it. */
     dx_comm *comm;

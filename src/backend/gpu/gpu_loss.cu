@@ -49,14 +49,19 @@ __device__ inline double ce_row(const float *s, const float *t, int K, double in
     tsum = gpu_block_sum(tsum, sh->d);
     return lse * tsum - ts * inv_t;
 }
-/* ds += g (softmax(s / temp) sum t - t), with g already divided by temp */
+/* ds (+)= g (softmax(s / temp) sum t - t), with g already divided by temp: accumulated when acc, else
+ * overwritten, and then ds may be s (the row statistics are final before the loop, and each element is
+ * read and written by one thread) */
 __device__ inline void ce_back_row(float *ds, const float *s, const float *t, int K, double inv_t, double g, float mx,
-                                   float l0, row_sh *sh) {
+                                   float l0, row_sh *sh, bool acc) {
     double tsum = 0;
     for (int k = threadIdx.x; k < K; k += DX_GPU_BLOCK) tsum += t[k];
     tsum = gpu_block_sum(tsum, sh->d);
     float it = (float)inv_t, gt = (float)(g * tsum), gr = (float)g;
-    for (int k = threadIdx.x; k < K; k += DX_GPU_BLOCK) ds[k] += gt * expf((s[k] - mx) * it - l0) - gr * t[k];
+    for (int k = threadIdx.x; k < K; k += DX_GPU_BLOCK) {
+        const float v = gt * expf((s[k] - mx) * it - l0) - gr * t[k];
+        ds[k] = acc ? ds[k] + v : v;
+    }
 }
 
 /* the sum of n device doubles to the host */
@@ -240,7 +245,7 @@ __global__ void k_ce_backward(float *dS, const float *S, const float *T, const f
     float mx = row_max(s, K, &sh);
     float l0 = (float)row_lse0(s, K, mx, inv_t, &sh);
     double g = scale * (w ? (double)w[n] : 1.0) * inv_t;
-    ce_back_row(dS + n * K, s, T + n * K, K, inv_t, g, mx, l0, &sh);
+    ce_back_row(dS + n * K, s, T + n * K, K, inv_t, g, mx, l0, &sh, false);
 }
 static void gpu_ce_backward(dx_backend *be, float *dS, const float *S, const float *T, const float *w, int N, int K,
                             float temp, float scale) {
@@ -286,7 +291,7 @@ __global__ void k_dino_backward(float *dS, const float *S, const float *T, int n
     float l0 = (float)row_lse0(s, K, mx, inv_t, &sh);
     for (int t = 0; t < nt; t++) {
         if (ignore_diag && c == t) continue;
-        ce_back_row(dS + (size_t)r * K, s, T + ((size_t)t * B + b) * K, K, inv_t, g, mx, l0, &sh);
+        ce_back_row(dS + (size_t)r * K, s, T + ((size_t)t * B + b) * K, K, inv_t, g, mx, l0, &sh, true);
         __syncthreads(); /* each element of the row is written by one thread; the next pass reads the same */
     }
 }
