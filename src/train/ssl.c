@@ -94,7 +94,7 @@ static dx_status plan_bytes(const dx_ssl_config *c, size_t *state, size_t part[D
     if (L) part[1] = dx_vit_acts_bytes(&vit, L, s, s, sf);
     part[2] = dx_vit_acts_bytes(&vit, C, S, S, 0) + (C < G ? f * (size_t)G * (R1 + P) * D : 0);
     if (c->use_gram) part[3] = dx_vit_acts_bytes(&vit, C, Sg, Sg, 0);
-    part[4] = dx_head_acts_bytes(&dino, G + L, 1) + dx_head_acts_bytes(&dino, G, 0);
+    part[4] = dx_head_acts_bytes(&dino, G + L, DX_HEAD_GRAD) + dx_head_acts_bytes(&dino, G, 0);
     const size_t Mx = (size_t)dx_ssl_max_masked(c); /* iBOT rows: the masked patches only */
     part[5] = dx_head_acts_bytes(&ibot, (int)Mx, DX_HEAD_GRAD_IN_PLACE) + dx_head_acts_bytes(&ibot, (int)Mx, 0);
     /* crops, targets, weights, centres, index lists (as dx_ssl_init) */
@@ -226,7 +226,7 @@ dx_status dx_ssl_init(dx_ssl *s, const dx_ssl_config *cfg_in, dx_backend *be, dx
     s->P = s->s_glob.P;
     s->Pg = (c->gram_size / p) * (c->gram_size / p);
     const int P = s->P, Pg = s->Pg, Kd = c->dino_head.prototypes, Ki = c->ibot_head.prototypes;
-    if ((st = dx_head_acts_init(&s->hd_s, &s->dino, be, G + L, 1, err))) return st;
+    if ((st = dx_head_acts_init(&s->hd_s, &s->dino, be, G + L, DX_HEAD_GRAD, err))) return st;
     if ((st = dx_head_acts_init(&s->hd_t, &s->dino, be, G, 0, err))) return st;
     s->max_masked = dx_ssl_max_masked(c);
     const int Mx = s->max_masked;
