@@ -229,6 +229,7 @@ static void gpu_destroy(dx_backend *be) {
         for (int i = 0; i < 4; i++)
             if (st->scratch[i]) (void)cudaFree(st->scratch[i]);
         if (st->lt_workspace) (void)cudaFree(st->lt_workspace);
+        gpu_gemm_free_plans(st);
         if (st->red) (void)cudaFree(st->red);
         if (st->host_red) (void)cudaFreeHost(st->host_red);
         if (st->lt) cublasLtDestroy(st->lt);

@@ -34,6 +34,7 @@ typedef struct gpu_state {
     cublasLtHandle_t lt;      /* bf16 GEMMs */
     void *lt_workspace;       /* cuBLASLt workspace */
     size_t lt_workspace_bytes;
+    void *lt_plans;           /* gpu_gemm.cu's bf16 GEMM plans by shape (gpu_gemm_free_plans) */
     /* grow-only scratch, reused by ops in stream order (an op never holds it
      * across a return); index by purpose so two live uses cannot collide */
     void *scratch[4];
@@ -190,6 +191,8 @@ void gpu_red_to_host(dx_backend *be, double *host, int n);
 void gpu_gemm(dx_backend *be, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc, int batch, int64_t sa, int64_t sb,
               int64_t sc);
+/* frees the bf16 GEMM plans (gpu_destroy) */
+void gpu_gemm_free_plans(gpu_state *st);
 void gpu_gemm_bf16(dx_backend *be, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                    const float *B, int ldb, float beta, float *C, int ldc, int batch, int64_t sa, int64_t sb,
                    int64_t sc);
