@@ -552,9 +552,12 @@ dx_status dx_ssl_step(dx_ssl *s, dx_backend *be, const dx_ssl_batch *batch, int6
         }
     if (M) {
         out->ibot = dx_ibot_loss_forward(be, s->hi_s.logits, s->tgt_ibot, s->mask_w, M, Ki, ts, G);
-        double pst[DX_PROB_STATS]; /* for the health metrics: the backward overwrites these logits */
-        lo->prob_stats(be, pst, s->hi_s.logits, M, Ki, c->student_temp, 1);
-        s->ibot_s_entropy = pst[0];
+        s->ibot_s_entropy = NAN;
+        if (!batch->no_health) { /* for the health metrics: the backward overwrites these logits */
+            double pst[DX_PROB_STATS];
+            lo->prob_stats(be, pst, s->hi_s.logits, M, Ki, c->student_temp, 1);
+            s->ibot_s_entropy = pst[0];
+        }
     }
     if (c->use_gram)
         out->gram = lo->gram_forward(be, s->xs_hat, s->xt_hat, s->xs, s->xt, G, P, D, c->gram_img_level);

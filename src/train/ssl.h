@@ -69,6 +69,7 @@ typedef struct dx_ssl_batch {
     const float *gram;    /* host [n_global*B, 3, Sg, Sg] or NULL (= the global crops) */
     const uint8_t *masks; /* host [n_global*B, P] (1 = masked) or NULL */
     int masked_total;     /* masked patches over all ranks (data parallel; 0 = this batch's own) */
+    int no_health;        /* 1: skip what only dx_ssl_health_compute reads (steps that log nothing) */
 } dx_ssl_batch;
 
 typedef struct dx_ssl_metrics {
@@ -123,7 +124,8 @@ typedef struct dx_ssl {
     int P, Pg;
     int max_masked;                          /* rows of the iBOT head and targets (dx_ssl_max_masked) */
     double ibot_s_entropy;                   /* the iBOT student's mean row entropy at the last step, taken
-                                              * before its backward turned the logits into their gradient */
+                                              * before its backward turned the logits into their gradient
+                                              * (NAN when the step had no_health) */
     /* Data parallel (NULL = one process): the step reduces Sinkhorn-Knopp's
      * sums, the softmax centre, the loss terms and the gradients over it. */
     dx_comm *comm;
@@ -172,7 +174,8 @@ dx_status dx_ssl_step(dx_ssl *s, dx_backend *be, const dx_ssl_batch *batch, int6
                       const dx_ssl_sched *sched, dx_ssl_metrics *out, dx_err *err);
 
 /* Health statistics of the step just taken (call after dx_ssl_step, before
- * the next one; costs a few reductions, meant for logged steps). */
+ * the next one, which must not have had no_health; costs a few reductions,
+ * meant for logged steps). */
 void dx_ssl_health_compute(const dx_ssl *s, dx_backend *be, const dx_ssl_sched *sched, int n_masked,
                            dx_ssl_health *out);
 

@@ -574,8 +574,9 @@ agree:;
         masks_of_rank(&masks, Bg, Bl, R, rank_masks);
         dx_ssl_sched sch;
         dx_train_sched_at(&cfg, step, &sch);
+        const int log_now = cfg.train.log_every > 0 && (step % cfg.train.log_every == 0 || step + 1 == end);
         dx_ssl_batch b = {.global = batch->global, .local = batch->local, .gram = batch->gram, .masks = rank_masks,
-                          .masked_total = masks.n_masked};
+                          .masked_total = masks.n_masked, .no_health = !log_now};
         dx_ssl_metrics m;
         st = dx_ssl_step(&s, be, &b, step, &sch, &m, err);
         dx_ibot_masks_free(&masks);
@@ -620,7 +621,6 @@ agree:;
         res->final_loss = m.total;
         res->last_step = step;
 
-        int log_now = cfg.train.log_every > 0 && (step % cfg.train.log_every == 0 || step + 1 == end);
         if (log_now) {
             double elapsed = now_s() - t_start;
             double ips = (step + 1 - start_step) * (double)Bg / (elapsed > 0 ? elapsed : 1);

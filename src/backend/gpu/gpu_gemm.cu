@@ -104,7 +104,7 @@ void gpu_gemm_free_plans(gpu_state *st) {
     st->lt_plans = NULL;
 }
 
-/* p's objects for the key's shape; returns NULL and sets *fail when there are none */
+/* p's objects for the key's shape: NULL, or what could not be made */
 static const char *lt_plan_make(gpu_state *st, gpu_lt_plan *p, int ta, int tb, int M, int N, int K, int lda, int ldb,
                                 int ldc, int batch, int64_t sa, int64_t sb, int64_t sc, uint32_t c_align) {
     /* column-major call: C^T[N,M] = op(B)^T[N,K] op(A)^T[K,M]; the first
