@@ -9,7 +9,8 @@
 #     centring, iBOT masks, 1 thread per rank; loss.koleo_group = the rank's
 #     batch and drop_path 0 (both are per rank, as in DINOv3: docs/distributed.md).
 #     Gradients all-reduced block by block during backward (the default) and
-#     in one piece (train.overlap_allreduce=false).
+#     in one piece (train.overlap_allreduce=false). The student in passes
+#     (train.micro_batch=2) alone and on 2 ranks against one pass.
 #  2. A global batch that does not divide over the ranks: non-zero exit, the
 #     reason, no run directory.
 #  3. SIGKILL one rank mid-run: mpirun and every rank exit non-zero within 60 s,
@@ -95,6 +96,14 @@ train --out one6 "${SET[@]}" train.batch_size=6 loss.koleo_group=2 2>/dev/null |
 "${MPI[@]}" 3 "$DINOX" train --quiet -c "$C" --store store --out three "${SET[@]}" train.batch_size=6 \
     >three.log 2>&1 || bad "np 3 failed: $(tail -3 three.log)"
 out=$(compare one6 three) && ok "np 3 (batch 6) = one process: $out" || bad "np 3 differs from one process: $out"
+
+# the student in passes (train.micro_batch): the same run as one pass, alone and on 2 ranks (overlap on the last pass)
+train --out micro "${SET[@]}" loss.koleo_group=2 train.micro_batch=2 2>/dev/null || bad "micro_batch run failed"
+out=$(compare one micro) && ok "passes of 2 = one pass: $out" || bad "passes of 2 differ from one pass: $out"
+train --out one8 "${SET[@]}" train.batch_size=8 loss.koleo_group=2 2>/dev/null || bad "batch-8 run failed"
+"${MPI[@]}" 2 "$DINOX" train --quiet -c "$C" --store store --out two_micro "${SET[@]}" train.batch_size=8 \
+    train.micro_batch=2 loss.koleo_group=2 >two_micro.log 2>&1 || bad "np 2 in passes failed: $(tail -3 two_micro.log)"
+out=$(compare one8 two_micro) && ok "np 2 in passes of 2 (batch 8) = one process: $out" || bad "np 2 in passes differs: $out"
 
 # ---- 2. a batch that does not divide ---------------------------------------------
 if "${MPI[@]}" 3 "$DINOX" train --quiet -c "$C" --store store --out nodiv "${SET[@]}" >nodiv.log 2>&1; then

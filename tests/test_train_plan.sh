@@ -58,6 +58,32 @@ before=$(sha256sum run/checkpoints/* | sha256sum)
 "$DINOX" train --quiet --resume run --store store train.batch_size=65536 crops.local_count=8 2>resume.txt; rc=$?
 [ $rc -ne 0 ] && grep -q "does not fit" resume.txt || bad "resume with a batch that does not fit: exit $rc, $(cat resume.txt)"
 [ "$before" = "$(sha256sum run/checkpoints/* | sha256sum)" ] || bad "the refused resume changed the checkpoints"
+# the student in passes: a batch that does not fit in one pass but does in passes is refused with the
+# train.micro_batch that fits, which dinox plan accepts at that memory (the next larger divisor it does not),
+# and a run with passes trains
+MB=(model.arch=vit_small crops.global_size=224 crops.local_size=96 crops.local_count=8 train.batch_size=16)
+"$DINOX" plan -c "$C" --device cpu --json "${SET[@]}" "${MB[@]}" >mb0.json 2>/dev/null
+"$DINOX" plan -c "$C" --device cpu --json "${SET[@]}" "${MB[@]}" train.micro_batch=2 >mb2.json 2>/dev/null
+mem=$(/usr/bin/python3 -c '
+import json; a, b = json.load(open("mb0.json")), json.load(open("mb2.json"))
+assert b["micro_batch"] == 2 and a["micro_batch"] == 16 and b["total_bytes"] < a["total_bytes"]
+print("%.3f" % ((a["total_bytes"] + b["total_bytes"]) / 2 / 0.92 / 1e9))') || bad "micro_batch plans: $(cat mb0.json mb2.json)"
+"$DINOX" plan -c "$C" --mem-gb "${mem:-1}" --tflops 1 "${SET[@]}" "${MB[@]}" >mbp.txt 2>&1; rc=$?
+m=$(sed -n 's/.*batch 16 fits with train.micro_batch=\([0-9]*\).*/\1/p' mbp.txt)
+if [ $rc -eq 3 ] && [ -n "$m" ] && [ "$m" -ge 2 ] && [ "$m" -lt 16 ]; then
+  "$DINOX" plan -c "$C" --mem-gb "$mem" --tflops 1 "${SET[@]}" "${MB[@]}" train.micro_batch="$m" >/dev/null 2>&1 ||
+    bad "dinox plan says train.micro_batch=$m does not fit in $mem GB"
+  next=$((m + 1)); while [ $((16 % next)) -ne 0 ]; do next=$((next + 1)); done
+  "$DINOX" plan -c "$C" --mem-gb "$mem" --tflops 1 "${SET[@]}" "${MB[@]}" train.micro_batch=$next >/dev/null 2>&1 &&
+    bad "train.micro_batch=$next also fits in $mem GB: $m is not the largest"
+else
+  bad "plan at $mem GB: exit $rc, no micro_batch named: $(cat mbp.txt)"
+fi
+"$DINOX" train --quiet -c "$C" --store store --out mbrun "${SET[@]}" train.micro_batch=2 loss.koleo_group=2 2>mbrun.txt &&
+  grep -q '"loss/total"' mbrun/metrics.jsonl || bad "a run with train.micro_batch=2 did not train: $(cat mbrun.txt)"
+"$DINOX" train --quiet -c "$C" --store store --out mbbad "${SET[@]}" train.micro_batch=3 2>mbbad.txt &&
+  bad "train.micro_batch=3 of batch 4 was accepted"
+grep -q "train.micro_batch 3" mbbad.txt || bad "micro_batch 3 refused without naming it: $(cat mbbad.txt)"
 # dinox plan --stage: a table per stage and the total against --days, naming the stage to shorten
 ST=(--stage "low:train.epochs=9" --stage "high:train.epochs=1 crops.global_size=64 crops.local_size=32")
 "$DINOX" plan -c "$C" --device h200 "${ST[@]}" --days 1000 "${SET[@]}" >st.txt 2>&1; rc=$?

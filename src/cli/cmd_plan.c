@@ -185,10 +185,10 @@ int cmd_plan(int argc, char **argv) {
                "\"gram_teacher_bytes\":%zu,\"acts_bytes\":%zu,\"acts_per_image_bytes\":%zu,\"loader_bytes\":%zu,"
                "\"staging_bytes\":%zu,\"runtime_bytes\":%zu,\"total_bytes\":%zu,\"batch\":%d,\"max_batch\":%d,"
                "\"flops_per_image\":%.6g,\"step_s\":%.6g,\"epoch_s\":%.6g,\"run_s\":%.6g,\"teacher_chunk\":%d,"
-               "\"teacher_chunk_saving_bytes\":%zu,\"acts_parts\":{",
+               "\"teacher_chunk_saving_bytes\":%zu,\"micro_batch\":%d,\"fit_micro_batch\":%d,\"acts_parts\":{",
                d.name, p.params, p.grads, p.adam, p.teacher, p.gram_teacher, p.acts, p.acts_per_image, p.loader,
                p.staging, p.runtime, p.total, p.batch, p.max_batch, p.flops_per_image, p.step_s, p.epoch_s,
-               p.run_s, p.teacher_chunk, p.chunk_saving);
+               p.run_s, p.teacher_chunk, p.chunk_saving, p.micro_batch, p.fit_micro_batch);
         static const char *const names[DX_SSL_PLAN_PARTS] = DX_SSL_PLAN_PART_NAMES;
         for (int i = 0; i < DX_SSL_PLAN_PARTS; i++) printf("%s\"%s\":%zu", i ? "," : "", names[i], p.acts_part[i]);
         printf("}}\n");
@@ -218,12 +218,18 @@ int cmd_plan(int argc, char **argv) {
     else if (p.teacher_chunk < 2 * p.batch)
         printf("    teacher passes in chunks of %d of the %d global crops (train.teacher_chunk)\n", p.teacher_chunk,
                2 * p.batch);
+    if (p.micro_batch < p.batch)
+        printf("    the student in %d passes of %d images, gradients accumulated (train.micro_batch)\n",
+               p.batch / p.micro_batch, p.micro_batch);
     gb("loader batch ring", (double)p.loader);
     gb("checkpoint staging", (double)p.staging);
     gb("runtime", (double)p.runtime);
     gb("predicted peak", (double)p.total);
     printf("batch %d per step; largest batch that fits: %d%s\n", p.batch, p.max_batch,
            p.max_batch < p.batch ? "  (THE CONFIG DOES NOT FIT)" : "");
+    if (p.fit_micro_batch)
+        printf("  batch %d fits with train.micro_batch=%d: the student in %d passes of %d images, the same step to "
+               "rounding\n", p.batch, p.fit_micro_batch, p.batch / p.fit_micro_batch, p.fit_micro_batch);
     printf("compute: %.1f GFLOP per image, %.1f GFLOP per step\n", p.flops_per_image / 1e9, p.flops_per_step / 1e9);
     char a[64], b[64], c[64];
     hms(a, sizeof a, p.step_s);

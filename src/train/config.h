@@ -99,6 +99,7 @@ typedef struct dx_config {
         int overlap_allreduce;
         char checkpointing[16]; /* activation checkpointing: none | block | selective */
         int teacher_chunk;      /* global crops per EMA / Gram teacher forward; 0 = all */
+        int micro_batch;        /* images per student pass (gradient accumulation); 0 = the rank's batch */
     } train;
 } dx_config;
 

@@ -143,14 +143,21 @@ dx_status dx_plan_check_fits(const dx_config *c, const dx_ssl_config *sc, double
     /* the same 8% margin as max_batch: allocator slack and fragmentation */
     if ((double)p.total <= 0.92 * mem_bytes) return DX_OK;
     const double G = 1e9;
-    char fix[200];
+    char fix[360];
     char chunk[96] = "";
     if (p.chunk_saving)
         snprintf(chunk, sizeof chunk, ", set train.teacher_chunk=%d (saves %.2f GB)", DX_PLAN_HINT_CHUNK,
                  p.chunk_saving / G);
+    char micro[96] = "";
+    if (p.fit_micro_batch)
+        snprintf(micro, sizeof micro, ", or keep it with train.micro_batch=%d (the student in passes of %d images)",
+                 p.fit_micro_batch, p.fit_micro_batch);
     if (p.max_batch >= 1)
-        snprintf(fix, sizeof fix, "The largest batch that fits is %d: set train.batch_size=%d%s", p.max_batch,
-                 p.max_batch, chunk);
+        snprintf(fix, sizeof fix, "The largest batch that fits is %d: set train.batch_size=%d%s%s", p.max_batch,
+                 p.max_batch, micro, chunk);
+    else if (p.micro_batch < p.batch)
+        snprintf(fix, sizeof fix, "Not even batch %d fits with student passes of %d images: lower "
+                 "train.micro_batch, use a smaller model.arch or crops%s", p.micro_batch, p.micro_batch, chunk);
     else
         snprintf(fix, sizeof fix, "Not even batch 1 fits: use a smaller model.arch or crops%s", chunk);
     return dx_fail(err, DX_ENOMEM,
@@ -194,10 +201,19 @@ dx_status dx_plan_compute_ssl(const dx_config *c, const dx_ssl_config *scp, cons
     memset(p, 0, sizeof *p);
     const dx_ssl_config sc = *scp;
     dx_status st;
-    /* the activations at batch B and at batch 1: their difference is what one image costs */
+    /* the activations at batch B and at batch 1: their difference is what one image costs. With
+     * micro-batching the student's passes stay at mb images whatever the batch: an image then costs
+     * its share of the teachers, targets and crops, measured at batch 2B with the same teacher
+     * chunk and the masks over a global batch twice as large */
+    const int mb = sc.micro_batch > 0 && sc.micro_batch < sc.batch ? sc.micro_batch : 0;
     size_t state, acts = 0, acts1 = 0, part1[DX_SSL_PLAN_PARTS];
     dx_ssl_config one = sc;
     one.batch = 1;
+    if (mb) {
+        one.batch = 2 * sc.batch;
+        one.teacher_chunk = dx_ssl_teacher_chunk(&sc);
+        one.mask_batch = sc.mask_batch > 0 ? 2 * sc.mask_batch : 0;
+    }
     if ((st = dx_ssl_plan_parts(&sc, &state, p->acts_part, err)) || (st = dx_ssl_plan_parts(&one, NULL, part1, err)))
         return st;
     for (int i = 0; i < DX_SSL_PLAN_PARTS; i++) {
@@ -218,11 +234,19 @@ dx_status dx_plan_compute_ssl(const dx_config *c, const dx_ssl_config *scp, cons
     p->gram_teacher = gram;
     p->batch = sc.batch;
     p->acts = acts;
-    p->acts_per_image = sc.batch > 1 ? (acts - acts1) / (size_t)(sc.batch - 1) : acts;
-    for (int i = 0; i < DX_SSL_PLAN_PARTS; i++)
-        p->acts_part_per_image[i] = sc.batch > 1 && p->acts_part[i] > part1[i]
-                                        ? (p->acts_part[i] - part1[i]) / (size_t)(sc.batch - 1)
-                                        : (sc.batch > 1 ? 0 : p->acts_part[i]);
+    p->micro_batch = mb ? mb : sc.batch;
+    if (mb) {
+        p->acts_per_image = acts1 > acts ? (acts1 - acts) / (size_t)sc.batch : 0;
+        for (int i = 0; i < DX_SSL_PLAN_PARTS; i++)
+            p->acts_part_per_image[i] =
+                part1[i] > p->acts_part[i] ? (part1[i] - p->acts_part[i]) / (size_t)sc.batch : 0;
+    } else {
+        p->acts_per_image = sc.batch > 1 ? (acts - acts1) / (size_t)(sc.batch - 1) : acts;
+        for (int i = 0; i < DX_SSL_PLAN_PARTS; i++)
+            p->acts_part_per_image[i] = sc.batch > 1 && p->acts_part[i] > part1[i]
+                                            ? (p->acts_part[i] - part1[i]) / (size_t)(sc.batch - 1)
+                                            : (sc.batch > 1 ? 0 : p->acts_part[i]);
+    }
     p->teacher_chunk = dx_ssl_teacher_chunk(&sc);
     if (sc.teacher_chunk <= 0 && 2 * sc.batch > DX_PLAN_HINT_CHUNK) {
         dx_ssl_config ch = sc;
@@ -230,7 +254,8 @@ dx_status dx_plan_compute_ssl(const dx_config *c, const dx_ssl_config *scp, cons
         size_t s2, a2;
         if (dx_ssl_plan_bytes(&ch, &s2, &a2, NULL) == DX_OK && a2 < acts) p->chunk_saving = acts - a2;
     }
-    const size_t fixed_acts = acts1 > p->acts_per_image ? acts1 - p->acts_per_image : 0;
+    const size_t scaled = p->acts_per_image * (size_t)(mb ? sc.batch : 1);
+    const size_t fixed_acts = mb ? (acts > scaled ? acts - scaled : 0) : (acts1 > scaled ? acts1 - scaled : 0);
     /* loader ring: (prefetch + 1) batches when threaded, host float32 crops */
     const size_t img = sizeof(float) * 3 *
                        (2 * (size_t)sc.global_size * sc.global_size + (size_t)sc.n_local * sc.local_size * sc.local_size +
@@ -244,6 +269,21 @@ dx_status dx_plan_compute_ssl(const dx_config *c, const dx_ssl_config *scp, cons
     const size_t per_image_all = p->acts_per_image + (size_t)slots * img;
     const double left = d->mem_bytes * 0.92 - (double)(state + fixed_acts + p->staging + p->runtime);
     p->max_batch = left > 0 ? (int)(left / per_image_all) : 0;
+    if (mb) p->max_batch = p->max_batch / mb * mb; /* whole passes */
+    /* without micro-batching: the smallest student pass that would let this batch fit */
+    p->fit_micro_batch = 0;
+    if (!mb && (double)(state + acts + p->loader + p->staging + p->runtime) > 0.92 * d->mem_bytes)
+        for (int m = sc.batch / 2; m >= 1; m--) {
+            if (sc.batch % m) continue;
+            dx_ssl_config t = sc;
+            t.micro_batch = m;
+            size_t s2, a2;
+            if (dx_ssl_plan_bytes(&t, &s2, &a2, NULL) == DX_OK &&
+                (double)(s2 + a2 + p->loader + p->staging + p->runtime) <= 0.92 * d->mem_bytes) {
+                p->fit_micro_batch = m;
+                break;
+            }
+        }
     p->flops_per_step = dx_ssl_flops_per_step(&sc);
     p->flops_per_image = p->flops_per_step / sc.batch;
     p->epoch_length = c->train.epoch_length;

@@ -35,7 +35,11 @@ typedef struct dx_plan {
     size_t acts_per_image;    /* marginal activation bytes per image of the batch */
     size_t loader, staging, runtime; /* batch ring, checkpoint staging, fixed process */
     size_t total;             /* predicted peak */
-    int batch, max_batch;     /* config batch; largest batch that fits the device */
+    int batch, max_batch;     /* config batch; largest batch that fits the device (with micro-batching:
+                                 a multiple of micro_batch) */
+    int micro_batch;          /* images per student pass (= batch without train.micro_batch) */
+    int fit_micro_batch;      /* a config that does not fit and has no micro_batch: the largest
+                                 divisor of the batch as train.micro_batch that fits (0: none) */
     double flops_per_image, flops_per_step;
     double step_s, epoch_s, run_s;
     int64_t steps, epoch_length;

@@ -72,7 +72,30 @@ int dx_ssl_max_masked(const dx_ssl_config *c) {
     return sum > 0 ? (int)sum : 1;
 }
 
+/* images per student pass */
+static int micro(const dx_ssl_config *c) {
+    return c->micro_batch > 0 && c->micro_batch < c->batch ? c->micro_batch : c->batch;
+}
+
+/* Gram-teacher crops per forward: it runs per student pass, over its 2 x mb global crops */
+static int gram_chunk(const dx_ssl_config *c) {
+    dx_ssl_config m = *c;
+    m.batch = micro(c);
+    return dx_ssl_teacher_chunk(&m);
+}
+
+/* the most masked patches one student pass can hold: the 2 x mb largest per-crop counts */
+static int max_masked_pass(const dx_ssl_config *c) {
+    dx_ssl_config m = *c;
+    m.batch = micro(c);
+    if (m.mask_batch <= 0) m.mask_batch = c->batch;
+    return dx_ssl_max_masked(&m);
+}
+
 static dx_status plan_bytes(const dx_ssl_config *c, size_t *state, size_t part[DX_SSL_PLAN_PARTS], dx_err *err) {
+    if (c->micro_batch < 0 || (c->micro_batch > 0 && c->batch % c->micro_batch))
+        return dx_fail(err, DX_EINVAL, "train.micro_batch %d: need 0 or a divisor of the batch on a rank (%d)",
+                       c->micro_batch, c->batch);
     dx_vit vit;
     dx_head dino, ibot;
     dx_status st;
@@ -82,27 +105,30 @@ static dx_status plan_bytes(const dx_ssl_config *c, size_t *state, size_t part[D
     if ((st = dx_head_init(&dino, &dh, err))) { dx_vit_free(&vit); return st; }
     if ((st = dx_head_init(&ibot, &ih, err))) { dx_vit_free(&vit); dx_head_free(&dino); return st; }
     const size_t f = sizeof(float), tab = vit.tab.total + dino.tab.total + ibot.tab.total;
-    const int B = c->batch, G = 2 * B, L = c->n_local * B, D = c->vit.dim, p = c->vit.patch;
+    const int B = c->batch, G = 2 * B, D = c->vit.dim, p = c->vit.patch;
+    const int mb = micro(c), g = 2 * mb, l = c->n_local * mb, split = mb < B; /* one student pass */
     const int S = c->global_size, s = c->local_size, Sg = c->gram_size ? c->gram_size : S;
     const size_t P = (size_t)(S / p) * (S / p), Pg = (size_t)(Sg / p) * (Sg / p);
     *state = (5 * tab + (c->use_gram ? vit.tab.total : 0)) * f;
     const unsigned sf = DX_ACTS_GRAD | c->student_acts;
     /* teachers: one chunk's internals, and the whole batch's output when chunked */
-    const int C = dx_ssl_teacher_chunk(c), R1 = 1 + c->vit.registers;
+    const int C = dx_ssl_teacher_chunk(c), Cg = gram_chunk(c), R1 = 1 + c->vit.registers;
     memset(part, 0, sizeof(size_t) * DX_SSL_PLAN_PARTS);
-    part[0] = dx_vit_acts_bytes(&vit, G, S, S, sf);
-    if (L) part[1] = dx_vit_acts_bytes(&vit, L, s, s, sf);
+    part[0] = dx_vit_acts_bytes(&vit, g, S, S, sf);
+    if (l) part[1] = dx_vit_acts_bytes(&vit, l, s, s, sf);
     part[2] = dx_vit_acts_bytes(&vit, C, S, S, 0) + (C < G ? f * (size_t)G * (R1 + P) * D : 0);
-    if (c->use_gram) part[3] = dx_vit_acts_bytes(&vit, C, Sg, Sg, 0);
-    part[4] = dx_head_acts_bytes(&dino, G + L, DX_HEAD_GRAD) + dx_head_acts_bytes(&dino, G, 0);
-    const size_t Mx = (size_t)dx_ssl_max_masked(c); /* iBOT rows: the masked patches only */
-    part[5] = dx_head_acts_bytes(&ibot, (int)Mx, DX_HEAD_GRAD_IN_PLACE) + dx_head_acts_bytes(&ibot, (int)Mx, 0);
-    /* crops, targets, weights, centres, index lists (as dx_ssl_init) */
-    part[6] = f * ((size_t)G * 3 * S * S + (size_t)L * 3 * s * s + (c->use_gram ? (size_t)G * 3 * Sg * Sg : 0)) +
+    if (c->use_gram) part[3] = dx_vit_acts_bytes(&vit, Cg, Sg, Sg, 0);
+    part[4] = dx_head_acts_bytes(&dino, g + l, DX_HEAD_GRAD) + dx_head_acts_bytes(&dino, G, 0) +
+              (split ? f * (size_t)g * dh.prototypes : 0); /* one pass's DINO targets */
+    const size_t Mx = (size_t)dx_ssl_max_masked(c), Ms = (size_t)max_masked_pass(c); /* masked patches only */
+    part[5] = dx_head_acts_bytes(&ibot, (int)Ms, DX_HEAD_GRAD_IN_PLACE) + dx_head_acts_bytes(&ibot, (int)Mx, 0);
+    /* crops, targets, weights, centres, masks, index lists (as dx_ssl_init) */
+    part[6] = f * ((size_t)(G + (split ? g : 0)) * 3 * S * S + (size_t)l * 3 * s * s +
+                   (c->use_gram ? (size_t)g * 3 * Sg * Sg : 0)) +
               f * (Mx + 2 * (dh.prototypes + ih.prototypes)) + /* the targets replace the teacher logits */
-              sizeof(int32_t) * (G + L + G * P + G * Pg + Mx);
+              (size_t)g * P + sizeof(int32_t) * (G + l + g * P + (c->use_gram ? g * Pg : 0) + (split ? 2 : 1) * Mx);
     /* KoLeo, Gram (xs, xt, their normalised copies, dxs; xt_big: one chunk) */
-    part[7] = f * ((size_t)G * D + B) + (c->use_gram ? f * (5 * G * P * D + (size_t)C * Pg * D) : 0);
+    part[7] = f * ((size_t)g * D + g) + (c->use_gram ? f * (5 * g * P * D + (size_t)Cg * Pg * D) : 0);
     dx_head_free(&dino);
     dx_head_free(&ibot);
     dx_vit_free(&vit);
@@ -179,9 +205,18 @@ dx_status dx_ssl_init(dx_ssl *s, const dx_ssl_config *cfg_in, dx_backend *be, dx
         (c->n_local > 0 && c->local_size < c->vit.patch))
         return dx_fail(err, DX_EINVAL, "ssl: need batch >= 1, exactly 2 global crops, crops >= patch size");
     if (!be->loss) return dx_fail(err, DX_EBACKEND, "backend %s has no loss kernels", be->ops->name);
-    if (c->koleo_group < 0 || (c->koleo_group > 0 && (c->koleo_group < 2 || c->batch % c->koleo_group)))
-        return dx_fail(err, DX_EINVAL, "loss.koleo_group %d: need 0 or a divisor >= 2 of the batch on a rank (%d)",
-                       c->koleo_group, c->batch);
+    if (c->micro_batch < 0 || (c->micro_batch > 0 && c->batch % c->micro_batch))
+        return dx_fail(err, DX_EINVAL, "train.micro_batch %d: need 0 or a divisor of the batch on a rank (%d)",
+                       c->micro_batch, c->batch);
+    s->mb = micro(c);
+    if (c->koleo_group < 0 || (c->koleo_group > 0 && (c->koleo_group < 2 || s->mb % c->koleo_group)))
+        return dx_fail(err, DX_EINVAL,
+                       "loss.koleo_group %d: need 0 or a divisor >= 2 of the images of one student pass (%d: %s)",
+                       c->koleo_group, s->mb, s->mb < c->batch ? "train.micro_batch" : "the batch on a rank");
+    if (s->mb < c->batch && c->use_gram && !c->gram_img_level)
+        return dx_fail(err, DX_EINVAL, "train.micro_batch %d with gram.img_level = false: the batch-level Gram "
+                       "matrix spans every patch of the batch and does not split over student passes (set "
+                       "gram.img_level = true, DINOv3's per-image Gram, or train.micro_batch = 0)", c->micro_batch);
     c->dino_head.in_dim = c->ibot_head.in_dim = c->vit.dim;
     if (!c->gram_size) c->gram_size = c->global_size;
     if (c->sk_iters <= 0) c->sk_iters = 3;
@@ -209,15 +244,17 @@ dx_status dx_ssl_init(dx_ssl *s, const dx_ssl_config *cfg_in, dx_backend *be, dx
     if ((st = dx_optim_segments(be, &s->tab, &s->seg, &s->nseg, err))) return st;
     if ((st = grad_buckets(s, err))) return st;
 
-    const int B = c->batch, G = 2 * B, L = c->n_local * B, D = c->vit.dim, p = c->vit.patch;
+    const int B = c->batch, G = 2 * B, D = c->vit.dim, p = c->vit.patch;
+    const int mb = s->mb, g = 2 * mb, l = c->n_local * mb, split = mb < B; /* one student pass */
     const unsigned sf = DX_ACTS_GRAD | c->student_acts; /* student */
-    if ((st = dx_vit_acts_init(&s->s_glob, &s->vit, be, G, c->global_size, c->global_size, sf, err))) return st;
-    if (L > 0 && (st = dx_vit_acts_init(&s->s_loc, &s->vit, be, L, c->local_size, c->local_size, sf, err))) return st;
+    if ((st = dx_vit_acts_init(&s->s_glob, &s->vit, be, g, c->global_size, c->global_size, sf, err))) return st;
+    if (l > 0 && (st = dx_vit_acts_init(&s->s_loc, &s->vit, be, l, c->local_size, c->local_size, sf, err))) return st;
     s->t_chunk = dx_ssl_teacher_chunk(c);
+    s->g_chunk = gram_chunk(c);
     if ((st = dx_vit_acts_init(&s->t_glob, &s->vit, be, s->t_chunk, c->global_size, c->global_size, 0, err)))
         return st;
     if (c->use_gram &&
-        (st = dx_vit_acts_init(&s->g_glob, &s->vit, be, s->t_chunk, c->gram_size, c->gram_size, 0, err)))
+        (st = dx_vit_acts_init(&s->g_glob, &s->vit, be, s->g_chunk, c->gram_size, c->gram_size, 0, err)))
         return st;
     if (s->t_chunk < G) { /* the EMA teacher's chunks side by side, as one unchunked pass leaves them */
         s->t_out = be->ops->alloc(be, (size_t)G * s->t_glob.T * D * sizeof(float));
@@ -226,55 +263,63 @@ dx_status dx_ssl_init(dx_ssl *s, const dx_ssl_config *cfg_in, dx_backend *be, dx
     s->P = s->s_glob.P;
     s->Pg = (c->gram_size / p) * (c->gram_size / p);
     const int P = s->P, Pg = s->Pg, Kd = c->dino_head.prototypes, Ki = c->ibot_head.prototypes;
-    if ((st = dx_head_acts_init(&s->hd_s, &s->dino, be, G + L, DX_HEAD_GRAD, err))) return st;
+    if ((st = dx_head_acts_init(&s->hd_s, &s->dino, be, g + l, DX_HEAD_GRAD, err))) return st;
     if ((st = dx_head_acts_init(&s->hd_t, &s->dino, be, G, 0, err))) return st;
     s->max_masked = dx_ssl_max_masked(c);
+    s->max_masked_mb = max_masked_pass(c);
     const int Mx = s->max_masked;
     /* the iBOT loss turns the student's logits into their gradient in place */
-    if ((st = dx_head_acts_init(&s->hi_s, &s->ibot, be, Mx, DX_HEAD_GRAD_IN_PLACE, err))) return st;
+    if ((st = dx_head_acts_init(&s->hi_s, &s->ibot, be, s->max_masked_mb, DX_HEAD_GRAD_IN_PLACE, err))) return st;
     if ((st = dx_head_acts_init(&s->hi_t, &s->ibot, be, Mx, 0, err))) return st;
 
-    const size_t GPD = (size_t)G * P * D * sizeof(float);
-    s->img_glob = be->ops->alloc(be, (size_t)G * 3 * c->global_size * c->global_size * sizeof(float));
-    s->img_loc = L ? be->ops->alloc(be, (size_t)L * 3 * c->local_size * c->local_size * sizeof(float)) : NULL;
-    s->img_gram = c->use_gram ? be->ops->alloc(be, (size_t)G * 3 * c->gram_size * c->gram_size * sizeof(float)) : NULL;
+    const size_t GPD = (size_t)g * P * D * sizeof(float);
+    const size_t per_glob = (size_t)3 * c->global_size * c->global_size * sizeof(float);
+    s->img_glob = be->ops->alloc(be, (size_t)G * per_glob);
+    s->img_sg = split ? be->ops->alloc(be, (size_t)g * per_glob) : s->img_glob;
+    s->img_loc = l ? be->ops->alloc(be, (size_t)l * 3 * c->local_size * c->local_size * sizeof(float)) : NULL;
+    s->img_gram = c->use_gram ? be->ops->alloc(be, (size_t)g * 3 * c->gram_size * c->gram_size * sizeof(float)) : NULL;
     /* the teacher targets replace the teacher heads' logits (centring works in place) */
     s->tgt_dino = s->hd_t.logits;
     s->tgt_ibot = s->hi_t.logits;
+    s->tgt_mb = split ? be->ops->alloc(be, (size_t)g * Kd * sizeof(float)) : s->tgt_dino;
     s->mask_w = be->ops->alloc(be, (size_t)Mx * sizeof(float));
-    s->mask_dev = be->ops->alloc(be, (size_t)G * P); /* the iBOT masks, uploaded once per step */
+    s->mask_dev = be->ops->alloc(be, (size_t)g * P); /* one pass's iBOT masks */
+    s->mb_off = calloc((size_t)B / mb + 1, sizeof(int));
     s->center_dino = be->ops->alloc(be, (size_t)Kd * sizeof(float) * 2);
     s->center_ibot = be->ops->alloc(be, (size_t)Ki * sizeof(float) * 2);
-    s->dkoleo = be->ops->alloc(be, (size_t)G * D * sizeof(float));
-    s->koleo_nn = be->ops->alloc(be, (size_t)G * sizeof(int32_t)); /* per global crop, kept for backward */
+    s->dkoleo = be->ops->alloc(be, (size_t)g * D * sizeof(float));
+    s->koleo_nn = be->ops->alloc(be, (size_t)g * sizeof(int32_t)); /* per global crop, kept for backward */
     if (c->use_gram) {
         s->xs = be->ops->alloc(be, GPD);
         s->xt = be->ops->alloc(be, GPD);
         s->xs_hat = be->ops->alloc(be, GPD);
         s->xt_hat = be->ops->alloc(be, GPD);
         s->dxs = be->ops->alloc(be, GPD);
-        s->xt_big = be->ops->alloc(be, (size_t)s->t_chunk * Pg * D * sizeof(float)); /* one teacher chunk */
+        s->xt_big = be->ops->alloc(be, (size_t)s->g_chunk * Pg * D * sizeof(float)); /* one teacher chunk */
     }
-    /* fixed gather lists: CLS rows and all patch rows of each crop group */
+    /* fixed gather lists: CLS rows (of all 2B teacher crops; a pass's are the first 2 mb) and
+     * all patch rows of each crop group */
     const int R1 = 1 + c->vit.registers;
-    int32_t *h = malloc(sizeof(int32_t) * (size_t)G * (Pg > P ? Pg : P) + sizeof(int32_t) * (G + L));
+    int32_t *h = malloc(sizeof(int32_t) * (size_t)g * (Pg > P ? Pg : P) + sizeof(int32_t) * (G + l));
     if (!h) return dx_fail(err, DX_ENOMEM, "index lists");
     for (int n = 0; n < G; n++) h[n] = n * s->s_glob.T;
     s->idx_cls_glob = upload_idx(be, h, G);
-    for (int n = 0; n < L; n++) h[n] = n * (L ? s->s_loc.T : 0);
-    s->idx_cls_loc = upload_idx(be, h, L);
-    for (int n = 0; n < G; n++)
+    for (int n = 0; n < l; n++) h[n] = n * (l ? s->s_loc.T : 0);
+    s->idx_cls_loc = upload_idx(be, h, l);
+    for (int n = 0; n < g; n++)
         for (int q = 0; q < P; q++) h[n * P + q] = n * s->s_glob.T + R1 + q;
-    s->idx_patch = upload_idx(be, h, (size_t)G * P);
+    s->idx_patch = upload_idx(be, h, (size_t)g * P);
     if (c->use_gram) {
-        for (int n = 0; n < G; n++)
+        for (int n = 0; n < g; n++)
             for (int q = 0; q < Pg; q++) h[n * Pg + q] = n * s->g_glob.T + R1 + q;
-        s->idx_patch_gram = upload_idx(be, h, (size_t)G * Pg);
+        s->idx_patch_gram = upload_idx(be, h, (size_t)g * Pg);
     }
     free(h);
     s->idx_masked = be->ops->alloc(be, (size_t)Mx * sizeof(int32_t));
-    if (!s->img_glob || (L && !s->img_loc) || !s->tgt_dino || !s->tgt_ibot || !s->mask_w || !s->idx_masked ||
-        !s->idx_cls_glob || !s->idx_patch || !s->dkoleo || !s->koleo_nn || !s->mask_dev ||
+    s->idx_masked_s = split ? be->ops->alloc(be, (size_t)Mx * sizeof(int32_t)) : s->idx_masked;
+    if (!s->img_glob || !s->img_sg || (l && !s->img_loc) || !s->tgt_dino || !s->tgt_ibot || !s->tgt_mb ||
+        !s->mask_w || !s->idx_masked || !s->idx_masked_s || !s->mb_off || !s->idx_cls_glob || !s->idx_patch ||
+        !s->dkoleo || !s->koleo_nn || !s->mask_dev ||
         (c->use_gram && (!s->xs || !s->xt || !s->xs_hat || !s->xt_hat || !s->dxs || !s->xt_big)))
         return dx_fail(err, DX_ENOMEM, "ssl scratch buffers");
     return DX_OK;
@@ -283,6 +328,11 @@ dx_status dx_ssl_init(dx_ssl *s, const dx_ssl_config *cfg_in, dx_backend *be, dx
 void dx_ssl_free(dx_ssl *s, dx_backend *be) {
     free(s->bucket);
     free(s->reqs);
+    free(s->mb_off);
+    /* without micro-batching these alias the whole batch's buffers */
+    if (s->img_sg && s->img_sg != s->img_glob) be->ops->free(be, s->img_sg);
+    if (s->tgt_mb && s->tgt_mb != s->tgt_dino) be->ops->free(be, s->tgt_mb);
+    if (s->idx_masked_s && s->idx_masked_s != s->idx_masked) be->ops->free(be, s->idx_masked_s);
     void *bufs[] = {s->seg, s->w, s->g, s->m, s->v, s->teacher, s->gram_w, s->center_dino, s->center_ibot,
                     s->img_glob, s->img_loc, s->img_gram, s->mask_w, s->xs,
                     s->xt, s->xs_hat, s->xt_hat, s->dxs, s->xt_big, s->dkoleo, s->idx_cls_glob,
@@ -409,57 +459,79 @@ dx_status dx_ssl_step(dx_ssl *s, dx_backend *be, const dx_ssl_batch *batch, int6
     const dx_backend_ops *o = be->ops;
     const struct dx_loss_ops *lo = be->loss;
     const dx_ssl_config *c = &s->cfg;
-    const int B = c->batch, G = 2 * B, L = c->n_local * B, D = c->vit.dim, P = s->P, Pg = s->Pg;
+    const int B = c->batch, G = 2 * B, D = c->vit.dim, P = s->P, Pg = s->Pg;
+    /* the student passes: nmb slices of mb images; pass j holds images j*mb .. of every crop group */
+    const int mb = s->mb, nmb = B / mb, g = 2 * mb, l = c->n_local * mb;
     const int Kd = c->dino_head.prototypes, Ki = c->ibot_head.prototypes;
+    const int T = s->s_glob.T, R1 = 1 + c->vit.registers;
     const float ts = c->student_temp;
     float *wd_ = s->w + s->base_dino, *wi = s->w + s->base_ibot;
     float *gd = s->g + s->base_dino, *gi = s->g + s->base_ibot;
     float *td = s->teacher + s->base_dino, *ti = s->teacher + s->base_ibot;
+    const size_t per_glob = (size_t)3 * c->global_size * c->global_size;
+    const size_t per_loc = (size_t)3 * c->local_size * c->local_size;
+    const size_t per_gram = (size_t)3 * c->gram_size * c->gram_size;
     dx_status st;
     memset(out, 0, sizeof *out);
 
-    /* inputs to the device */
-    const size_t gimg = (size_t)G * 3 * c->global_size * c->global_size * sizeof(float);
-    o->upload(be, s->img_glob, batch->global, gimg);
-    if (L) o->upload(be, s->img_loc, batch->local, (size_t)L * 3 * c->local_size * c->local_size * sizeof(float));
+    /* all global crops to the device (the EMA teacher's input; the student's passes take slices) */
+    o->upload(be, s->img_glob, batch->global, (size_t)G * per_glob * sizeof(float));
 
-    /* masks: flat sorted indices into [G*P], weights 1/n_i (collate) */
+    /* masks: the masked token rows in pass order (pass j's crops c*B + j*mb + i, c = 0, 1), as rows
+     * of the teacher's [2B*T] output and of the pass's [2mb*T] student output; weights 1/n_i (collate).
+     * One pass: the collate's crop order. */
     int M = 0;
     float *mw = NULL;
+    s->mb_off[0] = 0;
     if (batch->masks) {
         mw = malloc(sizeof(float) * (size_t)G * P);
-        int32_t *rows = malloc(sizeof(int32_t) * (size_t)G * P);
+        int32_t *rows = malloc(sizeof(int32_t) * (size_t)G * P * 2), *rows_s = rows ? rows + (size_t)G * P : NULL;
         if (!mw || !rows) {
             free(mw); free(rows);
             return dx_fail(err, DX_ENOMEM, "mask lists");
         }
-        for (int n = 0; n < G; n++) {
-            int cnt = 0;
-            for (int q = 0; q < P; q++) cnt += batch->masks[(size_t)n * P + q] != 0;
-            for (int q = 0; q < P; q++)
-                if (batch->masks[(size_t)n * P + q]) {
-                    rows[M] = n * s->s_glob.T + 1 + c->vit.registers + q; /* token row in [G*T] */
-                    mw[M] = 1.0f / (float)(cnt > 0 ? cnt : 1);
-                    M++;
+        int most = 0;
+        for (int j = 0; j < nmb; j++) {
+            for (int cr = 0; cr < 2; cr++)
+                for (int i = 0; i < mb; i++) {
+                    const int n = cr * B + j * mb + i, ns = cr * mb + i;
+                    const uint8_t *mk = batch->masks + (size_t)n * P;
+                    int cnt = 0;
+                    for (int q = 0; q < P; q++) cnt += mk[q] != 0;
+                    for (int q = 0; q < P; q++)
+                        if (mk[q]) {
+                            rows[M] = n * T + R1 + q;
+                            rows_s[M] = ns * T + R1 + q;
+                            mw[M] = 1.0f / (float)(cnt > 0 ? cnt : 1);
+                            M++;
+                        }
                 }
+            s->mb_off[j + 1] = M;
+            if (M - s->mb_off[j] > most) most = M - s->mb_off[j];
         }
-        o->upload(be, s->mask_dev, batch->masks, (size_t)G * P);
-        if (M > s->max_masked) {
+        if (M > s->max_masked || most > s->max_masked_mb) {
             free(rows), free(mw);
-            return dx_fail(err, DX_EINVAL, "the step's iBOT masks hold %d patches, more than the %d the iBOT head "
-                           "was sized for (mask_prob %.6g, mask_ratio [%.6g, %.6g] over %d global crops)", M,
-                           s->max_masked, c->mask_prob, (double)c->mask_ratio_min, (double)c->mask_ratio_max,
-                           mask_crops(c));
+            if (M > s->max_masked)
+                return dx_fail(err, DX_EINVAL, "the step's iBOT masks hold %d patches, more than the %d the iBOT "
+                               "head was sized for (mask_prob %.6g, mask_ratio [%.6g, %.6g] over %d global crops)", M,
+                               s->max_masked, c->mask_prob, (double)c->mask_ratio_min, (double)c->mask_ratio_max,
+                               mask_crops(c));
+            return dx_fail(err, DX_EINVAL, "a student pass's iBOT masks hold %d patches, more than the %d its iBOT "
+                           "head was sized for (the %d largest per-crop counts of the mask rule)", most,
+                           s->max_masked_mb, g);
         }
         if (M) {
             o->upload(be, s->idx_masked, rows, sizeof(int32_t) * M);
+            if (s->idx_masked_s != s->idx_masked) o->upload(be, s->idx_masked_s, rows_s, sizeof(int32_t) * M);
             o->upload(be, s->mask_w, mw, sizeof(float) * M);
         }
         free(rows);
+    } else {
+        for (int j = 0; j < nmb; j++) s->mb_off[j + 1] = 0;
     }
     out->n_masked = M;
 
-    /* ---- teacher (EMA): clean global crops, eval mode --------------------- */
+    /* ---- teacher (EMA): clean global crops, eval mode, the whole batch --------- */
     const float *t_out = teacher_forward(s, be, s->teacher, &s->t_glob, s->img_glob, G, c->global_size, s->t_out,
                                          &st, err);
     if (!t_out) goto done;
@@ -477,55 +549,11 @@ dx_status dx_ssl_step(dx_ssl *s, dx_backend *be, const dx_ssl_batch *batch, int6
     if (M_tot && (st = teacher_targets(s, be, s->tgt_ibot, s->hi_t.logits, s->center_ibot, M, M_tot, Ki,
                                        sc->teacher_temp, err))) goto done;
 
-    /* ---- student: masked global crops, local crops, train mode -------------- */
-    dx_vit_run tr = {.train = 1, .seed = c->seed, .step = (uint64_t)step, .group = 0};
-    if ((st = dx_vit_forward(&s->vit, be, s->w, &s->s_glob, s->img_glob, batch->masks ? s->mask_dev : NULL, &tr,
-                              err))) goto done;
-    if (L) {
-        tr.group = 1;
-        if ((st = dx_vit_forward(&s->vit, be, s->w, &s->s_loc, s->img_loc, NULL, &tr, err))) goto done;
+    if (c->use_gram && c->gram_size != c->global_size && !batch->gram) {
+        st = dx_fail(err, DX_EINVAL, "Gram teacher crops of %d px were configured but the batch has none",
+                     c->gram_size);
+        goto done;
     }
-    /* DINO head on [global CLS (G) ; local CLS (L)] */
-    o->gather_rows(be, s->hd_s.x, s->s_glob.out, s->idx_cls_glob, G, (size_t)D);
-    if (L) o->gather_rows(be, s->hd_s.x + (size_t)G * D, s->s_loc.out, s->idx_cls_loc, L, (size_t)D);
-    dx_head_forward(&s->dino, be, wd_, &s->hd_s, G + L);
-    if (M) {
-        o->gather_rows(be, s->hi_s.x, s->s_glob.out, s->idx_masked, M, (size_t)D);
-        dx_head_forward(&s->ibot, be, wi, &s->hi_s, M);
-    }
-
-    /* ---- Gram teacher -------------------------------------------------------- */
-    if (c->use_gram) {
-        if (c->gram_size != c->global_size && !batch->gram) {
-            st = dx_fail(err, DX_EINVAL, "Gram teacher crops of %d px were configured but the batch has none",
-                         c->gram_size);
-            goto done;
-        }
-        const float *gimg_src = s->img_glob;
-        if (batch->gram) {
-            o->upload(be, s->img_gram, batch->gram, (size_t)G * 3 * c->gram_size * c->gram_size * sizeof(float));
-            gimg_src = s->img_gram;
-        }
-        /* chunk by chunk: the patch tokens (bicubically resized BEFORE normalisation when the Gram crops
-         * are larger, channels-last) go straight to their crops' rows of xt. The first C * Pg entries of
-         * idx_patch_gram are the rows of a chunk's own output. */
-        const dx_vit_run eval = {0};
-        const int C = s->t_chunk, ng = c->gram_size / c->vit.patch, ns = c->global_size / c->vit.patch;
-        for (int c0 = 0; c0 < G; c0 += C) {
-            const float *img = gimg_src + (size_t)c0 * 3 * c->gram_size * c->gram_size;
-            if ((st = dx_vit_forward(&s->vit, be, s->gram_w, &s->g_glob, img, NULL, &eval, err))) goto done;
-            float *xt_c = s->xt + (size_t)c0 * P * D;
-            if (Pg != P) {
-                o->gather_rows(be, s->xt_big, s->g_glob.out, s->idx_patch_gram, C * Pg, (size_t)D);
-                lo->resize_bicubic(be, xt_c, s->xt_big, C, ng, ng, ns, ns, D);
-            } else {
-                o->gather_rows(be, xt_c, s->g_glob.out, s->idx_patch_gram, C * P, (size_t)D);
-            }
-        }
-        o->gather_rows(be, s->xs, s->s_glob.out, s->idx_patch, G * P, (size_t)D);
-    }
-
-    /* ---- losses ---------------------------------------------------- */
     dx_loss_weights lw;
     dx_loss_weights_default(&lw);
     lw.w_dino = c->w_dino;
@@ -538,97 +566,174 @@ dx_status dx_ssl_step(dx_ssl *s, dx_backend *be, const dx_ssl_batch *batch, int6
     lw.use_gram = c->use_gram;
     dx_loss_terms coef, terms;
     dx_loss_coefs(&lw, &coef);
-    const float w_loc = (float)coef.dino_local, w_glob = (float)coef.dino_global;
-    const float *S_glob = s->hd_s.logits, *S_loc = s->hd_s.logits + (size_t)G * Kd;
-    if (L) out->dino_local = lo->dino_forward(be, S_loc, c->n_local, s->tgt_dino, 2, B, Kd, ts, 0);
-    out->dino_global = lo->dino_forward(be, S_glob, 2, s->tgt_dino, 2, B, Kd, ts, 1);
-    /* KoLeo per global crop on the pre-head CLS, over groups of kg images of one
-     * rank (DINOv3's default: the rank's batch, no all-gather) */
-    const int kg = c->koleo_group > 0 ? c->koleo_group : B, ngrp = B / kg;
-    for (int cr = 0; cr < 2; cr++)
-        for (int q = 0; q < ngrp; q++) {
-            const size_t r0 = (size_t)cr * B + (size_t)q * kg;
-            out->koleo += 0.5 / ngrp * lo->koleo_forward(be, s->koleo_nn + r0, s->hd_s.x + r0 * D, kg, D);
-        }
-    if (M) {
-        out->ibot = dx_ibot_loss_forward(be, s->hi_s.logits, s->tgt_ibot, s->mask_w, M, Ki, ts, G);
-        s->ibot_s_entropy = NAN;
-        if (!batch->no_health) { /* for the health metrics: the backward overwrites these logits */
-            double pst[DX_PROB_STATS];
-            lo->prob_stats(be, pst, s->hi_s.logits, M, Ki, c->student_temp, 1);
-            s->ibot_s_entropy = pst[0];
-        }
-    }
-    if (c->use_gram)
-        out->gram = lo->gram_forward(be, s->xs_hat, s->xt_hat, s->xs, s->xt, G, P, D, c->gram_img_level);
-    terms = (dx_loss_terms){out->dino_local, out->dino_global, out->koleo, out->ibot, out->gram};
-    out->total = dx_loss_total(&terms, &lw, NULL);
-    if (distributed(s)) {
-        /* the global batch's terms (ranks hold equal shares: the mean of the ranks'
-         * means), and one decision on a non-finite loss: no rank may skip the
-         * gradient reduction that the others enter */
-        double v[7] = {out->dino_local, out->dino_global, out->koleo, out->ibot, out->gram, out->total,
-                       isfinite(out->total) ? 0.0 : 1.0};
-        if ((st = s->comm->allreduce_f64(s->comm, v, 7, DX_COMM_SUM, err))) goto done;
-        out->dino_local = v[0] / W, out->dino_global = v[1] / W, out->koleo = v[2] / W;
-        out->ibot = v[3] / W, out->gram = v[4] / W, out->total = v[6] > 0 ? NAN : v[5] / W;
-    }
-    if (!isfinite(out->total)) {
-        out->nonfinite = 1;
-        goto done;
-    }
-
-    /* ---- backward ------------------------------------------------------------- */
-    o->zero(be, s->g, s->tab.total * sizeof(float));
-    const size_t GTD = (size_t)G * s->s_glob.T * D * sizeof(float);
-    o->zero(be, s->s_glob.dout, GTD);
-    if (L) o->zero(be, s->s_loc.dout, (size_t)L * s->s_loc.T * D * sizeof(float));
-    o->zero(be, s->hd_s.dlogits, (size_t)(G + L) * Kd * sizeof(float));
-    if (L)
-        lo->dino_backward(be, s->hd_s.dlogits + (size_t)G * Kd, S_loc, c->n_local, s->tgt_dino, 2, B, Kd, ts, 0, w_loc);
-    lo->dino_backward(be, s->hd_s.dlogits, S_glob, 2, s->tgt_dino, 2, B, Kd, ts, 1, w_glob);
-    dx_head_backward(&s->dino, be, wd_, gd, &s->hd_s);
-    /* KoLeo */
-    o->zero(be, s->dkoleo, (size_t)G * D * sizeof(float));
-    for (int cr = 0; cr < 2; cr++) /* the neighbours found by the forward; the term is coef * mean over crops, groups */
-        for (int q = 0; q < ngrp; q++) {
-            const size_t r0 = (size_t)cr * B + (size_t)q * kg;
-            lo->koleo_backward(be, s->dkoleo + r0 * D, s->hd_s.x + r0 * D, s->koleo_nn + r0, kg, D,
-                               (float)coef.koleo * 0.5f / (float)ngrp);
-        }
-    o->axpy(be, s->hd_s.dx, 1.0f, s->dkoleo, (size_t)G * D);
-    o->scatter_add_rows(be, s->s_glob.dout, s->hd_s.dx, s->idx_cls_glob, G, (size_t)D);
-    if (L) o->scatter_add_rows(be, s->s_loc.dout, s->hd_s.dx + (size_t)G * D, s->idx_cls_loc, L, (size_t)D);
-    if (M) {
-        dx_ibot_loss_backward(be, s->hi_s.dlogits, s->hi_s.logits, s->tgt_ibot, s->mask_w, M, Ki, ts, G, (float)coef.ibot);
-        dx_head_backward(&s->ibot, be, wi, gi, &s->hi_s);
-        o->scatter_add_rows(be, s->s_glob.dout, s->hi_s.dx, s->idx_masked, M, (size_t)D);
-    }
-    if (c->use_gram && sc->w_gram != 0) {
-        o->zero(be, s->dxs, (size_t)G * P * D * sizeof(float));
-        lo->gram_backward(be, s->dxs, s->xs, s->xs_hat, s->xt_hat, G, P, D, c->gram_img_level, (float)coef.gram);
-        o->scatter_add_rows(be, s->s_glob.dout, s->dxs, s->idx_patch, G * P, (size_t)D);
-    }
-    /* data parallel with overlap: the heads' gradients are final now, block l's once the
-     * last pass (local crops, or global without them) is through it */
+    /* the per-image means (DINO, Gram) of a pass are 1/nmb of the batch's; KoLeo's groups and
+     * iBOT's 1/(2B) normalisation already count over the whole batch */
+    const float w_loc = (float)coef.dino_local / (float)nmb, w_glob = (float)coef.dino_global / (float)nmb;
+    const int kg = c->koleo_group > 0 ? c->koleo_group : mb, ngrp = B / kg;
     const int overlap = distributed(s) && s->overlap;
-    dx_vit_acts *last = L ? &s->s_loc : &s->s_glob;
-    s->nreq = 0;
-    double t_comm = 0;
-    if (overlap) {
-        const double t0 = mono_s();
-        s->step_be = be;
-        be->ops->sync(be); /* the heads' gradients are complete (see softmax-centre reduction) */
-        if ((st = s->comm->iallreduce_f32(s->comm, s->g + s->base_dino, s->tab.total - s->base_dino,
-                                          &s->reqs[s->nreq], err))) goto done;
-        s->nreq++;
-        last->on_block_grads = block_grads_done;
-        last->grads_ctx = s;
-        t_comm += mono_s() - t0;
+    double ent_sum = 0, t_comm = 0;
+    o->zero(be, s->g, s->tab.total * sizeof(float));
+
+    for (int j = 0; j < nmb; j++) {
+        const int last_pass = j == nmb - 1, m0 = s->mb_off[j], Mj = s->mb_off[j + 1] - m0;
+        /* ---- this pass's crops, masks and DINO targets ------------------------------ */
+        if (nmb > 1) {
+            for (int cr = 0; cr < 2; cr++) {
+                const size_t at = (size_t)cr * B + (size_t)j * mb;
+                o->copy(be, s->img_sg + (size_t)cr * mb * per_glob, s->img_glob + at * per_glob,
+                        (size_t)mb * per_glob * sizeof(float));
+                o->copy(be, s->tgt_mb + (size_t)cr * mb * Kd, s->tgt_dino + at * Kd, (size_t)mb * Kd * sizeof(float));
+            }
+        }
+        for (int cr = 0; cr < c->n_local; cr++)
+            o->upload(be, s->img_loc + (size_t)cr * mb * per_loc,
+                      batch->local + ((size_t)cr * B + (size_t)j * mb) * per_loc, (size_t)mb * per_loc * sizeof(float));
+        if (batch->masks)
+            for (int cr = 0; cr < 2; cr++)
+                o->upload(be, s->mask_dev + (size_t)cr * mb * P, batch->masks + ((size_t)cr * B + (size_t)j * mb) * P,
+                          (size_t)mb * P);
+        const float *tgt = s->tgt_mb, *tgt_i = s->tgt_ibot + (size_t)m0 * Ki;
+
+        /* ---- student: masked global crops, local crops, train mode. Every pass draws the
+         * same stochastic-depth positions and RoPE jitter, as every rank does: passes of m
+         * images are the same step as B / m ranks of m images ------------------------- */
+        dx_vit_run tr = {.train = 1, .seed = c->seed, .step = (uint64_t)step, .group = 0};
+        if ((st = dx_vit_forward(&s->vit, be, s->w, &s->s_glob, s->img_sg, batch->masks ? s->mask_dev : NULL, &tr,
+                                  err))) goto done;
+        if (l) {
+            tr.group = 1;
+            if ((st = dx_vit_forward(&s->vit, be, s->w, &s->s_loc, s->img_loc, NULL, &tr, err))) goto done;
+        }
+        /* DINO head on [global CLS (2mb) ; local CLS (L mb)] */
+        o->gather_rows(be, s->hd_s.x, s->s_glob.out, s->idx_cls_glob, g, (size_t)D);
+        if (l) o->gather_rows(be, s->hd_s.x + (size_t)g * D, s->s_loc.out, s->idx_cls_loc, l, (size_t)D);
+        dx_head_forward(&s->dino, be, wd_, &s->hd_s, g + l);
+        if (Mj) {
+            o->gather_rows(be, s->hi_s.x, s->s_glob.out, s->idx_masked_s + m0, Mj, (size_t)D);
+            dx_head_forward(&s->ibot, be, wi, &s->hi_s, Mj);
+        }
+
+        /* ---- Gram teacher, on this pass's crops ------------------------------------- */
+        if (c->use_gram) {
+            const float *gimg_src = s->img_sg;
+            if (batch->gram) {
+                for (int cr = 0; cr < 2; cr++)
+                    o->upload(be, s->img_gram + (size_t)cr * mb * per_gram,
+                              batch->gram + ((size_t)cr * B + (size_t)j * mb) * per_gram,
+                              (size_t)mb * per_gram * sizeof(float));
+                gimg_src = s->img_gram;
+            }
+            /* chunk by chunk: the patch tokens (bicubically resized BEFORE normalisation when the Gram
+             * crops are larger, channels-last) go straight to their crops' rows of xt. The first
+             * C * Pg entries of idx_patch_gram are the rows of a chunk's own output. */
+            const dx_vit_run eval = {0};
+            const int C = s->g_chunk, ng = c->gram_size / c->vit.patch, ns = c->global_size / c->vit.patch;
+            for (int c0 = 0; c0 < g; c0 += C) {
+                const float *img = gimg_src + (size_t)c0 * per_gram;
+                if ((st = dx_vit_forward(&s->vit, be, s->gram_w, &s->g_glob, img, NULL, &eval, err))) goto done;
+                float *xt_c = s->xt + (size_t)c0 * P * D;
+                if (Pg != P) {
+                    o->gather_rows(be, s->xt_big, s->g_glob.out, s->idx_patch_gram, C * Pg, (size_t)D);
+                    lo->resize_bicubic(be, xt_c, s->xt_big, C, ng, ng, ns, ns, D);
+                } else {
+                    o->gather_rows(be, xt_c, s->g_glob.out, s->idx_patch_gram, C * P, (size_t)D);
+                }
+            }
+            o->gather_rows(be, s->xs, s->s_glob.out, s->idx_patch, g * P, (size_t)D);
+        }
+
+        /* ---- losses: this pass's share of the batch's terms ------------------------- */
+        const float *S_glob = s->hd_s.logits, *S_loc = s->hd_s.logits + (size_t)g * Kd;
+        if (l) out->dino_local += lo->dino_forward(be, S_loc, c->n_local, tgt, 2, mb, Kd, ts, 0) / nmb;
+        out->dino_global += lo->dino_forward(be, S_glob, 2, tgt, 2, mb, Kd, ts, 1) / nmb;
+        /* KoLeo per global crop on the pre-head CLS, over groups of kg images of one
+         * pass (DINOv3's default: the rank's batch, no all-gather) */
+        for (int cr = 0; cr < 2; cr++)
+            for (int q = 0; q < mb / kg; q++) {
+                const size_t r0 = (size_t)cr * mb + (size_t)q * kg;
+                out->koleo += 0.5 / ngrp * lo->koleo_forward(be, s->koleo_nn + r0, s->hd_s.x + r0 * D, kg, D);
+            }
+        if (Mj) {
+            out->ibot += dx_ibot_loss_forward(be, s->hi_s.logits, tgt_i, s->mask_w + m0, Mj, Ki, ts, G);
+            if (!batch->no_health) { /* for the health metrics: the backward overwrites these logits */
+                double pst[DX_PROB_STATS];
+                lo->prob_stats(be, pst, s->hi_s.logits, Mj, Ki, c->student_temp, 1);
+                ent_sum += pst[0] * Mj;
+            }
+        }
+        if (c->use_gram)
+            out->gram += lo->gram_forward(be, s->xs_hat, s->xt_hat, s->xs, s->xt, g, P, D, c->gram_img_level) / nmb;
+
+        if (last_pass) {
+            s->ibot_s_entropy = batch->no_health || !M ? NAN : ent_sum / M;
+            terms = (dx_loss_terms){out->dino_local, out->dino_global, out->koleo, out->ibot, out->gram};
+            out->total = dx_loss_total(&terms, &lw, NULL);
+            if (distributed(s)) {
+                /* the global batch's terms (ranks hold equal shares: the mean of the ranks'
+                 * means), and one decision on a non-finite loss: no rank may skip the
+                 * gradient reduction that the others enter */
+                double v[7] = {out->dino_local, out->dino_global, out->koleo, out->ibot, out->gram, out->total,
+                               isfinite(out->total) ? 0.0 : 1.0};
+                if ((st = s->comm->allreduce_f64(s->comm, v, 7, DX_COMM_SUM, err))) goto done;
+                out->dino_local = v[0] / W, out->dino_global = v[1] / W, out->koleo = v[2] / W;
+                out->ibot = v[3] / W, out->gram = v[4] / W, out->total = v[6] > 0 ? NAN : v[5] / W;
+            }
+            if (!isfinite(out->total)) { /* earlier passes' gradients are discarded with it */
+                out->nonfinite = 1;
+                goto done;
+            }
+        }
+
+        /* ---- backward of this pass: gradients accumulate in s->g ---------------------- */
+        o->zero(be, s->s_glob.dout, (size_t)g * T * D * sizeof(float));
+        if (l) o->zero(be, s->s_loc.dout, (size_t)l * s->s_loc.T * D * sizeof(float));
+        o->zero(be, s->hd_s.dlogits, (size_t)(g + l) * Kd * sizeof(float));
+        if (l) lo->dino_backward(be, s->hd_s.dlogits + (size_t)g * Kd, S_loc, c->n_local, tgt, 2, mb, Kd, ts, 0, w_loc);
+        lo->dino_backward(be, s->hd_s.dlogits, S_glob, 2, tgt, 2, mb, Kd, ts, 1, w_glob);
+        dx_head_backward(&s->dino, be, wd_, gd, &s->hd_s);
+        /* KoLeo */
+        o->zero(be, s->dkoleo, (size_t)g * D * sizeof(float));
+        for (int cr = 0; cr < 2; cr++) /* the neighbours found by the forward; the term is coef * mean over crops, groups */
+            for (int q = 0; q < mb / kg; q++) {
+                const size_t r0 = (size_t)cr * mb + (size_t)q * kg;
+                lo->koleo_backward(be, s->dkoleo + r0 * D, s->hd_s.x + r0 * D, s->koleo_nn + r0, kg, D,
+                                   (float)coef.koleo * 0.5f / (float)ngrp);
+            }
+        o->axpy(be, s->hd_s.dx, 1.0f, s->dkoleo, (size_t)g * D);
+        o->scatter_add_rows(be, s->s_glob.dout, s->hd_s.dx, s->idx_cls_glob, g, (size_t)D);
+        if (l) o->scatter_add_rows(be, s->s_loc.dout, s->hd_s.dx + (size_t)g * D, s->idx_cls_loc, l, (size_t)D);
+        if (Mj) {
+            dx_ibot_loss_backward(be, s->hi_s.dlogits, s->hi_s.logits, tgt_i, s->mask_w + m0, Mj, Ki, ts, G,
+                                  (float)coef.ibot);
+            dx_head_backward(&s->ibot, be, wi, gi, &s->hi_s);
+            o->scatter_add_rows(be, s->s_glob.dout, s->hi_s.dx, s->idx_masked_s + m0, Mj, (size_t)D);
+        }
+        if (c->use_gram && sc->w_gram != 0) {
+            o->zero(be, s->dxs, (size_t)g * P * D * sizeof(float));
+            lo->gram_backward(be, s->dxs, s->xs, s->xs_hat, s->xt_hat, g, P, D, c->gram_img_level,
+                              (float)coef.gram / (float)nmb);
+            o->scatter_add_rows(be, s->s_glob.dout, s->dxs, s->idx_patch, g * P, (size_t)D);
+        }
+        /* data parallel with overlap: in the last pass the heads' gradients are final now, block
+         * l's once the last backward (local crops, or global without them) is through it */
+        dx_vit_acts *last = l ? &s->s_loc : &s->s_glob;
+        s->nreq = 0;
+        if (overlap && last_pass) {
+            const double t0 = mono_s();
+            s->step_be = be;
+            be->ops->sync(be); /* the heads' gradients are complete (see softmax-centre reduction) */
+            if ((st = s->comm->iallreduce_f32(s->comm, s->g + s->base_dino, s->tab.total - s->base_dino,
+                                              &s->reqs[s->nreq], err))) goto done;
+            s->nreq++;
+            last->on_block_grads = block_grads_done;
+            last->grads_ctx = s;
+            t_comm += mono_s() - t0;
+        }
+        st = dx_vit_backward(&s->vit, be, s->w, s->g, &s->s_glob, err);
+        if (!st && l) st = dx_vit_backward(&s->vit, be, s->w, s->g, &s->s_loc, err);
+        last->on_block_grads = NULL;
+        if (st && !(overlap && last_pass)) goto done; /* with reductions in flight: wait for them first */
     }
-    st = dx_vit_backward(&s->vit, be, s->w, s->g, &s->s_glob, err);
-    if (!st && L) st = dx_vit_backward(&s->vit, be, s->w, s->g, &s->s_loc, err);
-    last->on_block_grads = NULL;
     if (overlap) {
         /* the rest of the backbone (tokens, patch embedding, final norm) and what is left in flight */
         const double t0 = mono_s();
@@ -720,7 +825,7 @@ void dx_ssl_health_compute(const dx_ssl *s, dx_backend *be, const dx_ssl_sched *
     h->dino_t_mean_entropy = st[1] / log((double)Kd);
     h->dino_t_used = st[2];
     h->dino_t_agree = crop_agreement(be, s->tgt_dino, B, Kd);
-    lo->prob_stats(be, st, s->hd_s.logits, G, Kd, c->student_temp, 1);
+    lo->prob_stats(be, st, s->hd_s.logits, 2 * s->mb, Kd, c->student_temp, 1); /* the last student pass */
     h->dino_s_kl_uniform = log((double)Kd) - st[0];
     if (M > 0) {
         lo->prob_stats(be, st, s->tgt_ibot, M, Ki, 1.0f, 0);

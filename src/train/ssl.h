@@ -24,7 +24,17 @@ typedef struct dx_ssl_config {
     dx_vit_config vit;
     dx_head_config dino_head, ibot_head;  /* in_dim is set from vit.dim */
     int batch;                            /* B images per step on this rank (the global batch / ranks) */
-    int koleo_group;                      /* KoLeo over groups of this many images (0 = the rank's batch) */
+    int micro_batch;                      /* images per student pass (0 = batch): the student runs forward
+                                             and backward over B / micro_batch slices of the batch in turn,
+                                             its gradients accumulated, while the teachers, the targets
+                                             (Sinkhorn-Knopp over all 2B crops) and the update see the
+                                             whole batch. Same loss and gradients as one pass, to rounding,
+                                             except stochastic depth, whose subsets are drawn per pass (each
+                                             pass the same draws, as each data-parallel rank); the student's
+                                             activations are allocated for one slice. */
+    int koleo_group;                      /* KoLeo over groups of this many images (0 = the images of one
+                                             student pass: the rank's batch, or micro_batch); must divide
+                                             micro_batch */
     int no_overlap;                       /* data parallel: one all-reduce after backward instead of buckets */
     int n_global, n_local;                /* 2 and L */
     int global_size, local_size;          /* crop sides in pixels */
@@ -34,8 +44,9 @@ typedef struct dx_ssl_config {
                                              SELECTIVE) and the bf16 policy's storage (BF16) */
     int teacher_chunk;                    /* global crops per EMA / Gram teacher forward (0 = all 2B at
                                              once): the passes without backward run in chunks of the
-                                             largest divisor of 2B not above it (the EMA teacher's
-                                             outputs copied into one [2B, T, D] buffer, the Gram
+                                             largest divisor of 2B not above it (the Gram teacher's: of
+                                             2 x micro_batch, as it runs per student pass; the EMA
+                                             teacher's outputs copied into one [2B, T, D] buffer, the Gram
                                              teacher's patch tokens resized into their crops' rows);
                                              same results to rounding, the internals allocated for
                                              one chunk only */
@@ -112,17 +123,25 @@ typedef struct dx_ssl {
     float *center_dino, *center_ibot;/* softmax centring (DX_CENTER_SOFTMAX) */
     int center_init;
     /* activations and scratch */
-    dx_vit_acts s_glob, s_loc, t_glob, g_glob; /* t_glob, g_glob: one teacher chunk of crops */
-    int t_chunk;                             /* crops per teacher forward (dx_ssl_teacher_chunk) */
+    dx_vit_acts s_glob, s_loc, t_glob, g_glob; /* s_*: one student pass (micro-batch); t_glob, g_glob:
+                                                one teacher chunk of crops */
+    int mb;                                  /* images per student pass (micro_batch, or batch) */
+    int t_chunk, g_chunk;                    /* crops per EMA / Gram teacher forward */
     float *t_out;                            /* [2B*T, D] EMA teacher outputs when t_chunk < 2B, else NULL */
     dx_head_acts hd_s, hd_t, hi_s, hi_t;
-    float *img_glob, *img_loc, *img_gram;    /* device copies of the crops */
-    float *tgt_dino, *tgt_ibot, *mask_w;     /* targets [2B,K], [M,K]; weights [M] */
+    float *img_glob, *img_loc, *img_gram;    /* device copies of the crops: all 2B global ones (the EMA
+                                                teacher's); one pass's local and Gram crops */
+    float *img_sg, *tgt_mb;                  /* micro-batching: one pass's global crops and DINO targets */
+    float *tgt_dino, *tgt_ibot, *mask_w;     /* targets [2B,K], [M,K]; weights [M]; the masked rows in
+                                                pass order (pass j's are [mb_off[j], mb_off[j+1])) */
     float *xs, *xt, *xs_hat, *xt_hat, *dxs, *xt_big, *dkoleo; /* Gram / KoLeo scratch */
-    uint8_t *mask_dev;                       /* [2B, P] this step's iBOT masks */
+    uint8_t *mask_dev;                       /* [2 mb, P] one pass's iBOT masks */
     int32_t *idx_cls_glob, *idx_cls_loc, *idx_patch, *idx_patch_gram, *idx_masked, *koleo_nn;
+    int32_t *idx_masked_s;                   /* micro-batching: the masked rows in the student's pass */
+    int *mb_off;                             /* host [passes + 1] */
     int P, Pg;
-    int max_masked;                          /* rows of the iBOT head and targets (dx_ssl_max_masked) */
+    int max_masked;                          /* rows of the iBOT teacher head and targets (dx_ssl_max_masked) */
+    int max_masked_mb;                       /* rows of the iBOT student head: the most one pass can have */
     double ibot_s_entropy;                   /* the iBOT student's mean row entropy at the last step, taken
                                               * before its backward turned the logits into their gradient
                                               * (NAN when the step had no_health) */
@@ -175,7 +194,8 @@ dx_status dx_ssl_step(dx_ssl *s, dx_backend *be, const dx_ssl_batch *batch, int6
 
 /* Health statistics of the step just taken (call after dx_ssl_step, before
  * the next one, which must not have had no_health; costs a few reductions,
- * meant for logged steps). */
+ * meant for logged steps). With micro-batching the DINO student's statistic
+ * is that of the last pass; the rest cover the whole batch. */
 void dx_ssl_health_compute(const dx_ssl *s, dx_backend *be, const dx_ssl_sched *sched, int n_masked,
                            dx_ssl_health *out);
 
