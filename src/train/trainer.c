@@ -510,6 +510,9 @@ agree:;
         DX_INFO("data parallel: %d ranks (%s, %d on this host), %d images each; %.1f MB of gradients all-reduced "
                 "per step, %s", W, comm->kind, comm->local_size, Bl, s.tab.total * 4e-6,
                 s.overlap ? "block by block during backward" : "in one piece after backward");
+    if (s.mb < s.cfg.batch)
+        DX_INFO("the student in %d passes of %d images per step (train.micro_batch), gradients accumulated; the "
+                "teachers and Sinkhorn-Knopp over all %d", s.cfg.batch / s.mb, s.mb, s.cfg.batch);
 
     wd.running = 1;
     wd.comm = comm;
