@@ -7,8 +7,8 @@
 #      double kernels;
 #   2. test_ssl_device: one whole DINOv3 step GPU vs CPU (every loss term and
 #      gradient norm: fp32 within 1e-4, bf16 within 2e-2) and a 20-step
-#      trajectory, tiny config in fp32 and bf16, then ViT-S/16 at 224/96 for
-#      3 steps in both;
+#      trajectory, tiny config in fp32 and bf16 (and fp32 with the student in
+#      passes of 2), then ViT-S/16 at 224/96 for 3 steps in both;
 #   3. the trainer unchanged on the GPU: synth -> ingest -> dinox train
 #      --device cuda for 20 steps of configs/demo.yaml, the same on the CPU, the
 #      two loss curves side by side;
@@ -71,6 +71,7 @@ grep -q "^cuda: [0-9]* cases passed" "$LOG/backend_ops.log" ||
 stage "2 one DINOv3 step and a 20-step trajectory, GPU vs CPU"
 run ssl_tiny_fp32 60 "$B"/test_ssl_device --device cuda --precision fp32 --steps 20
 run ssl_tiny_bf16 60 "$B"/test_ssl_device --device cuda --precision bf16 --steps 20
+run ssl_tiny_micro 60 "$B"/test_ssl_device --device cuda --precision fp32 --steps 10 --micro-batch 2
 run ssl_small_fp32 90 "$B"/test_ssl_device --device cuda --precision fp32 --steps 3 --size small
 run ssl_small_bf16 90 "$B"/test_ssl_device --device cuda --precision bf16 --steps 3 --size small
 
