@@ -10,7 +10,8 @@
 #     batch and drop_path 0 (both are per rank, as in DINOv3: docs/distributed.md).
 #     Gradients all-reduced block by block during backward (the default) and
 #     in one piece (train.overlap_allreduce=false). The student in passes
-#     (train.micro_batch=2) alone and on 2 ranks against one pass.
+#     (train.micro_batch=2) alone and on 2 ranks against one pass, and with
+#     drop path 0.3 one process in passes of 2 against 2 ranks of 2.
 #  2. A global batch that does not divide over the ranks: non-zero exit, the
 #     reason, no run directory.
 #  3. SIGKILL one rank mid-run: mpirun and every rank exit non-zero within 60 s,
@@ -104,6 +105,13 @@ train --out one8 "${SET[@]}" train.batch_size=8 loss.koleo_group=2 2>/dev/null |
 "${MPI[@]}" 2 "$DINOX" train --quiet -c "$C" --store store --out two_micro "${SET[@]}" train.batch_size=8 \
     train.micro_batch=2 loss.koleo_group=2 >two_micro.log 2>&1 || bad "np 2 in passes failed: $(tail -3 two_micro.log)"
 out=$(compare one8 two_micro) && ok "np 2 in passes of 2 (batch 8) = one process: $out" || bad "np 2 in passes differs: $out"
+# with stochastic depth: passes draw what ranks draw, so one process in passes of 2 = 2 ranks of 2
+train --out micro_dp "${SET[@]}" loss.koleo_group=2 train.micro_batch=2 model.drop_path=0.3 2>/dev/null ||
+  bad "micro_batch run with drop path failed"
+"${MPI[@]}" 2 "$DINOX" train --quiet -c "$C" --store store --out two_dp "${SET[@]}" loss.koleo_group=2 \
+    model.drop_path=0.3 >two_dp.log 2>&1 || bad "np 2 with drop path failed: $(tail -3 two_dp.log)"
+out=$(compare two_dp micro_dp) && ok "drop path 0.3: one process in passes of 2 = np 2: $out" ||
+  bad "drop path 0.3: passes of 2 differ from 2 ranks: $out"
 
 # ---- 2. a batch that does not divide ---------------------------------------------
 if "${MPI[@]}" 3 "$DINOX" train --quiet -c "$C" --store store --out nodiv "${SET[@]}" >nodiv.log 2>&1; then
