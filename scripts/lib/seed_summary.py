@@ -1,0 +1,96 @@
+"""seed_summary.py - the figures of several evaluated training runs (one per
+training seed) side by side, with their mean, standard deviation and a 95%
+t interval over the seeds.
+
+usage: seed_summary.py RUN_DIR... [--json OUT]
+Each RUN_DIR has metrics.jsonl and eval/eval.json (dinox train, dinox eval).
+The t interval treats the seeds as independent draws of the training run; with
+n seeds it has n - 1 degrees of freedom, so with 2 or 3 seeds it is wide by
+construction: that width is the honest statement.
+"""
+import json
+import math
+import sys
+
+# two-sided 95% quantiles of Student's t for 1..30 degrees of freedom
+T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+        2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+        2.045, 2.042]
+
+
+def last_mean(run, key, n=5):
+    rows = [json.loads(line) for line in open(run + "/metrics.jsonl")]
+    v = [r[key] for r in rows[-n:] if key in r]
+    return sum(v) / len(v) if v else float("nan")
+
+
+def prototypes(run):
+    # heads.dino_k from the run's resolved config.yaml ("  dino_k: 1024  # ...")
+    for line in open(run + "/config.yaml"):
+        if line.strip().startswith("dino_k:"):
+            return int(line.split(":")[1].split("#")[0])
+    return 1024
+
+
+def figures(run):
+    e = json.load(open(run + "/eval/eval.json"))
+    c, p, b = e.get("comparisons", {}), e.get("probe", {}), e.get("baselines", {})
+    dino = (2 * last_mean(run, "loss/dino_global") + 16 * last_mean(run, "loss/dino_local")) / 18
+    K = prototypes(run)
+
+    def diff(name):
+        d = c.get(name) or {}
+        return d.get("difference"), d.get("ci95")
+
+    att = c.get("attention_in_nodule") or {}
+    att_d = c.get("attention_in_nodule_ssl_minus_random_init") or {}
+    return {
+        "DINO loss / ln K (last steps)": (dino / math.log(K), None),
+        "malignancy probe AUC": (p.get("test_auc"), p.get("test_auc_ci")),
+        "random-init AUC": (b.get("random_init_auc"), b.get("random_init_auc_ci")),
+        "SSL - random init (paired)": diff("ssl_minus_random_init_auc"),
+        "features + diameter - diameter (paired)": diff("features_plus_diameter_minus_diameter_auc"),
+        "CLS attention in nodule (1 = chance)": (att.get("ratio"), att.get("ci95")),
+        "attention, SSL - random init (paired)": (att_d.get("difference"), att_d.get("ci95")),
+        "segmentation Dice": ((e.get("seg") or {}).get("test_dice"), None),
+    }
+
+
+def main(argv):
+    out = None
+    if "--json" in argv:
+        i = argv.index("--json")
+        out = argv[i + 1]
+        argv = argv[:i] + argv[i + 2:]
+    runs = argv
+    if not runs:
+        print(__doc__)
+        return 2
+    per = [figures(r) for r in runs]
+    names = list(per[0])
+    summary = {"runs": runs, "figures": {}}
+    w = max(len(n) for n in names)
+    print(f"{'':{w}}  " + "  ".join(f"{r:>24}" for r in runs) + f"  {'mean over seeds [95% t CI]':>34}  sd")
+    for n in names:
+        vals = [f[n][0] for f in per]
+        cells = []
+        for f in per:
+            v, ci = f[n]
+            cells.append(f"{v:.3f}" + (f" [{ci[0]:+.3f},{ci[1]:+.3f}]" if ci else "") if v is not None else "-")
+        xs = [v for v in vals if v is not None and not math.isnan(v)]
+        m = sum(xs) / len(xs) if xs else float("nan")
+        sd = math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else float("nan")
+        half = T975[min(len(xs) - 1, 30) - 1] * sd / math.sqrt(len(xs)) if len(xs) > 1 else float("nan")
+        excl = sum(1 for f in per if f[n][1] and (f[n][1][0] > 0 or f[n][1][1] < 0)) if "paired" in n else None
+        summary["figures"][n] = {"per_run": vals, "per_run_ci": [f[n][1] for f in per], "mean": m, "sd": sd,
+                                 "t_ci95": [m - half, m + half], "runs_ci_excludes_0": excl}
+        print(f"{n:{w}}  " + "  ".join(f"{c:>24}" for c in cells) + f"  {m:9.3f} [{m - half:+.3f}, {m + half:+.3f}]"
+              f"  {sd:.3f}")
+    if out:
+        with open(out, "w") as fh:
+            json.dump(summary, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
