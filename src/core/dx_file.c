@@ -53,19 +53,44 @@ dx_status dx_atomic_write(const char *path, const void *const *parts, const size
     return dx_atomic_write_via(path, parts, lens, n, NULL, NULL, err);
 }
 
+/* the parts of dx_atomic_write_via, one by one */
+typedef struct {
+    const void *const *parts;
+    const size_t *lens;
+    int n, i;
+} parts_gen;
+
+static int next_part(void *user, const void **buf, size_t *len) {
+    parts_gen *g = user;
+    if (g->i >= g->n) return 0;
+    *buf = g->parts[g->i], *len = g->lens[g->i];
+    g->i++;
+    return 1;
+}
+
 dx_status dx_atomic_write_via(const char *path, const void *const *parts, const size_t *lens, int n, dx_write_fn fn,
                               void *user, dx_err *err) {
+    parts_gen g = {parts, lens, n, 0};
+    return dx_atomic_write_gen(path, next_part, &g, fn, user, err);
+}
+
+dx_status dx_atomic_write_gen(const char *path, dx_write_gen_fn gen, void *gen_user, dx_write_fn fn, void *user,
+                              dx_err *err) {
     char tmp[4200];
     if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
         return dx_fail(err, DX_EINVAL, "path too long: %s", path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) return dx_fail(err, DX_EIO, "create %s: %s", tmp, strerror(errno));
-    for (int i = 0; i < n; i++) {
-        if (dx_write_all_via(fd, parts[i], lens[i], fn, user)) {
+    for (;;) {
+        const void *buf = NULL;
+        size_t len = 0;
+        int r = gen(gen_user, &buf, &len);
+        if (r == 0) break;
+        if (r < 0 || dx_write_all_via(fd, buf, len, fn, user)) {
             int e = errno;
             close(fd);
             unlink(tmp);
-            return dx_fail(err, DX_EIO, "write %s: %s", tmp, strerror(e));
+            return dx_fail(err, DX_EIO, "%s %s: %s", r < 0 ? "produce the data of" : "write", tmp, strerror(e));
         }
     }
     if (fsync(fd) != 0) {

@@ -31,6 +31,14 @@ dx_status dx_atomic_write(const char *path, const void *const *parts, const size
  * fsync) says "(the file was renamed)". */
 dx_status dx_atomic_write_via(const char *path, const void *const *parts, const size_t *lens, int n, dx_write_fn fn,
                               void *user, dx_err *err);
+/* Producer of a file's bytes in order: sets *buf and *len to the next part and
+ * returns 1, returns 0 when there are no more parts, or -1 (with errno set)
+ * on a failure. A part stays valid until the next call. */
+typedef int (*dx_write_gen_fn)(void *user, const void **buf, size_t *len);
+/* dx_atomic_write_via with the bytes from gen: files larger than memory are
+ * written through one part buffer at a time. */
+dx_status dx_atomic_write_gen(const char *path, dx_write_gen_fn gen, void *gen_user, dx_write_fn fn, void *user,
+                              dx_err *err);
 /* 1 if both paths exist and name the same file (device and inode: links and
  * different spellings of one path included), else 0. */
 int dx_same_file(const char *a, const char *b);

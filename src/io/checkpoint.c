@@ -1,5 +1,5 @@
 /* checkpoint.c - checkpoint files: safetensors container written atomically
- * (through core/dx_file.h's dx_atomic_write_via), CRC-verified on load with
+ * (through core/dx_file.h's dx_atomic_write_gen), CRC-verified on load with
  * fallback, retention of last K + milestones. */
 #include "io/checkpoint.h"
 
@@ -30,8 +30,17 @@ int dx_ckpt_entries_from_table(dx_ckpt_tensor *out, int cap, const char *prefix,
         out[i].ndim = s->ndim;
         memcpy(out[i].shape, s->shape, sizeof out[i].shape);
         out[i].data = buf + s->offset;
+        out[i].read = NULL;
+        out[i].read_ctx = NULL;
     }
     return tab->n;
+}
+
+int dx_ckpt_entries_from_table_read(dx_ckpt_tensor *out, int cap, const char *prefix, const dx_table *tab,
+                                    const float *buf, dx_ckpt_copy_fn read, void *ctx) {
+    int n = dx_ckpt_entries_from_table(out, cap, prefix, tab, buf);
+    for (int i = 0; i < n; i++) out[i].read = read, out[i].read_ctx = ctx;
+    return n;
 }
 
 static size_t numel(const dx_ckpt_tensor *t) {
@@ -83,19 +92,24 @@ static int header_crc_ok(const unsigned char *raw, size_t n) {
     return ok;
 }
 
-/* Writes bytes to dir/final atomically (core/dx_file.h); on failure nothing changes. */
-static dx_status atomic_write(const char *dir, const char *final, const void *const *parts, const size_t *lens,
-                              int nparts, const dx_ckpt_policy *pol, dx_err *err) {
-    char dst[1200];
-    snprintf(dst, sizeof dst, "%s/%s", dir, final);
-    dx_status s = dx_atomic_write_via(dst, parts, lens, nparts, pol ? pol->write_fn : NULL,
-                                      pol ? pol->write_user : NULL, err);
+/* s from an atomic write of dst: the message says that nothing changed */
+static dx_status write_failed(dx_status s, const char *dst, dx_err *err) {
     if (s && err) {
         char why[sizeof err->msg];
         snprintf(why, sizeof why, "%s", err->msg);
         dx_fail(err, s, "writing %s failed: %s; the previous checkpoint is intact", dst, why);
     }
     return s;
+}
+
+/* Writes bytes to dir/final atomically (core/dx_file.h); on failure nothing changes. */
+static dx_status atomic_write(const char *dir, const char *final, const void *const *parts, const size_t *lens,
+                              int nparts, const dx_ckpt_policy *pol, dx_err *err) {
+    char dst[1200];
+    snprintf(dst, sizeof dst, "%s/%s", dir, final);
+    return write_failed(dx_atomic_write_via(dst, parts, lens, nparts, pol ? pol->write_fn : NULL,
+                                            pol ? pol->write_user : NULL, err),
+                        dst, err);
 }
 
 static int parse_step(const char *name, int64_t *step) {
@@ -137,9 +151,61 @@ static int list_steps(const char *dir, int64_t **out) {
 
 static void ckpt_name(char *b, size_t n, int64_t step) { snprintf(b, n, "ckpt-%010lld.safetensors", (long long)step); }
 
+/* The file's bytes in order: the header, then each tensor, whole from host
+ * memory or chunk by chunk through its read function. */
+typedef struct {
+    const char *hdr;
+    size_t hdr_len;
+    const dx_ckpt_tensor *t;
+    int n, i;     /* next tensor (-1: the header) */
+    size_t done;  /* floats of tensor i produced */
+    float *chunk; /* DX_CKPT_CHUNK_BYTES */
+} ckpt_gen;
+
+static int ckpt_next(void *user, const void **buf, size_t *len) {
+    ckpt_gen *g = user;
+    if (g->i < 0) {
+        g->i = 0, g->done = 0;
+        *buf = g->hdr, *len = g->hdr_len;
+        return 1;
+    }
+    while (g->i < g->n && g->done >= numel(&g->t[g->i])) g->i++, g->done = 0;
+    if (g->i >= g->n) return 0;
+    const dx_ckpt_tensor *t = &g->t[g->i];
+    const size_t total = numel(t);
+    if (!t->read) {
+        *buf = t->data, *len = total * sizeof(float);
+        g->done = total;
+        return 1;
+    }
+    const size_t k = total - g->done < DX_CKPT_CHUNK_BYTES / sizeof(float) ? total - g->done
+                                                                             : DX_CKPT_CHUNK_BYTES / sizeof(float);
+    t->read(t->read_ctx, g->chunk, t->data + g->done, k);
+    *buf = g->chunk, *len = k * sizeof(float);
+    g->done += k;
+    return 1;
+}
+
+/* CRC-32 of one tensor's data */
+static uLong tensor_crc(uLong crc, const dx_ckpt_tensor *t, float *chunk) {
+    const size_t total = numel(t), per = DX_CKPT_CHUNK_BYTES / sizeof(float);
+    if (!t->read) return crc_of(crc, t->data, total * sizeof(float));
+    for (size_t at = 0; at < total; at += per) {
+        const size_t k = total - at < per ? total - at : per;
+        t->read(t->read_ctx, chunk, t->data + at, k);
+        crc = crc_of(crc, chunk, k * sizeof(float));
+    }
+    return crc;
+}
+
 dx_status dx_ckpt_save(const char *dir, int64_t step, const char *state_json, const dx_ckpt_tensor *t, int n,
                        const dx_ckpt_policy *pol, dx_err *err) {
     if (step < 0) return dx_fail(err, DX_EINVAL, "checkpoint: negative step");
+    float *chunk = NULL;
+    for (int i = 0; i < n && !chunk; i++)
+        if (t[i].read && !(chunk = malloc(DX_CKPT_CHUNK_BYTES)))
+            return dx_fail(err, DX_ENOMEM, "checkpoint: out of memory for the %zu MB write buffer",
+                           DX_CKPT_CHUNK_BYTES >> 20);
     /* header: tensors in the given order, contiguous, F32 */
     cJSON *h = cJSON_CreateObject(), *meta = cJSON_CreateObject();
     cJSON_AddItemToObject(h, "__metadata__", meta);
@@ -148,6 +214,7 @@ dx_status dx_ckpt_save(const char *dir, int64_t step, const char *state_json, co
     for (int i = 0; i < n; i++) {
         if (cJSON_GetObjectItemCaseSensitive(h, t[i].name) || strcmp(t[i].name, "__metadata__") == 0) {
             cJSON_Delete(h);
+            free(chunk);
             return dx_fail(err, DX_EINVAL, "checkpoint: duplicate tensor name '%s'", t[i].name);
         }
         cJSON *e = cJSON_CreateObject();
@@ -159,7 +226,7 @@ dx_status dx_ckpt_save(const char *dir, int64_t step, const char *state_json, co
         cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)off));
         cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)(off + nb)));
         cJSON_AddItemToObject(h, t[i].name, e);
-        crc = crc_of(crc, t[i].data, nb);
+        crc = tensor_crc(crc, &t[i], chunk);
         off += nb;
     }
     char sbuf[32], cbuf[16], dbuf[32];
@@ -176,11 +243,15 @@ dx_status dx_ckpt_save(const char *dir, int64_t step, const char *state_json, co
     cJSON_AddStringToObject(meta, HDR_CRC_KEY, "00000000");
     char *js = cJSON_PrintUnformatted(h);
     cJSON_Delete(h);
-    if (!js) return dx_fail(err, DX_ENOMEM, "checkpoint: header encoding failed");
+    if (!js) {
+        free(chunk);
+        return dx_fail(err, DX_ENOMEM, "checkpoint: header encoding failed");
+    }
     size_t jl = strlen(js), hl = (jl + 7) & ~(size_t)7; /* pad with spaces: data 8-byte aligned */
     char *hdr = malloc(8 + hl);
     if (!hdr) {
         free(js);
+        free(chunk);
         return dx_fail(err, DX_ENOMEM, "checkpoint: out of memory");
     }
     for (int i = 0; i < 8; i++) hdr[i] = (char)((uint64_t)hl >> (8 * i));
@@ -190,24 +261,22 @@ dx_status dx_ckpt_save(const char *dir, int64_t step, const char *state_json, co
     char *slot = header_crc_slot(hdr + 8, hl);
     if (!slot) {
         free(hdr);
+        free(chunk);
         return dx_fail(err, DX_EINVAL, "checkpoint: header CRC field not found");
     }
     char hc[9];
     snprintf(hc, sizeof hc, "%08lx", (unsigned long)crc_of(crc32(0L, Z_NULL, 0), hdr + 8, hl));
     memcpy(slot, hc, 8);
 
-    const void **parts = malloc(sizeof(void *) * (n + 1));
-    size_t *lens = malloc(sizeof(size_t) * (n + 1));
-    if (!parts || !lens) {
-        free(hdr), free(parts), free(lens);
-        return dx_fail(err, DX_ENOMEM, "checkpoint: out of memory");
-    }
-    parts[0] = hdr, lens[0] = 8 + hl;
-    for (int i = 0; i < n; i++) parts[i + 1] = t[i].data, lens[i + 1] = numel(&t[i]) * sizeof(float);
     char name[64];
     ckpt_name(name, sizeof name, step);
-    dx_status s = atomic_write(dir, name, parts, lens, n + 1, pol, err);
-    free(hdr), free(parts), free(lens);
+    char dst[1200];
+    snprintf(dst, sizeof dst, "%s/%s", dir, name);
+    ckpt_gen g = {.hdr = hdr, .hdr_len = 8 + hl, .t = t, .n = n, .i = -1, .chunk = chunk};
+    dx_status s = write_failed(dx_atomic_write_gen(dst, ckpt_next, &g, pol ? pol->write_fn : NULL,
+                                                   pol ? pol->write_user : NULL, err),
+                               dst, err);
+    free(hdr), free(chunk);
     if (s) return dx_fail_prefix(err, "checkpoint step %lld", (long long)step);
 
     /* the pointer moves last, so it never names a file that is not complete */
@@ -415,7 +484,8 @@ const dx_ckpt_tensor *dx_ckpt_find(const dx_ckpt *ck, const char *name) {
     return NULL;
 }
 
-dx_status dx_ckpt_load_table(const dx_ckpt *ck, const char *prefix, const dx_table *tab, float *buf, dx_err *err) {
+dx_status dx_ckpt_load_table_via(const dx_ckpt *ck, const char *prefix, const dx_table *tab, float *buf,
+                                 dx_ckpt_copy_fn put, void *ctx, dx_err *err) {
     for (int i = 0; i < tab->n; i++) {
         const dx_tensor_spec *s = &tab->t[i];
         char name[DX_CKPT_NAME_MAX + 8];
@@ -429,7 +499,12 @@ dx_status dx_ckpt_load_table(const dx_ckpt *ck, const char *prefix, const dx_tab
             return dx_fail(err, DX_ESHAPE, "checkpoint %s: '%s' has shape %s, the model wants %s", ck->path, name,
                            dx_shape_str(t->shape, t->ndim, a, sizeof a), dx_shape_str(s->shape, s->ndim, b, sizeof b));
         }
-        memcpy(buf + s->offset, t->data, s->numel * sizeof(float));
+        if (put) put(ctx, buf + s->offset, t->data, s->numel);
+        else memcpy(buf + s->offset, t->data, s->numel * sizeof(float));
     }
     return DX_OK;
+}
+
+dx_status dx_ckpt_load_table(const dx_ckpt *ck, const char *prefix, const dx_table *tab, float *buf, dx_err *err) {
+    return dx_ckpt_load_table_via(ck, prefix, tab, buf, NULL, NULL, err);
 }

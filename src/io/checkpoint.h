@@ -11,8 +11,11 @@
  * A pure container format (io layer: no backend, no model); train/ writes
  * it, eval/ and export read it.
  *
- * Saving: dx_atomic_write_via (core/dx_file.h: temp file "<name>.tmp.<pid>"
- * in DIR, write, fsync, rename, fsync DIR); then the text
+ * Saving: dx_atomic_write_gen (core/dx_file.h: temp file "<name>.tmp.<pid>"
+ * in DIR, write, fsync, rename, fsync DIR); tensors with a read function are
+ * streamed through one DX_CKPT_CHUNK_BYTES buffer (read twice: once for the
+ * CRC the header carries, once to write), so a checkpoint of device memory
+ * needs no host copy of the state; then the text
  * file DIR/latest (the checkpoint's file name) is replaced the same way,
  * last; then old files beyond keep_last are deleted, except milestones
  * (step % milestone_every == 0). A failed write (ENOSPC, EIO, ...) removes
@@ -32,12 +35,23 @@
 
 #define DX_CKPT_NAME_MAX 160
 
+/* Copies n floats from src to dst where one side is memory the host cannot
+ * touch directly (a backend's): device -> host when saving, host -> device
+ * when loading. */
+typedef void (*dx_ckpt_copy_fn)(void *ctx, float *dst, const float *src, size_t n);
+
 typedef struct dx_ckpt_tensor {
     char name[DX_CKPT_NAME_MAX];
     int ndim;
     int64_t shape[DX_MAX_DIMS];
-    const float *data; /* host memory; for a loaded checkpoint: into the mapping */
+    const float *data;    /* host memory; for a loaded checkpoint: into the mapping */
+    dx_ckpt_copy_fn read; /* saving: non-NULL = data is read through it, DX_CKPT_CHUNK_BYTES at a time */
+    void *read_ctx;
 } dx_ckpt_tensor;
+
+/* The host buffer dx_ckpt_save reads tensors with a read function through:
+ * all the host memory a checkpoint of such tensors needs beside its header. */
+#define DX_CKPT_CHUNK_BYTES ((size_t)16 << 20)
 
 /* Write hook: must behave like write(2) (return bytes written, or -1 with
  * errno set). NULL = write(2). Tests inject ENOSPC / EIO through it. */
@@ -54,6 +68,9 @@ typedef struct dx_ckpt_policy {
  * pointing into buf (host); returns the number added or -1 if cap is too small. */
 int dx_ckpt_entries_from_table(dx_ckpt_tensor *out, int cap, const char *prefix, const dx_table *tab,
                                const float *buf);
+/* The same for buf in memory that read (with ctx) copies to the host. */
+int dx_ckpt_entries_from_table_read(dx_ckpt_tensor *out, int cap, const char *prefix, const dx_table *tab,
+                                    const float *buf, dx_ckpt_copy_fn read, void *ctx);
 
 dx_status dx_ckpt_save(const char *dir, int64_t step, const char *state_json, const dx_ckpt_tensor *t, int n,
                        const dx_ckpt_policy *pol, dx_err *err);
@@ -85,5 +102,9 @@ const dx_ckpt_tensor *dx_ckpt_find(const dx_ckpt *ck, const char *name);
 /* Copies every tensor of tab from "<prefix>.<name>" into buf (host), checking
  * presence and shapes. */
 dx_status dx_ckpt_load_table(const dx_ckpt *ck, const char *prefix, const dx_table *tab, float *buf, dx_err *err);
+/* The same into buf that put (with ctx) writes, tensor by tensor from the
+ * file's mapping: no host buffer of the table's size. */
+dx_status dx_ckpt_load_table_via(const dx_ckpt *ck, const char *prefix, const dx_table *tab, float *buf,
+                                 dx_ckpt_copy_fn put, void *ctx, dx_err *err);
 
 #endif /* DX_CHECKPOINT_H */

@@ -10,6 +10,7 @@
 
 #include "backend/dx_backend.h"
 #include "core/dx_meminfo.h"
+#include "io/checkpoint.h"
 #include "train/trainer.h"
 
 /* Resident memory of the process before any model allocation (code, libc,
@@ -262,7 +263,7 @@ dx_status dx_plan_compute_ssl(const dx_config *c, const dx_ssl_config *scp, cons
                         (sc.use_gram ? 2 * (size_t)sc.gram_size * sc.gram_size : 0));
     const int slots = c->train.threads ? c->train.prefetch + 1 : 1;
     p->loader = (size_t)slots * sc.batch * img;
-    p->staging = 4 * per + gram; /* checkpoint: student, teacher, m, v (+ Gram) staged on the host */
+    p->staging = DX_CKPT_CHUNK_BYTES; /* checkpoint: the state streamed through one host chunk */
     p->runtime = DX_RUNTIME_BYTES;
     p->total = state + acts + p->loader + p->staging + p->runtime;
     /* largest batch: everything that scales with the batch against what is left */

@@ -87,32 +87,29 @@ static void *pixel_alloc(void *be, size_t bytes) {
 }
 static void pixel_free(void *be, void *p) { ((dx_backend *)be)->ops->host_free(be, p); }
 
-/* Host staging of one backend buffer (a copy on the CPU backend). */
-static float *stage(dx_backend *be, const float *dev, size_t n) {
-    float *h = malloc((n ? n : 1) * sizeof(float));
-    if (h) be->ops->download(be, h, dev, n * sizeof(float));
-    return h;
+/* dx_ckpt_copy_fn over a backend: the checkpoint streams the state from
+ * backend memory through one host chunk instead of a host copy of it. */
+static void download_floats(void *be, float *dst, const float *src, size_t n) {
+    ((dx_backend *)be)->ops->download(be, dst, src, n * sizeof(float));
 }
 
 dx_status dx_train_save_checkpoint(dx_ssl *s, dx_backend *be, const dx_config *c, const char *ckpt_dir,
                                    int64_t next_step, int64_t gram_refreshes, int64_t nonfinite,
                                    dx_err *err) {
-    const size_t n = s->tab.total;
-    float *hw = stage(be, s->w, n), *ht = stage(be, s->teacher, n), *hm = stage(be, s->m, n);
-    float *hv = stage(be, s->v, n), *hg = s->gram_w ? stage(be, s->gram_w, s->vit.tab.total) : NULL;
     int cap = 5 * s->tab.n + 8;
     dx_ckpt_tensor *t = calloc((size_t)cap, sizeof *t);
     dx_status st = DX_OK;
-    if (!hw || !ht || !hm || !hv || (s->gram_w && !hg) || !t) {
-        st = dx_fail(err, DX_ENOMEM, "checkpoint staging buffers");
+    if (!t) {
+        st = dx_fail(err, DX_ENOMEM, "checkpoint tensor list");
         goto done;
     }
     int k = 0;
-    k += dx_ckpt_entries_from_table(t + k, cap - k, "student", &s->tab, hw);
-    k += dx_ckpt_entries_from_table(t + k, cap - k, "teacher", &s->tab, ht);
-    k += dx_ckpt_entries_from_table(t + k, cap - k, "adam_m", &s->tab, hm);
-    k += dx_ckpt_entries_from_table(t + k, cap - k, "adam_v", &s->tab, hv);
-    if (hg) k += dx_ckpt_entries_from_table(t + k, cap - k, "gram", &s->vit.tab, hg);
+    k += dx_ckpt_entries_from_table_read(t + k, cap - k, "student", &s->tab, s->w, download_floats, be);
+    k += dx_ckpt_entries_from_table_read(t + k, cap - k, "teacher", &s->tab, s->teacher, download_floats, be);
+    k += dx_ckpt_entries_from_table_read(t + k, cap - k, "adam_m", &s->tab, s->m, download_floats, be);
+    k += dx_ckpt_entries_from_table_read(t + k, cap - k, "adam_v", &s->tab, s->v, download_floats, be);
+    if (s->gram_w)
+        k += dx_ckpt_entries_from_table_read(t + k, cap - k, "gram", &s->vit.tab, s->gram_w, download_floats, be);
     char state[512];
     snprintf(state, sizeof state,
              "{\"next_step\":%lld,\"adam_t\":%lld,\"gram_refreshes\":%lld,\"nonfinite_steps\":%lld,"
@@ -122,18 +119,18 @@ dx_status dx_train_save_checkpoint(dx_ssl *s, dx_backend *be, const dx_config *c
     dx_ckpt_policy pol = {.keep_last = c ? c->train.keep_last : 3, .milestone_every = c ? c->train.milestone_every : 0};
     st = dx_ckpt_save(ckpt_dir, next_step, state, t, k, &pol, err);
 done:
-    free(hw); free(ht); free(hm); free(hv); free(hg); free(t);
+    free(t);
     return st;
 }
 
+static void upload_floats(void *be, float *dst, const float *src, size_t n) {
+    ((dx_backend *)be)->ops->upload(be, dst, src, n * sizeof(float));
+}
+
+/* tensor by tensor from the checkpoint's mapping into backend memory */
 static dx_status load_buffer(const dx_ckpt *ck, const char *prefix, const dx_table *tab, dx_backend *be,
                              float *dev, dx_err *err) {
-    float *h = calloc(tab->total ? tab->total : 1, sizeof(float));
-    if (!h) return dx_fail(err, DX_ENOMEM, "checkpoint load buffer");
-    dx_status st = dx_ckpt_load_table(ck, prefix, tab, h, err);
-    if (!st) be->ops->upload(be, dev, h, tab->total * sizeof(float));
-    free(h);
-    return st;
+    return dx_ckpt_load_table_via(ck, prefix, tab, dev, upload_floats, be, err);
 }
 
 dx_status dx_train_load_checkpoint(dx_ssl *s, dx_backend *be, const char *path_or_dir, int64_t *next_step,
