@@ -74,7 +74,7 @@ static int run(dx_backend *be, int micro, int koleo, run_result *r) {
     CHECK(st == DX_OK, "init micro_batch %d: %s", micro, st ? err.msg : "");
     if (st) return 1;
     dx_ssl_init_weights(&s, be, &err);
-    const int B = c.batch, G = 2 * B, L = c.n_local * B, P = s.P;
+    const int B = c.batch, G = 2 * B, L = c.n_local * B;
     const size_t ng = (size_t)G * 3 * 32 * 32, nl = (size_t)L * 3 * 16 * 16, nr = (size_t)G * 3 * 48 * 48;
     float *gl = malloc(ng * sizeof(float)), *lc = malloc(nl * sizeof(float)), *gr = malloc(nr * sizeof(float));
     dx_ssl_sched sc = {.lr = 2e-3f, .last_layer_lr = 2e-3f, .wd = 0.04f, .momentum = 0.9f, .teacher_temp = 0.05f,
@@ -93,7 +93,6 @@ static int run(dx_backend *be, int micro, int koleo, run_result *r) {
                                      &err)))
             break;
         dx_ssl_batch b = {.global = gl, .local = lc, .gram = gr, .masks = mk.mask};
-        (void)P;
         st = dx_ssl_step(&s, be, &b, step, &sc, &r->m[step], &err);
         CHECK(st == DX_OK && !r->m[step].nonfinite, "micro_batch %d step %d: %s", micro, step, st ? err.msg : "ok");
         if (!st && step == 0) be->ops->download(be, r->grad, s.g, r->n * sizeof(float));

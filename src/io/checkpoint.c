@@ -151,6 +151,12 @@ static int list_steps(const char *dir, int64_t **out) {
 
 static void ckpt_name(char *b, size_t n, int64_t step) { snprintf(b, n, "ckpt-%010lld.safetensors", (long long)step); }
 
+/* floats of the next chunk of a tensor of `total` floats, `at` of them done */
+static size_t chunk_floats(size_t total, size_t at) {
+    const size_t per = DX_CKPT_CHUNK_BYTES / sizeof(float);
+    return total - at < per ? total - at : per;
+}
+
 /* The file's bytes in order: the header, then each tensor, whole from host
  * memory or chunk by chunk through its read function. */
 typedef struct {
@@ -178,8 +184,7 @@ static int ckpt_next(void *user, const void **buf, size_t *len) {
         g->done = total;
         return 1;
     }
-    const size_t k = total - g->done < DX_CKPT_CHUNK_BYTES / sizeof(float) ? total - g->done
-                                                                             : DX_CKPT_CHUNK_BYTES / sizeof(float);
+    const size_t k = chunk_floats(total, g->done);
     t->read(t->read_ctx, g->chunk, t->data + g->done, k);
     *buf = g->chunk, *len = k * sizeof(float);
     g->done += k;
@@ -188,10 +193,10 @@ static int ckpt_next(void *user, const void **buf, size_t *len) {
 
 /* CRC-32 of one tensor's data */
 static uLong tensor_crc(uLong crc, const dx_ckpt_tensor *t, float *chunk) {
-    const size_t total = numel(t), per = DX_CKPT_CHUNK_BYTES / sizeof(float);
+    const size_t total = numel(t);
     if (!t->read) return crc_of(crc, t->data, total * sizeof(float));
-    for (size_t at = 0; at < total; at += per) {
-        const size_t k = total - at < per ? total - at : per;
+    for (size_t at = 0, k; at < total; at += k) {
+        k = chunk_floats(total, at);
         t->read(t->read_ctx, chunk, t->data + at, k);
         crc = crc_of(crc, chunk, k * sizeof(float));
     }

@@ -206,7 +206,7 @@ dx_status dx_plan_compute_ssl(const dx_config *c, const dx_ssl_config *scp, cons
      * micro-batching the student's passes stay at mb images whatever the batch: an image then costs
      * its share of the teachers, targets and crops, measured at batch 2B with the same teacher
      * chunk and the masks over a global batch twice as large */
-    const int mb = sc.micro_batch > 0 && sc.micro_batch < sc.batch ? sc.micro_batch : 0;
+    const int mb = dx_ssl_micro_batch(&sc) < sc.batch ? sc.micro_batch : 0;
     size_t state, acts = 0, acts1 = 0, part1[DX_SSL_PLAN_PARTS];
     dx_ssl_config one = sc;
     one.batch = 1;
@@ -235,18 +235,22 @@ dx_status dx_plan_compute_ssl(const dx_config *c, const dx_ssl_config *scp, cons
     p->gram_teacher = gram;
     p->batch = sc.batch;
     p->acts = acts;
-    p->micro_batch = mb ? mb : sc.batch;
+    p->micro_batch = dx_ssl_micro_batch(&sc);
+    size_t fixed_acts; /* what does not grow with the batch */
     if (mb) {
         p->acts_per_image = acts1 > acts ? (acts1 - acts) / (size_t)sc.batch : 0;
         for (int i = 0; i < DX_SSL_PLAN_PARTS; i++)
             p->acts_part_per_image[i] =
                 part1[i] > p->acts_part[i] ? (part1[i] - p->acts_part[i]) / (size_t)sc.batch : 0;
+        const size_t scaled = p->acts_per_image * (size_t)sc.batch;
+        fixed_acts = acts > scaled ? acts - scaled : 0;
     } else {
         p->acts_per_image = sc.batch > 1 ? (acts - acts1) / (size_t)(sc.batch - 1) : acts;
         for (int i = 0; i < DX_SSL_PLAN_PARTS; i++)
             p->acts_part_per_image[i] = sc.batch > 1 && p->acts_part[i] > part1[i]
                                             ? (p->acts_part[i] - part1[i]) / (size_t)(sc.batch - 1)
                                             : (sc.batch > 1 ? 0 : p->acts_part[i]);
+        fixed_acts = acts1 > p->acts_per_image ? acts1 - p->acts_per_image : 0;
     }
     p->teacher_chunk = dx_ssl_teacher_chunk(&sc);
     if (sc.teacher_chunk <= 0 && 2 * sc.batch > DX_PLAN_HINT_CHUNK) {
@@ -255,8 +259,6 @@ dx_status dx_plan_compute_ssl(const dx_config *c, const dx_ssl_config *scp, cons
         size_t s2, a2;
         if (dx_ssl_plan_bytes(&ch, &s2, &a2, NULL) == DX_OK && a2 < acts) p->chunk_saving = acts - a2;
     }
-    const size_t scaled = p->acts_per_image * (size_t)(mb ? sc.batch : 1);
-    const size_t fixed_acts = mb ? (acts > scaled ? acts - scaled : 0) : (acts1 > scaled ? acts1 - scaled : 0);
     /* loader ring: (prefetch + 1) batches when threaded, host float32 crops */
     const size_t img = sizeof(float) * 3 *
                        (2 * (size_t)sc.global_size * sc.global_size + (size_t)sc.n_local * sc.local_size * sc.local_size +
@@ -273,7 +275,7 @@ dx_status dx_plan_compute_ssl(const dx_config *c, const dx_ssl_config *scp, cons
     if (mb) p->max_batch = p->max_batch / mb * mb; /* whole passes */
     /* without micro-batching: the smallest student pass that would let this batch fit */
     p->fit_micro_batch = 0;
-    if (!mb && (double)(state + acts + p->loader + p->staging + p->runtime) > 0.92 * d->mem_bytes)
+    if (!mb && (double)p->total > 0.92 * d->mem_bytes)
         for (int m = sc.batch / 2; m >= 1; m--) {
             if (sc.batch % m) continue;
             dx_ssl_config t = sc;

@@ -72,33 +72,37 @@ int dx_ssl_max_masked(const dx_ssl_config *c) {
     return sum > 0 ? (int)sum : 1;
 }
 
-/* images per student pass */
-static int micro(const dx_ssl_config *c) {
+int dx_ssl_micro_batch(const dx_ssl_config *c) {
     return c->micro_batch > 0 && c->micro_batch < c->batch ? c->micro_batch : c->batch;
+}
+
+static dx_status check_micro_batch(const dx_ssl_config *c, dx_err *err) {
+    if (c->micro_batch < 0 || (c->micro_batch > 0 && c->batch % c->micro_batch))
+        return dx_fail(err, DX_EINVAL, "train.micro_batch %d: need 0 or a divisor of the batch on a rank (%d)",
+                       c->micro_batch, c->batch);
+    return DX_OK;
 }
 
 /* Gram-teacher crops per forward: it runs per student pass, over its 2 x mb global crops */
 static int gram_chunk(const dx_ssl_config *c) {
     dx_ssl_config m = *c;
-    m.batch = micro(c);
+    m.batch = dx_ssl_micro_batch(c);
     return dx_ssl_teacher_chunk(&m);
 }
 
 /* the most masked patches one student pass can hold: the 2 x mb largest per-crop counts */
 static int max_masked_pass(const dx_ssl_config *c) {
     dx_ssl_config m = *c;
-    m.batch = micro(c);
+    m.batch = dx_ssl_micro_batch(c);
     if (m.mask_batch <= 0) m.mask_batch = c->batch;
     return dx_ssl_max_masked(&m);
 }
 
 static dx_status plan_bytes(const dx_ssl_config *c, size_t *state, size_t part[DX_SSL_PLAN_PARTS], dx_err *err) {
-    if (c->micro_batch < 0 || (c->micro_batch > 0 && c->batch % c->micro_batch))
-        return dx_fail(err, DX_EINVAL, "train.micro_batch %d: need 0 or a divisor of the batch on a rank (%d)",
-                       c->micro_batch, c->batch);
     dx_vit vit;
     dx_head dino, ibot;
     dx_status st;
+    if ((st = check_micro_batch(c, err))) return st;
     dx_head_config dh = c->dino_head, ih = c->ibot_head;
     dh.in_dim = ih.in_dim = c->vit.dim;
     if ((st = dx_vit_init(&vit, &c->vit, err))) return st;
@@ -106,7 +110,7 @@ static dx_status plan_bytes(const dx_ssl_config *c, size_t *state, size_t part[D
     if ((st = dx_head_init(&ibot, &ih, err))) { dx_vit_free(&vit); dx_head_free(&dino); return st; }
     const size_t f = sizeof(float), tab = vit.tab.total + dino.tab.total + ibot.tab.total;
     const int B = c->batch, G = 2 * B, D = c->vit.dim, p = c->vit.patch;
-    const int mb = micro(c), g = 2 * mb, l = c->n_local * mb, split = mb < B; /* one student pass */
+    const int mb = dx_ssl_micro_batch(c), g = 2 * mb, l = c->n_local * mb, split = mb < B; /* one student pass */
     const int S = c->global_size, s = c->local_size, Sg = c->gram_size ? c->gram_size : S;
     const size_t P = (size_t)(S / p) * (S / p), Pg = (size_t)(Sg / p) * (Sg / p);
     *state = (5 * tab + (c->use_gram ? vit.tab.total : 0)) * f;
@@ -205,10 +209,9 @@ dx_status dx_ssl_init(dx_ssl *s, const dx_ssl_config *cfg_in, dx_backend *be, dx
         (c->n_local > 0 && c->local_size < c->vit.patch))
         return dx_fail(err, DX_EINVAL, "ssl: need batch >= 1, exactly 2 global crops, crops >= patch size");
     if (!be->loss) return dx_fail(err, DX_EBACKEND, "backend %s has no loss kernels", be->ops->name);
-    if (c->micro_batch < 0 || (c->micro_batch > 0 && c->batch % c->micro_batch))
-        return dx_fail(err, DX_EINVAL, "train.micro_batch %d: need 0 or a divisor of the batch on a rank (%d)",
-                       c->micro_batch, c->batch);
-    s->mb = micro(c);
+    dx_status st;
+    if ((st = check_micro_batch(c, err))) return st;
+    s->mb = dx_ssl_micro_batch(c);
     if (c->koleo_group < 0 || (c->koleo_group > 0 && (c->koleo_group < 2 || s->mb % c->koleo_group)))
         return dx_fail(err, DX_EINVAL,
                        "loss.koleo_group %d: need 0 or a divisor >= 2 of the images of one student pass (%d: %s)",
@@ -220,7 +223,6 @@ dx_status dx_ssl_init(dx_ssl *s, const dx_ssl_config *cfg_in, dx_backend *be, dx
     c->dino_head.in_dim = c->ibot_head.in_dim = c->vit.dim;
     if (!c->gram_size) c->gram_size = c->global_size;
     if (c->sk_iters <= 0) c->sk_iters = 3;
-    dx_status st;
     if ((st = dx_vit_init(&s->vit, &c->vit, err))) return st;
     if ((st = dx_head_init(&s->dino, &c->dino_head, err))) return st;
     if ((st = dx_head_init(&s->ibot, &c->ibot_head, err))) return st;

@@ -183,6 +183,8 @@ double dx_ssl_flops_per_step(const dx_ssl_config *cfg);
  * (the sum of the 2 x batch largest per-crop counts of the global batch), or
  * 2 x batch x P when the rule is unknown; at least 1. */
 int dx_ssl_max_masked(const dx_ssl_config *cfg);
+/* Images per student pass: cfg->micro_batch when it splits the batch, else the batch. */
+int dx_ssl_micro_batch(const dx_ssl_config *cfg);
 /* Global crops per teacher forward: the largest divisor of 2 x batch that is
  * not above cfg->teacher_chunk (all 2 x batch when it is 0 or above). */
 int dx_ssl_teacher_chunk(const dx_ssl_config *cfg);
