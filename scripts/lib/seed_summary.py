@@ -2,11 +2,17 @@
 training seed) side by side, with their mean, standard deviation and a 95%
 t interval over the seeds.
 
-usage: seed_summary.py RUN_DIR... [--json OUT]
+usage: seed_summary.py RUN_DIR... [--versus RUN_DIR...] [--json OUT]
 Each RUN_DIR has metrics.jsonl and eval/eval.json (dinox train, dinox eval).
 The t interval treats the seeds as independent draws of the training run; with
 n seeds it has n - 1 degrees of freedom, so with 2 or 3 seeds it is wide by
 construction: that width is the honest statement.
+
+--versus: a second arm with the same seeds in the same order (e.g. Gram on
+RUN_DIRs, then --versus the Gram-off ones). Each figure is then the difference
+first arm - second arm of the runs of one seed, and the mean and t interval are
+over those paired differences: the two runs of a seed share their data order
+and initialisation, so the pairing removes most of the seed's own variation.
 """
 import json
 import math
@@ -53,7 +59,14 @@ def figures(run):
         "CLS attention in nodule (1 = chance)": (att.get("ratio"), att.get("ci95")),
         "attention, SSL - random init (paired)": (att_d.get("difference"), att_d.get("ci95")),
         "segmentation Dice": ((e.get("seg") or {}).get("test_dice"), None),
+        "patch feature cosine (dense collapse)": ((e.get("collapse") or {}).get("patch_cosine"), None),
+        "patch feature effective rank": ((e.get("collapse") or {}).get("effective_rank"), None),
     }
+
+
+def paired_figures(a, b):
+    # first arm - second arm, figure by figure (no per-run interval: the two runs are separate evaluations)
+    return {n: (None if a[n][0] is None or b[n][0] is None else a[n][0] - b[n][0], None) for n in a}
 
 
 def main(argv):
@@ -62,15 +75,23 @@ def main(argv):
         i = argv.index("--json")
         out = argv[i + 1]
         argv = argv[:i] + argv[i + 2:]
+    versus = None
+    if "--versus" in argv:
+        i = argv.index("--versus")
+        argv, versus = argv[:i], argv[i + 1:]
     runs = argv
-    if not runs:
+    if not runs or (versus is not None and len(versus) != len(runs)):
         print(__doc__)
         return 2
     per = [figures(r) for r in runs]
+    if versus is not None:
+        per = [paired_figures(a, figures(b)) for a, b in zip(per, versus)]
+        runs = [f"{a} - {b}" for a, b in zip(runs, versus)]
     names = list(per[0])
-    summary = {"runs": runs, "figures": {}}
+    summary = {"runs": runs, "paired_arms": versus is not None, "figures": {}}
     w = max(len(n) for n in names)
-    print(f"{'':{w}}  " + "  ".join(f"{r:>24}" for r in runs) + f"  {'mean over seeds [95% t CI]':>34}  sd")
+    head = "mean difference [95% t CI]" if versus is not None else "mean over seeds [95% t CI]"
+    print(f"{'':{w}}  " + "  ".join(f"{r:>24}" for r in runs) + f"  {head:>34}  sd")
     for n in names:
         vals = [f[n][0] for f in per]
         cells = []
