@@ -11,7 +11,8 @@
 #     Gradients all-reduced block by block during backward (the default) and
 #     in one piece (train.overlap_allreduce=false). The student in passes
 #     (train.micro_batch=2) alone and on 2 ranks against one pass, and with
-#     drop path 0.3 one process in passes of 2 against 2 ranks of 2.
+#     drop path 0.3 one process in passes of 2 against 2 ranks of 2; a run
+#     stopped at step 10 and resumed in passes of 2 against one pass.
 #  2. A global batch that does not divide over the ranks: non-zero exit, the
 #     reason, no run directory.
 #  3. SIGKILL one rank mid-run: mpirun and every rank exit non-zero within 60 s,
@@ -112,6 +113,13 @@ train --out micro_dp "${SET[@]}" loss.koleo_group=2 train.micro_batch=2 model.dr
     model.drop_path=0.3 >two_dp.log 2>&1 || bad "np 2 with drop path failed: $(tail -3 two_dp.log)"
 out=$(compare two_dp micro_dp) && ok "drop path 0.3: one process in passes of 2 = np 2: $out" ||
   bad "drop path 0.3: passes of 2 differ from 2 ranks: $out"
+# resumed in passes (a staged run's next stage, or a machine with less memory): the one-pass trajectory goes on
+train --stop-at 10 --out resumed "${SET[@]}" loss.koleo_group=2 2>/dev/null || bad "run to step 10 failed"
+"$DINOX" train --quiet --resume resumed --store store train.micro_batch=2 >resumed.log 2>&1 ||
+  bad "resume in passes of 2 failed: $(tail -3 resumed.log)"
+grep -q "micro_batch: 2" resumed/config.resume.yaml 2>/dev/null || bad "the resume's micro_batch is not recorded in config.resume.yaml"
+out=$(compare one resumed) && ok "one pass to step 10, resumed in passes of 2 = one pass throughout: $out" ||
+  bad "resumed in passes differs from one pass: $out"
 
 # ---- 2. a batch that does not divide ---------------------------------------------
 if "${MPI[@]}" 3 "$DINOX" train --quiet -c "$C" --store store --out nodiv "${SET[@]}" >nodiv.log 2>&1; then
