@@ -1126,6 +1126,71 @@ static void case_sinkhorn(void) {
     sk_one(8, 65536, 0.04, 3, 6, 0);
 }
 
+/* Sinkhorn-Knopp over row chunks: the protocol of dx_loss_ops.h (every op over
+ * every chunk, an empty one included) on the backend and in double on the host.
+ * The host's chunked targets must equal the whole-matrix sinkhorn_knopp_f64 (an
+ * identity of the algebra, to double rounding); the backend's m, a, r and
+ * targets must match the host's. */
+static void skc_one(const int *rows, int nch, int K, double temp, int iters, double zs) {
+    int N = 0, off[9];
+    for (int c = 0; c < nch; c++) off[c] = N, N += rows[c];
+    size_t n = (size_t)N * K;
+    double *z = hrand(n, zs);
+    float *dz = dup_(z, n), *dout = dnew(n);
+    double *dm = dbytes(sizeof(double) * K), *da[2] = {dbytes(sizeof(double) * K), dbytes(sizeof(double) * K)};
+    double *dr = dbytes(sizeof(double) * (N ? N : 1));
+    double *m = hnew(K), *a[2] = {hnew(K), hnew(K)}, *r = hnew(N), *ref = hnew(n), *full = hnew(n);
+    const float t = (float)temp;
+    const double td = (double)t, Nt = N;
+    for (int c = 0; c < nch; c++) {
+        BE->loss->sk_chunk_colmax(BE, dm, dz + (size_t)off[c] * K, rows[c], K, c == 0);
+        dx_cpu_sk_chunk_colmax_f64(m, z + (size_t)off[c] * K, rows[c], K, c == 0);
+    }
+    for (int c = 0; c < nch; c++) {
+        BE->loss->sk_chunk_colsum(BE, da[0], dz + (size_t)off[c] * K, dm, NULL, rows[c], K, t, c == 0);
+        dx_cpu_sk_chunk_colsum_f64(a[0], z + (size_t)off[c] * K, m, NULL, rows[c], K, td, c == 0);
+    }
+    int cur = 0;
+    for (int it = 0; it < iters; it++, cur ^= 1)
+        for (int c = 0; c < nch; c++) {
+            const size_t o = (size_t)off[c] * K;
+            BE->loss->sk_chunk_rowscale(BE, dr + off[c], dz + o, dm, da[cur], rows[c], K, t, Nt);
+            dx_cpu_sk_chunk_rowscale_f64(r + off[c], z + o, m, a[cur], rows[c], K, td, Nt);
+            if (it < iters - 1) {
+                BE->loss->sk_chunk_colsum(BE, da[cur ^ 1], dz + o, dm, dr + off[c], rows[c], K, t, c == 0);
+                dx_cpu_sk_chunk_colsum_f64(a[cur ^ 1], z + o, m, r + off[c], rows[c], K, td, c == 0);
+            }
+        }
+    cur ^= 1; /* the last rowscale's a */
+    for (int c = 0; c < nch; c++) {
+        const size_t o = (size_t)off[c] * K;
+        BE->loss->sk_chunk_targets(BE, dout + o, dz + o, dm, da[cur], dr + off[c], rows[c], K, t, Nt);
+        dx_cpu_sk_chunk_targets_f64(ref + o, z + o, m, a[cur], r + off[c], rows[c], K, td, Nt);
+    }
+    SHAPE("%d rows in %d chunks x %d, temp %g iter %d: host f64 = sinkhorn_knopp_f64", N, nch, K, temp, iters);
+    dx_cpu_sinkhorn_knopp_f64(full, z, N, K, td, iters);
+    report("sk_chunk_targets", relerr(ref, full, n), TOL(1e-10));
+    SHAPE("%d rows in %d chunks x %d, temp %g iter %d", N, nch, K, temp, iters);
+    double *gm = hnew(K), *ga = hnew(K), *gr = hnew(N), *got = ddown(dout, n);
+    BE->ops->download(BE, gm, dm, sizeof(double) * K);
+    BE->ops->download(BE, ga, da[cur], sizeof(double) * K);
+    if (N) BE->ops->download(BE, gr, dr, sizeof(double) * N);
+    report("sk_chunk_colmax", relerr(gm, m, K), TOL(0));
+    report("sk_chunk_colsum", relerr(ga, a[cur], K), TOL(1e-5));
+    report("sk_chunk_rowscale", relerr(gr, r, N), TOL(1e-5));
+    report("sk_chunk_targets", relerr(got, ref, n), TOL(1e-4));
+    dfree(dz), dfree(dout), dfree(dm), dfree(da[0]), dfree(da[1]), dfree(dr);
+    free(z), free(m), free(a[0]), free(a[1]), free(r), free(ref), free(full), free(gm), free(ga), free(gr), free(got);
+}
+
+static void case_sk_chunk(void) {
+    skc_one((const int[]){4}, 1, 8, 0.07, 3, 1);
+    skc_one((const int[]){3, 0, 5}, 3, 16, 0.05, 3, 1);
+    skc_one((const int[]){2, 2}, 2, 33, 0.1, 1, 1);
+    skc_one((const int[]){1, 6, 3, 7}, 4, 4099, 0.04, 3, 2);
+    skc_one((const int[]){5, 3}, 2, 65536, 0.04, 3, 6);
+}
+
 /* inplace: out aliases logits (the trainer's use: the targets replace the teacher's
  * logits), row_mean first as the trainer does */
 static void center_one(int N, int K, double temp, int inplace) {
@@ -1589,6 +1654,7 @@ static const test_case CASES[] = {
     {"ema", "ema", case_ema},
     {"multi", "adamw_multi ema_multi", case_multi},
     {"sinkhorn", "sinkhorn_knopp", case_sinkhorn},
+    {"sk_chunk", "sk_chunk_colmax sk_chunk_colsum sk_chunk_rowscale sk_chunk_targets", case_sk_chunk},
     {"center", "softmax_center row_mean", case_center},
     {"ce", "ce_forward ce_backward", case_ce},
     {"dino", "dino_forward dino_backward", case_dino},

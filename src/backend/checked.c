@@ -87,6 +87,7 @@ static void ck_none(dx_backend *be, const char *op, const char *arg, ...) { (voi
 #define CK(a)                                                                                        \
     _Generic((a), float *: ck_ptr, const float *: ck_ptr, int32_t *: ck_ptr, const int32_t *: ck_ptr, \
              uint8_t *: ck_ptr, const uint8_t *: ck_ptr, void *: ck_ptr, const void *: ck_ptr,        \
+             double *: ck_ptr, const double *: ck_ptr,                                                \
              dx_segment *: ck_ptr, const dx_segment *: ck_ptr, default: ck_none)(be, op_name, #a, a)
 
 /* CK over each argument of a list (at most 12) */
@@ -273,6 +274,34 @@ static void lk_sinkhorn_knopp(dx_backend *be, float *out, const float *logits, i
     LBEGIN(sinkhorn_knopp);
     if (N > 0) CK_ALL(out, logits); /* a rank without rows passes no tensor */
     in->loss->sinkhorn_knopp(in, out, logits, N, K, temp, it, red);
+}
+/* a chunk without rows passes no row tensors */
+static void lk_sk_chunk_colmax(dx_backend *be, double *m, const float *Z, int R, int K, int first) {
+    LBEGIN(sk_chunk_colmax);
+    CK(m);
+    if (R > 0) CK(Z);
+    in->loss->sk_chunk_colmax(in, m, Z, R, K, first);
+}
+static void lk_sk_chunk_colsum(dx_backend *be, double *a, const float *Z, const double *m, const double *r, int R,
+                               int K, float temp, int first) {
+    LBEGIN(sk_chunk_colsum);
+    CK_ALL(a, m);
+    if (R > 0) CK_ALL(Z, r);
+    in->loss->sk_chunk_colsum(in, a, Z, m, r, R, K, temp, first);
+}
+static void lk_sk_chunk_rowscale(dx_backend *be, double *r, const float *Z, const double *m, const double *a, int R,
+                                 int K, float temp, double n_tot) {
+    LBEGIN(sk_chunk_rowscale);
+    CK_ALL(m, a);
+    if (R > 0) CK_ALL(r, Z);
+    in->loss->sk_chunk_rowscale(in, r, Z, m, a, R, K, temp, n_tot);
+}
+static void lk_sk_chunk_targets(dx_backend *be, float *out, const float *Z, const double *m, const double *a,
+                                const double *r, int R, int K, float temp, double n_tot) {
+    LBEGIN(sk_chunk_targets);
+    CK_ALL(m, a);
+    if (R > 0) CK_ALL(out, Z, r);
+    in->loss->sk_chunk_targets(in, out, Z, m, a, r, R, K, temp, n_tot);
 }
 static void lk_softmax_center(dx_backend *be, float *out, const float *logits, const float *center, int N, int K,
                               float temp) {

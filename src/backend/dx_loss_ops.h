@@ -55,6 +55,27 @@ struct dx_loss_ops {
      * rank with N = 0 still takes part. */
     void (*sinkhorn_knopp)(dx_backend *be, float *out, const float *logits, int N, int K,
                            float temp, int n_iter, const dx_allreduce *red);
+    /* Sinkhorn-Knopp over row chunks, for logits that are never all in memory
+     * at once (each chunk recomputed by the caller for every pass). The result
+     * is sinkhorn_knopp's, factored as Q[n,k] = E[n,k] r[n] / (K a[k]) with
+     * E = exp((Z - m) / temp), m[k] the prototype maxima; all in double.
+     * The caller's passes over the chunks (every op called for every chunk, in
+     * the same order, R = 0 allowed; `first` = the pass's first chunk), each
+     * followed, with ranks, by the all_reduce of m (max) or a (sum):
+     *   sk_chunk_colmax:   m[k] = max over the pass's rows of Z[n,k] (first: from -inf)
+     *   sk_chunk_colsum:   a[k] (first: =, else +=) sum_n E[n,k] * (r ? r[n] : 1)
+     *   then n_iter times: sk_chunk_rowscale for every chunk, r[n] = 1 / (N_tot sum_k E[n,k] / (K a[k])),
+     *                      and, but for the last, sk_chunk_colsum with these r into the next a
+     *   sk_chunk_targets:  out[n,k] = E[n,k] r[n] N_tot / (K a[k]), with the last rowscale's a:
+     *                      every row of out sums to 1 (out may alias Z).
+     * Z [R, K]; r [R] (this chunk's rows); m, a [K]; n_iter >= 1. */
+    void (*sk_chunk_colmax)(dx_backend *be, double *m, const float *Z, int R, int K, int first);
+    void (*sk_chunk_colsum)(dx_backend *be, double *a, const float *Z, const double *m, const double *r, int R,
+                            int K, float temp, int first);
+    void (*sk_chunk_rowscale)(dx_backend *be, double *r, const float *Z, const double *m, const double *a, int R,
+                              int K, float temp, double n_tot);
+    void (*sk_chunk_targets)(dx_backend *be, float *out, const float *Z, const double *m, const double *a,
+                             const double *r, int R, int K, float temp, double n_tot);
     /* Softmax centring: out[N,K] = softmax((Z - center[K]) / temp) per row.
      * out may alias logits. */
     void (*softmax_center)(dx_backend *be, float *out, const float *logits, const float *center,
@@ -141,7 +162,8 @@ struct dx_loss_ops {
 
 /* Every member of struct dx_loss_ops after `name` (see DX_BACKEND_OP_NAMES). */
 #define DX_LOSS_OP_NAMES(X)                                                                     \
-    X(sinkhorn_knopp) X(softmax_center) X(row_mean) X(ce_forward) X(ce_backward) X(dino_forward) \
+    X(sinkhorn_knopp) X(sk_chunk_colmax) X(sk_chunk_colsum) X(sk_chunk_rowscale) X(sk_chunk_targets)   \
+    X(softmax_center) X(row_mean) X(ce_forward) X(ce_backward) X(dino_forward)                        \
     X(dino_backward) X(koleo_forward) X(koleo_backward) X(gram_forward) X(gram_backward)        \
     X(resize_bicubic) X(resize_bicubic_backward) X(l2norm_forward) X(l2norm_backward)           \
     X(prob_stats) X(feature_stats) X(patch_cosine) X(row_argmax)

@@ -37,6 +37,22 @@ static void cpu_sinkhorn_knopp(dx_backend *be, float *out, const float *logits, 
     dx_cpu_sinkhorn_knopp_red_f32(out, logits, N, K, temp, n_iter, red);
 }
 
+static void cpu_sk_chunk_colmax(dx_backend *be, double *m, const float *Z, int R, int K, int first) {
+    dx_cpu_sk_chunk_colmax_f32(m, Z, R, K, first);
+}
+static void cpu_sk_chunk_colsum(dx_backend *be, double *a, const float *Z, const double *m, const double *r, int R,
+                                int K, float temp, int first) {
+    dx_cpu_sk_chunk_colsum_f32(a, Z, m, r, R, K, temp, first);
+}
+static void cpu_sk_chunk_rowscale(dx_backend *be, double *r, const float *Z, const double *m, const double *a, int R,
+                                  int K, float temp, double n_tot) {
+    dx_cpu_sk_chunk_rowscale_f32(r, Z, m, a, R, K, temp, n_tot);
+}
+static void cpu_sk_chunk_targets(dx_backend *be, float *out, const float *Z, const double *m, const double *a,
+                                 const double *r, int R, int K, float temp, double n_tot) {
+    dx_cpu_sk_chunk_targets_f32(out, Z, m, a, r, R, K, temp, n_tot);
+}
+
 static void cpu_softmax_center(dx_backend *be, float *out, const float *logits,
                               const float *center, int N, int K, float temp) {
     dx_cpu_softmax_center_f32(out, logits, center, N, K, temp);
@@ -237,6 +253,10 @@ static void cpu_row_argmax(dx_backend *be, int32_t *idx, const float *P, int N, 
 static const struct dx_loss_ops cpu_loss_ops = {
     .name = "cpu",
     .sinkhorn_knopp = cpu_sinkhorn_knopp,
+    .sk_chunk_colmax = cpu_sk_chunk_colmax,
+    .sk_chunk_colsum = cpu_sk_chunk_colsum,
+    .sk_chunk_rowscale = cpu_sk_chunk_rowscale,
+    .sk_chunk_targets = cpu_sk_chunk_targets,
     .softmax_center = cpu_softmax_center,
     .row_mean = cpu_row_mean,
     .ce_forward = cpu_ce_forward,

@@ -21,6 +21,13 @@ const struct dx_loss_ops *dx_cpu_loss_ops(void);
     void dx_cpu_sinkhorn_knopp_##SUFFIX(R *out, const R *logits, int N, int K, double temp, int n_iter);   \
     void dx_cpu_sinkhorn_knopp_red_##SUFFIX(R *out, const R *logits, int N, int K, double temp, int n_iter, \
                                             const dx_allreduce *red);                                    \
+    void dx_cpu_sk_chunk_colmax_##SUFFIX(double *m, const R *Z, int Rn, int K, int first);            \
+    void dx_cpu_sk_chunk_colsum_##SUFFIX(double *a, const R *Z, const double *m, const double *r, int Rn, \
+                                         int K, double temp, int first);                                 \
+    void dx_cpu_sk_chunk_rowscale_##SUFFIX(double *r, const R *Z, const double *m, const double *a, int Rn, \
+                                           int K, double temp, double n_tot);                              \
+    void dx_cpu_sk_chunk_targets_##SUFFIX(R *out, const R *Z, const double *m, const double *a,          \
+                                          const double *r, int Rn, int K, double temp, double n_tot);    \
     void dx_cpu_softmax_center_##SUFFIX(R *out, const R *logits, const R *center, int N, int K,      \
                                    double temp);                                                \
     void dx_cpu_row_mean_##SUFFIX(R *mean, const R *x, int N, int K);                                \

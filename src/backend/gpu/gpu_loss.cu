@@ -180,6 +180,61 @@ static void gpu_sinkhorn_knopp(dx_backend *be, float *out, const float *logits, 
     if (n_iter <= 0) ELEM_LAUNCH(be, k_sk_times_nt, NK, out, NK, Nt);
 }
 
+/* ---- Sinkhorn-Knopp over row chunks (cpu_loss.inc's sk_chunk_*: the same E, sums in double) ---- */
+
+/* columns: one thread per prototype walks the chunk's rows in order */
+__global__ void k_skc_colmax(double *m, const float *Z, int R, int K, int first) {
+    GPU_FOR(k, (size_t)K) {
+        double v = first ? -INFINITY : m[k];
+        for (int n = 0; n < R; n++) v = fmax(v, (double)Z[(size_t)n * K + k]);
+        m[k] = v;
+    }
+}
+__global__ void k_skc_colsum(double *a, const float *Z, const double *m, const double *r, int R, int K, float it,
+                             int first) {
+    GPU_FOR(k, (size_t)K) {
+        const float mk = (float)m[k];
+        double s = first ? 0.0 : a[k];
+        for (int n = 0; n < R; n++) s += (r ? r[n] : 1.0) * (double)expf((Z[(size_t)n * K + k] - mk) * it);
+        a[k] = s;
+    }
+}
+/* rows: one block per row */
+__global__ void k_skc_rowscale(double *r, const float *Z, const double *m, const double *a, int K, float it,
+                               double n_tot) {
+    __shared__ double sh[DX_GPU_BLOCK];
+    const float *z = Z + (size_t)blockIdx.x * K;
+    double s = 0;
+    for (int k = threadIdx.x; k < K; k += DX_GPU_BLOCK)
+        s += (double)expf((z[k] - (float)m[k]) * it) / (a[k] * (double)K);
+    s = gpu_block_sum(s, sh);
+    if (threadIdx.x == 0) r[blockIdx.x] = 1.0 / (n_tot * s);
+}
+__global__ void k_skc_targets(float *out, const float *Z, const double *m, const double *a, const double *r, int K,
+                              float it, double n_tot) {
+    const size_t n = blockIdx.x;
+    const double f = r[n] * n_tot;
+    for (int k = threadIdx.x; k < K; k += DX_GPU_BLOCK) {
+        const size_t i = n * K + k;
+        out[i] = (float)((double)expf((Z[i] - (float)m[k]) * it) * f / (a[k] * (double)K));
+    }
+}
+static void gpu_sk_chunk_colmax(dx_backend *be, double *m, const float *Z, int R, int K, int first) {
+    ELEM_LAUNCH(be, k_skc_colmax, (size_t)K, m, Z, R < 0 ? 0 : R, K, first);
+}
+static void gpu_sk_chunk_colsum(dx_backend *be, double *a, const float *Z, const double *m, const double *r, int R,
+                                int K, float temp, int first) {
+    ELEM_LAUNCH(be, k_skc_colsum, (size_t)K, a, Z, m, r, R < 0 ? 0 : R, K, (float)(1.0 / temp), first);
+}
+static void gpu_sk_chunk_rowscale(dx_backend *be, double *r, const float *Z, const double *m, const double *a, int R,
+                                  int K, float temp, double n_tot) {
+    ROWS_LAUNCH(be, k_skc_rowscale, R, r, Z, m, a, K, (float)(1.0 / temp), n_tot);
+}
+static void gpu_sk_chunk_targets(dx_backend *be, float *out, const float *Z, const double *m, const double *a,
+                                 const double *r, int R, int K, float temp, double n_tot) {
+    ROWS_LAUNCH(be, k_skc_targets, R, out, Z, m, a, r, K, (float)(1.0 / temp), n_tot);
+}
+
 /* ---- softmax centring, row mean ------------------------------------------------------------ */
 
 __global__ void k_softmax_center(float *out, const float *logits, const float *center, int K, double inv_t) {
@@ -640,6 +695,10 @@ static void gpu_row_argmax(dx_backend *be, int32_t *idx, const float *P, int N, 
 
 void gpu_fill_loss_ops(struct dx_loss_ops *o) {
     o->sinkhorn_knopp = gpu_sinkhorn_knopp;
+    o->sk_chunk_colmax = gpu_sk_chunk_colmax;
+    o->sk_chunk_colsum = gpu_sk_chunk_colsum;
+    o->sk_chunk_rowscale = gpu_sk_chunk_rowscale;
+    o->sk_chunk_targets = gpu_sk_chunk_targets;
     o->softmax_center = gpu_softmax_center;
     o->row_mean = gpu_row_mean;
     o->ce_forward = gpu_ce_forward;
