@@ -11,7 +11,8 @@
 #     Gradients all-reduced block by block during backward (the default) and
 #     in one piece (train.overlap_allreduce=false). The student in passes
 #     (train.micro_batch=2) alone and on 2 ranks against one pass, and with
-#     drop path 0.3 one process in passes of 2 against 2 ranks of 2; a run
+#     drop path 0.3 one process in passes of 2 against 2 ranks of 2; 2 ranks
+#     in passes with the iBOT targets pass by pass (train.ibot_recompute); a run
 #     stopped at step 10 and resumed in passes of 2 against one pass.
 #  2. A global batch that does not divide over the ranks: non-zero exit, the
 #     reason, no run directory.
@@ -106,6 +107,12 @@ train --out one8 "${SET[@]}" train.batch_size=8 loss.koleo_group=2 2>/dev/null |
 "${MPI[@]}" 2 "$DINOX" train --quiet -c "$C" --store store --out two_micro "${SET[@]}" train.batch_size=8 \
     train.micro_batch=2 loss.koleo_group=2 >two_micro.log 2>&1 || bad "np 2 in passes failed: $(tail -3 two_micro.log)"
 out=$(compare one8 two_micro) && ok "np 2 in passes of 2 (batch 8) = one process: $out" || bad "np 2 in passes differs: $out"
+# the iBOT targets pass by pass (Sinkhorn-Knopp over chunks, its sums reduced over the ranks after each pass)
+"${MPI[@]}" 2 "$DINOX" train --quiet -c "$C" --store store --out two_rc "${SET[@]}" train.batch_size=8 \
+    train.micro_batch=2 loss.koleo_group=2 train.ibot_recompute=true >two_rc.log 2>&1 ||
+  bad "np 2 with ibot_recompute failed: $(tail -3 two_rc.log)"
+out=$(compare one8 two_rc) && ok "np 2 in passes of 2 with ibot_recompute = one process with the whole targets: $out" ||
+  bad "np 2 with ibot_recompute differs: $out"
 # with stochastic depth: passes draw what ranks draw, so one process in passes of 2 = 2 ranks of 2
 train --out micro_dp "${SET[@]}" loss.koleo_group=2 train.micro_batch=2 model.drop_path=0.3 2>/dev/null ||
   bad "micro_batch run with drop path failed"

@@ -12,9 +12,15 @@
  *     pass's: less than without passes;
  *   - the health statistics are finite and the iBOT student entropy is the
  *     batch's (matches one pass);
+ *   - the iBOT teacher's targets formed pass by pass (ibot_recompute:
+ *     Sinkhorn-Knopp over chunks of recomputed logits), in one pass and in
+ *     passes of 2, against one pass with the whole [M, K] targets: the same
+ *     terms, gradients and iBOT target health, and the plan's iBOT bytes are
+ *     the allocation's;
  *   - configurations that cannot be split are refused with a message:
  *     a micro_batch that does not divide the batch, a KoLeo group that does
- *     not divide a pass, the batch-level Gram matrix. */
+ *     not divide a pass, the batch-level Gram matrix, ibot_recompute with
+ *     softmax centring. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,10 +71,11 @@ static double relnorm(const float *a, const float *b, size_t n) {
 }
 
 /* three steps from the same initialisation and inputs, KoLeo in groups of 2 (or off) */
-static int run(dx_backend *be, int micro, int koleo, run_result *r) {
+static int run(dx_backend *be, int micro, int koleo, int recompute, run_result *r) {
     dx_err err;
     dx_ssl_config c = tiny(micro);
     if (!koleo) c.w_koleo = 0, c.koleo_group = 0;
+    c.ibot_recompute = recompute;
     dx_ssl s;
     dx_status st = dx_ssl_init(&s, &c, be, &err);
     CHECK(st == DX_OK, "init micro_batch %d: %s", micro, st ? err.msg : "");
@@ -103,11 +110,14 @@ static int run(dx_backend *be, int micro, int koleo, run_result *r) {
     /* what dx_ssl_init allocated for the student and heads is what the plan counts */
     size_t state, parts[DX_SSL_PLAN_PARTS];
     CHECK(dx_ssl_plan_parts(&c, &state, parts, &err) == DX_OK, "plan parts");
-    CHECK(parts[0] == s.s_glob.bytes && parts[1] == s.s_loc.bytes && parts[3] == s.g_glob.bytes &&
-              parts[5] == s.hi_s.bytes + s.hi_t.bytes,
-          "micro_batch %d: the plan's student (%zu, %zu), Gram teacher (%zu) and iBOT (%zu) bytes are the "
-          "allocation's (%zu, %zu, %zu, %zu)", micro, parts[0], parts[1], parts[3], parts[5], s.s_glob.bytes,
-          s.s_loc.bytes, s.g_glob.bytes, s.hi_s.bytes + s.hi_t.bytes);
+    const size_t Ki = (size_t)c.ibot_head.prototypes, Mx = (size_t)s.max_masked;
+    const size_t ibot = s.hi_s.bytes + s.hi_t.bytes + /* one pass's targets and Sinkhorn-Knopp's factors */
+                        (recompute ? sizeof(float) * s.max_masked_mb * Ki + sizeof(double) * (3 * Ki + Mx) +
+                                         sizeof(int32_t) * Mx : 0);
+    CHECK(parts[0] == s.s_glob.bytes && parts[1] == s.s_loc.bytes && parts[3] == s.g_glob.bytes && parts[5] == ibot,
+          "micro_batch %d%s: the plan's student (%zu, %zu), Gram teacher (%zu) and iBOT (%zu) bytes are the "
+          "allocation's (%zu, %zu, %zu, %zu)", micro, recompute ? ", ibot_recompute" : "", parts[0], parts[1],
+          parts[3], parts[5], s.s_glob.bytes, s.s_loc.bytes, s.g_glob.bytes, ibot);
     free(gl), free(lc), free(gr);
     dx_ssl_free(&s, be);
     return st != DX_OK;
@@ -145,10 +155,11 @@ int main(void) {
     dx_backend *be;
     if (dx_backend_create(&be, &(dx_backend_params){.nthreads = 1}, &err)) return 1;
 
-    run_result one, two, one_nk, single;
+    run_result one, two, one_nk, single, one_rc, two_rc;
     memset(&one, 0, sizeof one), memset(&two, 0, sizeof two);
     memset(&one_nk, 0, sizeof one_nk), memset(&single, 0, sizeof single);
-    if (run(be, 0, 1, &one) || run(be, 2, 1, &two)) return dx_test_summary();
+    memset(&one_rc, 0, sizeof one_rc), memset(&two_rc, 0, sizeof two_rc);
+    if (run(be, 0, 1, 0, &one) || run(be, 2, 1, 0, &two)) return dx_test_summary();
     compare(&two, &one, "2 passes of 2 images", 2e-5);
     CHECK(two.student_acts < one.student_acts, "the student's activations shrink: %zu bytes in passes of 2, %zu in one",
           two.student_acts, one.student_acts);
@@ -158,16 +169,41 @@ int main(void) {
           "health: iBOT student KL %.6g vs %.6g (the batch's, over both passes), teacher entropy %.6g vs %.6g",
           two.h.ibot_s_kl_uniform, one.h.ibot_s_kl_uniform, two.h.dino_t_entropy, one.h.dino_t_entropy);
     /* passes of one image each (a lone image has no KoLeo neighbour: both runs without KoLeo) */
-    if (!run(be, 0, 0, &one_nk) && !run(be, 1, 0, &single)) compare(&single, &one_nk, "4 passes of 1 image", 2e-5);
+    if (!run(be, 0, 0, 0, &one_nk) && !run(be, 1, 0, 0, &single)) compare(&single, &one_nk, "4 passes of 1 image", 2e-5);
+
+    /* the iBOT targets pass by pass (Sinkhorn-Knopp over chunks of recomputed logits) */
+    if (!run(be, 0, 1, 1, &one_rc)) compare(&one_rc, &one, "ibot_recompute, one pass", 2e-5);
+    if (!run(be, 2, 1, 1, &two_rc)) {
+        compare(&two_rc, &one, "ibot_recompute, 2 passes of 2 images", 2e-5);
+        CHECK(fabs(two_rc.h.ibot_t_entropy - one.h.ibot_t_entropy) < 1e-5 &&
+                  fabs(two_rc.h.ibot_t_used - one.h.ibot_t_used) <= 1 && two_rc.h.ibot_t_used > 0,
+              "health with ibot_recompute: iBOT target entropy %.7g vs %.7g ln K, prototypes used %g vs %g",
+              two_rc.h.ibot_t_entropy, one.h.ibot_t_entropy, two_rc.h.ibot_t_used, one.h.ibot_t_used);
+    }
+    { /* batch 16 in passes of 2 with DINOv3's 65536 prototypes (the plan only): one pass's targets instead of
+       * the batch's. A pass is sized for the most masked patches its crops can get (the largest
+       * per-crop counts of the mask rule), so with few passes it is nearly the batch's and nothing is saved */
+        dx_ssl_config c = tiny(2);
+        c.batch = 16;
+        c.ibot_head.prototypes = 65536;
+        size_t state, full[DX_SSL_PLAN_PARTS], rc[DX_SSL_PLAN_PARTS];
+        dx_status s1 = dx_ssl_plan_parts(&c, &state, full, &err);
+        c.ibot_recompute = 1;
+        dx_status s2 = dx_ssl_plan_parts(&c, &state, rc, &err);
+        CHECK(!s1 && !s2 && rc[5] < full[5] * 0.7,
+              "ibot_recompute, batch 16 in passes of 2, K = 65536: the plan's iBOT bytes %zu < 0.7 x %zu", rc[5], full[5]);
+    }
 
     /* refusals */
     const struct {
         int micro, koleo, img_level;
         const char *needle;
-    } bad[] = {{3, 0, 1, "train.micro_batch 3"}, {2, 4, 1, "loss.koleo_group 4"}, {2, 0, 0, "gram.img_level"}};
+    } bad[] = {{3, 0, 1, "train.micro_batch 3"}, {2, 4, 1, "loss.koleo_group 4"}, {2, 0, 0, "gram.img_level"},
+               {2, 0, 1, "train.ibot_recompute"}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         dx_ssl_config c = tiny(bad[i].micro);
         c.koleo_group = bad[i].koleo, c.gram_img_level = bad[i].img_level;
+        if (i == 3) c.ibot_recompute = 1, c.centering = DX_CENTER_SOFTMAX;
         dx_ssl s;
         dx_status st = dx_ssl_init(&s, &c, be, &err);
         CHECK(st == DX_EINVAL && strstr(err.msg, bad[i].needle), "refused (%s): %s", bad[i].needle,
@@ -178,6 +214,7 @@ int main(void) {
             CHECK(dx_ssl_plan_bytes(&c, &a, &b2, &err) == DX_EINVAL, "the plan refuses micro_batch 3 of 4 too");
     }
     free_result(&one), free_result(&two), free_result(&one_nk), free_result(&single);
+    free_result(&one_rc), free_result(&two_rc);
     dx_backend_destroy(be);
     return dx_test_summary();
 }

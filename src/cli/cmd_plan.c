@@ -185,10 +185,12 @@ int cmd_plan(int argc, char **argv) {
                "\"gram_teacher_bytes\":%zu,\"acts_bytes\":%zu,\"acts_per_image_bytes\":%zu,\"loader_bytes\":%zu,"
                "\"staging_bytes\":%zu,\"runtime_bytes\":%zu,\"total_bytes\":%zu,\"batch\":%d,\"max_batch\":%d,"
                "\"flops_per_image\":%.6g,\"step_s\":%.6g,\"epoch_s\":%.6g,\"run_s\":%.6g,\"teacher_chunk\":%d,"
-               "\"teacher_chunk_saving_bytes\":%zu,\"micro_batch\":%d,\"fit_micro_batch\":%d,\"acts_parts\":{",
+               "\"teacher_chunk_saving_bytes\":%zu,\"micro_batch\":%d,\"fit_micro_batch\":%d,\"ibot_recompute\":%s,"
+               "\"ibot_recompute_saving_bytes\":%zu,\"acts_parts\":{",
                d.name, p.params, p.grads, p.adam, p.teacher, p.gram_teacher, p.acts, p.acts_per_image, p.loader,
                p.staging, p.runtime, p.total, p.batch, p.max_batch, p.flops_per_image, p.step_s, p.epoch_s,
-               p.run_s, p.teacher_chunk, p.chunk_saving, p.micro_batch, p.fit_micro_batch);
+               p.run_s, p.teacher_chunk, p.chunk_saving, p.micro_batch, p.fit_micro_batch,
+               p.ibot_recompute ? "true" : "false", p.recompute_saving);
         static const char *const names[DX_SSL_PLAN_PARTS] = DX_SSL_PLAN_PART_NAMES;
         for (int i = 0; i < DX_SSL_PLAN_PARTS; i++) printf("%s\"%s\":%zu", i ? "," : "", names[i], p.acts_part[i]);
         printf("}}\n");
@@ -221,6 +223,12 @@ int cmd_plan(int argc, char **argv) {
     if (p.micro_batch < p.batch)
         printf("    the student in %d passes of %d images, gradients accumulated (train.micro_batch)\n",
                p.batch / p.micro_batch, p.micro_batch);
+    if (p.ibot_recompute)
+        printf("    the iBOT targets formed pass by pass, Sinkhorn-Knopp over recomputed logits (train.ibot_recompute)%s\n",
+               p.micro_batch < p.batch ? "" : "; in one pass this saves nothing and costs sk_iters + 2 GEMMs");
+    else if (p.recompute_saving)
+        printf("    the iBOT teacher keeps the batch's [masked patches, K] targets; train.ibot_recompute=true would "
+               "save %.3f GB\n", p.recompute_saving / 1e9);
     gb("loader batch ring", (double)p.loader);
     gb("checkpoint staging", (double)p.staging);
     gb("runtime", (double)p.runtime);

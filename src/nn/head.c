@@ -86,10 +86,10 @@ static size_t layout(const dx_head *h, int R, int with_grad, size_t *off, int co
         TAKE(i < h->nlin - 1 ? (size_t)R * h->out[i] : 0); /* post (GELU) */
     }
     TAKE((size_t)R * h->cfg.bottleneck);                   /* u */
-    TAKE((size_t)R * h->cfg.prototypes);                   /* logits */
+    TAKE(with_grad == DX_HEAD_NO_LOGITS ? 0 : (size_t)R * h->cfg.prototypes); /* logits */
     const size_t kb = h->cfg.norm_last_layer ? (size_t)h->cfg.prototypes * h->cfg.bottleneck : 0;
     TAKE(kb);                                              /* wn */
-    if (with_grad) {
+    if (with_grad == DX_HEAD_GRAD || with_grad == DX_HEAD_GRAD_IN_PLACE) {
         TAKE(with_grad == DX_HEAD_GRAD_IN_PLACE ? 0 : (size_t)R * h->cfg.prototypes); /* dlogits */
         TAKE((size_t)R * h->cfg.in_dim);                   /* dx */
         TAKE((size_t)R * max_width(h));                    /* dA */
@@ -124,7 +124,8 @@ dx_status dx_head_acts_init(dx_head_acts *a, const dx_head *h, dx_backend *be, i
     a->u = a->buf + off[k++];
     a->logits = a->buf + off[k++];
     a->wn = a->buf + off[k++];
-    if (with_grad) {
+    if (with_grad == DX_HEAD_NO_LOGITS) a->logits = NULL;
+    if (with_grad == DX_HEAD_GRAD || with_grad == DX_HEAD_GRAD_IN_PLACE) {
         a->dlogits = with_grad == DX_HEAD_GRAD_IN_PLACE ? a->logits : a->buf + off[k];
         k++;
         a->dx = a->buf + off[k++];
@@ -164,7 +165,15 @@ void dx_head_forward(const dx_head *h, dx_backend *be, const float *w, dx_head_a
         be->loss->l2norm_forward(be, a->wn, proto, K, Bn, L2_EPS);
         proto = a->wn;
     }
-    dx_gemm_linear(be, 0, 1, rows, K, Bn, 1.0f, a->u, Bn, proto, Bn, 0.0f, a->logits, K);
+    if (a->logits) dx_gemm_linear(be, 0, 1, rows, K, Bn, 1.0f, a->u, Bn, proto, Bn, 0.0f, a->logits, K);
+}
+
+void dx_head_logits(const dx_head *h, dx_backend *be, const float *w, const dx_head_acts *a, int row0, int rows,
+                    float *out) {
+    const int Bn = h->cfg.bottleneck, K = h->cfg.prototypes;
+    const float *proto = h->cfg.norm_last_layer ? a->wn : WP(h->last);
+    if (rows > 0)
+        dx_gemm_linear(be, 0, 1, rows, K, Bn, 1.0f, a->u + (size_t)row0 * Bn, Bn, proto, Bn, 0.0f, out, K);
 }
 
 void dx_head_backward(const dx_head *h, dx_backend *be, const float *w, float *g, dx_head_acts *a) {

@@ -59,13 +59,20 @@ typedef struct dx_head_acts {
  * (the iBOT student's: one [rows, K] buffer fewer, its largest). */
 #define DX_HEAD_GRAD 1
 #define DX_HEAD_GRAD_IN_PLACE 2
+/* forward only, and no [rows, K] logits: the forward stops at u (and the normalised
+ * prototypes), and dx_head_logits computes the logits of any rows on demand (the iBOT
+ * teacher under train.ibot_recompute: its Sinkhorn-Knopp passes recompute them). */
+#define DX_HEAD_NO_LOGITS 3
 dx_status dx_head_acts_init(dx_head_acts *a, const dx_head *h, dx_backend *be, int max_rows,
                             int with_grad, dx_err *err);
 void dx_head_acts_free(dx_head_acts *a, dx_backend *be);
 size_t dx_head_acts_bytes(const dx_head *h, int max_rows, int with_grad);
 
-/* logits = head(a->x[0..rows)). */
+/* logits = head(a->x[0..rows)) (DX_HEAD_NO_LOGITS: u and wn only). */
 void dx_head_forward(const dx_head *h, dx_backend *be, const float *w, dx_head_acts *a, int rows);
+/* out[rows, K] = the logits of rows row0 .. row0 + rows of the last forward (from a->u). */
+void dx_head_logits(const dx_head *h, dx_backend *be, const float *w, const dx_head_acts *a, int row0, int rows,
+                    float *out);
 /* g += dL/dparams, a->dx = dL/dx (overwritten), from a->dlogits. */
 void dx_head_backward(const dx_head *h, dx_backend *be, const float *w, float *g, dx_head_acts *a);
 

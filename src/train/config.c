@@ -169,6 +169,8 @@ static const key_spec SCHEMA[] = {
        "global crops per EMA / Gram teacher forward (0 = all 2 x batch at once): the passes without backward run in chunks of the largest divisor of 2 x batch not above it, so their internals are allocated for one chunk; results equal to rounding"),
     KI("train.micro_batch", train.micro_batch, "0", 0, 65536,
        "images per student pass on a rank (0 = the rank's whole batch): the student runs forward and backward over slices of this many images in turn and accumulates their gradients, while the teachers, Sinkhorn-Knopp and the update see the whole batch; the same step to rounding (stochastic depth keeps the same share of every pass, as of every data-parallel rank) with the student's activations of one slice; must divide the rank's batch, and loss.koleo_group (0: the slice) must divide it"),
+    KB("train.ibot_recompute", train.ibot_recompute, "false",
+       "the iBOT teacher keeps its bottleneck features instead of its [masked patches, ibot_k] logits: Sinkhorn-Knopp runs over the student passes' masked patches in chunks, recomputing their logits in each of its sk_iters + 2 passes, and each pass's targets are formed before its loss; the same targets to rounding with one pass's [M, K] in memory instead of the batch's (pays with train.micro_batch; costs sk_iters + 2 more last-layer GEMMs of the teacher); needs Sinkhorn-Knopp centring"),
     KB("train.stop_on_collapse", train.stop_on_collapse, "false", "stop training (exit non-zero) when the collapse alarm fires"),
     KB("train.overlap_allreduce", train.overlap_allreduce, "true",
        "data parallel: all-reduce each block's gradients as soon as backward is through it (false: one all-reduce after backward)"),

@@ -100,6 +100,7 @@ typedef struct dx_config {
         char checkpointing[16]; /* activation checkpointing: none | block | selective */
         int teacher_chunk;      /* global crops per EMA / Gram teacher forward; 0 = all */
         int micro_batch;        /* images per student pass (gradient accumulation); 0 = the rank's batch */
+        int ibot_recompute;     /* iBOT teacher logits recomputed per Sinkhorn-Knopp pass, targets per student pass */
     } train;
 } dx_config;
 

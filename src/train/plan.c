@@ -149,18 +149,21 @@ dx_status dx_plan_check_fits(const dx_config *c, const dx_ssl_config *sc, double
     if (p.chunk_saving)
         snprintf(chunk, sizeof chunk, ", set train.teacher_chunk=%d (saves %.2f GB)", DX_PLAN_HINT_CHUNK,
                  p.chunk_saving / G);
+    char rec[96] = "";
+    if (p.recompute_saving)
+        snprintf(rec, sizeof rec, ", set train.ibot_recompute=true (saves %.2f GB)", p.recompute_saving / G);
     char micro[96] = "";
     if (p.fit_micro_batch)
         snprintf(micro, sizeof micro, ", or keep it with train.micro_batch=%d (the student in passes of %d images)",
                  p.fit_micro_batch, p.fit_micro_batch);
     if (p.max_batch >= 1)
-        snprintf(fix, sizeof fix, "The largest batch that fits is %d: set train.batch_size=%d%s%s", p.max_batch,
-                 p.max_batch, micro, chunk);
+        snprintf(fix, sizeof fix, "The largest batch that fits is %d: set train.batch_size=%d%s%s%s", p.max_batch,
+                 p.max_batch, micro, chunk, rec);
     else if (p.micro_batch < p.batch)
         snprintf(fix, sizeof fix, "Not even batch %d fits with student passes of %d images: lower "
-                 "train.micro_batch, use a smaller model.arch or crops%s", p.micro_batch, p.micro_batch, chunk);
+                 "train.micro_batch, use a smaller model.arch or crops%s%s", p.micro_batch, p.micro_batch, chunk, rec);
     else
-        snprintf(fix, sizeof fix, "Not even batch 1 fits: use a smaller model.arch or crops%s", chunk);
+        snprintf(fix, sizeof fix, "Not even batch 1 fits: use a smaller model.arch or crops%s%s", chunk, rec);
     return dx_fail(err, DX_ENOMEM,
                    "the memory plan says this config does not fit: it needs %.2f GB at its peak, %.2f GB usable "
                    "(%s, with an 8%% margin: %.2f GB). Breakdown: parameters %.2f, gradients %.2f, AdamW %.2f, "
@@ -258,6 +261,13 @@ dx_status dx_plan_compute_ssl(const dx_config *c, const dx_ssl_config *scp, cons
         ch.teacher_chunk = DX_PLAN_HINT_CHUNK;
         size_t s2, a2;
         if (dx_ssl_plan_bytes(&ch, &s2, &a2, NULL) == DX_OK && a2 < acts) p->chunk_saving = acts - a2;
+    }
+    p->ibot_recompute = sc.ibot_recompute;
+    if (!sc.ibot_recompute && sc.centering == DX_CENTER_SINKHORN) {
+        dx_ssl_config rc = sc;
+        rc.ibot_recompute = 1;
+        size_t s2, a2;
+        if (dx_ssl_plan_bytes(&rc, &s2, &a2, NULL) == DX_OK && a2 < acts) p->recompute_saving = acts - a2;
     }
     /* loader ring: (prefetch + 1) batches when threaded, host float32 crops */
     const size_t img = sizeof(float) * 3 *

@@ -45,6 +45,8 @@ typedef struct dx_plan {
     int64_t steps, epoch_length;
     int teacher_chunk;        /* global crops per teacher pass (dx_ssl_teacher_chunk), of 2 x batch */
     size_t chunk_saving;      /* bytes train.teacher_chunk=DX_PLAN_HINT_CHUNK would save (0: none, or set) */
+    int ibot_recompute;       /* train.ibot_recompute: the iBOT targets formed pass by pass */
+    size_t recompute_saving;  /* bytes train.ibot_recompute=true would save (0: none, or set) */
     size_t acts_part[DX_SSL_PLAN_PARTS];           /* acts in parts (DX_SSL_PLAN_PART_NAMES) */
     size_t acts_part_per_image[DX_SSL_PLAN_PARTS]; /* their marginal bytes per image */
 } dx_plan;

@@ -42,6 +42,10 @@ double dx_ssl_flops_per_step(const dx_ssl_config *cin) {
         rows = dx_ssl_max_masked(&g) * (double)c->batch / g.batch;
     }
     f += 4.0 * rows * dx_head_flops_per_row(&c->ibot_head);
+    /* ibot_recompute: the teacher's last layer again in each of Sinkhorn-Knopp's passes and for the targets */
+    if (c->ibot_recompute)
+        f += (c->sk_iters > 0 ? c->sk_iters : 3) * rows * 2.0 * c->ibot_head.bottleneck * c->ibot_head.prototypes +
+             2.0 * rows * 2.0 * c->ibot_head.bottleneck * c->ibot_head.prototypes;
     return f;
 }
 
@@ -125,7 +129,12 @@ static dx_status plan_bytes(const dx_ssl_config *c, size_t *state, size_t part[D
     part[4] = dx_head_acts_bytes(&dino, g + l, DX_HEAD_GRAD) + dx_head_acts_bytes(&dino, G, 0) +
               (split ? f * (size_t)g * dh.prototypes : 0); /* one pass's DINO targets */
     const size_t Mx = (size_t)dx_ssl_max_masked(c), Ms = (size_t)max_masked_pass(c); /* masked patches only */
-    part[5] = dx_head_acts_bytes(&ibot, (int)Ms, DX_HEAD_GRAD_IN_PLACE) + dx_head_acts_bytes(&ibot, (int)Mx, 0);
+    part[5] = dx_head_acts_bytes(&ibot, (int)Ms, DX_HEAD_GRAD_IN_PLACE);
+    if (c->ibot_recompute) /* the teacher without logits, one pass's targets, Sinkhorn-Knopp's factors, argmax */
+        part[5] += dx_head_acts_bytes(&ibot, (int)Mx, DX_HEAD_NO_LOGITS) + f * Ms * ih.prototypes +
+                   sizeof(double) * (3 * (size_t)ih.prototypes + Mx) + sizeof(int32_t) * Mx;
+    else
+        part[5] += dx_head_acts_bytes(&ibot, (int)Mx, 0);
     /* crops, targets, weights, centres, masks, index lists (as dx_ssl_init) */
     part[6] = f * ((size_t)(G + (split ? g : 0)) * 3 * S * S + (size_t)l * 3 * s * s +
                    (c->use_gram ? (size_t)g * 3 * Sg * Sg : 0)) +
@@ -220,6 +229,9 @@ dx_status dx_ssl_init(dx_ssl *s, const dx_ssl_config *cfg_in, dx_backend *be, dx
         return dx_fail(err, DX_EINVAL, "train.micro_batch %d with gram.img_level = false: the batch-level Gram "
                        "matrix spans every patch of the batch and does not split over student passes (set "
                        "gram.img_level = true, DINOv3's per-image Gram, or train.micro_batch = 0)", c->micro_batch);
+    if (c->ibot_recompute && c->centering != DX_CENTER_SINKHORN)
+        return dx_fail(err, DX_EINVAL, "train.ibot_recompute needs teacher.centering = sinkhorn_knopp (the "
+                       "softmax centre's targets are formed in one piece)");
     c->dino_head.in_dim = c->ibot_head.in_dim = c->vit.dim;
     if (!c->gram_size) c->gram_size = c->global_size;
     if (c->sk_iters <= 0) c->sk_iters = 3;
@@ -272,7 +284,8 @@ dx_status dx_ssl_init(dx_ssl *s, const dx_ssl_config *cfg_in, dx_backend *be, dx
     const int Mx = s->max_masked;
     /* the iBOT loss turns the student's logits into their gradient in place */
     if ((st = dx_head_acts_init(&s->hi_s, &s->ibot, be, s->max_masked_mb, DX_HEAD_GRAD_IN_PLACE, err))) return st;
-    if ((st = dx_head_acts_init(&s->hi_t, &s->ibot, be, Mx, 0, err))) return st;
+    if ((st = dx_head_acts_init(&s->hi_t, &s->ibot, be, Mx, c->ibot_recompute ? DX_HEAD_NO_LOGITS : 0, err)))
+        return st;
 
     const size_t GPD = (size_t)g * P * D * sizeof(float);
     const size_t per_glob = (size_t)3 * c->global_size * c->global_size * sizeof(float);
@@ -282,7 +295,17 @@ dx_status dx_ssl_init(dx_ssl *s, const dx_ssl_config *cfg_in, dx_backend *be, dx
     s->img_gram = c->use_gram ? be->ops->alloc(be, (size_t)g * 3 * c->gram_size * c->gram_size * sizeof(float)) : NULL;
     /* the teacher targets replace the teacher heads' logits (centring works in place) */
     s->tgt_dino = s->hd_t.logits;
-    s->tgt_ibot = s->hi_t.logits;
+    if (c->ibot_recompute) { /* one pass's targets, and Sinkhorn-Knopp's factors */
+        s->tgt_ibot = be->ops->alloc(be, (size_t)s->max_masked_mb * Ki * sizeof(float));
+        s->sk_m = be->ops->alloc(be, sizeof(double) * 3 * (size_t)Ki);
+        s->sk_r = be->ops->alloc(be, sizeof(double) * (size_t)Mx);
+        s->ibot_argmax = be->ops->alloc(be, sizeof(int32_t) * (size_t)Mx);
+        if (!s->tgt_ibot || !s->sk_m || !s->sk_r || !s->ibot_argmax)
+            return dx_fail(err, DX_ENOMEM, "iBOT targets of one pass (train.ibot_recompute)");
+        s->sk_a[0] = s->sk_m + Ki, s->sk_a[1] = s->sk_m + 2 * (size_t)Ki;
+    } else {
+        s->tgt_ibot = s->hi_t.logits;
+    }
     s->tgt_mb = split ? be->ops->alloc(be, (size_t)g * Kd * sizeof(float)) : s->tgt_dino;
     s->mask_w = be->ops->alloc(be, (size_t)Mx * sizeof(float));
     s->mask_dev = be->ops->alloc(be, (size_t)g * P); /* one pass's iBOT masks */
@@ -335,6 +358,11 @@ void dx_ssl_free(dx_ssl *s, dx_backend *be) {
     if (s->img_sg && s->img_sg != s->img_glob) be->ops->free(be, s->img_sg);
     if (s->tgt_mb && s->tgt_mb != s->tgt_dino) be->ops->free(be, s->tgt_mb);
     if (s->idx_masked_s && s->idx_masked_s != s->idx_masked) be->ops->free(be, s->idx_masked_s);
+    if (s->cfg.ibot_recompute) { /* else tgt_ibot is the teacher head's logits */
+        void *rb[] = {s->tgt_ibot, s->sk_m, s->sk_r, s->ibot_argmax};
+        for (int i = 0; i < 4; i++)
+            if (rb[i]) be->ops->free(be, rb[i]);
+    }
     void *bufs[] = {s->seg, s->w, s->g, s->m, s->v, s->teacher, s->gram_w, s->center_dino, s->center_ibot,
                     s->img_glob, s->img_loc, s->img_gram, s->mask_w, s->xs,
                     s->xt, s->xs_hat, s->xt_hat, s->dxs, s->xt_big, s->dkoleo, s->idx_cls_glob,
@@ -446,6 +474,70 @@ static dx_status teacher_targets(dx_ssl *s, dx_backend *be, float *out, const fl
     return DX_OK;
 }
 
+/* train.ibot_recompute: Sinkhorn-Knopp of the iBOT targets over the student passes'
+ * masked rows as chunks (dx_loss_ops.h, sk_chunk_*). Each of the sk_iters + 2 passes
+ * recomputes a chunk's logits from the teacher head's bottleneck features into the
+ * one-pass target buffer; ranks reduce the maxima and masses after each pass. Every
+ * rank runs every pass over all its chunks, empty ones too, so the reductions pair up.
+ * Leaves sk_m, sk_a[sk_cur] and sk_r for ibot_pass_targets. */
+static dx_status sk_reduce(dx_ssl *s, dx_backend *be, double *buf, int K, dx_comm_op op, dx_err *err) {
+    if (!distributed(s)) return DX_OK;
+    be->ops->sync(be); /* a GPU stream's kernels finish before the engine reads the buffer */
+    return s->comm->allreduce_f64(s->comm, buf, (size_t)K, op, err);
+}
+
+static dx_status ibot_targets_chunked(dx_ssl *s, dx_backend *be, const float *ti, int nmb, int M_tot, float temp,
+                                      dx_err *err) {
+    const struct dx_loss_ops *lo = be->loss;
+    const int K = s->cfg.ibot_head.prototypes, n_iter = s->cfg.sk_iters;
+    float *Z = s->tgt_ibot;
+    dx_status st;
+#define SK_CHUNK_ROWS(j) const int r0 = s->mb_off[j], R = s->mb_off[(j) + 1] - r0; \
+    dx_head_logits(&s->ibot, be, ti, &s->hi_t, r0, R, Z)
+    for (int j = 0; j < nmb; j++) {
+        SK_CHUNK_ROWS(j);
+        lo->sk_chunk_colmax(be, s->sk_m, Z, R, K, j == 0);
+    }
+    if ((st = sk_reduce(s, be, s->sk_m, K, DX_COMM_MAX, err))) return st;
+    for (int j = 0; j < nmb; j++) {
+        SK_CHUNK_ROWS(j);
+        lo->sk_chunk_colsum(be, s->sk_a[0], Z, s->sk_m, NULL, R, K, temp, j == 0);
+    }
+    if ((st = sk_reduce(s, be, s->sk_a[0], K, DX_COMM_SUM, err))) return st;
+    int cur = 0;
+    for (int it = 0; it < n_iter; it++) {
+        const int more = it < n_iter - 1;
+        for (int j = 0; j < nmb; j++) {
+            SK_CHUNK_ROWS(j);
+            lo->sk_chunk_rowscale(be, s->sk_r + r0, Z, s->sk_m, s->sk_a[cur], R, K, temp, (double)M_tot);
+            if (more) lo->sk_chunk_colsum(be, s->sk_a[cur ^ 1], Z, s->sk_m, s->sk_r + r0, R, K, temp, j == 0);
+        }
+        if (more) {
+            if ((st = sk_reduce(s, be, s->sk_a[cur ^ 1], K, DX_COMM_SUM, err))) return st;
+            cur ^= 1;
+        }
+    }
+#undef SK_CHUNK_ROWS
+    s->sk_cur = cur;
+    return DX_OK;
+}
+
+/* train.ibot_recompute: the targets of the masked rows r0 .. r0 + R into tgt_ibot,
+ * and (health) their entropy sum and argmax. */
+static void ibot_pass_targets(dx_ssl *s, dx_backend *be, const float *ti, int r0, int R, int M_tot, float temp,
+                              int health) {
+    const int K = s->cfg.ibot_head.prototypes;
+    dx_head_logits(&s->ibot, be, ti, &s->hi_t, r0, R, s->tgt_ibot);
+    be->loss->sk_chunk_targets(be, s->tgt_ibot, s->tgt_ibot, s->sk_m, s->sk_a[s->sk_cur], s->sk_r + r0, R, K, temp,
+                               (double)M_tot);
+    if (health && R > 0) {
+        double pst[DX_PROB_STATS];
+        be->loss->prob_stats(be, pst, s->tgt_ibot, R, K, 1.0f, 0);
+        s->ibot_t_ent_sum += pst[0] * R;
+        be->loss->row_argmax(be, s->ibot_argmax + r0, s->tgt_ibot, R, K);
+    }
+}
+
 /* L2 norm of g[0..n) (one submodule), then g *= min(1, clip / (norm + 1e-6)). */
 static double clip_range(dx_backend *be, float *g, size_t n, float clip) {
     double norm = sqrt(be->ops->sumsq(be, g, n));
@@ -548,8 +640,11 @@ dx_status dx_ssl_step(dx_ssl *s, dx_backend *be, const dx_ssl_batch *batch, int6
         dx_head_forward(&s->ibot, be, ti, &s->hi_t, M);
     }
     /* every rank joins the iBOT targets' reductions, with or without masked patches of its own */
-    if (M_tot && (st = teacher_targets(s, be, s->tgt_ibot, s->hi_t.logits, s->center_ibot, M, M_tot, Ki,
-                                       sc->teacher_temp, err))) goto done;
+    if (M_tot && c->ibot_recompute) {
+        if ((st = ibot_targets_chunked(s, be, ti, nmb, M_tot, sc->teacher_temp, err))) goto done;
+    } else if (M_tot && (st = teacher_targets(s, be, s->tgt_ibot, s->hi_t.logits, s->center_ibot, M, M_tot, Ki,
+                                              sc->teacher_temp, err))) goto done;
+    s->ibot_t_ent_sum = 0;
 
     if (c->use_gram && c->gram_size != c->global_size && !batch->gram) {
         st = dx_fail(err, DX_EINVAL, "Gram teacher crops of %d px were configured but the batch has none",
@@ -595,6 +690,10 @@ dx_status dx_ssl_step(dx_ssl *s, dx_backend *be, const dx_ssl_batch *batch, int6
                 o->upload(be, s->mask_dev + (size_t)cr * mb * P, batch->masks + ((size_t)cr * B + (size_t)j * mb) * P,
                           (size_t)mb * P);
         const float *tgt = s->tgt_mb, *tgt_i = s->tgt_ibot + (size_t)m0 * Ki;
+        if (c->ibot_recompute) {
+            tgt_i = s->tgt_ibot;
+            if (Mj) ibot_pass_targets(s, be, ti, m0, Mj, M_tot, sc->teacher_temp, !batch->no_health);
+        }
 
         /* ---- student: masked global crops, local crops, train mode. Every pass draws the
          * same stochastic-depth positions and RoPE jitter, as every rank does: passes of m
@@ -815,6 +914,21 @@ static double crop_agreement(dx_backend *be, const float *T, int B, int K) {
     return agree;
 }
 
+/* the number of distinct values among idx[0..n) (backend memory) in [0, K) */
+static double argmax_distinct(dx_backend *be, const int32_t *idx, int n, int K) {
+    int32_t *h = malloc(sizeof(int32_t) * (size_t)n);
+    unsigned char *seen = calloc((size_t)K, 1);
+    double used = NAN;
+    if (h && seen) {
+        be->ops->download(be, h, idx, sizeof(int32_t) * (size_t)n);
+        used = 0;
+        for (int i = 0; i < n; i++)
+            if (h[i] >= 0 && h[i] < K && !seen[h[i]]) seen[h[i]] = 1, used++;
+    }
+    free(h), free(seen);
+    return used;
+}
+
 void dx_ssl_health_compute(const dx_ssl *s, dx_backend *be, const dx_ssl_sched *sc, int M, dx_ssl_health *h) {
     const struct dx_loss_ops *lo = be->loss;
     const dx_ssl_config *c = &s->cfg;
@@ -829,7 +943,11 @@ void dx_ssl_health_compute(const dx_ssl *s, dx_backend *be, const dx_ssl_sched *
     h->dino_t_agree = crop_agreement(be, s->tgt_dino, B, Kd);
     lo->prob_stats(be, st, s->hd_s.logits, 2 * s->mb, Kd, c->student_temp, 1); /* the last student pass */
     h->dino_s_kl_uniform = log((double)Kd) - st[0];
-    if (M > 0) {
+    if (M > 0 && c->ibot_recompute) { /* gathered pass by pass in the step */
+        h->ibot_t_entropy = s->ibot_t_ent_sum / M / log((double)Ki);
+        h->ibot_t_used = argmax_distinct(be, s->ibot_argmax, M, Ki);
+        h->ibot_s_kl_uniform = log((double)Ki) - s->ibot_s_entropy;
+    } else if (M > 0) {
         lo->prob_stats(be, st, s->tgt_ibot, M, Ki, 1.0f, 0);
         h->ibot_t_entropy = st[0] / log((double)Ki);
         h->ibot_t_used = st[2];

@@ -35,6 +35,13 @@ typedef struct dx_ssl_config {
     int koleo_group;                      /* KoLeo over groups of this many images (0 = the images of one
                                              student pass: the rank's batch, or micro_batch); must divide
                                              micro_batch */
+    int ibot_recompute;                   /* 1: the iBOT teacher keeps its bottleneck features [M, bottleneck]
+                                             instead of its logits [M, K]: Sinkhorn-Knopp runs over the
+                                             student passes' masked rows as chunks (sk_chunk_*), recomputing
+                                             their logits in each of its sk_iters + 2 passes, and a pass's
+                                             targets are formed just before its loss. Same targets to
+                                             rounding, one pass's [M_pass, K] in memory instead of the
+                                             batch's [M, K]; needs Sinkhorn-Knopp centring */
     int no_overlap;                       /* data parallel: one all-reduce after backward instead of buckets */
     int n_global, n_local;                /* 2 and L */
     int global_size, local_size;          /* crop sides in pixels */
@@ -132,7 +139,7 @@ typedef struct dx_ssl {
     float *img_glob, *img_loc, *img_gram;    /* device copies of the crops: all 2B global ones (the EMA
                                                 teacher's); one pass's local and Gram crops */
     float *img_sg, *tgt_mb;                  /* micro-batching: one pass's global crops and DINO targets */
-    float *tgt_dino, *tgt_ibot, *mask_w;     /* targets [2B,K], [M,K]; weights [M]; the masked rows in
+    float *tgt_dino, *tgt_ibot, *mask_w;     /* targets [2B,K], [M,K] (ibot_recompute: one pass's); weights [M]; the masked rows in
                                                 pass order (pass j's are [mb_off[j], mb_off[j+1])) */
     float *xs, *xt, *xs_hat, *xt_hat, *dxs, *xt_big, *dkoleo; /* Gram / KoLeo scratch */
     uint8_t *mask_dev;                       /* [2 mb, P] one pass's iBOT masks */
@@ -142,6 +149,11 @@ typedef struct dx_ssl {
     int P, Pg;
     int max_masked;                          /* rows of the iBOT teacher head and targets (dx_ssl_max_masked) */
     int max_masked_mb;                       /* rows of the iBOT student head: the most one pass can have */
+    double *sk_m, *sk_a[2], *sk_r;           /* ibot_recompute: Sinkhorn-Knopp's prototype maxima and masses
+                                                [K], row scalings [M] (device doubles) */
+    int sk_cur;                              /* the sk_a the targets use */
+    int32_t *ibot_argmax;                    /* ibot_recompute: each masked row's target argmax [M] (health) */
+    double ibot_t_ent_sum;                   /* ibot_recompute: sum over the masked rows of the target entropy */
     double ibot_s_entropy;                   /* the iBOT student's mean row entropy at the last step, taken
                                               * before its backward turned the logits into their gradient
                                               * (NAN when the step had no_health) */

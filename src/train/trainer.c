@@ -60,6 +60,7 @@ dx_status dx_train_ssl_config(const dx_config *c, dx_ssl_config *s, dx_err *err)
     if (dx_config_precision(c) == DX_PREC_BF16) s->student_acts |= DX_ACTS_BF16; /* bf16 storage */
     s->teacher_chunk = c->train.teacher_chunk;
     s->micro_batch = c->train.micro_batch;
+    s->ibot_recompute = c->train.ibot_recompute;
     s->gram_img_level = c->gram.img_level;
     s->gram_size = c->gram.enabled ? (int)lroundf(c->crops.global_size * c->gram.teacher_res_factor) : 0;
     s->w_dino = c->loss.dino;
