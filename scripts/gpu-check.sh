@@ -72,6 +72,7 @@ stage "2 one DINOv3 step and a 20-step trajectory, GPU vs CPU"
 run ssl_tiny_fp32 60 "$B"/test_ssl_device --device cuda --precision fp32 --steps 20
 run ssl_tiny_bf16 60 "$B"/test_ssl_device --device cuda --precision bf16 --steps 20
 run ssl_tiny_micro 60 "$B"/test_ssl_device --device cuda --precision fp32 --steps 10 --micro-batch 2
+run ssl_tiny_recompute 60 "$B"/test_ssl_device --device cuda --precision fp32 --steps 10 --micro-batch 2 --ibot-recompute
 run ssl_small_fp32 90 "$B"/test_ssl_device --device cuda --precision fp32 --steps 3 --size small
 run ssl_small_bf16 90 "$B"/test_ssl_device --device cuda --precision bf16 --steps 3 --size small
 

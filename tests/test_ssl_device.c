@@ -14,8 +14,9 @@
  * it never reports a pass without running on a GPU.
  *
  * usage: test_ssl_device [--device cuda[:N]|hip[:N]] [--precision fp32|bf16]
- *                        [--steps N] [--size tiny|small] [--micro-batch M]
+ *                        [--steps N] [--size tiny|small] [--micro-batch M] [--ibot-recompute]
  *   --micro-batch M: the student in passes of M images on both backends.
+ *   --ibot-recompute: the iBOT targets pass by pass (Sinkhorn-Knopp over chunks) on both.
  *   no --device: every compiled GPU backend that has a device.
  *   --size small: ViT-S/16 at 2x224 + 4x96, batch 4, heads 2048/256/8192
  *   (the realistic attention and GEMM shapes; about 1 s per step on a GPU). */
@@ -125,7 +126,7 @@ static int close_rel(double a, double ref, double rtol, double atol) {
 }
 
 /* One backend pair: returns 1 if it ran. */
-static int run_pair(const char *device, int precision, int steps, int small, int micro) {
+static int run_pair(const char *device, int precision, int steps, int small, int micro, int recompute) {
     dx_err err;
     dx_backend_params pg = {0}, pc = {.name = "cpu", .precision = precision};
     if (dx_backend_parse_device(device, &pg, &err)) {
@@ -147,6 +148,7 @@ static int run_pair(const char *device, int precision, int steps, int small, int
     const double rtol = bf16 ? 2e-2 : 1e-4, atol = bf16 ? 1e-4 : 1e-7;
     dx_ssl_config c = make_config(small);
     c.micro_batch = micro; /* the student in passes (the per-pass copies and uploads into offsets) */
+    c.ibot_recompute = recompute; /* the sk_chunk_* ops and the per-pass targets */
     if (bf16) c.student_acts = DX_ACTS_BF16; /* as the trainer under the bf16 policy */
     dx_ssl sc, sg;
     dx_status st = dx_ssl_init(&sc, &c, cpu, &err);
@@ -233,23 +235,24 @@ static int run_pair(const char *device, int precision, int steps, int small, int
 
 int main(int argc, char **argv) {
     const char *device = NULL;
-    int precision = DX_PREC_FP32, steps = 20, small = 0, micro = 0;
+    int precision = DX_PREC_FP32, steps = 20, small = 0, micro = 0, recompute = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--device") && i + 1 < argc) device = argv[++i];
         else if (!strcmp(argv[i], "--precision") && i + 1 < argc) precision = !strcmp(argv[++i], "bf16");
         else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--size") && i + 1 < argc) small = !strcmp(argv[++i], "small");
         else if (!strcmp(argv[i], "--micro-batch") && i + 1 < argc) micro = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--ibot-recompute")) recompute = 1;
         else {
             fprintf(stderr, "usage: test_ssl_device [--device D] [--precision fp32|bf16] [--steps N] [--size tiny|small] "
-                            "[--micro-batch M]\n");
+                            "[--micro-batch M] [--ibot-recompute]\n");
             return 2;
         }
     }
     if (steps < 1) steps = 1;
     int ran = 0;
     if (device) {
-        ran = run_pair(device, precision, steps, small, micro);
+        ran = run_pair(device, precision, steps, small, micro, recompute);
     } else {
         int ne;
         const dx_backend_entry *e = dx_backend_registry(&ne);
@@ -264,7 +267,7 @@ int main(int argc, char **argv) {
                 printf("%s: no device, skipped (%s)\n", e[i].name, why);
                 continue;
             }
-            ran += run_pair(e[i].name, precision, steps, small, micro);
+            ran += run_pair(e[i].name, precision, steps, small, micro, recompute);
         }
     }
     if (!ran) {
