@@ -16,7 +16,7 @@
  * usage: bench_vit_step [multicrop|single|dinov3|all] [--steps S] [--warmup W] [--arch A]
  *                       [--threads T] [--gram-scale F] [--precision fp32|bf16]
  *                       [--device cpu|cuda[:N]|hip[:N]] [--batch B] [--sizes G/L]
- *                       [--micro-batch M]
+ *                       [--micro-batch M] [--ibot-recompute]
  * --batch and --sizes set the images per step and the global/local crop sizes of
  * multicrop and dinov3 (default 8 and 224/96; the GPU figures of the issue are
  * ViT-S/16 at --batch 64 and ViT-L/16 at --sizes 512/112 with the batch that
@@ -24,7 +24,8 @@
  * --precision bf16: the linear layers' GEMMs in bf16 (fp32 accumulation), as
  * `dinox train --precision bf16`; the GEMM peak is then the bf16 GEMM's.
  * --micro-batch M (dinov3): the student in passes of M images (train.micro_batch),
- * so the cost of the passes is the ratio to the same run without it. */
+ * so the cost of the passes is the ratio to the same run without it; --ibot-recompute
+ * (dinov3): the iBOT targets pass by pass (train.ibot_recompute), its extra GEMMs' cost. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,7 +163,7 @@ static void run_config(dx_backend *be, const char *name, const char *arch, const
 }
 
 static void run_dinov3(dx_backend *be, const char *arch, int batch, int gsize, int lsize, int steps, int warmup,
-                       int gram_scale, int micro_batch, double peak) {
+                       int gram_scale, int micro_batch, int recompute, double peak) {
     dx_err err;
     dx_ssl_config c;
     memset(&c, 0, sizeof c);
@@ -173,6 +174,7 @@ static void run_dinov3(dx_backend *be, const char *arch, int batch, int gsize, i
     c.ibot_head = c.dino_head;
     c.batch = batch;
     c.micro_batch = micro_batch;
+    c.ibot_recompute = recompute;
     c.n_global = 2;
     c.n_local = 8;
     c.global_size = gsize;
@@ -222,9 +224,9 @@ static void run_dinov3(dx_backend *be, const char *arch, int batch, int gsize, i
     }
     double med = median(t, steps), flop = dx_ssl_flops_per_step(&c);
     printf("{\"impl\":\"%s\",\"device\":\"%s\",\"config\":\"dinov3\",\"arch\":\"%s\",\"batch\":%d,\"threads\":%d,"
-           "\"micro_batch\":%d,\"gram_size\":%d,\"step_s_median\":%.4f,\"img_per_s\":%.3f,\"gflop_per_img\":%.2f,"
+           "\"micro_batch\":%d,\"ibot_recompute\":%d,\"gram_size\":%d,\"step_s_median\":%.4f,\"img_per_s\":%.3f,\"gflop_per_img\":%.2f,"
            "\"gflop_per_s\":%.1f,\"gemm_peak_gflop_per_s\":%.1f,\"fraction_of_gemm_peak\":%.3f}\n",
-           be->precision == DX_PREC_BF16 ? "dinox-bf16" : "dinox", dev_label, arch, c.batch, be->nthreads, dx_ssl_micro_batch(&c), c.gram_size, med, c.batch / med, flop / c.batch / 1e9, flop / med / 1e9, peak,
+           be->precision == DX_PREC_BF16 ? "dinox-bf16" : "dinox", dev_label, arch, c.batch, be->nthreads, dx_ssl_micro_batch(&c), recompute, c.gram_size, med, c.batch / med, flop / c.batch / 1e9, flop / med / 1e9, peak,
            peak > 0 ? flop / med / 1e9 / peak : 0);
     fflush(stdout);
     free(t); free(gl); free(lc); free(gr);
@@ -233,7 +235,7 @@ static void run_dinov3(dx_backend *be, const char *arch, int batch, int gsize, i
 
 int main(int argc, char **argv) {
     const char *which = "all", *arch = "vit_small";
-    int steps = 5, warmup = 1, threads = 0, gram_scale = 1, precision = DX_PREC_FP32, batch = 8, micro_batch = 0, gsize = 224,
+    int steps = 5, warmup = 1, threads = 0, gram_scale = 1, precision = DX_PREC_FP32, batch = 8, micro_batch = 0, recompute = 0, gsize = 224,
         lsize = 96;
     const char *device = "cpu";
     for (int i = 1; i < argc; i++) {
@@ -246,6 +248,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--device") && i + 1 < argc) device = argv[++i];
         else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--micro-batch") && i + 1 < argc) micro_batch = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--ibot-recompute")) recompute = 1;
         else if (!strcmp(argv[i], "--sizes") && i + 1 < argc) {
             if (sscanf(argv[++i], "%d/%d", &gsize, &lsize) != 2) {
                 fprintf(stderr, "--sizes wants G/L, e.g. 512/112\n");
@@ -290,7 +293,7 @@ int main(int argc, char **argv) {
         group g[1] = {{32, 112}};
         run_config(be, "single", arch, g, 1, 32, steps, warmup, peak);
     }
-    if (!strcmp(which, "all") || !strcmp(which, "dinov3")) run_dinov3(be, arch, batch, gsize, lsize, steps, warmup, gram_scale, micro_batch, peak);
+    if (!strcmp(which, "all") || !strcmp(which, "dinov3")) run_dinov3(be, arch, batch, gsize, lsize, steps, warmup, gram_scale, micro_batch, recompute, peak);
     dx_backend_destroy(be);
     return 0;
 }
