@@ -85,6 +85,13 @@ ar = cm.get("attention_in_nodule", {})
 check(isinstance(ar.get("ratio"), (int, float)) and ar["ratio"] > 0 and len(ar.get("per_head", [])) == a["model"]["heads"],
       "attention_in_nodule ratio %r, %d heads" % (ar.get("ratio"), len(ar.get("per_head", []))))
 check("test_auc" in cm.get("features_plus_diameter_probe", {}), "features + diameter probe")
+# the per-nodule scores behind the comparisons: equal columns, and the probe's test AUC recomputed from them
+ns = a.get("nodule_scores", {})
+cols = ["patient", "label", "diameter_mm", "backbone", "random_init", "diameter", "features_plus_diameter",
+        "attention_backbone", "attention_random_init"]
+n_ns = len(ns.get("patient", []))
+check(n_ns == a["probe"]["n_test"] and all(len(ns.get(k, [])) == n_ns for k in cols),
+      "nodule_scores: %d rows (probe n_test %r), columns %s" % (n_ns, a["probe"]["n_test"], sorted(ns)))
 v = a.get("verdicts", [])
 check(len(v) >= 4 and all(isinstance(x, str) and len(x) > 20 for x in v), "verdict sentences: %r" % v[:1])
 # split: patient level
@@ -204,6 +211,21 @@ for k, where in keys.items():
     auc = sum((b[0] - a[0]) * (a[1] + b[1]) / 2 for a, b in zip(pts, pts[1:]))
     ok = pts[0] == [0, 0] and pts[-1] == [1, 1] and mono and abs(auc - node["test_auc"]) < 1e-9
     print("%s ROC %s: %d points, monotone, area %.6f = test AUC %.6f" % ("ok  " if ok else "FAIL", k, len(pts), auc, node["test_auc"]))
+    fails += not ok
+# the per-nodule scores give back every reported test AUC (Mann-Whitney, ties half)
+ns = e["nodule_scores"]
+def mw_auc(sc, y):
+    pos = [v for v, l in zip(sc, y) if l > 0 and v is not None]
+    neg = [v for v, l in zip(sc, y) if l <= 0 and v is not None]
+    return sum((p > q) + 0.5 * (p == q) for p in pos for q in neg) / (len(pos) * len(neg))
+for k, where in keys.items():
+    node = e
+    for part in where.split("."):
+        node = node[part]
+    got = mw_auc(ns[k], ns["label"])
+    ok = abs(got - node["test_auc"]) < 1e-9 and len(ns[k]) == len(ns["patient"]) > 10
+    print("%s nodule_scores.%s: AUC %.6f = test AUC %.6f (%d nodules)" % ("ok  " if ok else "FAIL", k, got,
+          node["test_auc"], len(ns[k])))
     fails += not ok
 h = open("ev40.html").read()
 ok = "ROC, test nodules" in h and h.count("<polyline") >= 4 and "(AUC %.3f)" % e["probe"]["test_auc"] in h

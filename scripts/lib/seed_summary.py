@@ -8,6 +8,13 @@ The t interval treats the seeds as independent draws of the training run; with
 n seeds it has n - 1 degrees of freedom, so with 2 or 3 seeds it is wide by
 construction: that width is the honest statement.
 
+Pooled figures (when every eval.json has nodule_scores, dinox eval since
+2026-12-07): the mean over the runs of a paired AUC difference (SSL - random
+init, features + diameter - diameter; with --versus, first arm - second arm),
+with a two-level bootstrap that resamples the runs and the test patients
+together, so the interval holds both the training seeds' variation and the
+test sampling, which the t interval (the patients fixed) leaves out.
+
 --versus: a second arm with the same seeds in the same order (e.g. Gram on
 RUN_DIRs, then --versus the Gram-off ones). Each figure is then the difference
 first arm - second arm of the runs of one seed, and the mean and t interval are
@@ -69,6 +76,75 @@ def paired_figures(a, b):
     return {n: (None if a[n][0] is None or b[n][0] is None else a[n][0] - b[n][0], None) for n in a}
 
 
+def auc(score, label):
+    # Mann-Whitney AUC with ties counted half (average ranks)
+    pairs = sorted((v, y) for v, y in zip(score, label) if v is not None)
+    n1 = sum(1 for _, y in pairs if y > 0)
+    n0 = len(pairs) - n1
+    if n1 == 0 or n0 == 0:
+        return float("nan")
+    rank_sum, i = 0.0, 0
+    while i < len(pairs):
+        j = i
+        while j + 1 < len(pairs) and pairs[j + 1][0] == pairs[i][0]:
+            j += 1
+        r = (i + j) / 2 + 1
+        rank_sum += r * sum(1 for k in range(i, j + 1) if pairs[k][1] > 0)
+        i = j + 1
+    return (rank_sum - n1 * (n1 + 1) / 2) / (n1 * n0)
+
+
+def scores(run):
+    ns = json.load(open(run + "/eval/eval.json")).get("nodule_scores")
+    return ns if ns and ns.get("patient") else None
+
+
+POOLED = [  # (figure, column of the first run, column of the second: same run, or the --versus run)
+    ("SSL - random init", "backbone", "random_init"),
+    ("features + diameter - diameter", "features_plus_diameter", "diameter"),
+]
+
+
+def pooled(first, second, versus, n_boot, seed=1):
+    """The mean over seeds of a paired AUC difference, with a two-level bootstrap: each
+    replicate draws the seeds (runs) with replacement and the patients (all their nodules)
+    with replacement, the same patients for every run, and averages the runs' differences.
+    Its interval holds both the training seeds' variation and the test patients' sampling,
+    which a t interval over seeds (the patients fixed) leaves out."""
+    import random
+    base = first[0]
+    if any(f["patient"] != base["patient"] or f["label"] != base["label"] for f in first + second):
+        return None  # not the same nodules: nothing to pool
+    pats = sorted(set(base["patient"]))
+    rows_of = {p: [i for i, q in enumerate(base["patient"]) if q == p] for p in pats}
+    label = base["label"]
+
+    def diff(k, rows, a, b):
+        sel_l = [label[i] for i in rows]
+        fa = first[k].get(a)
+        fb = (second[k] if versus else first[k]).get(b)
+        if fa is None or fb is None:
+            return float("nan")
+        return auc([fa[i] for i in rows], sel_l) - auc([fb[i] for i in rows], sel_l)
+
+    rng = random.Random(seed)
+    out = {}
+    n = len(first)
+    every = list(range(len(label)))
+    for name, a, b in ([("first arm - second arm", "backbone", "backbone")] if versus else POOLED):
+        est = sum(diff(k, every, a, b) for k in range(n)) / n
+        reps = []
+        for _ in range(n_boot):
+            ks = [rng.randrange(n) for _ in range(n)]
+            rows = [i for _ in pats for i in rows_of[pats[rng.randrange(len(pats))]]]
+            reps.append(sum(diff(k, rows, a, b) for k in ks) / n)
+        reps = sorted(r for r in reps if r == r)
+        lo, hi = reps[int(0.025 * len(reps))], reps[min(len(reps) - 1, int(0.975 * len(reps)))]
+        out[name] = {"mean": est, "ci95": [lo, hi], "n_boot": len(reps), "runs": n, "nodules": len(label),
+                     "patients": len(pats), "p_le0": sum(1 for r in reps if r <= 0) / len(reps)}
+    return out
+
+
 def main(argv):
     out = None
     if "--json" in argv:
@@ -107,6 +183,19 @@ def main(argv):
                                  "t_ci95": [m - half, m + half], "runs_ci_excludes_0": excl}
         print(f"{n:{w}}  " + "  ".join(f"{c:>24}" for c in cells) + f"  {m:9.3f} [{m - half:+.3f}, {m + half:+.3f}]"
               f"  {sd:.3f}")
+    # pooled over the runs: the seeds and the test patients resampled together (eval.json's nodule_scores)
+    first = [scores(r) for r in (argv[:len(versus)] if versus is not None else runs)]
+    second = [scores(r) for r in versus] if versus is not None else first
+    if all(first) and all(second):
+        pl = pooled(first, second, versus is not None, n_boot=1000)
+        if pl:
+            summary["pooled"] = pl
+            print("\npooled over the runs (two-level bootstrap: seeds and test patients resampled together):")
+            for name, v in pl.items():
+                print(f"  {name:34}  {v['mean']:+.3f} [{v['ci95'][0]:+.3f}, {v['ci95'][1]:+.3f}]  "
+                      f"(P(<= 0) {v['p_le0']:.3f}; {v['runs']} runs, {v['nodules']} nodules of {v['patients']} patients)")
+    else:
+        print("\n(no pooled figures: an eval.json without nodule_scores; re-run dinox eval)")
     if out:
         with open(out, "w") as fh:
             json.dump(summary, fh, indent=1)

@@ -722,6 +722,44 @@ static cJSON *roc_json(const dx_eval_set *es, const double *score) {
     return a;
 }
 
+/* The scores behind every comparison, one entry per labelled nodule the probes scored
+ * (the test split, or all under --folds), as columns: what lets figures be pooled over
+ * runs (several training seeds resampled together with the patients) without re-running
+ * the evaluation. NaN / missing scores are null. */
+static cJSON *nodule_scores_json(const dx_eval_set *es, const dx_model_eval *rm, const dx_model_eval *rr,
+                                 const double *size_score) {
+    int *idx = malloc(sizeof(int) * (size_t)(es->n > 0 ? es->n : 1));
+    if (!idx) return NULL;
+    const int m = test_rows(es, NULL, NULL, idx);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "rows", es->folds ? "every labelled nodule, scored out of fold"
+                                                 : "the labelled nodules of the test split");
+    cJSON *pid = cJSON_AddArrayToObject(o, "patient");
+    for (int k = 0; k < m; k++) cJSON_AddItemToArray(pid, cJSON_CreateString(es->patient_id[es->patient[idx[k]]]));
+    const struct {
+        const char *key;
+        const double *v;
+    } col[] = {{"diameter_mm", es->diam},
+               {"backbone", rm->score},
+               {"random_init", rr ? rr->score : NULL},
+               {"diameter", size_score},
+               {"features_plus_diameter", rm->score_fd},
+               {"attention_backbone", rm->att_ratio},
+               {"attention_random_init", rr ? rr->att_ratio : NULL}};
+    cJSON *lab = cJSON_AddArrayToObject(o, "label");
+    for (int k = 0; k < m; k++) cJSON_AddItemToArray(lab, cJSON_CreateNumber(es->y[idx[k]]));
+    for (size_t c = 0; c < sizeof col / sizeof col[0]; c++) {
+        if (!col[c].v) continue;
+        cJSON *a = cJSON_AddArrayToObject(o, col[c].key);
+        for (int k = 0; k < m; k++) {
+            const double v = col[c].v[idx[k]];
+            cJSON_AddItemToArray(a, isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull());
+        }
+    }
+    free(idx);
+    return o;
+}
+
 static dx_status paired_comparisons(const dx_eval_set *es, const dx_eval_opts *o, const dx_model_eval *rm,
                                     const dx_model_eval *rr, const dx_model_eval *rx, int n_extra,
                                     const double *size_score, cJSON **out, dx_err *err) {
@@ -895,19 +933,21 @@ dx_status dx_eval_all(const dx_store *s, const dx_eval_opts *o, dx_backend *be, 
     if ((rc = roc_json(&es, size_score))) cJSON_AddItemToObject(roc, "diameter", rc);
     if (have_rnd && (rc = roc_json(&es, rr.score))) cJSON_AddItemToObject(roc, "random_init", rc);
     if ((rc = roc_json(&es, rm.score_fd))) cJSON_AddItemToObject(roc, "features_plus_diameter", rc);
-    cJSON *cmp = NULL;
+    cJSON *cmp = NULL, *scores = NULL;
     if (!st) st = paired_comparisons(&es, o, &rm, have_rnd ? &rr : NULL, rx, n_extra, size_score, &cmp, err);
+    if (!st) scores = nodule_scores_json(&es, &rm, have_rnd ? &rr : NULL, size_score);
     free(size_score);
     if (st) goto done;
 
     /* attention overlays: test nodules first, then any */
     char adir[1100];
     snprintf(adir, sizeof adir, "%s/attention", out_dir);
-    if ((st = mkdir_p1(adir, err))) goto done;
+    if ((st = mkdir_p1(adir, err))) { cJSON_Delete(scores); cJSON_Delete(cmp); goto done; }
     root = cJSON_CreateObject();
     cJSON_AddItemToObject(root, "comparisons", cmp); /* owned by root from here */
     cJSON_AddItemToObject(root, "roc", roc);
     roc = NULL;
+    if (scores) cJSON_AddItemToObject(root, "nodule_scores", scores);
     cJSON *att = cJSON_CreateArray();
     int written = 0;
     for (int pass = 0; pass < 2 && written < o->n_attention; pass++)
