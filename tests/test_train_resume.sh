@@ -67,7 +67,9 @@ PYEOF
 # C: a longer run, checkpoint every step, kill -9 again and again
 NC=80
 for round in 1 2 3 4 5 6; do
-  if [ -d C ]; then args=(--resume C --store store); else args=(-c "$DINOX_SOURCE_DIR/configs/demo.yaml" --store store --out C); fi
+  # resume once a checkpoint exists; a run killed before its first one starts again (slow starts: ASan, load)
+  if [ -e C/checkpoints/latest ]; then args=(--resume C --store store)
+  else rm -rf C; args=(-c "$DINOX_SOURCE_DIR/configs/demo.yaml" --store store --out C); fi
   "$DINOX" train --quiet "${args[@]}" "${SET[@]}" train.epoch_length=$NC train.ckpt_every_steps=1 2>/dev/null &
   pid=$!
   sleep "$((RANDOM % 3)).$((RANDOM % 10))"
@@ -77,7 +79,11 @@ for round in 1 2 3 4 5 6; do
     "$DINOX" export C --out "C$round.safetensors" 2>&1 | tail -1
   fi
 done
-"$DINOX" train --quiet --resume C --store store "${SET[@]}" train.epoch_length=$NC train.ckpt_every_steps=1 2>/dev/null
+if [ -e C/checkpoints/latest ]; then args=(--resume C --store store)
+else rm -rf C; args=(-c "$DINOX_SOURCE_DIR/configs/demo.yaml" --store store --out C); fi
+echo "killed runs left checkpoints: $(ls C/checkpoints 2>/dev/null | tr '\n' ' ')"
+"$DINOX" train --quiet "${args[@]}" "${SET[@]}" train.epoch_length=$NC train.ckpt_every_steps=1 2>/dev/null ||
+  { echo "FAIL: finishing C (${args[*]}) failed"; exit 1; }
 grep -q "(step $NC)" <("$DINOX" export C --out C_final.safetensors 2>&1) || { echo "C did not finish"; exit 1; }
 # A write cut short (what SIGKILL or a full disk mid-write leaves): a truncated
 # newest checkpoint that `latest` already names. Loading falls back to the previous one.
