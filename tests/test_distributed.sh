@@ -147,10 +147,13 @@ our_trains() { # [PATTERN]: pids of dinox trainings started in this test's direc
   done
   return 0
 }
-rank_pid() { # RANK: the pid of that rank's dinox
-  local p
-  for p in $(our_trains); do
-    tr '\0' '\n' </proc/$p/environ 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$1" && { echo $p; return; }
+rank_pid() { # RANK: the pid of that rank's dinox (looked up a few times: a process listing can miss it once)
+  local p t
+  for t in 1 2 3 4 5 6 7 8 9 10; do
+    for p in $(our_trains); do
+      tr '\0' '\n' </proc/$p/environ 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$1" && { echo $p; return; }
+    done
+    sleep 0.2
   done
 }
 long_run() { # DIR: a 2-rank run far longer than the test; returns once checkpoint 10 exists and rank 1
