@@ -66,10 +66,13 @@ PYEOF
 
 # C: a longer run, checkpoint every step, kill -9 again and again
 NC=80
-for round in 1 2 3 4 5 6; do
-  # resume once a checkpoint exists; a run killed before its first one starts again (slow starts: ASan, load)
+# C's arguments: resume once a checkpoint exists; a run killed before its first one starts again (slow starts: ASan, load)
+c_args() {
   if [ -e C/checkpoints/latest ]; then args=(--resume C --store store)
   else rm -rf C; args=(-c "$DINOX_SOURCE_DIR/configs/demo.yaml" --store store --out C); fi
+}
+for round in 1 2 3 4 5 6; do
+  c_args
   "$DINOX" train --quiet "${args[@]}" "${SET[@]}" train.epoch_length=$NC train.ckpt_every_steps=1 2>/dev/null &
   pid=$!
   sleep "$((RANDOM % 3)).$((RANDOM % 10))"
@@ -79,8 +82,7 @@ for round in 1 2 3 4 5 6; do
     "$DINOX" export C --out "C$round.safetensors" 2>&1 | tail -1
   fi
 done
-if [ -e C/checkpoints/latest ]; then args=(--resume C --store store)
-else rm -rf C; args=(-c "$DINOX_SOURCE_DIR/configs/demo.yaml" --store store --out C); fi
+c_args
 echo "killed runs left checkpoints: $(ls C/checkpoints 2>/dev/null | tr '\n' ' ')"
 "$DINOX" train --quiet "${args[@]}" "${SET[@]}" train.epoch_length=$NC train.ckpt_every_steps=1 2>/dev/null ||
   { echo "FAIL: finishing C (${args[*]}) failed"; exit 1; }
