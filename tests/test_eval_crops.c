@@ -15,6 +15,7 @@
 #include "dx_test.h"
 #include "eval/crops.h"
 #include "eval/eval_run.h"
+#include "eval/radiomics.h"
 #include "eval/split.h"
 #include "io/store.h"
 
@@ -136,6 +137,17 @@ int main(void) {
     for (int q = 0; q < S * S; q++) any |= mask[q];
     CHECK(!any, "a nodule's crop shows only its own label");
     CHECK(dx_nodule_crop(&s, s.idx.n_rows, &o, img, gray, mask, &side, &e) == DX_EINVAL, "row out of range");
+    /* radiomics of the disk nodule (a 3-slice cylinder of 40 HU) from the store's native grid */
+    double rf[DX_RADIOMICS_N];
+    int disk_px = 0;
+    for (int y = 0; y < NY; y++)
+        for (int x = 0; x < NX; x++) disk_px += in_disk(x, y);
+    CHECK(dx_radiomics_nodule(&s, row_disk, rf, &e) == DX_OK, "radiomics: %s", e.msg);
+    CHECK_CLOSE(rf[0], log(3.0 * disk_px * SX * SY * 2), 1e-12, 0, "radiomics: log volume of the cylinder");
+    CHECK_CLOSE(rf[1], 40, 1e-12, 0, "radiomics: mean HU");
+    CHECK_CLOSE(rf[4], 1, 0, 0, "radiomics: solid");
+    CHECK(rf[7] > 900 && rf[7] < 960, "radiomics: edge contrast %.1f (40 HU against -860 ... -830)", rf[7]);
+    CHECK(dx_radiomics_nodule(&s, row_corner, rf, &e) == DX_ENOTFOUND, "radiomics: a row without mask voxels");
 
     /* the evaluation set: labels, patients, patient-level split */
     dx_eval_opts eo;
@@ -159,6 +171,7 @@ int main(void) {
     int nt = 0;
     for (int p = 0; p < es.n_patients; p++) nt += es.patient_split[p] == DX_SPLIT_TEST;
     CHECK(nt >= 1 && nt <= 3, "test patients %d", nt);
+    CHECK(es.radio == NULL, "labelled rows without mask voxels: no radiomics baseline rather than a guess");
     dx_eval_set_free(&es);
     eo.min_readers = 2;
     eo.malignant_above = 2.5; /* variant B-like: 3 counts as malignant */

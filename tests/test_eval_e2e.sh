@@ -72,6 +72,7 @@ check(a.get("dinox_version", "").startswith("dinox ") and " (git " in a["dinox_v
 # the scientific comparisons: paired differences, features + diameter, attention inside the nodule
 cm = a.get("comparisons", {})
 for k in ("ssl_minus_random_init_auc", "features_plus_diameter_minus_diameter_auc", "ssl_minus_diameter_auc",
+          "radiomics_minus_diameter_auc", "features_plus_diameter_minus_radiomics_auc",
           "attention_in_nodule_ssl_minus_random_init"):
     d = cm.get(k)
     check(isinstance(d, dict) and "difference" in d and len(d.get("ci95", [])) == 2 and d.get("n_test", 0) > 0,
@@ -87,13 +88,13 @@ check(isinstance(ar.get("ratio"), (int, float)) and ar["ratio"] > 0 and len(ar.g
 check("test_auc" in cm.get("features_plus_diameter_probe", {}), "features + diameter probe")
 # the per-nodule scores behind the comparisons: equal columns, and the probe's test AUC recomputed from them
 ns = a.get("nodule_scores", {})
-cols = ["patient", "label", "diameter_mm", "backbone", "random_init", "diameter", "features_plus_diameter",
+cols = ["patient", "label", "diameter_mm", "backbone", "random_init", "diameter", "radiomics", "features_plus_diameter",
         "attention_backbone", "attention_random_init"]
 n_ns = len(ns.get("patient", []))
 check(n_ns == a["probe"]["n_test"] and all(len(ns.get(k, [])) == n_ns for k in cols),
       "nodule_scores: %d rows (probe n_test %r), columns %s" % (n_ns, a["probe"]["n_test"], sorted(ns)))
 v = a.get("verdicts", [])
-check(len(v) >= 4 and all(isinstance(x, str) and len(x) > 20 for x in v), "verdict sentences: %r" % v[:1])
+check(len(v) >= 6 and all(isinstance(x, str) and len(x) > 20 for x in v), "verdict sentences: %r" % v[:1])
 # split: patient level
 s = json.load(open("run/eval/split.json"))
 per = {}
@@ -199,7 +200,7 @@ import json, sys
 e = json.load(open("ev40/eval.json"))
 fails = 0
 keys = {"backbone": "probe", "diameter": "baselines.size_only", "random_init": "baselines.random_init.probe",
-        "features_plus_diameter": "comparisons.features_plus_diameter_probe"}
+        "features_plus_diameter": "comparisons.features_plus_diameter_probe", "radiomics": "baselines.radiomics"}
 for k, where in keys.items():
     pts = e["roc"].get(k)
     node = e
@@ -228,8 +229,14 @@ for k, where in keys.items():
           node["test_auc"], len(ns[k])))
     fails += not ok
 h = open("ev40.html").read()
-ok = "ROC, test nodules" in h and h.count("<polyline") >= 4 and "(AUC %.3f)" % e["probe"]["test_auc"] in h
-print(("ok  " if ok else "FAIL") + " report: ROC chart with the four curves and the AUCs in the legend")
+ok = "ROC, test nodules" in h and h.count("<polyline") >= 5 and "(AUC %.3f)" % e["probe"]["test_auc"] in h
+ok = ok and "radiomics + diameter (AUC %.3f)" % e["baselines"]["radiomics_auc"] in h and "hand-crafted radiomics" in h
+print(("ok  " if ok else "FAIL") + " report: ROC chart with the five curves and the AUCs in the legend, the radiomics row")
+# the radiomics baseline names its columns: the diameter, then the descriptors
+rf = e["baselines"]["radiomics"]["features"]
+ok = rf[0] == "diameter_mm" and len(rf) == 9 and "sphericity" in rf
+print(("ok  " if ok else "FAIL") + " radiomics features %s" % rf)
+fails += not ok
 sys.exit(fails + (not ok))
 PYEOF
 

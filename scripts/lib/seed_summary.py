@@ -10,7 +10,8 @@ construction: that width is the honest statement.
 
 Pooled figures (when every eval.json has nodule_scores, dinox eval since
 2026-12-07): the mean over the runs of a paired AUC difference (SSL - random
-init, features + diameter - diameter; with --versus, first arm - second arm),
+init, features + diameter - diameter, features + diameter - radiomics + diameter
+(eval.json since the radiomics baseline); with --versus, first arm - second arm),
 with a two-level bootstrap that resamples the runs and the test patients
 together, so the interval holds both the training seeds' variation and the
 test sampling, which the t interval (the patients fixed) leaves out.
@@ -63,6 +64,8 @@ def figures(run):
         "random-init AUC": (b.get("random_init_auc"), b.get("random_init_auc_ci")),
         "SSL - random init (paired)": diff("ssl_minus_random_init_auc"),
         "features + diameter - diameter (paired)": diff("features_plus_diameter_minus_diameter_auc"),
+        "radiomics + diameter - diameter (paired)": diff("radiomics_minus_diameter_auc"),
+        "features + diameter - radiomics + diameter (paired)": diff("features_plus_diameter_minus_radiomics_auc"),
         "CLS attention in nodule (1 = chance)": (att.get("ratio"), att.get("ci95")),
         "attention, SSL - random init (paired)": (att_d.get("difference"), att_d.get("ci95")),
         "segmentation Dice": ((e.get("seg") or {}).get("test_dice"), None),
@@ -102,6 +105,7 @@ def scores(run):
 POOLED = [  # (figure, column of the first run, column of the second: same run, or the --versus run)
     ("SSL - random init", "backbone", "random_init"),
     ("features + diameter - diameter", "features_plus_diameter", "diameter"),
+    ("features + diameter - radiomics + diameter", "features_plus_diameter", "radiomics"),
 ]
 
 
@@ -139,6 +143,8 @@ def pooled(first, second, versus, n_boot, seed=1):
             rows = [i for _ in pats for i in rows_of[pats[rng.randrange(len(pats))]]]
             reps.append(sum(diff(k, rows, a, b) for k in ks) / n)
         reps = sorted(r for r in reps if r == r)
+        if not reps:
+            continue  # a column the runs do not all have (an eval.json older than the figure)
         lo, hi = reps[int(0.025 * len(reps))], reps[min(len(reps) - 1, int(0.975 * len(reps)))]
         out[name] = {"mean": est, "ci95": [lo, hi], "n_boot": len(reps), "runs": n, "nodules": len(label),
                      "patients": len(pats), "p_le0": sum(1 for r in reps if r <= 0) / len(reps)}

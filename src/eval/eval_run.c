@@ -15,6 +15,7 @@
 #include "core/dx_version.h"
 #include "eval/image_out.h"
 #include "eval/metrics.h"
+#include "eval/radiomics.h"
 #include "eval/seghead.h"
 #include "eval/split.h"
 
@@ -81,6 +82,32 @@ void dx_eval_opts_default(dx_eval_opts *o) {
 /* ---- evaluation set ------------------------------------------------------- */
 
 static int cmp_str(const void *a, const void *b) { return strcmp(a, b); }
+
+/* The hand-crafted baseline's columns: the diameter and radiomics.h's descriptors of every
+ * nodule. A labelled nodule without mask voxels (a store without masks, or a label that a
+ * later cluster overwrote) leaves the baseline out (es->radio NULL) rather than guessing;
+ * an unlabelled one gets zeros, which no probe reads. */
+static dx_status radiomics_columns(dx_eval_set *es, const dx_store *s, dx_err *err) {
+    const int W = 1 + DX_RADIOMICS_N;
+    es->radio = calloc((size_t)es->n * W, sizeof *es->radio);
+    if (!es->radio) return dx_fail(err, DX_ENOMEM, "radiomics: %d nodules", es->n);
+    for (int i = 0; i < es->n; i++) {
+        double *r = es->radio + (size_t)i * W;
+        r[0] = es->diam[i];
+        dx_err e1 = {0};
+        dx_status st = dx_radiomics_nodule(s, es->row[i], r + 1, &e1);
+        if (st == DX_ENOMEM) { *err = e1; return st; }
+        if (st) {
+            for (int c = 1; c < W; c++) r[c] = 0;
+            if (es->y[i] < 0) continue;
+            DX_INFO("eval: no radiomics baseline (%s)", e1.msg);
+            free(es->radio);
+            es->radio = NULL;
+            return DX_OK;
+        }
+    }
+    return DX_OK;
+}
 
 dx_status dx_eval_set_build(dx_eval_set *es, const dx_store *s, const dx_eval_opts *o, dx_err *err) {
     memset(es, 0, sizeof *es);
@@ -149,7 +176,9 @@ dx_status dx_eval_set_build(dx_eval_set *es, const dx_store *s, const dx_eval_op
         if (e) { dx_eval_set_free(es); return e; }
         k++;
     }
-    dx_status e = dx_split_patients(es->patient_stratum, np, o->f_val, o->f_test, o->seed, es->patient_split, err);
+    dx_status e = radiomics_columns(es, s, err);
+    if (e) { dx_eval_set_free(es); return e; }
+    e = dx_split_patients(es->patient_stratum, np, o->f_val, o->f_test, o->seed, es->patient_split, err);
     if (e) { dx_eval_set_free(es); return e; }
     for (int i = 0; i < nn; i++) es->split[i] = es->patient_split[es->patient[i]];
     if (o->folds) {
@@ -167,7 +196,7 @@ dx_status dx_eval_set_build(dx_eval_set *es, const dx_store *s, const dx_eval_op
 }
 
 void dx_eval_set_free(dx_eval_set *es) {
-    free(es->row); free(es->patient); free(es->y); free(es->split); free(es->diam);
+    free(es->row); free(es->patient); free(es->y); free(es->split); free(es->diam); free(es->radio);
     free(es->img); free(es->gray); free(es->mask); free(es->seg_img); free(es->seg_mask);
     free(es->patient_id); free(es->patient_split); free(es->patient_stratum);
     free(es->fold); free(es->patient_fold);
@@ -727,7 +756,7 @@ static cJSON *roc_json(const dx_eval_set *es, const double *score) {
  * runs (several training seeds resampled together with the patients) without re-running
  * the evaluation. NaN / missing scores are null. */
 static cJSON *nodule_scores_json(const dx_eval_set *es, const dx_model_eval *rm, const dx_model_eval *rr,
-                                 const double *size_score) {
+                                 const double *size_score, const double *rad_score) {
     int *idx = malloc(sizeof(int) * (size_t)(es->n > 0 ? es->n : 1));
     if (!idx) return NULL;
     const int m = test_rows(es, NULL, NULL, idx);
@@ -743,6 +772,7 @@ static cJSON *nodule_scores_json(const dx_eval_set *es, const dx_model_eval *rm,
                {"backbone", rm->score},
                {"random_init", rr ? rr->score : NULL},
                {"diameter", size_score},
+               {"radiomics", rad_score},
                {"features_plus_diameter", rm->score_fd},
                {"attention_backbone", rm->att_ratio},
                {"attention_random_init", rr ? rr->att_ratio : NULL}};
@@ -762,7 +792,7 @@ static cJSON *nodule_scores_json(const dx_eval_set *es, const dx_model_eval *rm,
 
 static dx_status paired_comparisons(const dx_eval_set *es, const dx_eval_opts *o, const dx_model_eval *rm,
                                     const dx_model_eval *rr, const dx_model_eval *rx, int n_extra,
-                                    const double *size_score, cJSON **out, dx_err *err) {
+                                    const double *size_score, const double *rad_score, cJSON **out, dx_err *err) {
     cJSON *c = cJSON_CreateObject();
     /* the main backbone against each --also backbone (e.g. Gram on vs off), same test nodules */
     cJSON *va = cJSON_AddArrayToObject(c, "main_minus_also_auc");
@@ -784,6 +814,15 @@ static dx_status paired_comparisons(const dx_eval_set *es, const dx_eval_opts *o
                          "features_plus_diameter_minus_diameter_auc", err);
     if (!st) st = paired(es, o, rm->score, size_score, 1, "test AUC, SSL features - diameter alone", c,
                          "ssl_minus_diameter_auc", err);
+    /* the hand-crafted baseline: is there information beyond size in the image at all, and
+     * do the learned features carry as much of it? */
+    if (!st && rad_score)
+        st = paired(es, o, rad_score, size_score, 1, "test AUC, hand-crafted radiomics + diameter - diameter alone", c,
+                    "radiomics_minus_diameter_auc", err);
+    if (!st && rad_score)
+        st = paired(es, o, rm->score_fd, rad_score, 1,
+                    "test AUC, SSL features + diameter - hand-crafted radiomics + diameter", c,
+                    "features_plus_diameter_minus_radiomics_auc", err);
     cJSON *fd = probe_json(&rm->probe_fd);
     cJSON_AddItemToObject(c, "features_plus_diameter_probe", fd);
     /* attention inside the nodule: each backbone alone, and SSL - random init */
@@ -832,15 +871,21 @@ static cJSON *verdicts_json(const cJSON *cmp, const dx_model_eval *rm, const dx_
                             const dx_model_eval *rr) {
     cJSON *v = cJSON_CreateArray();
     char b[512];
-    struct { const char *key, *yes, *no; } q[] = {
+    /* probe: a comparison of probe scores (out of fold under --folds); else of test nodules */
+    struct { const char *key, *yes, *no; int probe; } q[] = {
         {"ssl_minus_random_init_auc", "The SSL backbone beats the random-init backbone",
-         "The SSL backbone does not beat the random-init backbone"},
+         "The SSL backbone does not beat the random-init backbone", 1},
         {"features_plus_diameter_minus_diameter_auc", "The SSL features add information beyond the nodule diameter",
-         "The SSL features do not add information beyond the nodule diameter"},
+         "The SSL features do not add information beyond the nodule diameter", 1},
         {"ssl_minus_diameter_auc", "The SSL features alone beat the diameter alone",
-         "The SSL features alone do not beat the diameter alone"},
+         "The SSL features alone do not beat the diameter alone", 1},
+        {"radiomics_minus_diameter_auc",
+         "Hand-crafted radiomics (intensity, shape, margin of the consensus mask) add information beyond the diameter",
+         "Hand-crafted radiomics (intensity, shape, margin of the consensus mask) do not add information beyond the diameter", 1},
+        {"features_plus_diameter_minus_radiomics_auc", "The SSL features + diameter beat the hand-crafted radiomics + diameter",
+         "The SSL features + diameter do not beat the hand-crafted radiomics + diameter", 1},
         {"attention_in_nodule_ssl_minus_random_init", "The SSL backbone's CLS attention falls on the nodule more than a random-init backbone's",
-         "The SSL backbone's CLS attention does not fall on the nodule more than a random-init backbone's"},
+         "The SSL backbone's CLS attention does not fall on the nodule more than a random-init backbone's", 0},
     };
     for (size_t k = 0; k < sizeof q / sizeof q[0]; k++) {
         const cJSON *d = cJSON_GetObjectItemCaseSensitive(cmp, q[k].key);
@@ -853,7 +898,7 @@ static cJSON *verdicts_json(const cJSON *cmp, const dx_model_eval *rm, const dx_
         } else {
             /* the probe comparisons use out-of-fold scores of every patient under --folds; attention the test split */
             char over[64];
-            if (rm->chosen.folds && k < 3) snprintf(over, sizeof over, "all patients, %d-fold out-of-fold scores", rm->chosen.folds);
+            if (rm->chosen.folds && q[k].probe) snprintf(over, sizeof over, "all patients, %d-fold out-of-fold scores", rm->chosen.folds);
             else snprintf(over, sizeof over, "test patients");
             snprintf(b, sizeof b, "%s: difference %+.3f [%+.3f, %+.3f] (95%% paired bootstrap over %s)%s.",
                      lo > 0 ? q[k].yes : q[k].no, diff, lo, hi, over, lo > 0 ? "" : hi < 0 ? "; it is worse" : "; the CI includes 0");
@@ -926,17 +971,27 @@ dx_status dx_eval_all(const dx_store *s, const dx_eval_opts *o, dx_backend *be, 
     double *size_score = malloc(sizeof(double) * (size_t)(es.n > 0 ? es.n : 1));
     if (!size_score) { st = dx_fail(err, DX_ENOMEM, "eval"); goto done; }
     st = probe(&es, o, es.diam, 1, 0, o->n_boot, &size_r, size_score, err);
+    /* hand-crafted baseline: the diameter and radiomics.h's descriptors, the same protocol */
+    dx_probe_result rad_r;
+    memset(&rad_r, 0, sizeof rad_r);
+    double *rad_score = NULL;
+    if (!st && es.radio) {
+        if (!(rad_score = malloc(sizeof(double) * (size_t)es.n))) st = dx_fail(err, DX_ENOMEM, "eval");
+        else st = probe(&es, o, es.radio, 1 + DX_RADIOMICS_N, 0, o->n_boot, &rad_r, rad_score, err);
+    }
     /* ROC curves of the test scores, for the report */
     cJSON *rc;
     roc = cJSON_CreateObject();
     if ((rc = roc_json(&es, rm.score))) cJSON_AddItemToObject(roc, "backbone", rc);
     if ((rc = roc_json(&es, size_score))) cJSON_AddItemToObject(roc, "diameter", rc);
+    if ((rc = roc_json(&es, rad_score))) cJSON_AddItemToObject(roc, "radiomics", rc);
     if (have_rnd && (rc = roc_json(&es, rr.score))) cJSON_AddItemToObject(roc, "random_init", rc);
     if ((rc = roc_json(&es, rm.score_fd))) cJSON_AddItemToObject(roc, "features_plus_diameter", rc);
     cJSON *cmp = NULL, *scores = NULL;
-    if (!st) st = paired_comparisons(&es, o, &rm, have_rnd ? &rr : NULL, rx, n_extra, size_score, &cmp, err);
-    if (!st) scores = nodule_scores_json(&es, &rm, have_rnd ? &rr : NULL, size_score);
+    if (!st) st = paired_comparisons(&es, o, &rm, have_rnd ? &rr : NULL, rx, n_extra, size_score, rad_score, &cmp, err);
+    if (!st) scores = nodule_scores_json(&es, &rm, have_rnd ? &rr : NULL, size_score, rad_score);
     free(size_score);
+    free(rad_score);
     if (st) goto done;
 
     /* attention overlays: test nodules first, then any */
@@ -987,6 +1042,17 @@ dx_status dx_eval_all(const dx_store *s, const dx_eval_opts *o, dx_backend *be, 
     add_num(bl, "size_only_auc", size_r.test_auc);
     add_pair(bl, "size_only_auc_ci", size_r.ci.n_boot ? size_r.ci.lo : NAN, size_r.ci.n_boot ? size_r.ci.hi : NAN);
     cJSON_AddItemToObject(bl, "size_only", probe_json(&size_r));
+    if (es.radio) {
+        add_num(bl, "radiomics_auc", rad_r.test_auc);
+        add_pair(bl, "radiomics_auc_ci", rad_r.ci.n_boot ? rad_r.ci.lo : NAN, rad_r.ci.n_boot ? rad_r.ci.hi : NAN);
+        cJSON *ra = probe_json(&rad_r);
+        cJSON *fe = cJSON_AddArrayToObject(ra, "features");
+        cJSON_AddItemToArray(fe, cJSON_CreateString("diameter_mm"));
+        for (int c = 0; c < DX_RADIOMICS_N; c++) cJSON_AddItemToArray(fe, cJSON_CreateString(dx_radiomics_names[c]));
+        cJSON_AddItemToObject(bl, "radiomics", ra);
+    } else {
+        cJSON_AddNullToObject(bl, "radiomics_auc");
+    }
     if (have_rnd) {
         const dx_probe_result *p = &rr.chosen;
         add_num(bl, "random_init_auc", p->test_auc);
@@ -1073,9 +1139,9 @@ dx_status dx_eval_all(const dx_store *s, const dx_eval_opts *o, dx_backend *be, 
     snprintf(path, sizeof path, "%s/eval.json", out_dir);
     st = write_json(root, path, err);
     if (!st)
-        DX_INFO("eval: probe test AUC %.3f [%.3f, %.3f] (%s), size-only %.3f, random-init %.3f, kNN %.3f, Dice %.3f, IoU %.3f, patch cos %.3f, erank %.1f -> %s",
+        DX_INFO("eval: probe test AUC %.3f [%.3f, %.3f] (%s), size-only %.3f, radiomics %.3f, random-init %.3f, kNN %.3f, Dice %.3f, IoU %.3f, patch cos %.3f, erank %.1f -> %s",
                 rm.chosen.test_auc, rm.chosen.ci.lo, rm.chosen.ci.hi, FEAT_NAMES[rm.best],
-                size_r.test_auc, have_rnd ? rr.chosen.test_auc : NAN, rm.knn_acc, rm.seg_dice, rm.seg_iou,
+                size_r.test_auc, es.radio ? rad_r.test_auc : NAN, have_rnd ? rr.chosen.test_auc : NAN, rm.knn_acc, rm.seg_dice, rm.seg_iou,
                 rm.col.patch_cosine, rm.col.effective_rank, path);
 done:
     cJSON_Delete(root);

@@ -50,6 +50,8 @@ typedef struct dx_eval_set {
     int n;                   /* nodules = crops */
     int *row, *patient, *y, *split; /* [n]: store row, patient index, label (-1 = excluded), DX_SPLIT_* */
     double *diam;            /* [n] mm */
+    double *radio;           /* [n, 1 + DX_RADIOMICS_N]: the diameter, then radiomics.h's descriptors
+                              * (NULL when a labelled nodule has no consensus mask) */
     float *img;              /* [n, 3, S, S] */
     float *gray;             /* [n, S, S] windowed centre slice */
     uint8_t *mask;           /* [n, S, S] consensus mask on the probe crops */

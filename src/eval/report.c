@@ -363,7 +363,8 @@ static void paired_table(FILE *f, const cJSON *ev) {
         fputs("</ul>\n", f);
     }
     static const char *const K[] = {"ssl_minus_random_init_auc", "features_plus_diameter_minus_diameter_auc",
-                                    "ssl_minus_diameter_auc", "attention_in_nodule_ssl_minus_random_init"};
+                                    "ssl_minus_diameter_auc", "radiomics_minus_diameter_auc",
+                                    "features_plus_diameter_minus_radiomics_auc", "attention_in_nodule_ssl_minus_random_init"};
     int any = 0;
     const int folds = (int)(dx_json_at(ev, "probe.cv_folds") ? dx_json_num(ev, "probe.cv_folds") : 0);
     for (size_t k = 0; k < sizeof K / sizeof K[0]; k++) {
@@ -402,6 +403,7 @@ static void roc_chart(FILE *f, const cJSON *ev) {
         {"features_plus_diameter", "backbone + diameter", "comparisons.features_plus_diameter_probe.test_auc", "#7b3fa0"},
         {"random_init", "random-init backbone", "baselines.random_init_auc", "#888888"},
         {"diameter", "nodule diameter alone", "baselines.size_only_auc", "#d9822b"},
+        {"radiomics", "radiomics + diameter", "baselines.radiomics_auc", "#2a9d5c"},
     };
     const cJSON *roc = dx_json_at(ev, "roc");
     if (!cJSON_IsObject(roc) || !roc->child) return;
@@ -472,6 +474,8 @@ static void eval_tables(FILE *f, const cJSON *ev) {
         if (dx_json_at(ev, k)) probe_row(f, name, dx_json_at(ev, k));
     }
     if (dx_json_at(ev, "baselines.size_only")) probe_row(f, "baseline: nodule diameter only", dx_json_at(ev, "baselines.size_only"));
+    if (dx_json_at(ev, "baselines.radiomics"))
+        probe_row(f, "baseline: hand-crafted radiomics of the consensus mask + diameter", dx_json_at(ev, "baselines.radiomics"));
     if (dx_json_at(ev, "baselines.random_init.probe")) {
         snprintf(name, sizeof name, "baseline: random-init backbone, %s", dx_json_str(ev, "baselines.random_init.features"));
         probe_row(f, name, dx_json_at(ev, "baselines.random_init.probe"));
