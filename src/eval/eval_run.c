@@ -55,7 +55,9 @@ void dx_eval_nodule_pool(const dx_features *f, const uint8_t *mask, int S, float
     }
     free(acc);
 }
-static const double C_GRID[] = {1e-4, 1e-3, 1e-2, 1e-1, 1, 10};
+/* down to 1e-6: with the diameter unpenalised beside 768 features, a probe must be able to choose
+ * (near) diameter alone when the features add nothing; 1e-4 still gave them a summed logit of ~1 */
+static const double C_GRID[] = {1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1, 10};
 #define N_CGRID ((int)(sizeof C_GRID / sizeof C_GRID[0]))
 
 void dx_eval_opts_default(dx_eval_opts *o) {

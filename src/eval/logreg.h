@@ -8,7 +8,10 @@
  * covariate (the nodule diameter) keeps its full weight however strongly the
  * features beside it are regularised.
  * Newton steps with a backtracking line search on that objective until the
- * step is below tol. Also the feature standardiser (fit on train rows only). */
+ * step is below tol. With more penalised columns than rows the same problem is
+ * solved exactly in the span of the rows (a Householder QR of the penalised
+ * block), so a Newton step costs O(n^3), not O(d^3). Also the feature
+ * standardiser (fit on train rows only). */
 #ifndef DX_EVAL_LOGREG_H
 #define DX_EVAL_LOGREG_H
 

@@ -36,22 +36,22 @@ dx_status dx_probe_run_scored(const double *X, const int *y, const int *split, c
 
 /* K-fold cross-validated probe over patients, for evaluation sets too small for
  * one held-out split to give a usable CI. fold[i] in [0, K) per row, constant
- * per patient (dx_fold_patients). For each fold f, the single-split protocol
- * with fold f as the test set: C chosen by the validation AUC on fold
- * (f+1) mod K of models fitted on the other K-2 folds, then a model at that C
- * fitted on every fold but f scores fold f; no label of fold f takes part in
+ * per patient (dx_fold_patients). For each fold f, fold f is the test set
+ * and C is chosen by inner cross-validation on the other K-1 folds (each in
+ * turn scored by a model fitted on the K-2 left; the best mean AUC wins), then
+ * a model at that C fitted on every fold but f scores fold f; no label of fold f takes part in
  * scoring fold f. Every labelled row so gets one out-of-fold score (oof_score,
  * n entries, may be NULL; NAN for unlabelled rows): its decision value as a
  * z-score against the decision values of its model's own training rows, so
  * that the K models' scores are on one scale and can be pooled. test_auc is
  * the AUC of the pooled scores, its CI a bootstrap over patients; val_auc the
- * mean over folds of the chosen C's validation AUC, C the value most folds
+ * mean over folds of the chosen C's inner-CV AUC, C the value most folds
  * chose; n_train / n_val per-fold means, n_test all labelled rows scored. */
 dx_status dx_probe_run_cv(const double *X, const int *y, const int *fold, int K, const int *group, int n, int d,
                           int n_free, const double *Cgrid, int nC, int n_boot, uint64_t seed, dx_probe_result *r,
                           double *oof_score, dx_err *err);
 /* The same with the feature set as one more hyperparameter: each fold chooses
- * the (set t, C) pair with the best validation AUC among nsets matrices Xs[t]
+ * the (set t, C) pair with the best inner-CV AUC among nsets matrices Xs[t]
  * [n, ds[t]]; *set_mode (may be NULL) = the set most folds chose. */
 dx_status dx_probe_run_cv_sets(const double *const *Xs, const int *ds, int nsets, int n_free, const int *y,
                                const int *fold, int K, const int *group, int n, const double *Cgrid, int nC, int n_boot,
