@@ -28,9 +28,10 @@ ls run/checkpoints
 "$DINOX" export run --out backbone.safetensors 2>/dev/null
 "$DINOX" eval --store store --weights backbone.safetensors --config run/config.yaml --out ev2 --size 64 \
     --min-readers 2 --boot 200 --also backbone.safetensors
-# 3. a variant (2D input) for the comparison table
-"$DINOX" eval --store store --weights backbone.safetensors --config run/config.yaml --out ev3 --size 64 \
+# 3. a variant (2D input) for the comparison table; its --out is nested in folders that do not exist yet
+"$DINOX" eval --store store --weights backbone.safetensors --config run/config.yaml --out deep/er/ev3 --size 64 \
     --min-readers 2 --boot 200 --no-25d --no-random-baseline --attention 1
+ln -s deep/er/ev3 ev3
 
 $PY - <<'PYEOF'
 import json, struct, sys

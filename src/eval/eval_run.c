@@ -922,11 +922,6 @@ static cJSON *verdicts_json(const cJSON *cmp, const dx_model_eval *rm, const dx_
     return v;
 }
 
-static dx_status mkdir_p1(const char *d, dx_err *err) {
-    if (mkdir(d, 0777) && errno != EEXIST) return dx_fail(err, DX_EIO, "mkdir %s: %s", d, strerror(errno));
-    return DX_OK;
-}
-
 dx_status dx_eval_all(const dx_store *s, const dx_eval_opts *o, dx_backend *be, const dx_eval_model *main_model,
                       const dx_eval_model *const *extra, int n_extra, const char *out_dir, dx_err *err) {
     dx_eval_set es;
@@ -938,7 +933,7 @@ dx_status dx_eval_all(const dx_store *s, const dx_eval_opts *o, dx_backend *be, 
     int have_rnd = 0;
     cJSON *root = NULL, *split = NULL, *roc = NULL;
     dx_status st;
-    if ((st = mkdir_p1(out_dir, err))) return st;
+    if ((st = dx_mkdirs(out_dir, err))) return st;
     /* results of an earlier evaluation in out_dir go first and the new split.json and
      * eval.json are written together at the end: an evaluation killed half-way leaves
      * no eval.json, never one that belongs to another split */
@@ -999,7 +994,7 @@ dx_status dx_eval_all(const dx_store *s, const dx_eval_opts *o, dx_backend *be, 
     /* attention overlays: test nodules first, then any */
     char adir[1100];
     snprintf(adir, sizeof adir, "%s/attention", out_dir);
-    if ((st = mkdir_p1(adir, err))) { cJSON_Delete(scores); cJSON_Delete(cmp); goto done; }
+    if ((st = dx_mkdirs(adir, err))) { cJSON_Delete(scores); cJSON_Delete(cmp); goto done; }
     root = cJSON_CreateObject();
     cJSON_AddItemToObject(root, "comparisons", cmp); /* owned by root from here */
     cJSON_AddItemToObject(root, "roc", roc);
@@ -1167,7 +1162,7 @@ dx_status dx_eval_track(const dx_store *s, const dx_eval_opts *o, dx_backend *be
     dx_status st = dx_eval_list_checkpoints(ckpt_dir, &paths, &steps, &n, err);
     if (st) return st;
     if (!n) { dx_eval_free_list(paths, steps, n); return dx_fail(err, DX_ENOTFOUND, "no checkpoints in %s", ckpt_dir); }
-    if ((st = mkdir_p1(out_dir, err))) { dx_eval_free_list(paths, steps, n); return st; }
+    if ((st = dx_mkdirs(out_dir, err))) { dx_eval_free_list(paths, steps, n); return st; }
     dx_eval_set es;
     if ((st = dx_eval_set_build(&es, s, o, err))) { dx_eval_free_list(paths, steps, n); return st; }
     cJSON *arr = cJSON_CreateArray();
