@@ -118,6 +118,23 @@ static void test_dice_iou(void) {
     CHECK_CLOSE(dx_iou(a, b, 8), d / (2 - d), 1e-15, 0, "IoU = D / (2 - D)");
 }
 
+/* Largest stationarity residual of a fit on the full problem: w_pen + C X^T (p - y) = 0 (without
+ * w for the n_free unpenalised columns) and sum (p - y) = 0 for the intercept. */
+static double kkt_residual(const dx_logreg *m, const double *X, const int *y, int n, int d, int n_free, double C) {
+    double *g = calloc((size_t)d + 1, sizeof *g), worst = 0;
+    for (int i = 0; i < n; i++) {
+        double z = m->b;
+        for (int j = 0; j < d; j++) z += X[i * d + j] * m->w[j];
+        const double res = 1 / (1 + exp(-z)) - y[i];
+        for (int j = 0; j < d; j++) g[j] += C * X[i * d + j] * res;
+        g[d] += res;
+    }
+    for (int j = 0; j < d; j++) worst = fmax(worst, fabs(g[j] + (j < d - n_free ? m->w[j] : 0)));
+    worst = fmax(worst, fabs(g[d]));
+    free(g);
+    return worst;
+}
+
 static void test_logreg(void) {
     const int n = 150, d = 6;
     double *X = malloc(n * d * sizeof *X);
@@ -135,17 +152,7 @@ static void test_logreg(void) {
         dx_logreg m;
         dx_err e = {0};
         CHECK(dx_logreg_fit(&m, X, y, n, d, n_free, Cs[c % 3], 100, 1e-12, &e) == DX_OK, "fit: %s", e.msg);
-        /* stationarity: w_pen + C X^T (p - y) = 0 (0 + ... for the free columns) and sum (p - y) = 0 */
-        double g[7] = {0}, worst = 0;
-        for (int i = 0; i < n; i++) {
-            double z = m.b;
-            for (int j = 0; j < d; j++) z += X[i * d + j] * m.w[j];
-            double res = 1 / (1 + exp(-z)) - y[i];
-            for (int j = 0; j < d; j++) g[j] += Cs[c % 3] * X[i * d + j] * res;
-            g[d] += res;
-        }
-        for (int j = 0; j < d; j++) worst = fmax(worst, fabs(g[j] + (j < d - n_free ? m.w[j] : 0)));
-        worst = fmax(worst, fabs(g[d]));
+        const double worst = kkt_residual(&m, X, y, n, d, n_free, Cs[c % 3]);
         CHECK(worst < 1e-8 * fmax(1, Cs[c % 3] * n), "KKT residual %.3g at C=%g, %d columns unpenalised", worst,
               Cs[c % 3], n_free);
         dx_logreg_free(&m);
@@ -168,22 +175,12 @@ static void test_logreg(void) {
             dx_logreg m;
             dx_err e = {0};
             CHECK(dx_logreg_fit(&m, Xw, yw, nw, dw, n_free, Cs[c % 3], 100, 1e-12, &e) == DX_OK, "wide fit: %s", e.msg);
-            double *g = calloc(dw + 1, sizeof *g), worst = 0;
-            for (int i = 0; i < nw; i++) {
-                double z = m.b;
-                for (int j = 0; j < dw; j++) z += Xw[i * dw + j] * m.w[j];
-                double res = 1 / (1 + exp(-z)) - yw[i];
-                for (int j = 0; j < dw; j++) g[j] += Cs[c % 3] * Xw[i * dw + j] * res;
-                g[dw] += res;
-            }
-            for (int j = 0; j < dw; j++) worst = fmax(worst, fabs(g[j] + (j < dw - n_free ? m.w[j] : 0)));
-            worst = fmax(worst, fabs(g[dw]));
+            const double worst = kkt_residual(&m, Xw, yw, nw, dw, n_free, Cs[c % 3]);
             /* separable at C = 1000: the reduced problem's optimum is far out; looser there */
             CHECK(worst < 1e-7 * fmax(1, Cs[c % 3] * nw), "wide KKT residual %.3g at C=%g, %d unpenalised", worst,
                   Cs[c % 3], n_free);
             CHECK(fabs(m.w[7]) < 1e-12 * fmax(1, fabs(m.w[3])) && fabs(m.w[9] - m.w[3]) < 1e-9 * fmax(1, fabs(m.w[3])),
                   "a zero column gets no weight (%g), a copied column the same weight (%g, %g)", m.w[7], m.w[9], m.w[3]);
-            free(g);
             dx_logreg_free(&m);
         }
         free(Xw);

@@ -132,7 +132,7 @@ static dx_status reduced_fit(const double *X, const int *y, int n, int d, int dp
         double *ak = A + (size_t)k * dp, nrm = 0;
         for (int j = k; j < dp; j++) nrm += ak[j] * ak[j];
         nrm = sqrt(nrm);
-        if (nrm == 0) { beta[k] = 0; continue; }
+        if (nrm == 0) { beta[k] = 0; Z[(size_t)k * dr + k] = 0; continue; }
         const double alpha = ak[k] > 0 ? -nrm : nrm;
         ak[k] -= alpha; /* v = x - alpha e_k */
         double vv = 0;
@@ -144,14 +144,13 @@ static dx_status reduced_fit(const double *X, const int *y, int n, int d, int dp
             s *= beta[k];
             for (int j = k; j < dp; j++) ac[j] -= s * ak[j];
         }
-        /* R[k][k] = alpha; keep v in ak[k..] and R's diagonal in Z below */
+        /* R[k][k] = alpha; v stays in ak[k..], R's diagonal goes straight into Z */
         Z[(size_t)k * dr + k] = alpha;
     }
     /* Z row i = (R^T)_i: R[k][i] for k < i (above R's diagonal, stored in column i), R[i][i], 0 after */
     for (int i = 0; i < n; i++) {
         const double *ai = A + (size_t)i * dp;
         for (int k = 0; k < i; k++) Z[(size_t)i * dr + k] = ai[k];
-        if (beta[i] == 0) Z[(size_t)i * dr + i] = 0;
         for (int k = i + 1; k < n; k++) Z[(size_t)i * dr + k] = 0;
         for (int j = 0; j < nf; j++) Z[(size_t)i * dr + n + j] = X[(size_t)i * d + dp + j];
     }
