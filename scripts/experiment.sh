@@ -46,7 +46,7 @@ step "train: Gram anchoring off"
 # show 3-6 mm/px), so 64 px crops of >= 96 mm (1.5 mm/px) instead of eval's default 96 px
 # of >= 32 mm (0.33 mm/px, a magnification the backbone never saw).
 # --folds 5: every labelled nodule scored out of fold, so the paired CIs use all of them (docs/eval.md)
-EV=(--size 64 --crop-min-mm 96 --folds 5)
+EV=(--size 64 --crop-min-mm 32 --folds 5) # probe crops max(32 mm, 2 x diameter): the nodule fills a quarter (docs/results.md)
 step "evaluate both (same store, same patient-level split)"
 # Gram on, with the Gram-off backbone beside it (--also): the paired Gram on - off AUC difference
 "$dinox" eval --store store --run gram_on --out gram_on/eval --track "${EV[@]}" --also gram_off/backbone.safetensors

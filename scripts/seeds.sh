@@ -28,7 +28,7 @@ cd "$work"
 g0=$((epochs * 2 / 3)) gstep=$((epochs * 2 / 3 * 100))
 RUN=(train.epochs=$epochs gram.weight_start_epochs=$g0 gram.refresh_first=$gstep gram.refresh_every=$gstep
      train.ckpt_every_steps=$((epochs * 25)) train.log_every=20)
-EV=(--size 64 --crop-min-mm 96 --folds 5)
+EV=(--size 64 --crop-min-mm 32 --folds 5) # probe crops max(32 mm, 2 x diameter): the nodule fills a quarter (docs/results.md)
 dirs=()
 IFS=',' read -r -a list <<<"$seeds"
 for s in "${list[@]}"; do

@@ -2,10 +2,12 @@
  * patch_cosine, row_argmax) against closed forms and brute-force double
  * references, the collapse test of the trainer, and the health metrics of
  * a real SSL step (uniform targets at init, as the diagnosis in
- * docs/objective.md says, and a weight-normalised head that is not). All
+ * docs/objective.md says, and a weight-normalised head that is not), and the
+ * window R^2 (dx_group_r2) against its within-group form. All
  * tensors go through the backend (alloc/upload/download). */
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "backend/dx_backend.h"
 #include "backend/dx_loss_ops.h"
@@ -185,7 +187,7 @@ static void test_ssl_health(dx_backend *be, int fixed) {
     dx_ssl_metrics m;
     CHECK(dx_ssl_step(&s, be, &b, 0, &sc, &m, &err) == 0, "step: %s", err.msg);
     dx_ssl_health h;
-    dx_ssl_health_compute(&s, be, &sc, m.n_masked, &h);
+    dx_ssl_health_compute(&s, be, &sc, m.n_masked, NULL, &h);
     if (!fixed) {
         CHECK(h.dino_t_entropy > 0.999, "DINOv3 init: teacher targets uniform (entropy %.5f ln K)", h.dino_t_entropy);
         CHECK(h.cls_cos > 0.99, "DINOv3 init: every image's CLS the same (cosine %.5f)", h.cls_cos);
@@ -201,8 +203,59 @@ static void test_ssl_health(dx_backend *be, int fixed) {
     CHECK(h.last_layer_norm > 0.05 && h.last_layer_norm < 0.2, "prototype row norm ~0.02 sqrt(16): %g",
           h.last_layer_norm);
     CHECK(isfinite(h.patch_cos) && isfinite(h.cls_erank) && h.cls_erank <= 2 * c.batch, "finite feature stats");
+    CHECK(isnan(h.cls_window_r2), "no windows given: cls_window_r2 is NaN (%g)", h.cls_window_r2);
+    /* with windows: the same R^2 as dx_group_r2 of the downloaded teacher CLS */
+    int32_t win[64];
+    for (int i = 0; i < 2 * c.batch; i++) win[i] = (i * 5 + 1) % 3 == 0;
+    dx_ssl_health hw;
+    dx_ssl_health_compute(&s, be, &sc, m.n_masked, win, &hw);
+    float *cls = malloc(sizeof(float) * 2 * c.batch * c.vit.dim);
+    be->ops->download(be, cls, s.hd_t.x, sizeof(float) * 2 * c.batch * c.vit.dim);
+    CHECK(hw.cls_window_r2 == dx_group_r2(cls, win, 2 * c.batch, c.vit.dim) && hw.cls_window_r2 >= 0 &&
+              hw.cls_window_r2 <= 1,
+          "cls_window_r2 = R^2 of the teacher CLS by window: %g", hw.cls_window_r2);
+    free(cls);
     free(img);
     dx_ssl_free(&s, be);
+}
+
+/* dx_group_r2 against the within-group form 1 - W/T, and its edge cases */
+static void test_group_r2(void) {
+    enum { n = 64, D = 24 };
+    static float x[n * D];
+    int32_t g[n];
+    dx_rng r;
+    dx_rng_init(&r, 9, 0, 0, 0);
+    for (int i = 0; i < n; i++) {
+        g[i] = (int32_t)dx_rng_below(&r, 3);
+        for (int d = 0; d < D; d++) x[i * D + d] = (float)dx_rng_normal(&r) + (d < 4 ? 0.8f * g[i] : 0);
+    }
+    double mean[D] = {0}, gm[3][D] = {{0}}, tot = 0, within = 0;
+    int cnt[3] = {0};
+    for (int i = 0; i < n; i++) {
+        cnt[g[i]]++;
+        for (int d = 0; d < D; d++) mean[d] += x[i * D + d] / n, gm[g[i]][d] += x[i * D + d];
+    }
+    for (int i = 0; i < n; i++)
+        for (int d = 0; d < D; d++) {
+            double m = gm[g[i]][d] / cnt[g[i]];
+            tot += (x[i * D + d] - mean[d]) * (x[i * D + d] - mean[d]);
+            within += (x[i * D + d] - m) * (x[i * D + d] - m);
+        }
+    double r2 = dx_group_r2(x, g, n, D);
+    CHECK(fabs(r2 - (1 - within / tot)) < 1e-12, "R^2 %.15g = 1 - within/total %.15g", r2, 1 - within / tot);
+    CHECK(r2 > 0.1 && r2 < 0.5, "4 of 24 dims shifted by the group: R^2 %.3f", r2);
+    for (int i = 0; i < n; i++)
+        for (int d = 0; d < D; d++) x[i * D + d] = (float)dx_rng_normal(&r);
+    r2 = dx_group_r2(x, g, n, D);
+    CHECK(r2 < 0.08, "rows independent of the group: R^2 %.4f near (3 - 1) / 63", r2);
+    for (int i = 0; i < n; i++)
+        for (int d = 0; d < D; d++) x[i * D + d] = (float)(g[i] * 2 - d % 3);
+    CHECK(fabs(dx_group_r2(x, g, n, D) - 1) < 1e-12, "rows = their group's mean: R^2 1");
+    for (int i = 0; i < n; i++) g[i] = 0;
+    CHECK(dx_group_r2(x, g, n, D) == 0, "one group: R^2 0");
+    g[5] = -1;
+    CHECK(isnan(dx_group_r2(x, g, n, D)), "a negative group: NaN");
 }
 
 int main(void) {
@@ -216,6 +269,7 @@ int main(void) {
     test_feature_stats(be);
     test_patch_cosine(be);
     test_collapse_rule();
+    test_group_r2();
     test_ssl_health(be, 0);
     test_ssl_health(be, 1);
     dx_backend_destroy(be);

@@ -2,8 +2,9 @@
  * 2.5D channel conventions (nearest slices at the mm spacing, clamped at the
  * edges, centre x3 when off), uniform slice sampling, in-plane resampling,
  * crop-major layout, the effective blur / flip probabilities, HU noise, Gram
- * crops sharing the global geometry, per-crop vs per-image windows, error
- * propagation, and byte-identical batches for 0/1/2 threads and on resume. */
+ * crops sharing the global geometry, per-crop vs per-image windows, focus
+ * points (samples aimed at a lesion), error propagation, and byte-identical
+ * batches for 0/1/2 threads and on resume. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -350,6 +351,128 @@ int main(void) {
         free(stack);
         free(want);
         dx_batch_free(&one);
+    }
+
+    /* ---- focus points: samples aimed at a lesion ---- */
+    {
+        enum { FX = 64, FZ = 20 };
+        float *fv = malloc(sizeof(float) * FX * FX * FZ);
+        for (int i = 0; i < FX * FX * FZ; i++) fv[i] = -1000;
+        for (int z = 13; z <= 17; z++) /* a bright 3x3 lesion on 5 slices, near the right/top border */
+            for (int y = 9; y <= 11; y++)
+                for (int x = 55; x <= 57; x++) fv[((size_t)z * FX + y) * FX + x] = 500;
+        dx_mem_volume fvol = {fv, FX, FX, FZ, {1, 1, 1}};
+        dx_mem_source fms;
+        dx_slice_source fsrc;
+        dx_mem_source_init(&fsrc, &fms, &fvol, 1);
+        dx_focus_point pt = {.series = 0, .x = 56, .y = 10, .z = 15, .radius_mm = 4}; /* slices 13..17 */
+        dx_loader_opts q;
+        identity_opts(&q);
+        q.batch_size = 8, q.n_local = 4, q.global_size = 32, q.local_size = 16;
+        q.global_scale[0] = 0.05f, q.global_scale[1] = 0.15f; /* 14-25 px boxes of 64 */
+        q.local_scale[0] = 0.01f, q.local_scale[1] = 0.03f;   /* 6-11 px */
+        q.ratio[0] = 3.0f / 4, q.ratio[1] = 4.0f / 3;
+        q.flip_p = 0.5f;
+        q.stack25d = 0;
+        q.focus = &pt, q.n_focus = 1;
+        /* does crop (c, b) of batch bt show the lesion? (any pixel above 0 HU) */
+#define SHOWS(bt, c, bb)                                                                                        \
+    ({                                                                                                         \
+        int sz_ = (c) < 2 ? q.global_size : q.local_size, hit_ = 0;                                            \
+        const float *p_ = (c) < 2 ? (bt).global + ((size_t)(c) * q.batch_size + (bb)) * 3 * sz_ * sz_          \
+                                  : (bt).local + ((size_t)((c) - 2) * q.batch_size + (bb)) * 3 * sz_ * sz_;    \
+        for (int i_ = 0; i_ < 3 * sz_ * sz_; i_++) hit_ |= to_hu(p_[i_], &q) > 0;                              \
+        hit_;                                                                                                  \
+    })
+        dx_batch fb, ub, nb;
+        dx_batch_alloc(&fb, &q, &e);
+        dx_batch_alloc(&ub, &q, &e);
+        dx_batch_alloc(&nb, &q, &e);
+        int all_shown = 1, near = 1, flagged = 1, unfocused_missed = 0, same_off = 1;
+        for (int64_t step = 0; step < 4; step++)
+            for (int bb = 0; bb < q.batch_size; bb++) {
+                q.focus_p = 1;
+                CHECK(dx_loader_make_sample(&fsrc, &q, step, bb, &fb, &e) == DX_OK, "focused sample: %s", e.msg);
+                near &= fb.z[bb] >= 13 && fb.z[bb] <= 17 && fb.series[bb] == 0;
+                flagged &= fb.focused[bb] == 1;
+                for (int c = 0; c < 2 + q.n_local; c++) all_shown &= SHOWS(fb, c, bb);
+                q.focus_p = 0; /* with the points given but p = 0: exactly the unfocused loader */
+                dx_loader_make_sample(&fsrc, &q, step, bb, &ub, &e);
+                q.n_focus = 0;
+                dx_loader_make_sample(&fsrc, &q, step, bb, &nb, &e);
+                q.n_focus = 1;
+                same_off &= ub.z[bb] == nb.z[bb] && ub.focused[bb] == 0;
+                for (int c = 0; c < 2 + q.n_local; c++) unfocused_missed += !SHOWS(ub, c, bb);
+            }
+        same_off &= memcmp(ub.global, nb.global, sizeof(float) * 2 * q.batch_size * 3 * 32 * 32) == 0 &&
+                    memcmp(ub.local, nb.local, sizeof(float) * 4 * q.batch_size * 3 * 16 * 16) == 0;
+        CHECK(near && flagged, "focus_p = 1: every sample is flagged and read within the lesion's central half (z 13..17)");
+        CHECK(all_shown, "focus_p = 1: every global and local crop shows the lesion, near the border too");
+        CHECK(unfocused_missed > 100, "focus_p = 0: most small crops miss the lesion (%d of 192), so the check above can fail",
+              unfocused_missed);
+        CHECK(same_off, "focus_p = 0 with points given: the same draws and pixels as without points");
+        /* focus_p = 0.5: about half the samples, and the threaded loader gives the same batches */
+        q.focus_p = 0.5f;
+        int nf = 0;
+        for (int64_t step = 0; step < 8; step++)
+            for (int bb = 0; bb < q.batch_size; bb++) {
+                dx_loader_make_sample(&fsrc, &q, step, bb, &fb, &e);
+                nf += fb.focused[bb];
+            }
+        CHECK(nf >= 20 && nf <= 44, "focus_p = 0.5: %d of 64 samples focused", nf);
+        q.threads = 2;
+        dx_loader *FL = NULL;
+        CHECK(dx_loader_create(&FL, &fsrc, &q, &e) == DX_OK, "threaded focused loader: %s", e.msg);
+        int same_thr = 1;
+        for (int64_t step = 0; step < 3 && FL; step++) {
+            const dx_batch *tb;
+            dx_loader_get(FL, step, &tb, &e);
+            for (int bb = 0; bb < q.batch_size; bb++) {
+                dx_loader_make_sample(&fsrc, &q, step, bb, &fb, &e);
+                same_thr &= tb->focused[bb] == fb.focused[bb] && tb->z[bb] == fb.z[bb];
+            }
+            q.threads = 0;
+            same_thr &= memcmp(tb->local, fb.local, sizeof(float) * 4 * q.batch_size * 3 * 16 * 16) == 0;
+            q.threads = 2;
+        }
+        CHECK(same_thr, "focused batches: threads 2 = threads 0 (the loader keeps its own copy of the points)");
+        dx_loader_free(FL);
+        q.threads = 0;
+        dx_focus_point badpt = pt;
+        badpt.series = 1;
+        q.focus = &badpt;
+        FL = NULL;
+        CHECK(dx_loader_create(&FL, &fsrc, &q, &e) == DX_EINVAL && FL == NULL && strstr(e.msg, "series 1"),
+              "a focus point outside the source is rejected: %s", e.msg);
+        badpt.series = 0, badpt.z = NAN;
+        CHECK(dx_loader_create(&FL, &fsrc, &q, &e) == DX_EINVAL && FL == NULL, "a NaN focus point is rejected: %s", e.msg);
+#undef SHOWS
+        dx_batch_free(&fb);
+        dx_batch_free(&ub);
+        dx_batch_free(&nb);
+        free(fv);
+    }
+    /* dx_box_cover: the point in the central half wherever that fits, the box always inside */
+    {
+        dx_rng r;
+        dx_rng_init(&r, 5, DX_RNG_CROPS, 0, 0);
+        int inside = 1, central = 1, clamped = 1;
+        for (int i = 0; i < 2000; i++) {
+            int H = 40 + (int)dx_rng_below(&r, 60), W = 40 + (int)dx_rng_below(&r, 60);
+            dx_box b0 = {0, 0, 4 + (int)dx_rng_below(&r, H - 4), 4 + (int)dx_rng_below(&r, W - 4)};
+            double py = dx_rng_uniform(&r) * (H - 1), px = dx_rng_uniform(&r) * (W - 1);
+            dx_box b = dx_box_cover(&r, b0, H, W, py, px);
+            inside &= b.h == b0.h && b.w == b0.w && b.top >= 0 && b.left >= 0 && b.top + b.h <= H && b.left + b.w <= W;
+            double lo = fmax(0, ceil(py - 0.75 * b.h)), hi = fmin(H - b.h, floor(py - 0.25 * b.h));
+            if (lo <= hi) central &= py >= b.top + 0.25 * b.h && py <= b.top + 0.75 * b.h;
+            else clamped &= py >= b.top && py < b.top + b.h; /* centred as far as the border allows */
+            lo = fmax(0, ceil(px - 0.75 * b.w)), hi = fmin(W - b.w, floor(px - 0.25 * b.w));
+            if (lo <= hi) central &= px >= b.left + 0.25 * b.w && px <= b.left + 0.75 * b.w;
+            else clamped &= px >= b.left && px < b.left + b.w;
+        }
+        CHECK(inside, "dx_box_cover keeps the size and stays inside the image");
+        CHECK(central, "dx_box_cover puts the point in the box's central half where a position allows it");
+        CHECK(clamped, "dx_box_cover: where no position does, the box still holds the point");
     }
 
     /* ---- errors ---- */

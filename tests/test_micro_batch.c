@@ -103,7 +103,7 @@ static int run(dx_backend *be, int micro, int koleo, int recompute, run_result *
         st = dx_ssl_step(&s, be, &b, step, &sc, &r->m[step], &err);
         CHECK(st == DX_OK && !r->m[step].nonfinite, "micro_batch %d step %d: %s", micro, step, st ? err.msg : "ok");
         if (!st && step == 0) be->ops->download(be, r->grad, s.g, r->n * sizeof(float));
-        if (!st && step == 2) dx_ssl_health_compute(&s, be, &sc, r->m[step].n_masked, &r->h);
+        if (!st && step == 2) dx_ssl_health_compute(&s, be, &sc, r->m[step].n_masked, NULL, &r->h);
         dx_ibot_masks_free(&mk);
     }
     r->student_acts = s.s_glob.bytes + s.s_loc.bytes + s.hd_s.bytes + s.hi_s.bytes;

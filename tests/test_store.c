@@ -1,6 +1,6 @@
 /* test_store.c - the volume store: write/read round trip, O(1) slice access,
- * 2.5D stacks, replacement, the index codec, and clear errors for corrupt,
- * truncated or missing files. Volumes are made here with a known formula, so
+ * 2.5D stacks, the nodules as focus points, replacement, the index codec, and
+ * clear errors for corrupt, truncated or missing files. Volumes are made here with a known formula, so
  * every voxel read back is checked against that formula. */
 #include <fcntl.h>
 #include <stdint.h>
@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "data/stack25d.h"
+#include "data/store_source.h"
 #include "dx_test.h"
 #include "io/store.h"
 
@@ -117,6 +118,25 @@ int main(void) {
     CHECK(row->series == i1 && row->info.label == 1 && row->info.n_readers == 4 && row->info.malignancy == 4.5 &&
               row->info.diameter_mm == 7.25 && row->info.centroid_mm[2] == -297.75 && row[2].info.kind == DX_NOD_NONNODULE,
           "row round trip");
+    /* the nodules as the loader's focus points (data.focus_p): NODULE rows only */
+    dx_focus_point *fp = NULL;
+    int nfp = -1;
+    CHECK(dx_store_focus_points(&s, &fp, &nfp, &e) == DX_OK && nfp == 2 && fp[0].series == i1 && fp[0].x == 6 &&
+              fp[0].radius_mm == 3.625 && fp[1].series == i1,
+          "focus points: the 2 nodules, not the non-nodule (%d)", nfp);
+    free(fp);
+    dx_loader_opts lo;
+    dx_loader_opts_default(&lo);
+    CHECK(dx_store_focus_attach(&s, &lo, &fp, &e) == DX_OK && fp == NULL && lo.n_focus == 0,
+          "focus_p = 0: nothing attached");
+    lo.focus_p = 0.5f;
+    CHECK(dx_store_focus_attach(&s, &lo, &fp, &e) == DX_OK && lo.n_focus == 2 && lo.focus == fp, "focus_p > 0: attached");
+    free(fp);
+    dx_store no_nodules = {.dir = "nodule-free"};
+    lo.n_focus = 0;
+    CHECK(dx_store_focus_attach(&no_nodules, &lo, &fp, &e) == DX_EINVAL && strstr(e.msg, "data.focus_p") &&
+              strstr(e.msg, "nodule-free"),
+          "a store without nodules is refused: %s", e.msg);
     CHECK(dx_store_slice(&s, i1, 5) == NULL && dx_store_slice(&s, i1, -1) == NULL && dx_store_slice(&s, 7, 0) == NULL,
           "out-of-range slices are NULL");
     /* O(1) addressing: consecutive slices are one plane apart in the mapping */

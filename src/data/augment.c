@@ -36,6 +36,23 @@ dx_box dx_rrc_params(dx_rng *r, int H, int W, const float scale[2], const float 
     return (dx_box){(H - h) / 2, (W - w) / 2, h, w};
 }
 
+/* One axis of dx_box_cover: a start in [0, n - len] whose [start + len/4,
+ * start + 3len/4] holds p. */
+static int cover_start(dx_rng *r, int n, int len, double p) {
+    int lo = (int)ceil(p - 0.75 * len), hi = (int)floor(p - 0.25 * len);
+    if (lo < 0) lo = 0;
+    if (hi > n - len) hi = n - len;
+    if (lo <= hi) return lo + (int)dx_rng_below(r, (uint32_t)(hi - lo + 1));
+    int c = (int)lround(p - 0.5 * len);
+    return c < 0 ? 0 : c > n - len ? n - len : c;
+}
+
+dx_box dx_box_cover(dx_rng *r, dx_box b, int H, int W, double py, double px) {
+    b.top = cover_start(r, H, b.h, py);
+    b.left = cover_start(r, W, b.w, px);
+    return b;
+}
+
 static double bicubic(double x) {
     const double a = -0.5;
     x = fabs(x);

@@ -22,6 +22,13 @@ typedef struct dx_box {
  * to the ratio range. */
 dx_box dx_rrc_params(dx_rng *r, int H, int W, const float scale[2], const float ratio[2]);
 
+/* The box b moved (same size) so that the point (py, px) lies in its central
+ * half, rows [top + h/4, top + 3h/4], columns likewise: top (left) uniform
+ * over the positions that do this and keep the box inside H x W.
+ * Where no position does both (a point near the border), the box is centred on
+ * the point as far as the image allows. */
+dx_box dx_box_cover(dx_rng *r, dx_box b, int H, int W, double py, double px);
+
 /* Resizes the box region of src [C, H, W] to dst [C, oh, ow] like PIL's
  * Image.crop(box).resize((ow, oh), BICUBIC) on mode-F images: separable
  * (horizontal pass, then vertical), bicubic kernel a = -0.5, support scaled

@@ -87,6 +87,15 @@ static dx_status check_opts(const dx_loader_opts *o, dx_err *err) {
     for (int i = 0; i < o->n_windows; i++)
         if (!(o->windows[i].width - o->windows[i].width_jitter > 0))
             return dx_fail(err, DX_EINVAL, "loader options: window %d can reach a width <= 0", i);
+    if (!(o->focus_p >= 0 && o->focus_p <= 1) || o->n_focus < 0 || (o->n_focus > 0 && !o->focus))
+        return dx_fail(err, DX_EINVAL, "loader options: focus_p %g outside [0, 1] or a bad focus list", o->focus_p);
+    for (int i = 0; i < o->n_focus; i++) {
+        const dx_focus_point *f = &o->focus[i];
+        if (f->series < 0 || !isfinite(f->x) || !isfinite(f->y) || !isfinite(f->z) || !(f->radius_mm >= 0) ||
+            !isfinite(f->radius_mm))
+            return dx_fail(err, DX_EINVAL, "loader options: focus point %d (series %d) is not a finite voxel position",
+                           i, f->series);
+    }
     if (!(o->norm_std > 0) || !(o->ratio[0] > 0) || o->ratio[0] > o->ratio[1] || !(o->global_scale[0] > 0) ||
         !(o->local_scale[0] > 0))
         return dx_fail(err, DX_EINVAL, "loader options: norm_std, ratio and scale minima must be > 0");
@@ -110,7 +119,10 @@ dx_status dx_batch_alloc(dx_batch *b, const dx_loader_opts *o, dx_err *err) {
 #undef PIXELS
     b->series = malloc(sizeof(int32_t) * B);
     b->z = malloc(sizeof(int32_t) * B);
-    if (!b->global || (b->n_local && !b->local) || (b->G && !b->gram) || !b->series || !b->z) {
+    b->focused = malloc(sizeof(int32_t) * B);
+    b->window = malloc(sizeof(int32_t) * 2 * B);
+    if (!b->global || (b->n_local && !b->local) || (b->G && !b->gram) || !b->series || !b->z || !b->focused ||
+        !b->window) {
         dx_batch_free(b);
         return dx_fail(err, DX_ENOMEM, "loader: out of memory for a batch of %zu images", B);
     }
@@ -126,6 +138,8 @@ void dx_batch_free(dx_batch *b) {
     }
     free(b->series);
     free(b->z);
+    free(b->focused);
+    free(b->window);
     memset(b, 0, sizeof *b);
 }
 
@@ -156,6 +170,15 @@ static dx_status index_build(slice_index *ix, const dx_slice_source *src, dx_err
     return DX_OK;
 }
 
+/* Focus points must name a series of the source. */
+static dx_status check_focus(const slice_index *ix, const dx_loader_opts *o, dx_err *err) {
+    for (int i = 0; i < o->n_focus; i++)
+        if (o->focus[i].series >= ix->n)
+            return dx_fail(err, DX_EINVAL, "loader: focus point %d names series %d; the source has %d", i,
+                           o->focus[i].series, ix->n);
+    return DX_OK;
+}
+
 static dx_status make_sample(const dx_slice_source *src, const slice_index *ix, const dx_loader_opts *o,
                              int64_t step, int b, dx_batch *bt, dx_err *err) {
     dx_rng r;
@@ -169,12 +192,24 @@ static dx_status make_sample(const dx_slice_source *src, const slice_index *ix, 
         else hi = mid - 1;
     }
     int series = lo, z = (int)(u - (uint64_t)ix->cum[lo]);
-    bt->series[b] = series, bt->z[b] = z;
+    /* The focus coin comes after the uniform draw, and only when focusing is
+     * on, so focus_p = 0 leaves every stream as it was. */
+    const dx_focus_point *fp = NULL;
+    if (o->focus_p > 0 && o->n_focus > 0 && dx_rng_uniform(&r) < o->focus_p) {
+        fp = &o->focus[dx_rng_below(&r, (uint32_t)o->n_focus)];
+        series = fp->series;
+    }
 
     int d[3];
     double sp[3];
     dx_status s = src->series_info(src->ctx, series, d, sp, err);
     if (s) return s;
+    if (fp) {
+        int zr = (int)floor(0.5 * fp->radius_mm / sp[2]); /* within the lesion's central half */
+        z = (int)lround(fp->z) + (int)dx_rng_below(&r, (uint32_t)(2 * zr + 1)) - zr;
+        z = z < 0 ? 0 : z >= d[2] ? d[2] - 1 : z;
+    }
+    bt->series[b] = series, bt->z[b] = z, bt->focused[b] = fp != NULL;
     /* 2.5D: nearest slices at +-slice_spacing_mm (no z interpolation yet) */
     int off = 0;
     if (o->stack25d) {
@@ -205,6 +240,8 @@ static dx_status make_sample(const dx_slice_source *src, const slice_index *ix, 
         goto done;
     }
     if (img != raw) dx_resize_bilinear(raw, 3, H0, W0, img, H, W);
+    /* the focus point on the resampled grid (pixel centres at i + 0.5 on both) */
+    double fy = fp ? (fp->y + 0.5) * H / H0 - 0.5 : 0, fx = fp ? (fp->x + 0.5) * W / W0 - 0.5 : 0;
 
     dx_window img_win = {0};
     if (!o->window_per_crop) {
@@ -216,10 +253,12 @@ static dx_status make_sample(const dx_slice_source *src, const slice_index *ix, 
         int global = c < 2, size = global ? S : sl;
         dx_rng_init(&r, o->seed, DX_RNG_CROPS, (uint64_t)step, (uint64_t)(o->sample_offset + b) * 64 + c);
         dx_box box = dx_rrc_params(&r, H, W, global ? o->global_scale : o->local_scale, o->ratio);
+        if (fp) box = dx_box_cover(&r, box, H, W, fy, fx);
         int flip = dx_rng_uniform(&r) < o->flip_p;
         dx_window win = dx_window_draw(&r, o->windows, o->n_windows, o->window_shift_p, o->window_scale_p);
         if (!o->window_per_crop) win = img_win;
         if (o->fixed_window) win = dx_window_base(o->windows, 0);
+        if (global) bt->window[(size_t)c * B + b] = win.base;
         int noise = dx_rng_uniform(&r) < o->noise_p;
         float noise_sd = (float)dx_rng_uniform_range(&r, o->noise_hu[0], o->noise_hu[1]);
         float blur_p = o->blur_p[global ? c : 2];
@@ -268,6 +307,7 @@ dx_status dx_loader_make_sample(const dx_slice_source *src, const dx_loader_opts
     if (b < 0 || b >= o->batch_size) return dx_fail(err, DX_EINVAL, "loader: sample %d outside the batch", b);
     slice_index ix;
     s = index_build(&ix, src, err);
+    if (!s) s = check_focus(&ix, o, err);
     if (!s) s = make_sample(src, &ix, o, step, b, batch, err);
     free(ix.cum);
     return s;
@@ -353,6 +393,7 @@ void dx_loader_free(dx_loader *L) {
     for (int i = 0; i < L->nslots && L->slots; i++) dx_batch_free(&L->slots[i].b);
     free(L->slots);
     free(L->ix.cum);
+    free((void *)L->o.focus);
     free(L);
 }
 
@@ -364,10 +405,20 @@ dx_status dx_loader_create(dx_loader **out, const dx_slice_source *src, const dx
     if (!L) return dx_fail(err, DX_ENOMEM, "loader: out of memory");
     L->src = *src;
     L->o = *o;
+    L->o.focus = NULL; /* the loader's own copy, below */
     pthread_mutex_init(&L->mu, NULL);
     pthread_cond_init(&L->work_cv, NULL);
     pthread_cond_init(&L->done_cv, NULL);
-    if ((s = index_build(&L->ix, src, err))) goto fail;
+    if ((s = index_build(&L->ix, src, err)) || (s = check_focus(&L->ix, o, err))) goto fail;
+    if (o->n_focus > 0) {
+        dx_focus_point *f = malloc(sizeof *f * (size_t)o->n_focus);
+        if (!f) {
+            s = dx_fail(err, DX_ENOMEM, "loader: out of memory for %d focus points", o->n_focus);
+            goto fail;
+        }
+        memcpy(f, o->focus, sizeof *f * (size_t)o->n_focus);
+        L->o.focus = f;
+    }
     L->nslots = o->threads ? o->prefetch + 1 : 1; /* +1: the slot the consumer holds */
     L->slots = calloc(L->nslots, sizeof(slot));
     if (!L->slots) {

@@ -4,7 +4,8 @@
  *
  * Reproducibility: every random draw is a function of (seed, step, sample,
  * crop) through named dx_rng streams:
- *   (seed, DX_RNG_SAMPLER, step, sample)             which (series, z) is read
+ *   (seed, DX_RNG_SAMPLER, step, sample)             which (series, z) is read,
+ *                                                    and the focus coin / point
  *   (seed, DX_RNG_CROPS,   step, sample*64 + crop)   crop c's geometry, flip,
  *                                                    window, noise, blur
  *   (seed, DX_RNG_CROPS,   step, sample*64 + 63)     the per-image window when
@@ -53,6 +54,16 @@ typedef struct dx_mem_source {
 /* Points src at m (m must outlive src). */
 void dx_mem_source_init(dx_slice_source *src, dx_mem_source *m, const dx_mem_volume *vols, int n);
 
+/* ---- focus points ---------------------------------------------------------- */
+
+/* A place the sampler may aim at (dx_loader_opts.focus_p): a lesion centre in
+ * the native voxel grid of a series, e.g. an annotated nodule of the store. */
+typedef struct dx_focus_point {
+    int series;
+    double x, y, z;     /* voxel column, row, slice index */
+    double radius_mm;   /* the lesion's half-diameter: the slice is drawn within +-radius/2 of z */
+} dx_focus_point;
+
 /* ---- options and batches --------------------------------------------------- */
 
 typedef struct dx_loader_opts {
@@ -69,6 +80,13 @@ typedef struct dx_loader_opts {
     int stack25d;                   /* 0: centre slice x3 */
     float slice_spacing_mm;         /* 2.5D slice distance (nearest slice) */
     float pixel_spacing_mm;         /* 0 = native */
+    /* With probability focus_p a sample is aimed at one of the focus points
+     * (uniform over them): its slice lies near the point and every crop box
+     * holds the point in its central half. 0 (or no points) = DINOv3's uniform
+     * slices, and no extra draws. The loader copies the points. */
+    float focus_p;
+    const dx_focus_point *focus;
+    int n_focus;
     dx_window_spec windows[DX_WINDOW_MAX];
     int n_windows;
     float window_shift_p, window_scale_p;
@@ -96,6 +114,8 @@ typedef struct dx_batch {
     float *local;             /* [n_local*B, 3, s, s] crop-major, or NULL */
     float *gram;              /* [2B, 3, G, G] or NULL */
     int32_t *series, *z;      /* [B] where sample b was read */
+    int32_t *focused;         /* [B] 1 if sample b was aimed at a focus point */
+    int32_t *window;          /* [2B] crop-major: the base window (index into windows) of each global crop */
     void (*pixel_free)(void *ctx, void *p); /* how global/local/gram are freed (NULL = free) */
     void *pixel_ctx;
 } dx_batch;

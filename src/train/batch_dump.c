@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "core/dx_file.h"
 #include "data/loader.h"
@@ -27,7 +28,11 @@ dx_status dx_train_dump_batches(const char *config_path, const char *const *over
     dx_loader_opts lo;
     dx_config_loader_opts(&cfg, 0, &lo);
     dx_loader *loader = NULL;
-    if ((st = dx_loader_create(&loader, &src, &lo, err))) goto out;
+    dx_focus_point *focus = NULL;
+    st = dx_store_focus_attach(&store, &lo, &focus, err);
+    if (!st) st = dx_loader_create(&loader, &src, &lo, err);
+    free(focus);
+    if (st) goto out;
     const int B = cfg.train.batch_size, G = 2 * B, L = cfg.crops.local_count;
     const int S = cfg.crops.global_size, s = cfg.crops.local_size, Hp = S / cfg.model.patch;
     char path[1200];

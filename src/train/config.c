@@ -140,6 +140,8 @@ static const key_spec SCHEMA[] = {
     KB("data.stack25d", data.stack25d, "true", "2.5D input: slices z-d, z, z+d as channels (false = centre slice x3)"),
     KF("data.slice_spacing_mm", data.slice_spacing_mm, "2", 0.1, 50, "2.5D slice distance d in mm (nearest slice)"),
     KF("data.pixel_spacing_mm", data.pixel_spacing_mm, "0.7", 0, 10, "in-plane resampling target in mm (0 = native)"),
+    KF("data.focus_p", data.focus_p, "0", 0, 1,
+       "probability that a sample is aimed at one of the store's annotated nodules: a slice within its central half and every crop holding its centre (locations only, never ratings; 0 = uniform slices, as DINOv3)"),
     {"data.windows", T_WINDOWS, F(data.windows), 0, "[[1500, -600, 150, 400], [400, 40, 60, 150]]", -4000, 8000, NULL,
      "base windows [width, level, level_jitter, width_jitter] in HU; one is picked per draw"},
     KF("data.window_shift_p", data.window_shift_p, "0.5", 0, 1, "probability of drawing the level from U(L0 +- level_jitter)"),
@@ -570,6 +572,7 @@ void dx_config_loader_opts(const dx_config *c, int eval, dx_loader_opts *o) {
     o->stack25d = c->data.stack25d;
     o->slice_spacing_mm = c->data.slice_spacing_mm;
     o->pixel_spacing_mm = c->data.pixel_spacing_mm;
+    o->focus_p = eval ? 0 : c->data.focus_p;
     o->n_windows = c->data.n_windows;
     memcpy(o->windows, c->data.windows, sizeof o->windows);
     o->window_shift_p = c->data.window_shift_p;

@@ -81,6 +81,7 @@ typedef struct dx_config {
         char root[DX_CFG_STR];
         int stack25d, fixed_window, window_per_crop;
         float slice_spacing_mm, pixel_spacing_mm;
+        float focus_p;
         int n_windows;
         dx_window_spec windows[DX_CFG_MAX_WINDOWS];
         float window_shift_p, window_scale_p;

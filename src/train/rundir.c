@@ -93,7 +93,7 @@ static const char *const HPARAM_KEYS[] = {
     "model.layerscale", "heads.dino_k", "heads.norm_last_layer", "loss.koleo", "teacher.centering",
     "teacher.momentum_start", "teacher.temp_end", "gram.enabled", "gram.weight", "optim.lr", "optim.layer_decay",
     "optim.wd_end", "crops.global_size", "crops.local_count", "crops.global_scale", "data.stack25d",
-    "data.window_per_crop", "train.batch_size", "train.epochs", "train.epoch_length", "train.seed"};
+    "data.window_per_crop", "data.focus_p", "train.batch_size", "train.epochs", "train.epoch_length", "train.seed"};
 static const char *const HPARAM_METRICS[] = {
     "loss/total", "loss/dino_global", "health/dino_teacher_entropy", "health/patch_cos", "eval/probe_test_auc",
     "eval/ssl_minus_random_init_auc", "eval/knn_test_accuracy", "eval/seg_test_dice", "eval/attention_in_nodule"};

@@ -929,7 +929,52 @@ static double argmax_distinct(dx_backend *be, const int32_t *idx, int n, int K) 
     return used;
 }
 
-void dx_ssl_health_compute(const dx_ssl *s, dx_backend *be, const dx_ssl_sched *sc, int M, dx_ssl_health *h) {
+double dx_group_r2(const float *x, const int32_t *g, int n, int D) {
+    int ng = 0;
+    for (int i = 0; i < n; i++) {
+        if (g[i] < 0) return NAN;
+        ng = g[i] + 1 > ng ? g[i] + 1 : ng;
+    }
+    double *mean = calloc((size_t)D * (ng + 1), sizeof(double)); /* [D] overall, then [ng, D] */
+    int *cnt = calloc((size_t)ng + 1, sizeof(int));
+    double between = 0, total = 0;
+    if (mean && cnt && n > 0 && ng > 0) {
+        double *gm = mean + D;
+        for (int i = 0; i < n; i++) {
+            cnt[g[i]]++;
+            for (int d = 0; d < D; d++) mean[d] += x[(size_t)i * D + d], gm[(size_t)g[i] * D + d] += x[(size_t)i * D + d];
+        }
+        for (int d = 0; d < D; d++) mean[d] /= n;
+        for (int k = 0; k < ng; k++)
+            for (int d = 0; d < D && cnt[k]; d++) {
+                double e = gm[(size_t)k * D + d] / cnt[k] - mean[d];
+                between += cnt[k] * e * e;
+            }
+        for (int i = 0; i < n; i++)
+            for (int d = 0; d < D; d++) {
+                double e = x[(size_t)i * D + d] - mean[d];
+                total += e * e;
+            }
+    }
+    free(mean), free(cnt);
+    return total > 0 ? between / total : 0;
+}
+
+/* dx_group_r2 of the teacher CLS [G, D] (backend memory) by the crops' windows */
+static double window_r2(dx_backend *be, const float *cls, const int32_t *window, int G, int D) {
+    if (!window) return NAN;
+    float *h = malloc(sizeof(float) * (size_t)G * D);
+    double r2 = NAN;
+    if (h) {
+        be->ops->download(be, h, cls, sizeof(float) * (size_t)G * D);
+        r2 = dx_group_r2(h, window, G, D);
+    }
+    free(h);
+    return r2;
+}
+
+void dx_ssl_health_compute(const dx_ssl *s, dx_backend *be, const dx_ssl_sched *sc, int M, const int32_t *window,
+                           dx_ssl_health *h) {
     const struct dx_loss_ops *lo = be->loss;
     const dx_ssl_config *c = &s->cfg;
     const int B = c->batch, G = 2 * B, D = c->vit.dim;
@@ -957,6 +1002,7 @@ void dx_ssl_health_compute(const dx_ssl *s, dx_backend *be, const dx_ssl_sched *
     h->cls_std = fs[0];
     h->cls_erank = fs[1];
     h->cls_cos = fs[2];
+    h->cls_window_r2 = window_r2(be, s->hd_t.x, window, G, D);
     const int T = s->t_glob.T, first = 1 + c->vit.registers;
     const float *t_out = s->t_out ? s->t_out : s->t_glob.out; /* all G crops' teacher tokens */
     h->patch_cos = lo->patch_cosine(be, t_out + (size_t)first * D, G, s->P, D, (size_t)T * D);

@@ -114,6 +114,8 @@ typedef struct dx_ssl_health {
     double cls_cos;             /* mean cosine between different images' CLS */
     double patch_cos;           /* teacher patch tokens: mean cosine of patch pairs within an image */
     double last_layer_norm;     /* RMS row norm of the student's DINO prototypes */
+    double cls_window_r2;       /* share of the teacher CLS variance that the global crops' base CT
+                                 * window explains (one-way ANOVA R^2; NaN without windows) */
 } dx_ssl_health;
 
 typedef struct dx_ssl {
@@ -209,8 +211,16 @@ dx_status dx_ssl_step(dx_ssl *s, dx_backend *be, const dx_ssl_batch *batch, int6
 /* Health statistics of the step just taken (call after dx_ssl_step, before
  * the next one, which must not have had no_health; costs a few reductions,
  * meant for logged steps). With micro-batching the DINO student's statistic
- * is that of the last pass; the rest cover the whole batch. */
+ * is that of the last pass; the rest cover the whole batch. window: host
+ * [2B] crop-major base-window index of each global crop (dx_batch.window), or
+ * NULL (cls_window_r2 = NaN). */
 void dx_ssl_health_compute(const dx_ssl *s, dx_backend *be, const dx_ssl_sched *sched, int n_masked,
-                           dx_ssl_health *out);
+                           const int32_t *window, dx_ssl_health *out);
+
+/* One-way ANOVA R^2 of the rows of x [n, D] grouped by g [n] (values >= 0):
+ * sum_g n_g |mean_g - mean|^2 / sum_i |x_i - mean|^2, in [0, 1]; 0 when all
+ * rows are equal or in one group, NaN for a negative group. About (groups - 1) / (n - 1) when the rows
+ * do not depend on the group. */
+double dx_group_r2(const float *x, const int32_t *g, int n, int D);
 
 #endif /* DX_SSL_H */

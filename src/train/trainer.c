@@ -429,7 +429,13 @@ static dx_status train_run(const dx_train_opts *o, dx_train_result *res, dx_comm
     lo.pixel_alloc = pixel_alloc;
     lo.pixel_free = pixel_free;
     lo.pixel_ctx = be;
-    if ((st = dx_loader_create(&loader, &src, &lo, err))) goto agree;
+    {
+        dx_focus_point *focus = NULL;
+        st = dx_store_focus_attach(&store, &lo, &focus, err);
+        if (!st) st = dx_loader_create(&loader, &src, &lo, err);
+        free(focus);
+        if (st) goto agree;
+    }
     if ((st = dx_ssl_init(&s, &sc, be, err))) goto agree;
     ssl_ready = 1;
     s.comm = comm;
@@ -627,7 +633,7 @@ agree:;
             double elapsed = now_s() - t_start;
             double ips = (step + 1 - start_step) * (double)Bg / (elapsed > 0 ? elapsed : 1);
             dx_ssl_health h;
-            dx_ssl_health_compute(&s, be, &sch, masked_here, &h); /* this rank's tensors */
+            dx_ssl_health_compute(&s, be, &sch, masked_here, batch->window, &h); /* this rank's tensors */
             if ((st = health_mean(comm, &h, err))) goto out;
             dx_metric mt[] = {
                 {"loss/total", m.total}, {"loss/dino_local", m.dino_local}, {"loss/dino_global", m.dino_global},
@@ -648,6 +654,7 @@ agree:;
                 {"health/ibot_prototypes_used", h.ibot_t_used},
                 {"health/ibot_student_kl_uniform", h.ibot_s_kl_uniform},
                 {"health/cls_std", h.cls_std}, {"health/cls_erank", h.cls_erank}, {"health/cls_cos", h.cls_cos},
+                {"health/cls_window_r2", h.cls_window_r2},
                 {"health/patch_cos", h.patch_cos}, {"health/last_layer_norm", h.last_layer_norm},
                 {"health/collapse_alarm", 0}};
             const int n_mt = (int)(sizeof mt / sizeof mt[0]);

@@ -198,7 +198,10 @@ def main():
         t["step%d.masks" % s] = b["masks"].contiguous()
         t["step%d.loss" % s] = torch.tensor(losses, dtype=torch.float32)
         t["step%d.gnorm" % s] = torch.tensor(norms, dtype=torch.float32)
-        t["step%d.health" % s] = torch.tensor(S.health(info, student, cfg), dtype=torch.float32)
+        # each global crop's CT window (0/1), from a generator of its own so the other draws stay
+        window = torch.randint(0, 2, (2 * cfg["batch"],), generator=torch.Generator().manual_seed(SEED * 1000 + s))
+        t["step%d.window" % s] = window.to(torch.float32)
+        t["step%d.health" % s] = torch.tensor(S.health(info, student, cfg, window), dtype=torch.float32)
         if s == 0:
             margin = first_step_margin(info["grads"], cfg)
             for n, v in trainable(student).items():
