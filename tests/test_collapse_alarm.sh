@@ -2,7 +2,8 @@
 # test_collapse_alarm.sh - the collapse alarm (docs/objective.md, Training health)
 # fires on the DINOv3 recipe run unchanged at demo scale (the old demo settings,
 # whose DINO and iBOT losses sat at ln K), does not fire on configs/demo.yaml,
-# and with train.stop_on_collapse ends the run non-zero after a checkpoint.
+# and with train.stop_on_collapse ends the run non-zero after a checkpoint;
+# the window-shortcut metrics are logged and reported.
 set -euo pipefail
 : "${DINOX:?}" "${DINOX_SOURCE_DIR:?}"
 PY=/usr/bin/python3
@@ -38,11 +39,17 @@ assert all(r["health/dino_teacher_entropy"] > 0.98 for r in old if r["step"] >= 
 assert not any(r.get("health/collapse_alarm") for r in new), "new: alarm flag set"
 late = [r["health/dino_teacher_entropy"] for r in new if r["step"] >= 30]
 assert max(late) < 0.98, f"new: teacher entropy {max(late)}"
-print("old: alarm from step", fired[0], "; new: teacher entropy <=", round(max(late), 3))
+# the window-shortcut metrics: logged at every logged step, shares in [0, 1]
+for k in ("health/dino_teacher_window_r2", "health/cls_window_r2"):
+    v = [r[k] for r in new]
+    assert len(v) == len(new) and all(0 <= x <= 1 for x in v), f"new: {k} {v[:4]}"
+print("old: alarm from step", fired[0], "; new: teacher entropy <=", round(max(late), 3),
+      "; window R^2 of the targets at the end", round(new[-1]["health/dino_teacher_window_r2"], 3))
 PYEOF
 
 "$DINOX" report old --out old.html >/dev/null 2>&1 && grep -q "Training collapsed" old.html && ok "report of the old recipe: Training collapsed" || bad "report of the old recipe silent"
 "$DINOX" report new --out new.html >/dev/null 2>&1 && ! grep -q "Training collapsed" new.html && grep -q "no collapse alarm" new.html && ok "report of the demo recipe: no collapse" || bad "report of the demo recipe"
+grep -q "window shortcut: the CT window" new.html && ok "report: the window-shortcut sentence" || bad "report: no window-shortcut sentence"
 
 set +e
 "$DINOX" train -c "$C" --store store --out stop "${RUN[@]}" "${OLD[@]}" train.stop_on_collapse=true 2>stop.log

@@ -203,7 +203,8 @@ static void test_ssl_health(dx_backend *be, int fixed) {
     CHECK(h.last_layer_norm > 0.05 && h.last_layer_norm < 0.2, "prototype row norm ~0.02 sqrt(16): %g",
           h.last_layer_norm);
     CHECK(isfinite(h.patch_cos) && isfinite(h.cls_erank) && h.cls_erank <= 2 * c.batch, "finite feature stats");
-    CHECK(isnan(h.cls_window_r2), "no windows given: cls_window_r2 is NaN (%g)", h.cls_window_r2);
+    CHECK(isnan(h.cls_window_r2) && isnan(h.dino_t_window_r2), "no windows given: the window R^2 are NaN (%g, %g)",
+          h.cls_window_r2, h.dino_t_window_r2);
     /* with windows: the same R^2 as dx_group_r2 of the downloaded teacher CLS */
     int32_t win[64];
     for (int i = 0; i < 2 * c.batch; i++) win[i] = (i * 5 + 1) % 3 == 0;
@@ -214,6 +215,13 @@ static void test_ssl_health(dx_backend *be, int fixed) {
     CHECK(hw.cls_window_r2 == dx_group_r2(cls, win, 2 * c.batch, c.vit.dim) && hw.cls_window_r2 >= 0 &&
               hw.cls_window_r2 <= 1,
           "cls_window_r2 = R^2 of the teacher CLS by window: %g", hw.cls_window_r2);
+    const int Kd = c.dino_head.prototypes;
+    float *tg = malloc(sizeof(float) * 2 * c.batch * Kd);
+    be->ops->download(be, tg, s.tgt_dino, sizeof(float) * 2 * c.batch * Kd);
+    CHECK(hw.dino_t_window_r2 == dx_group_r2(tg, win, 2 * c.batch, Kd) && hw.dino_t_window_r2 >= 0 &&
+              hw.dino_t_window_r2 <= 1,
+          "dino_teacher_window_r2 = R^2 of the teacher targets by window: %g", hw.dino_t_window_r2);
+    free(tg);
     free(cls);
     free(img);
     dx_ssl_free(&s, be);

@@ -266,22 +266,22 @@ int main(void) {
             CHECK(rel <= (step == 0 ? 1e-4 : 1e-3), "step %d gnorm[%d]: %.8g vs %.8g", step, i, gng[i], gn[i]);
         }
         /* training-health metrics vs the reference's (ssl_ref.health, same order) */
-        float *hr = STEPT("health", 14), *wr = STEPT("window", (size_t)2 * c.batch);
+        float *hr = STEPT("health", 15), *wr = STEPT("window", (size_t)2 * c.batch);
         if (hr && wr) {
             int32_t *win = malloc(sizeof(int32_t) * 2 * c.batch);
             for (int i = 0; i < 2 * c.batch; i++) win[i] = (int32_t)wr[i];
             dx_ssl_health h;
             dx_ssl_health_compute(&s, be, &sc, m.n_masked, win, &h);
             free(win);
-            const double hv[14] = {h.dino_t_entropy, h.dino_t_mean_entropy, h.dino_t_used, h.dino_t_agree,
+            const double hv[15] = {h.dino_t_entropy, h.dino_t_mean_entropy, h.dino_t_used, h.dino_t_agree,
                                    h.dino_s_kl_uniform, h.ibot_t_entropy, h.ibot_t_used, h.ibot_s_kl_uniform,
                                    h.cls_std, h.cls_erank, h.cls_cos, h.patch_cos, h.last_layer_norm,
-                                   h.cls_window_r2};
-            static const char *const hn[14] = {"dino_t_entropy", "dino_t_mean_entropy", "dino_t_used", "dino_t_agree",
+                                   h.cls_window_r2, h.dino_t_window_r2};
+            static const char *const hn[15] = {"dino_t_entropy", "dino_t_mean_entropy", "dino_t_used", "dino_t_agree",
                                                "dino_s_kl_uniform", "ibot_t_entropy", "ibot_t_used", "ibot_s_kl_uniform",
                                                "cls_std", "cls_erank", "cls_cos", "patch_cos", "last_layer_norm",
-                                               "cls_window_r2"};
-            for (int i = 0; i < 14; i++) {
+                                               "cls_window_r2", "dino_t_window_r2"};
+            for (int i = 0; i < 15; i++) {
                 const int count = i == 2 || i == 3 || i == 6; /* argmax-based: exact */
                 double rel = fabs(hv[i] - hr[i]) / fmax(fabs(hr[i]), 1e-6);
                 if (count) CHECK(hv[i] == hr[i], "step %d health %s: %g vs %g", step, hn[i], hv[i], hr[i]);
@@ -290,7 +290,7 @@ int main(void) {
                 if (rel > worst_health) worst_health = rel;
             }
         } else {
-            CHECK(0, "fixture has no step%d.health [14] / window (regenerate: tests/ref/gen_ssl_fixtures.py)", step);
+            CHECK(0, "fixture has no step%d.health [15] / window (regenerate: tests/ref/gen_ssl_fixtures.py)", step);
         }
         free(hr);
         free(wr);

@@ -266,13 +266,15 @@ static void curves(FILE *f, const metrics *m) {
     const series *s = m->s;
     if (!n) fputs("<p class=note>metrics.jsonl has no records yet</p>\n", f);
     /* training health (docs/objective.md): say plainly when the objective did not learn */
-    int alarm_from = -1, ent = -1, dg = -1;
+    int alarm_from = -1, ent = -1, dg = -1, wt = -1, wc = -1;
     for (int k = 0; k < ns; k++) {
         if (!strcmp(s[k].name, "health/collapse_alarm"))
             for (int t = 0; t < n && alarm_from < 0; t++)
                 if (s[k].y[t] == 1) alarm_from = t;
         if (!strcmp(s[k].name, "health/dino_teacher_entropy")) ent = k;
         if (!strcmp(s[k].name, "loss/dino_global")) dg = k;
+        if (!strcmp(s[k].name, "health/dino_teacher_window_r2")) wt = k;
+        if (!strcmp(s[k].name, "health/cls_window_r2")) wc = k;
     }
     if (alarm_from >= 0)
         fprintf(f, "<p class=alarm><b>Training collapsed.</b> From step %.0f the teacher's DINO targets were uniform "
@@ -284,6 +286,13 @@ static void curves(FILE *f, const metrics *m) {
         fprintf(f, "<p class=note>training health: teacher target entropy %.3f ln K at the last logged step (1 = "
                    "uniform); DINO global loss %.4f; no collapse alarm.</p>\n",
                 s[ent].y[n - 1], dg >= 0 ? s[dg].y[n - 1] : NAN);
+    if (wt >= 0 && wc >= 0 && n && s[wt].y[n - 1] == s[wt].y[n - 1])
+        fprintf(f, "<p class=note>window shortcut: the CT window each global crop was drawn with explains %.0f%% of "
+                   "the variance of the teacher's DINO targets and %.0f%% of the teacher CLS at the last logged step "
+                   "(health/dino_teacher_window_r2, health/cls_window_r2; about 1/(2 x batch) when they ignore the "
+                   "window). A large share means the DINO loss is learning which window an image got, not its "
+                   "anatomy (docs/objective.md).</p>\n",
+                100 * s[wt].y[n - 1], 100 * s[wc].y[n - 1]);
     device_health(f, s, ns, n);
     if (n) {
         /* a key that is the same number at every logged step (a disabled loss at 0, a fixed

@@ -960,7 +960,7 @@ double dx_group_r2(const float *x, const int32_t *g, int n, int D) {
     return total > 0 ? between / total : 0;
 }
 
-/* dx_group_r2 of the teacher CLS [G, D] (backend memory) by the crops' windows */
+/* dx_group_r2 of rows [G, D] in backend memory (teacher CLS or targets) by the crops' windows */
 static double window_r2(dx_backend *be, const float *cls, const int32_t *window, int G, int D) {
     if (!window) return NAN;
     float *h = malloc(sizeof(float) * (size_t)G * D);
@@ -1003,6 +1003,7 @@ void dx_ssl_health_compute(const dx_ssl *s, dx_backend *be, const dx_ssl_sched *
     h->cls_erank = fs[1];
     h->cls_cos = fs[2];
     h->cls_window_r2 = window_r2(be, s->hd_t.x, window, G, D);
+    h->dino_t_window_r2 = window_r2(be, s->tgt_dino, window, G, Kd);
     const int T = s->t_glob.T, first = 1 + c->vit.registers;
     const float *t_out = s->t_out ? s->t_out : s->t_glob.out; /* all G crops' teacher tokens */
     h->patch_cos = lo->patch_cosine(be, t_out + (size_t)first * D, G, s->P, D, (size_t)T * D);

@@ -116,6 +116,8 @@ typedef struct dx_ssl_health {
     double last_layer_norm;     /* RMS row norm of the student's DINO prototypes */
     double cls_window_r2;       /* share of the teacher CLS variance that the global crops' base CT
                                  * window explains (one-way ANOVA R^2; NaN without windows) */
+    double dino_t_window_r2;    /* the same for the teacher's DINO targets [2B, K]: how much of
+                                 * what the DINO loss asks the student to predict is the window */
 } dx_ssl_health;
 
 typedef struct dx_ssl {

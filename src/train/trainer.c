@@ -654,7 +654,7 @@ agree:;
                 {"health/ibot_prototypes_used", h.ibot_t_used},
                 {"health/ibot_student_kl_uniform", h.ibot_s_kl_uniform},
                 {"health/cls_std", h.cls_std}, {"health/cls_erank", h.cls_erank}, {"health/cls_cos", h.cls_cos},
-                {"health/cls_window_r2", h.cls_window_r2},
+                {"health/cls_window_r2", h.cls_window_r2}, {"health/dino_teacher_window_r2", h.dino_t_window_r2},
                 {"health/patch_cos", h.patch_cos}, {"health/last_layer_norm", h.last_layer_norm},
                 {"health/collapse_alarm", 0}};
             const int n_mt = (int)(sizeof mt / sizeof mt[0]);

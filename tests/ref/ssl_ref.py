@@ -179,7 +179,7 @@ def ssl_step(student, teacher, gram_backbone, opt, batch, sched, cfg, autocast_b
 
 HEALTH_ORDER = ["dino_t_entropy", "dino_t_mean_entropy", "dino_t_used", "dino_t_agree", "dino_s_kl_uniform",
                 "ibot_t_entropy", "ibot_t_used", "ibot_s_kl_uniform", "cls_std", "cls_erank", "cls_cos",
-                "patch_cos", "last_layer_norm", "cls_window_r2"]
+                "patch_cos", "last_layer_norm", "cls_window_r2", "dino_t_window_r2"]
 
 
 def health(info, student, cfg, window):
@@ -188,8 +188,9 @@ def health(info, student, cfg, window):
     of ln K, prototypes that are some row's argmax, cross-crop argmax agreement, KL(student
     || uniform), teacher CLS spread / effective rank / mean cosine, patch cosine, and the
     RMS row norm of the student's DINO prototypes after the step, and the share of the teacher
-    CLS variance explained by the global crops' CT window (window: [2B] integer groups), as
-    1 - within-group / total sum of squares. Order: HEALTH_ORDER."""
+    CLS variance and of the DINO targets' variance explained by the global crops' CT window
+    (window: [2B] integer groups), as 1 - within-group / total sum of squares. Order:
+    HEALTH_ORDER."""
     def ent(P):
         P = P / P.sum(-1, keepdim=True)
         return -(P * torch.where(P > 0, P.log(), torch.zeros_like(P))).sum(-1)
@@ -210,8 +211,9 @@ def health(info, student, cfg, window):
     P = zp.shape[1]
     pc = ((zp.sum(1).pow(2).sum(-1) - P) / (P * (P - 1))).mean()
     W = student.dino_head.last_layer.weight
-    gmean = torch.stack([x[window == k].mean(0) for k in range(int(window.max()) + 1)])
-    within = (x - gmean[window]).pow(2).sum()
+    def window_r2(v):  # 1 - within-group / total sum of squares
+        gmean = torch.stack([v[window == k].mean(0) for k in range(int(window.max()) + 1)])
+        return 1 - (v - gmean[window]).pow(2).sum() / (v - v.mean(0)).pow(2).sum()
     out = {
         "dino_t_entropy": ent(T).mean() / math.log(K),
         "dino_t_mean_entropy": ent(T.mean(0, keepdim=True))[0] / math.log(K),
@@ -226,6 +228,7 @@ def health(info, student, cfg, window):
         "cls_cos": (z.sum(0).pow(2).sum() - n) / (n * (n - 1)),
         "patch_cos": pc,
         "last_layer_norm": (W.double().pow(2).sum() / W.shape[0]).sqrt(),
-        "cls_window_r2": 1 - within / xc.pow(2).sum(),
+        "cls_window_r2": window_r2(x),
+        "dino_t_window_r2": window_r2(T),
     }
     return [float(out[k]) for k in HEALTH_ORDER]
