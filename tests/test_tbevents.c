@@ -131,6 +131,8 @@ int main(void) {
         ok &= fabs(cJSON_GetObjectItem(j, "lr")->valuedouble - 1e-4 * lines) < 1e-12;
         ok &= cJSON_GetObjectItem(j, "time")->valuedouble > 1.6e9;
         ok &= cJSON_GetObjectItem(j, "mem/rss_mb")->valuedouble > 0.1;
+        cJSON *rf = cJSON_GetObjectItem(j, "mem/rss_file_mb");
+        ok &= rf && rf->valuedouble > 0 && rf->valuedouble <= cJSON_GetObjectItem(j, "mem/rss_mb")->valuedouble;
         cJSON *g = cJSON_GetObjectItem(j, "grad_norm");
         ok &= lines == 1 ? cJSON_IsNull(g) : (g && g->valuedouble == 2.0);
         cJSON_Delete(j);
@@ -184,5 +186,14 @@ int main(void) {
     dx_progress_format(line, sizeof line, &p);
     CHECK(strstr(line, "| ETA 0:09:00 |") != NULL, "ETA with --stop-at past the end: %s", line);
     CHECK(dx_rss_bytes() > 100000, "RSS from /proc/self/statm: %zu", dx_rss_bytes());
+    CHECK(dx_rss_file_bytes() > 0 && dx_rss_file_bytes() <= dx_rss_bytes(), "file-backed RSS %zu of %zu",
+          dx_rss_file_bytes(), dx_rss_bytes());
+    /* a run whose RSS is mostly the mapped store says so; a small file part is not mentioned (above) */
+    p.stop_at = 0, p.rss_bytes = (size_t)14600000000, p.rss_file_bytes = (size_t)13900000000;
+    dx_progress_format(line, sizeof line, &p);
+    CHECK(strstr(line, "| RSS 14600 MB (13900 MB of it mapped files)") != NULL, "mapped store in the RSS: %s", line);
+    p.rss_file_bytes = (size_t)90000000;
+    dx_progress_format(line, sizeof line, &p);
+    CHECK(strstr(line, "mapped") == NULL, "a small file part is not mentioned: %s", line);
     return dx_test_summary();
 }

@@ -195,7 +195,8 @@ dx_status dx_rundir_log(dx_rundir *rd, int64_t step, const dx_metric *m, int n, 
         else fputs(": null", rd->metrics);
     }
     size_t rss = dx_rss_bytes();
-    if (rss) fprintf(rd->metrics, ", \"mem/rss_mb\": %.1f", rss / 1e6); /* MB, as perf/rss_mb */
+    if (rss) fprintf(rd->metrics, ", \"mem/rss_mb\": %.1f, \"mem/rss_file_mb\": %.1f", rss / 1e6, /* MB, as perf/rss_mb */
+                     dx_rss_file_bytes() / 1e6);
     fputs("}\n", rd->metrics);
     if (fflush(rd->metrics) != 0 || ferror(rd->metrics))
         return dx_fail(err, DX_EIO, "write %s/metrics.jsonl: %s", rd->path, strerror(errno));
@@ -222,15 +223,19 @@ void dx_rundir_close(dx_rundir *rd) {
     rd->lock_fd = -1;
 }
 
-size_t dx_rss_bytes(void) {
+/* field i (0 size, 1 resident, 2 shared) of /proc/self/statm in bytes, 0 if unknown */
+static size_t statm_bytes(int i) {
     FILE *f = fopen("/proc/self/statm", "r");
     if (!f) return 0;
-    unsigned long long size = 0, rss = 0;
-    int ok = fscanf(f, "%llu %llu", &size, &rss) == 2;
+    unsigned long long v[3] = {0};
+    int ok = fscanf(f, "%llu %llu %llu", &v[0], &v[1], &v[2]) == 3;
     fclose(f);
     long page = sysconf(_SC_PAGESIZE);
-    return ok && page > 0 ? (size_t)rss * (size_t)page : 0;
+    return ok && page > 0 ? (size_t)v[i] * (size_t)page : 0;
 }
+
+size_t dx_rss_bytes(void) { return statm_bytes(1); }
+size_t dx_rss_file_bytes(void) { return statm_bytes(2); }
 
 static void fmt_hms(char *b, size_t n, double s) {
     if (!(s >= 0) || s > 1e9) {
@@ -260,7 +265,10 @@ const char *dx_progress_format(char *buf, size_t len, const dx_progress *p) {
     if (end < p->total) ADD(" | ETA %s to step %lld (--stop-at)", eta, (long long)end);
     else ADD(" | ETA %s", eta);
     size_t rss = p->rss_bytes ? p->rss_bytes : dx_rss_bytes();
+    size_t file = p->rss_bytes ? p->rss_file_bytes : dx_rss_file_bytes();
     ADD(" | RSS %.0f MB", rss / 1e6);
+    /* a training run maps the store: say when most of the RSS is those droppable pages */
+    if (file > rss / 4 && file > 100000000) ADD(" (%.0f MB of it mapped files)", file / 1e6);
 #undef ADD
     return buf;
 }

@@ -43,7 +43,7 @@ dx_status dx_rundir_check_new(const char *path, dx_err *err);
  * TensorBoard event file. */
 dx_status dx_rundir_open(dx_rundir *rd, const char *path, const dx_config *cfg, int resume, dx_err *err);
 /* Appends {"step": step, "time": unix seconds, name: value, ...,
- * "mem/rss_mb": resident MB} to metrics.jsonl (non-finite values as null)
+ * "mem/rss_mb": resident MB, "mem/rss_file_mb": its file-backed part} to metrics.jsonl (non-finite values as null)
  * and the finite caller values to the event file; both are flushed. */
 dx_status dx_rundir_log(dx_rundir *rd, int64_t step, const dx_metric *m, int n, dx_err *err);
 void dx_rundir_close(dx_rundir *rd);
@@ -51,6 +51,10 @@ void dx_rundir_close(dx_rundir *rd);
 
 /* Resident set size of this process in bytes (/proc/self/statm), 0 if unknown. */
 size_t dx_rss_bytes(void);
+/* The part of it that is file-backed or shared (statm's third field): chiefly
+ * the memory-mapped store's pages, which the kernel can drop at any time,
+ * unlike the process's own (anonymous) memory. 0 if unknown. */
+size_t dx_rss_file_bytes(void);
 
 typedef struct dx_progress {
     int64_t step, total;      /* step just finished (0-based) and total steps */
@@ -60,7 +64,8 @@ typedef struct dx_progress {
     double lr;
     const dx_metric *terms;   /* loss terms to show */
     int n_terms;
-    size_t rss_bytes;         /* 0 = read /proc/self/statm */
+    size_t rss_bytes;         /* 0 = read /proc/self/statm (and rss_file_bytes with it) */
+    size_t rss_file_bytes;    /* file-backed part of rss_bytes when that is given */
     int64_t stop_at;          /* > 0: the run stops at this step (--stop-at): the ETA counts to it */
 } dx_progress;
 
