@@ -39,7 +39,15 @@ bounded_wait() { # PID: its exit status, or 255 (after printing why and killing 
   wait "$1"
 }
 fail=0; stopped=0; early=0
+# The test's folder vanished mid-test in 2 of 4 fresh-clone CI runs (2026-12-08; every later run then
+# failed to open 'err'), never locally: name that case and what else was running, instead of 30 confusing lines.
+gone() {
+  echo "FAIL: this test's folder $work was removed while it ran (not by this test); processes then:"
+  ps -eo pid,ppid,etime,args 2>/dev/null | grep -v " ps -eo" | tail -40
+  exit 1
+}
 for i in $(seq 1 "$N"); do
+  [ -d "$work" ] || gone
   rm -rf r
   "$DINOX" train --quiet -c "$C" --store store --out r "${SET[@]}" 2>err &
   pid=$!
