@@ -182,6 +182,18 @@ static void json_string(FILE *f, const char *s) {
     fputc('"', f);
 }
 
+/* resident and shared (file-backed) bytes from one read of /proc/self/statm; 0 if unknown */
+static void statm_read(size_t *rss, size_t *file) {
+    *rss = *file = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f) return;
+    unsigned long long v[3] = {0};
+    int ok = fscanf(f, "%llu %llu %llu", &v[0], &v[1], &v[2]) == 3;
+    fclose(f);
+    long page = sysconf(_SC_PAGESIZE);
+    if (ok && page > 0) *rss = (size_t)v[1] * (size_t)page, *file = (size_t)v[2] * (size_t)page;
+}
+
 dx_status dx_rundir_log(dx_rundir *rd, int64_t step, const dx_metric *m, int n, dx_err *err) {
     if (!rd->metrics) return dx_fail(err, DX_EINVAL, "run dir is not open");
     struct timespec ts;
@@ -194,9 +206,9 @@ dx_status dx_rundir_log(dx_rundir *rd, int64_t step, const dx_metric *m, int n, 
         if (isfinite(m[i].value)) fprintf(rd->metrics, ": %.9g", m[i].value);
         else fputs(": null", rd->metrics);
     }
-    size_t rss = dx_rss_bytes();
-    if (rss) fprintf(rd->metrics, ", \"mem/rss_mb\": %.1f, \"mem/rss_file_mb\": %.1f", rss / 1e6, /* MB, as perf/rss_mb */
-                     dx_rss_file_bytes() / 1e6);
+    size_t rss, file;
+    statm_read(&rss, &file);
+    if (rss) fprintf(rd->metrics, ", \"mem/rss_mb\": %.1f, \"mem/rss_file_mb\": %.1f", rss / 1e6, file / 1e6); /* MB, as perf/rss_mb */
     fputs("}\n", rd->metrics);
     if (fflush(rd->metrics) != 0 || ferror(rd->metrics))
         return dx_fail(err, DX_EIO, "write %s/metrics.jsonl: %s", rd->path, strerror(errno));
@@ -223,19 +235,16 @@ void dx_rundir_close(dx_rundir *rd) {
     rd->lock_fd = -1;
 }
 
-/* field i (0 size, 1 resident, 2 shared) of /proc/self/statm in bytes, 0 if unknown */
-static size_t statm_bytes(int i) {
-    FILE *f = fopen("/proc/self/statm", "r");
-    if (!f) return 0;
-    unsigned long long v[3] = {0};
-    int ok = fscanf(f, "%llu %llu %llu", &v[0], &v[1], &v[2]) == 3;
-    fclose(f);
-    long page = sysconf(_SC_PAGESIZE);
-    return ok && page > 0 ? (size_t)v[i] * (size_t)page : 0;
+size_t dx_rss_bytes(void) {
+    size_t rss, file;
+    statm_read(&rss, &file);
+    return rss;
 }
-
-size_t dx_rss_bytes(void) { return statm_bytes(1); }
-size_t dx_rss_file_bytes(void) { return statm_bytes(2); }
+size_t dx_rss_file_bytes(void) {
+    size_t rss, file;
+    statm_read(&rss, &file);
+    return file;
+}
 
 static void fmt_hms(char *b, size_t n, double s) {
     if (!(s >= 0) || s > 1e9) {
@@ -264,8 +273,8 @@ const char *dx_progress_format(char *buf, size_t len, const dx_progress *p) {
     fmt_hms(eta, sizeof eta, did > 0 ? p->elapsed_s / did * (double)(end > done ? end - done : 0) : -1);
     if (end < p->total) ADD(" | ETA %s to step %lld (--stop-at)", eta, (long long)end);
     else ADD(" | ETA %s", eta);
-    size_t rss = p->rss_bytes ? p->rss_bytes : dx_rss_bytes();
-    size_t file = p->rss_bytes ? p->rss_file_bytes : dx_rss_file_bytes();
+    size_t rss = p->rss_bytes, file = p->rss_file_bytes;
+    if (!rss) statm_read(&rss, &file);
     ADD(" | RSS %.0f MB", rss / 1e6);
     /* a training run maps the store: say when most of the RSS is those droppable pages */
     if (file > rss / 4 && file > 100000000) ADD(" (%.0f MB of it mapped files)", file / 1e6);
